@@ -1,0 +1,130 @@
+//! [`Api`]: every operation of OctoStore for one user. The embedded [`Session`](crate::Session)
+//! implements it, and so does the remote client of `octostore-http`, so a program moves
+//! from embedded to remote by changing the one line that makes its `impl Api`.
+
+use serde_json::Value;
+
+use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
+use crate::config::{ConfigEntry, ConfigSummary, ConfigVersion};
+use crate::error::Result;
+use crate::flag::Flag;
+use crate::lock::{Lease, LeaseId, LockGrant, LockStatus};
+use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Subject};
+use crate::rate_limit::{Decision, LimitSummary};
+
+/// The operations of the OctoStore API, as one user.
+pub trait Api {
+    /// Takes the lock for `ttl`, or returns the caller's live lease unchanged if the same
+    /// (user, `client_id`) already holds it. Held by anyone else: [`Error::LockHeld`](crate::Error::LockHeld).
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// # let bob = store.session(store.create_user(&Login::parse("bob")?)?);
+    /// let name = LockName::parse("deploy")?;
+    /// let ttl = Ttl::seconds(60)?;
+    /// let first = alice.acquire(&name, ttl, None)?;
+    /// assert_eq!(first.status, AcquireStatus::Acquired);
+    /// assert_eq!(alice.acquire(&name, ttl, None)?.status, AcquireStatus::Held);
+    /// assert!(matches!(bob.acquire(&name, ttl, None), Err(Error::LockHeld { .. })));
+    ///
+    /// alice.release(&name, first.lease.lease_id)?;
+    /// let second = bob.acquire(&name, ttl, None)?;
+    /// assert!(second.lease.fencing_token > first.lease.fencing_token);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn acquire(&self, name: &LockName, ttl: Ttl, client_id: Option<&ClientId>)
+        -> Result<LockGrant>;
+    /// Ends the caller's live lease `lease_id` on the lock; otherwise
+    /// [`Error::NotFound`](crate::Error::NotFound).
+    fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()>;
+    /// Extends the caller's live lease to `now + ttl`, keeping its fencing token.
+    fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease>;
+    /// Who holds the lock, if anyone.
+    fn lock_status(&self, name: &LockName) -> Result<LockStatus>;
+    /// The caller's live leases, by lock name.
+    fn locks(&self) -> Result<Vec<Lease>>;
+
+    /// Counts one request against the caller's limit `name` if `policy` allows it. A denial
+    /// is a [`Decision`] with `allowed: false`, not an error.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let name = LimitName::parse("emails")?;
+    /// let policy = RatePolicy::new(2, 60)?; // 2 per minute
+    /// assert!(alice.check(&name, policy)?.allowed);
+    /// assert!(alice.check(&name, policy)?.allowed);
+    /// let denied = alice.check(&name, policy)?;
+    /// assert!(!denied.allowed);
+    /// assert_eq!(denied.remaining, 0);
+    /// assert!(denied.retry_after_seconds.unwrap() >= 59);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision>;
+    /// The limit's state, without counting a request; unknown limit: not found.
+    fn limit_status(&self, name: &LimitName) -> Result<Decision>;
+    /// Forgets the limit.
+    fn reset_limit(&self, name: &LimitName) -> Result<()>;
+    /// The caller's limits, by name.
+    fn limits(&self) -> Result<Vec<LimitSummary>>;
+
+    /// Creates or replaces the flag; `percentage: None` means everyone when enabled.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let name = FlagName::parse("new-checkout")?;
+    /// alice.set_flag(&name, true, Some(Percentage::new(25)?))?;
+    /// let subjects = (0..1000).map(|i| Subject::parse(&format!("user-{i}")).unwrap());
+    /// let on = subjects.filter(|s| alice.evaluate_flag(&name, Some(s)).unwrap()).count();
+    /// assert!((200..300).contains(&on));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn set_flag(
+        &self,
+        name: &FlagName,
+        enabled: bool,
+        percentage: Option<Percentage>,
+    ) -> Result<Flag>;
+    /// Whether the flag is on for `subject` (default: the caller's login).
+    fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool>;
+    /// Deletes the flag.
+    fn delete_flag(&self, name: &FlagName) -> Result<()>;
+    /// The caller's flags, by name.
+    fn flags(&self) -> Result<Vec<Flag>>;
+
+    /// Stores `value` as the key's next version. A `description` of `None` keeps the previous
+    /// version's; an empty one clears it.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("db.pool_size")?;
+    /// alice.put_config(&key, serde_json::json!(10), None)?;
+    /// let second = alice.put_config(&key, serde_json::json!(20), None)?;
+    /// assert_eq!(second.version, 2);
+    /// assert_eq!(alice.get_config(&key, Some(1))?.value, serde_json::json!(10));
+    /// assert_eq!(alice.config_history(&key)?.len(), 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn put_config(
+        &self,
+        key: &ConfigKey,
+        value: Value,
+        description: Option<Description>,
+    ) -> Result<ConfigEntry>;
+    /// The latest version of the key, or version `version`; a version that does not exist
+    /// (0, negative, pruned, not yet written) is not found.
+    fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry>;
+    /// The key's kept versions, oldest first.
+    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>>;
+    /// Deletes the key and its history.
+    fn delete_config(&self, key: &ConfigKey) -> Result<()>;
+    /// The caller's keys, by key.
+    fn configs(&self) -> Result<Vec<ConfigSummary>>;
+}

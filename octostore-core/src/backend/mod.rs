@@ -1,0 +1,143 @@
+//! Storage: what a backend must do, and the backends.
+//!
+//! A backend keeps records and runs each operation as one atomic transaction; it knows no
+//! rule. The rules (expiry, fencing, windows, bucketing, versions, quotas) are functions over
+//! a [`Tx`] in the primitive modules, so every backend behaves the same by construction.
+//!
+//! Duties of every implementor:
+//! - [`Backend::transact`] runs `op` so that no other transaction, in this process or any
+//!   other sharing the storage, observes its writes partially or interleaves with it
+//!   (serializable isolation). It may run `op` more than once (to retry a conflict); only
+//!   the last run's writes may persist, and if `op` fails none may.
+//! - Once `transact` returns `Ok`, the writes are as durable as the backend promises.
+//! - Fencing tokens from [`Tx::next_fencing_token`] are strictly greater than every token the
+//!   storage ever handed out, committed or not.
+//! - Records come back exactly as they were put.
+
+pub mod memory;
+
+use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::config::{ConfigHead, ConfigVersion};
+use crate::error::Result;
+use crate::flag::Flag;
+use crate::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::lock::{FencingToken, Lease};
+use crate::names::{ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::rate_limit::LimitRecord;
+
+/// A storage engine.
+pub trait Backend: Send + Sync {
+    /// Runs `op` as one atomic, isolated transaction (see the module docs for the duties).
+    /// `clock` is the store's; a backend that keeps time for several nodes may answer
+    /// [`Tx::now`] from its own instead.
+    fn transact(
+        &self,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()>;
+}
+
+/// The reads and writes one transaction may make. Owner-scoped records are keyed by
+/// (owner, name); locks by name alone.
+///
+/// Rules make every check before their first write, so a backend without rollback (the
+/// memory one, which cannot fail) stays consistent.
+pub trait Tx {
+    /// The instant this transaction runs at; every rule reads time only from here.
+    fn now(&mut self) -> Result<DateTime<Utc>>;
+
+    /// The user with this id.
+    fn user(&mut self, id: UserId) -> Result<Option<User>>;
+    /// The user with this login, compared regardless of case.
+    fn user_by_login(&mut self, login: &Login) -> Result<Option<User>>;
+    /// The user signed in with this GitHub id.
+    fn user_by_github_id(&mut self, github_id: u64) -> Result<Option<User>>;
+    /// Inserts or replaces the user with `user.id`.
+    fn put_user(&mut self, user: &User) -> Result<()>;
+    /// All users, in no particular order.
+    fn users(&mut self) -> Result<Vec<User>>;
+
+    /// The token with this hash.
+    fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>>;
+    /// Stores a token.
+    fn put_token(&mut self, token: &TokenRecord) -> Result<()>;
+    /// Deletes the token with this hash; whether it existed.
+    fn delete_token(&mut self, hash: &TokenHash) -> Result<bool>;
+    /// The user's tokens.
+    fn tokens_of(&mut self, user: UserId) -> Result<Vec<TokenRecord>>;
+
+    /// The lease stored for the lock, live or not.
+    fn lease(&mut self, name: &LockName) -> Result<Option<Lease>>;
+    /// Inserts or replaces the lease of `lease.name`.
+    fn put_lease(&mut self, lease: &Lease) -> Result<()>;
+    /// Deletes the lease of the lock, if any.
+    fn delete_lease(&mut self, name: &LockName) -> Result<()>;
+    /// The owner's stored leases, live or not.
+    fn leases_of(&mut self, owner: UserId) -> Result<Vec<Lease>>;
+    /// How many leases the owner has stored, live or not.
+    fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
+    /// Keeps the leases for which `keep` is true, deletes the others; how many it deleted.
+    fn retain_leases(&mut self, keep: &mut dyn FnMut(&Lease) -> bool) -> Result<usize>;
+    /// A fencing token greater than every one issued before.
+    fn next_fencing_token(&mut self) -> Result<FencingToken>;
+
+    /// The owner's limit.
+    fn limit(&mut self, owner: UserId, name: &LimitName) -> Result<Option<LimitRecord>>;
+    /// Inserts or replaces the owner's limit.
+    fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()>;
+    /// Deletes the owner's limit; whether it existed.
+    fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool>;
+    /// The owner's limits.
+    fn limits_of(&mut self, owner: UserId) -> Result<Vec<(LimitName, LimitRecord)>>;
+    /// How many limits the owner has.
+    fn count_limits_of(&mut self, owner: UserId) -> Result<usize>;
+    /// Keeps the limits for which `keep` is true, deletes the others; how many it deleted.
+    fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize>;
+
+    /// The owner's flag.
+    fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>>;
+    /// Inserts or replaces the owner's flag `flag.name`.
+    fn put_flag(&mut self, owner: UserId, flag: &Flag) -> Result<()>;
+    /// Deletes the owner's flag; whether it existed.
+    fn delete_flag(&mut self, owner: UserId, name: &FlagName) -> Result<bool>;
+    /// The owner's flags.
+    fn flags_of(&mut self, owner: UserId) -> Result<Vec<Flag>>;
+    /// How many flags the owner has.
+    fn count_flags_of(&mut self, owner: UserId) -> Result<usize>;
+
+    /// The head of the owner's key.
+    fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>>;
+    /// Inserts or replaces the head of the owner's key.
+    fn put_config_head(&mut self, owner: UserId, key: &ConfigKey, head: &ConfigHead) -> Result<()>;
+    /// One stored version of the owner's key.
+    fn config_version(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<ConfigVersion>>;
+    /// Stores a version of the owner's key.
+    fn put_config_version(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: &ConfigVersion,
+    ) -> Result<()>;
+    /// Deletes the key's versions numbered below `version`.
+    fn delete_config_versions_before(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<()>;
+    /// All stored versions of the key, in any order.
+    fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>>;
+    /// Deletes the key's head and all its versions; whether it existed.
+    fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool>;
+    /// The heads of all the owner's keys.
+    fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>>;
+    /// How many keys the owner has.
+    fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
+}

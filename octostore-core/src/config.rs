@@ -1,0 +1,236 @@
+//! The versioned config store: every put of a key stores version `latest + 1`.
+//!
+//! Each version keeps its own value, description and `created_at`; the newest
+//! [`Settings::config_history`](crate::Settings) versions are kept and older ones pruned.
+//! A put without a description carries the previous version's over; an empty one clears it.
+//! Deleting a key deletes its history, and a later put starts again at version 1.
+
+use std::io;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::backend::Tx;
+use crate::bounds::Description;
+use crate::error::{Error, Resource, Result};
+use crate::identity::UserId;
+use crate::names::ConfigKey;
+use crate::store::Settings;
+
+/// What a backend stores for a key, beside its versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigHead {
+    /// The newest version.
+    pub latest: u64,
+    /// The oldest version still kept.
+    pub oldest: u64,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One stored version of a key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigVersion {
+    /// 1 for the key's first put, then one more for each put.
+    pub version: u64,
+    /// The value.
+    pub value: Value,
+    /// What the value is for.
+    pub description: Option<String>,
+    /// When this version was put.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A key at one version, as a get answers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigEntry {
+    /// The key.
+    pub key: ConfigKey,
+    /// The version's value.
+    pub value: Value,
+    /// The version's description.
+    pub description: Option<String>,
+    /// The version.
+    pub version: u64,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+    /// When this version was put.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A key as a list shows it: its latest version without the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSummary {
+    /// The key.
+    pub key: ConfigKey,
+    /// The latest version's description.
+    pub description: Option<String>,
+    /// The latest version.
+    pub version: u64,
+    /// When the key was created.
+    pub created_at: DateTime<Utc>,
+    /// When the latest version was put.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Counts bytes written, so a value's JSON size is known without building the text.
+struct ByteCount(usize);
+
+impl io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The size of `value` as compact JSON, in bytes.
+pub fn json_size(value: &Value) -> usize {
+    let mut count = ByteCount(0);
+    serde_json::to_writer(&mut count, value).expect("counting cannot fail");
+    count.0
+}
+
+fn entry(key: &ConfigKey, head: &ConfigHead, version: ConfigVersion) -> ConfigEntry {
+    ConfigEntry {
+        key: key.clone(),
+        value: version.value,
+        description: version.description,
+        version: version.version,
+        created_at: head.created_at,
+        updated_at: version.created_at,
+    }
+}
+
+fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead> {
+    tx.config_head(owner, key)?
+        .ok_or_else(|| Error::not_found(Resource::Config, key))
+}
+
+fn stored_version(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    key: &ConfigKey,
+    version: u64,
+) -> Result<ConfigVersion> {
+    tx.config_version(owner, key, version)?
+        .ok_or_else(|| Error::Storage(format!("config {key} lost its version {version}")))
+}
+
+pub(crate) fn put(
+    tx: &mut dyn Tx,
+    now: DateTime<Utc>,
+    settings: &Settings,
+    owner: UserId,
+    key: &ConfigKey,
+    value: Value,
+    description: Option<Description>,
+) -> Result<ConfigEntry> {
+    let size = json_size(&value);
+    if size > settings.config_value_max_bytes {
+        return Err(Error::TooLarge {
+            field: "value",
+            size,
+            limit: settings.config_value_max_bytes,
+        });
+    }
+    let (head, description) = match tx.config_head(owner, key)? {
+        Some(head) => {
+            let description = match description {
+                Some(d) => Some(d.as_str().to_owned()),
+                None => stored_version(tx, owner, key, head.latest)?.description,
+            };
+            let latest = head.latest + 1;
+            let oldest = head
+                .oldest
+                .max((latest + 1).saturating_sub(settings.config_history as u64));
+            (
+                ConfigHead {
+                    latest,
+                    oldest,
+                    ..head
+                },
+                description,
+            )
+        }
+        None if tx.count_configs_of(owner)? >= settings.quotas.configs => {
+            return Err(Error::QuotaExceeded {
+                what: Resource::Config,
+                limit: settings.quotas.configs,
+            })
+        }
+        None => {
+            let head = ConfigHead {
+                latest: 1,
+                oldest: 1,
+                created_at: now,
+            };
+            (head, description.map(|d| d.as_str().to_owned()))
+        }
+    };
+    let version = ConfigVersion {
+        version: head.latest,
+        value,
+        description: description.filter(|d| !d.is_empty()),
+        created_at: now,
+    };
+    tx.put_config_version(owner, key, &version)?;
+    tx.put_config_head(owner, key, &head)?;
+    tx.delete_config_versions_before(owner, key, head.oldest)?;
+    Ok(entry(key, &head, version))
+}
+
+pub(crate) fn get(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    key: &ConfigKey,
+    version: Option<i64>,
+) -> Result<ConfigEntry> {
+    let head = head_of(tx, owner, key)?;
+    let wanted = match version {
+        None => head.latest,
+        Some(v) => u64::try_from(v)
+            .ok()
+            .filter(|v| (head.oldest..=head.latest).contains(v))
+            .ok_or_else(|| Error::not_found(Resource::ConfigVersion, format!("{key}@{v}")))?,
+    };
+    let version = stored_version(tx, owner, key, wanted)?;
+    Ok(entry(key, &head, version))
+}
+
+pub(crate) fn history(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    key: &ConfigKey,
+) -> Result<Vec<ConfigVersion>> {
+    head_of(tx, owner, key)?;
+    let mut versions = tx.config_versions(owner, key)?;
+    versions.sort_by_key(|v| v.version);
+    Ok(versions)
+}
+
+pub(crate) fn delete(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<()> {
+    if tx.delete_config(owner, key)? {
+        Ok(())
+    } else {
+        Err(Error::not_found(Resource::Config, key))
+    }
+}
+
+pub(crate) fn list(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<ConfigSummary>> {
+    let mut summaries = Vec::new();
+    for (key, head) in tx.config_heads_of(owner)? {
+        let latest = stored_version(tx, owner, &key, head.latest)?;
+        summaries.push(ConfigSummary {
+            key,
+            description: latest.description,
+            version: head.latest,
+            created_at: head.created_at,
+            updated_at: latest.created_at,
+        });
+    }
+    summaries.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(summaries)
+}

@@ -1,0 +1,54 @@
+//! OctoStore's core: distributed locks with fencing tokens, sliding-window rate limits,
+//! feature flags with percentage rollouts and a versioned config store, as a synchronous
+//! library with no async runtime.
+//!
+//! ```
+//! use octostore_core::{Api, LimitName, Login, RatePolicy, Store};
+//!
+//! let store = Store::in_memory();
+//! let me = store.session(store.local_user(&Login::parse("worker")?)?);
+//! let decision = me.check(&LimitName::parse("api")?, RatePolicy::new(100, 60)?)?;
+//! assert!(decision.allowed);
+//! assert_eq!(decision.remaining, 99);
+//! # Ok::<(), octostore_core::Error>(())
+//! ```
+//!
+//! # Layout
+//! - [`Store`] (`store.rs`) is the facade: a backend, a [`Clock`] and [`Settings`]. Each
+//!   operation is one call to [`Backend::transact`]. [`Session`] is the store acting for one
+//!   user and implements [`Api`], the operations a remote client offers too.
+//! - The rules live once, in one module per primitive, as functions over a [`Tx`] and the
+//!   transaction's `now`: `lock.rs`, `rate_limit.rs`, `flag.rs`, `config.rs`, and
+//!   `identity.rs` for users and tokens.
+//! - [`names`] and [`bounds`] make validated values; an invalid name never reaches a rule.
+//! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
+//!   keep records and know no rule.
+//! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod backend;
+pub mod bounds;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod flag;
+pub mod identity;
+pub mod lock;
+pub mod names;
+pub mod rate_limit;
+pub mod store;
+
+pub use api::Api;
+pub use backend::memory::MemoryBackend;
+pub use backend::{Backend, Tx};
+pub use bounds::{Description, Percentage, RatePolicy, Ttl};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
+pub use error::{Error, Resource, Result};
+pub use flag::{bucket as flag_bucket, Flag};
+pub use identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};
+pub use lock::{AcquireStatus, FencingToken, Lease, LeaseId, LockGrant, LockStatus};
+pub use names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+pub use rate_limit::{Decision, LimitRecord, LimitSummary};
+pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};

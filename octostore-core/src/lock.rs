@@ -1,0 +1,218 @@
+//! Locks: leases with a TTL and store-wide fencing tokens.
+//!
+//! A lease is live while `now < expires_at`, exactly, whether or not a sweep has run. A lease
+//! belongs to (user, client id): the same pair acquiring again gets the lease it holds;
+//! anyone else gets [`Error::LockHeld`]. Every new lease takes the next fencing token of the
+//! store, so tokens order all acquisitions of all locks.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::backend::Tx;
+use crate::bounds::Ttl;
+use crate::error::{Error, Resource, Result};
+use crate::identity::{User, UserId};
+use crate::names::{ClientId, LockName, Login};
+
+/// Identifies one lease; needed to release or renew it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LeaseId(pub Uuid);
+
+impl fmt::Display for LeaseId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A number that grows with every lease the store grants. A resource guarded by a lock
+/// rejects writes carrying a token smaller than one it has already seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FencingToken(pub u64);
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The right, until `expires_at`, to act as the holder of a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lock.
+    pub name: LockName,
+    /// Whose lease it is.
+    pub owner: UserId,
+    /// Which of the owner's processes holds it, if it said.
+    pub client_id: Option<ClientId>,
+    /// The lease's id.
+    pub lease_id: LeaseId,
+    /// The fencing token granted with the lease; renewals keep it.
+    pub fencing_token: FencingToken,
+    /// The instant the lease ends unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Lease {
+    /// Whether the lease still holds at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// Whether [`acquire`](crate::Api::acquire) made a new lease or found the caller's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AcquireStatus {
+    /// A new lease with a new fencing token.
+    Acquired,
+    /// The caller already held the lock; the lease is unchanged.
+    Held,
+}
+
+/// The answer to a successful acquire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockGrant {
+    /// New or existing.
+    pub status: AcquireStatus,
+    /// The caller's lease.
+    pub lease: Lease,
+}
+
+/// Who, if anyone, holds a lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockStatus {
+    /// A live lease exists.
+    Held {
+        /// The lease.
+        lease: Lease,
+        /// The holder's login.
+        holder: Login,
+    },
+    /// Nobody holds the lock.
+    Available,
+}
+
+fn holder_login(tx: &mut dyn Tx, owner: UserId) -> Result<Login> {
+    tx.user(owner)?
+        .map(|user| user.login)
+        .ok_or_else(|| Error::Storage(format!("lease owner {owner} has no user record")))
+}
+
+pub(crate) fn acquire(
+    tx: &mut dyn Tx,
+    now: DateTime<Utc>,
+    quota: usize,
+    caller: &User,
+    name: &LockName,
+    ttl: Ttl,
+    client_id: Option<&ClientId>,
+) -> Result<LockGrant> {
+    if let Some(lease) = tx.lease(name)?.filter(|l| l.is_live(now)) {
+        if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
+            return Ok(LockGrant {
+                status: AcquireStatus::Held,
+                lease,
+            });
+        }
+        return Err(Error::LockHeld {
+            name: name.clone(),
+            holder: holder_login(tx, lease.owner)?,
+            expires_at: lease.expires_at,
+        });
+    }
+    check_quota(tx, now, quota, caller.id)?;
+    let lease = Lease {
+        name: name.clone(),
+        owner: caller.id,
+        client_id: client_id.cloned(),
+        lease_id: LeaseId(Uuid::new_v4()),
+        fencing_token: tx.next_fencing_token()?,
+        expires_at: now + ttl.duration(),
+    };
+    tx.put_lease(&lease)?;
+    Ok(LockGrant {
+        status: AcquireStatus::Acquired,
+        lease,
+    })
+}
+
+/// Dead leases still count in the store until deleted, so only when the raw count reaches
+/// the quota are the owner's leases read, the dead ones deleted, and the live ones counted.
+fn check_quota(tx: &mut dyn Tx, now: DateTime<Utc>, quota: usize, owner: UserId) -> Result<()> {
+    if tx.count_leases_of(owner)? < quota {
+        return Ok(());
+    }
+    let mut live = 0;
+    for lease in tx.leases_of(owner)? {
+        if lease.is_live(now) {
+            live += 1;
+        } else {
+            tx.delete_lease(&lease.name)?;
+        }
+    }
+    if live >= quota {
+        return Err(Error::QuotaExceeded {
+            what: Resource::Lock,
+            limit: quota,
+        });
+    }
+    Ok(())
+}
+
+fn own_live_lease(
+    tx: &mut dyn Tx,
+    now: DateTime<Utc>,
+    caller: &User,
+    name: &LockName,
+    lease_id: LeaseId,
+) -> Result<Lease> {
+    tx.lease(name)?
+        .filter(|l| l.is_live(now) && l.owner == caller.id && l.lease_id == lease_id)
+        .ok_or_else(|| Error::not_found(Resource::Lock, name))
+}
+
+pub(crate) fn release(
+    tx: &mut dyn Tx,
+    now: DateTime<Utc>,
+    caller: &User,
+    name: &LockName,
+    lease_id: LeaseId,
+) -> Result<()> {
+    own_live_lease(tx, now, caller, name, lease_id)?;
+    tx.delete_lease(name)
+}
+
+pub(crate) fn renew(
+    tx: &mut dyn Tx,
+    now: DateTime<Utc>,
+    caller: &User,
+    name: &LockName,
+    lease_id: LeaseId,
+    ttl: Ttl,
+) -> Result<Lease> {
+    let mut lease = own_live_lease(tx, now, caller, name, lease_id)?;
+    lease.expires_at = now + ttl.duration();
+    tx.put_lease(&lease)?;
+    Ok(lease)
+}
+
+pub(crate) fn status(tx: &mut dyn Tx, now: DateTime<Utc>, name: &LockName) -> Result<LockStatus> {
+    match tx.lease(name)?.filter(|l| l.is_live(now)) {
+        Some(lease) => Ok(LockStatus::Held {
+            holder: holder_login(tx, lease.owner)?,
+            lease,
+        }),
+        None => Ok(LockStatus::Available),
+    }
+}
+
+pub(crate) fn list(tx: &mut dyn Tx, now: DateTime<Utc>, owner: UserId) -> Result<Vec<Lease>> {
+    let mut leases: Vec<Lease> = tx
+        .leases_of(owner)?
+        .into_iter()
+        .filter(|l| l.is_live(now))
+        .collect();
+    leases.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(leases)
+}

@@ -1,0 +1,444 @@
+//! The facade: a [`Store`] joins a backend, a clock and [`Settings`], and runs each operation
+//! as one transaction of the backend; a [`Session`] is the store acting for one user.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::api::Api;
+use crate::backend::memory::MemoryBackend;
+use crate::backend::{Backend, Tx};
+use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
+use crate::clock::{Clock, SystemClock};
+use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
+use crate::error::Result;
+use crate::flag::{self, Flag};
+use crate::identity::{self, Token, TokenRecord, User, UserId};
+use crate::lock::{self, Lease, LeaseId, LockGrant, LockStatus};
+use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+use crate::rate_limit::{self, Decision, LimitSummary};
+
+/// How many of each thing one user may own at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// Live leases.
+    pub locks: usize,
+    /// Rate limits.
+    pub limits: usize,
+    /// Feature flags.
+    pub flags: usize,
+    /// Config keys.
+    pub configs: usize,
+}
+
+impl Default for Quotas {
+    /// 1 000 of each.
+    fn default() -> Self {
+        Self {
+            locks: 1_000,
+            limits: 1_000,
+            flags: 1_000,
+            configs: 1_000,
+        }
+    }
+}
+
+/// The store's adjustable bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// Per-user quotas.
+    pub quotas: Quotas,
+    /// How many versions of a config key are kept (at least 1; default 1 000).
+    pub config_history: usize,
+    /// The largest config value, as compact JSON (default 64 KiB).
+    pub config_value_max_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            quotas: Quotas::default(),
+            config_history: 1_000,
+            config_value_max_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// What a [`Store::sweep`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired leases.
+    pub leases: usize,
+    /// Limits that counted nothing in their window.
+    pub limits: usize,
+}
+
+/// OctoStore: locks, rate limits, flags and configs over one backend. Cheap to clone; the
+/// clones share the backend.
+///
+/// ```
+/// use octostore_core::{Api, LockName, Login, Store, Ttl};
+///
+/// let store = Store::in_memory();
+/// let alice = store.create_user(&Login::parse("alice")?)?;
+/// let token = store.issue_token(alice.id)?;
+///
+/// // A server authenticates each request's bearer token...
+/// let session = store.authenticate(token.expose())?;
+/// // ...and acts as that user.
+/// let grant = session.acquire(&LockName::parse("deploy")?, Ttl::seconds(60)?, None)?;
+/// assert_eq!(grant.lease.fencing_token.0, 1);
+/// # Ok::<(), octostore_core::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Box<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+/// Builds a [`Store`] from parts; every part has a default.
+pub struct StoreBuilder {
+    backend: Box<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    settings: Settings,
+}
+
+impl Default for StoreBuilder {
+    fn default() -> Self {
+        Self {
+            backend: Box::new(MemoryBackend::new()),
+            clock: Arc::new(SystemClock),
+            settings: Settings::default(),
+        }
+    }
+}
+
+impl StoreBuilder {
+    /// Stores in `backend` (default: memory).
+    pub fn backend(mut self, backend: impl Backend + 'static) -> Self {
+        self.backend = Box::new(backend);
+        self
+    }
+
+    /// Reads time from `clock` (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Applies `settings` (default: [`Settings::default`]).
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The store.
+    pub fn build(self) -> Store {
+        let settings = Settings {
+            config_history: self.settings.config_history.max(1),
+            ..self.settings
+        };
+        Store {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                clock: self.clock,
+                settings,
+            }),
+        }
+    }
+}
+
+impl Store {
+    /// A store in this process's memory, on the system clock.
+    pub fn in_memory() -> Self {
+        Self::builder().build()
+    }
+
+    /// A store in memory on `clock`: the twin of [`in_memory`](Self::in_memory) for tests.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use chrono::Duration;
+    /// use octostore_core::{Api, LockName, LockStatus, Login, ManualClock, Store, Ttl};
+    ///
+    /// let clock = Arc::new(ManualClock::default());
+    /// let store = Store::in_memory_with_clock(clock.clone());
+    /// let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let name = LockName::parse("nightly-job")?;
+    /// alice.acquire(&name, Ttl::seconds(30)?, None)?;
+    ///
+    /// clock.advance(Duration::seconds(30)); // a lease is dead at its expires_at
+    /// assert_eq!(alice.lock_status(&name)?, LockStatus::Available);
+    /// # Ok::<(), octostore_core::Error>(())
+    /// ```
+    pub fn in_memory_with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self::builder().clock(clock).build()
+    }
+
+    /// A builder, to choose the backend, clock and settings.
+    pub fn builder() -> StoreBuilder {
+        StoreBuilder::default()
+    }
+
+    /// The store's settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The current instant by the store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// Runs `op` as one transaction. `op` may run more than once if the backend retries.
+    fn transact<R>(
+        &self,
+        mut op: impl FnMut(&mut dyn Tx, DateTime<Utc>, &Settings) -> Result<R>,
+    ) -> Result<R> {
+        let mut out = None;
+        let settings = &self.inner.settings;
+        self.inner.backend.transact(&*self.inner.clock, &mut |tx| {
+            let now = tx.now()?;
+            out = Some(op(tx, now, settings)?);
+            Ok(())
+        })?;
+        Ok(out.expect("a committed transaction ran its operation"))
+    }
+
+    /// Creates a local user; [`Error::Conflict`](crate::Error::Conflict) if the login is
+    /// taken (regardless of case).
+    pub fn create_user(&self, login: &Login) -> Result<User> {
+        self.transact(|tx, _, _| identity::create_local_user(tx, login))
+    }
+
+    /// The user with this login, created as a local user if there is none.
+    pub fn local_user(&self, login: &Login) -> Result<User> {
+        self.transact(|tx, _, _| identity::local_user(tx, login))
+    }
+
+    /// Creates or updates the user GitHub knows as `github_id`: the same GitHub account
+    /// always maps to the same user, whatever its login becomes.
+    pub fn upsert_github_user(
+        &self,
+        github_id: u64,
+        login: &Login,
+        avatar_url: Option<&str>,
+    ) -> Result<User> {
+        self.transact(|tx, _, _| identity::upsert_github_user(tx, github_id, login, avatar_url))
+    }
+
+    /// The user with this login, if any.
+    pub fn user_by_login(&self, login: &Login) -> Result<Option<User>> {
+        self.transact(|tx, _, _| tx.user_by_login(login))
+    }
+
+    /// All users, by login.
+    pub fn users(&self) -> Result<Vec<User>> {
+        let mut users = self.transact(|tx, _, _| tx.users())?;
+        users.sort_by_key(|u| u.login.folded());
+        Ok(users)
+    }
+
+    /// Issues a new bearer token for `user`; the secret is returned only here.
+    pub fn issue_token(&self, user: UserId) -> Result<Token> {
+        self.transact(|tx, now, _| identity::issue_token(tx, now, user))
+    }
+
+    /// The user's tokens (hashes only), oldest first.
+    pub fn tokens(&self, user: UserId) -> Result<Vec<TokenRecord>> {
+        let mut tokens = self.transact(|tx, _, _| tx.tokens_of(user))?;
+        tokens.sort_by_key(|t| t.created_at);
+        Ok(tokens)
+    }
+
+    /// Revokes the user's token with this id.
+    pub fn revoke_token(&self, user: UserId, token_id: Uuid) -> Result<()> {
+        self.transact(|tx, _, _| identity::revoke_token(tx, user, token_id))
+    }
+
+    /// Replaces the token `secret` with a new one, atomically: `secret` stops working at once.
+    pub fn rotate_token(&self, secret: &str) -> Result<Token> {
+        self.transact(|tx, now, _| identity::rotate_token(tx, now, secret))
+    }
+
+    /// The session of the user `secret` belongs to, or
+    /// [`Error::Unauthorized`](crate::Error::Unauthorized).
+    pub fn authenticate(&self, secret: &str) -> Result<Session> {
+        let user = self.transact(|tx, _, _| identity::authenticate(tx, secret))?;
+        Ok(self.session(user))
+    }
+
+    /// The store acting as `user`.
+    pub fn session(&self, user: User) -> Session {
+        Session {
+            store: self.clone(),
+            user,
+        }
+    }
+
+    /// Deletes expired leases and limits that counted nothing in their window. Neither is
+    /// visible to any operation, so a sweep changes no answer; it only frees space.
+    pub fn sweep(&self) -> Result<Swept> {
+        self.transact(|tx, now, _| {
+            Ok(Swept {
+                leases: tx.retain_leases(&mut |lease| lease.is_live(now))?,
+                limits: tx.retain_limits(&mut |limit| !limit.is_idle(now))?,
+            })
+        })
+    }
+}
+
+/// The store acting as one user: the embedded implementation of [`Api`].
+#[derive(Clone)]
+pub struct Session {
+    store: Store,
+    user: User,
+}
+
+impl Session {
+    /// The user this session acts as.
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+}
+
+impl Api for Session {
+    fn acquire(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+    ) -> Result<LockGrant> {
+        self.store.transact(|tx, now, s| {
+            lock::acquire(tx, now, s.quotas.locks, &self.user, name, ttl, client_id)
+        })
+    }
+
+    fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
+        self.store
+            .transact(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
+    }
+
+    fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
+        self.store
+            .transact(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
+    }
+
+    fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
+        self.store
+            .transact(|tx, now, _| lock::status(tx, now, name))
+    }
+
+    fn locks(&self) -> Result<Vec<Lease>> {
+        self.store
+            .transact(|tx, now, _| lock::list(tx, now, self.user.id))
+    }
+
+    fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
+        self.store.transact(|tx, now, s| {
+            rate_limit::check(tx, now, s.quotas.limits, self.user.id, name, policy)
+        })
+    }
+
+    fn limit_status(&self, name: &LimitName) -> Result<Decision> {
+        self.store
+            .transact(|tx, now, _| rate_limit::status(tx, now, self.user.id, name))
+    }
+
+    fn reset_limit(&self, name: &LimitName) -> Result<()> {
+        self.store
+            .transact(|tx, _, _| rate_limit::reset(tx, self.user.id, name))
+    }
+
+    fn limits(&self) -> Result<Vec<LimitSummary>> {
+        self.store
+            .transact(|tx, now, _| rate_limit::list(tx, now, self.user.id))
+    }
+
+    fn set_flag(
+        &self,
+        name: &FlagName,
+        enabled: bool,
+        percentage: Option<Percentage>,
+    ) -> Result<Flag> {
+        self.store.transact(|tx, now, s| {
+            flag::set(
+                tx,
+                now,
+                s.quotas.flags,
+                self.user.id,
+                name,
+                enabled,
+                percentage,
+            )
+        })
+    }
+
+    fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
+        let own_login;
+        let subject = match subject {
+            Some(subject) => subject,
+            None => {
+                own_login = Subject::from(&self.user.login);
+                &own_login
+            }
+        };
+        self.store
+            .transact(|tx, _, _| flag::evaluate(tx, self.user.id, name, subject))
+    }
+
+    fn delete_flag(&self, name: &FlagName) -> Result<()> {
+        self.store
+            .transact(|tx, _, _| flag::delete(tx, self.user.id, name))
+    }
+
+    fn flags(&self) -> Result<Vec<Flag>> {
+        self.store.transact(|tx, _, _| flag::list(tx, self.user.id))
+    }
+
+    fn put_config(
+        &self,
+        key: &ConfigKey,
+        value: Value,
+        description: Option<Description>,
+    ) -> Result<ConfigEntry> {
+        self.store.transact(|tx, now, s| {
+            config::put(
+                tx,
+                now,
+                s,
+                self.user.id,
+                key,
+                value.clone(),
+                description.clone(),
+            )
+        })
+    }
+
+    fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
+        self.store
+            .transact(|tx, _, _| config::get(tx, self.user.id, key, version))
+    }
+
+    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
+        self.store
+            .transact(|tx, _, _| config::history(tx, self.user.id, key))
+    }
+
+    fn delete_config(&self, key: &ConfigKey) -> Result<()> {
+        self.store
+            .transact(|tx, _, _| config::delete(tx, self.user.id, key))
+    }
+
+    fn configs(&self) -> Result<Vec<ConfigSummary>> {
+        self.store
+            .transact(|tx, _, _| config::list(tx, self.user.id))
+    }
+}
