@@ -1,0 +1,209 @@
+//! The config store: versions, history, pruning, descriptions, size cap, delete, list.
+
+use octostore_core::{Api, ConfigKey, Description, Error, Quotas, Settings};
+use serde_json::json;
+
+use crate::support::{each_backend, Open};
+
+fn key(s: &str) -> ConfigKey {
+    ConfigKey::parse(s).unwrap()
+}
+
+fn desc(s: &str) -> Option<Description> {
+    Some(Description::new(s).unwrap())
+}
+
+fn versions_count_up_and_each_is_kept(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let k = key("db.url");
+    let v1 = alice
+        .put_config(&k, json!("postgres://a"), desc("primary"))
+        .unwrap();
+    assert_eq!((v1.version, v1.created_at), (1, h.store.now()));
+    assert_eq!(v1.updated_at, v1.created_at);
+    h.advance_secs(10);
+    let v2 = alice
+        .put_config(&k, json!({"url": "postgres://b", "pool": 5}), None)
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    assert_eq!(
+        v2.created_at, v1.created_at,
+        "created_at is the key's creation"
+    );
+    assert_eq!(v2.updated_at, h.store.now());
+    assert_eq!(v2.description.as_deref(), Some("primary"), "carried over");
+
+    let latest = alice.get_config(&k, None).unwrap();
+    assert_eq!(latest, v2);
+    let first = alice.get_config(&k, Some(1)).unwrap();
+    assert_eq!(first.value, json!("postgres://a"));
+    assert_eq!(first.updated_at, v1.updated_at);
+
+    let history = alice.config_history(&k).unwrap();
+    assert_eq!(
+        history.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(history[1].value, v2.value);
+    assert_eq!(history[0].created_at, v1.updated_at);
+}
+
+fn missing_versions_are_not_found(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let k = key("k");
+    assert!(matches!(
+        alice.get_config(&k, None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        alice.config_history(&k),
+        Err(Error::NotFound { .. })
+    ));
+    alice.put_config(&k, json!(1), None).unwrap();
+    for v in [0, -1, 2, i64::MAX, i64::MIN] {
+        assert!(
+            matches!(alice.get_config(&k, Some(v)), Err(Error::NotFound { .. })),
+            "version {v}"
+        );
+    }
+}
+
+fn history_is_pruned_to_the_cap(open: Open) {
+    let h = open(Settings {
+        config_history: 3,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let k = key("pruned");
+    for i in 1..=5 {
+        alice.put_config(&k, json!(i), None).unwrap();
+    }
+    let kept: Vec<_> = alice
+        .config_history(&k)
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    assert_eq!(kept, [3, 4, 5]);
+    assert!(matches!(
+        alice.get_config(&k, Some(2)),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(alice.get_config(&k, Some(3)).unwrap().value, json!(3));
+}
+
+fn an_empty_description_clears_it(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let k = key("d");
+    alice.put_config(&k, json!(1), desc("first")).unwrap();
+    let cleared = alice.put_config(&k, json!(2), desc("")).unwrap();
+    assert_eq!(cleared.description, None);
+    let still = alice.put_config(&k, json!(3), None).unwrap();
+    assert_eq!(still.description, None);
+    let history = alice.config_history(&k).unwrap();
+    assert_eq!(history[0].description.as_deref(), Some("first"));
+}
+
+fn values_over_the_cap_are_refused_and_nothing_changes(open: Open) {
+    let h = open(Settings {
+        config_value_max_bytes: 16,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let k = key("big");
+    alice.put_config(&k, json!("0123456789abcd"), None).unwrap(); // 16 bytes with quotes
+    match alice.put_config(&k, json!("0123456789abcde"), None) {
+        Err(Error::TooLarge {
+            size: 17,
+            limit: 16,
+            ..
+        }) => {}
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert_eq!(alice.get_config(&k, None).unwrap().version, 1);
+}
+
+fn delete_removes_history_and_versions_restart(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let k = key("restart");
+    alice.put_config(&k, json!(1), None).unwrap();
+    alice.put_config(&k, json!(2), None).unwrap();
+    alice.delete_config(&k).unwrap();
+    assert!(matches!(
+        alice.get_config(&k, None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        alice.config_history(&k),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        alice.delete_config(&k),
+        Err(Error::NotFound { .. })
+    ));
+    let again = alice.put_config(&k, json!(3), None).unwrap();
+    assert_eq!(again.version, 1);
+    assert_eq!(alice.config_history(&k).unwrap().len(), 1);
+}
+
+fn configs_are_private_and_listed_by_key(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    alice
+        .put_config(&key("b.key"), json!(true), desc("b"))
+        .unwrap();
+    alice.put_config(&key("a.key"), json!(null), None).unwrap();
+    h.advance_secs(1);
+    let a2 = alice
+        .put_config(&key("a.key"), json!([1, 2]), None)
+        .unwrap();
+    assert!(matches!(
+        bob.get_config(&key("a.key"), None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        bob.delete_config(&key("a.key")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(bob.configs().unwrap().is_empty());
+    let listed = alice.configs().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].key, key("a.key"));
+    assert_eq!(listed[0].version, 2);
+    assert_eq!(listed[0].updated_at, a2.updated_at);
+    assert_eq!(listed[0].created_at, a2.created_at);
+    assert_eq!(listed[1].description.as_deref(), Some("b"));
+}
+
+fn the_config_quota_counts_keys(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            configs: 1,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    alice.put_config(&key("one"), json!(1), None).unwrap();
+    alice.put_config(&key("one"), json!(2), None).unwrap();
+    assert!(matches!(
+        alice.put_config(&key("two"), json!(1), None),
+        Err(Error::QuotaExceeded { limit: 1, .. })
+    ));
+}
+
+each_backend!(
+    versions_count_up_and_each_is_kept,
+    missing_versions_are_not_found,
+    history_is_pruned_to_the_cap,
+    an_empty_description_clears_it,
+    values_over_the_cap_are_refused_and_nothing_changes,
+    delete_removes_history_and_versions_restart,
+    configs_are_private_and_listed_by_key,
+    the_config_quota_counts_keys,
+);

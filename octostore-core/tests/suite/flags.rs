@@ -1,0 +1,225 @@
+//! Feature flags: set, evaluate with stable murmur3 bucketing, delete, list.
+
+use octostore_core::{flag_bucket, Api, Error, FlagName, Percentage, Quotas, Settings, Subject};
+
+use crate::support::{each_backend, Open};
+
+fn name(s: &str) -> FlagName {
+    FlagName::parse(s).unwrap()
+}
+
+fn pct(p: i64) -> Option<Percentage> {
+    Some(Percentage::new(p).unwrap())
+}
+
+fn subject(s: &str) -> Subject {
+    Subject::parse(s).unwrap()
+}
+
+/// MurmurHash3 x86 32-bit, written from the reference algorithm, independent of the crate
+/// the core uses.
+fn reference_murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mut h = seed;
+    let mut blocks = data.chunks_exact(4);
+    for block in &mut blocks {
+        let mut k = u32::from_le_bytes(block.try_into().unwrap());
+        k = k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+        h ^= k;
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, byte) in tail.iter().enumerate() {
+            k |= u32::from(*byte) << (8 * i);
+        }
+        h ^= k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+#[test]
+fn the_reference_murmur3_matches_published_vectors() {
+    assert_eq!(reference_murmur3_32(b"", 0), 0);
+    assert_eq!(reference_murmur3_32(b"", 1), 0x514e_28b7);
+    assert_eq!(reference_murmur3_32(b"test", 0), 0xba6b_d213);
+    assert_eq!(reference_murmur3_32(b"Hello, world!", 0), 0xc036_3e43);
+    assert_eq!(
+        reference_murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
+        0x2e4f_f723
+    );
+}
+
+#[test]
+fn buckets_are_pinned_to_murmur3_of_flag_colon_subject() {
+    // (flag, subject, bucket): computed by a third, independent murmur3 (a few lines of
+    // Python), pinned so that a change of hash or key format cannot pass unnoticed.
+    let pinned = [
+        ("new-checkout", "alice", 41),
+        ("new-checkout", "bob", 89),
+        ("dark-mode", "user-1", 76),
+        ("dark-mode", "user-2", 99),
+        ("beta_api", "tenant:acme", 5),
+        ("x", "é", 30),
+    ];
+    for (flag, subj, bucket) in pinned {
+        let reference = reference_murmur3_32(format!("{flag}:{subj}").as_bytes(), 0) % 100 + 1;
+        assert_eq!(reference, bucket, "reference for {flag}:{subj}");
+        assert_eq!(
+            flag_bucket(&name(flag), &subject(subj)),
+            bucket as u8,
+            "{flag}:{subj}"
+        );
+    }
+}
+
+#[test]
+fn a_quarter_rollout_enables_a_quarter_of_subjects() {
+    let flag = name("rollout");
+    let on = (0..100_000)
+        .filter(|i| flag_bucket(&flag, &subject(&format!("user-{i}"))) <= 25)
+        .count();
+    assert!((24_000..=26_000).contains(&on), "{on} of 100000 at 25%");
+}
+
+#[test]
+fn raising_the_percentage_only_adds_subjects() {
+    let flag = name("monotonic");
+    for i in 0..2_000 {
+        let bucket = flag_bucket(&flag, &subject(&format!("s{i}")));
+        assert!((1..=100).contains(&bucket));
+        // Enabled at p iff bucket <= p: once on, on for every larger p.
+        let enabled: Vec<bool> = (0..=100).map(|p| bucket <= p).collect();
+        assert!(enabled.windows(2).all(|w| !w[0] || w[1]));
+    }
+}
+
+fn evaluation_follows_enabled_and_percentage(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let f = name("feature");
+    let s = subject("user-7");
+    let bucket = flag_bucket(&f, &s);
+
+    alice.set_flag(&f, false, None).unwrap();
+    assert!(!alice.evaluate_flag(&f, Some(&s)).unwrap());
+    alice.set_flag(&f, true, None).unwrap();
+    assert!(alice.evaluate_flag(&f, Some(&s)).unwrap());
+    alice.set_flag(&f, true, pct(0)).unwrap();
+    assert!(!alice.evaluate_flag(&f, Some(&s)).unwrap());
+    alice.set_flag(&f, true, pct(i64::from(bucket))).unwrap();
+    assert!(alice.evaluate_flag(&f, Some(&s)).unwrap());
+    alice
+        .set_flag(&f, true, pct(i64::from(bucket) - 1))
+        .unwrap();
+    assert!(!alice.evaluate_flag(&f, Some(&s)).unwrap());
+    alice.set_flag(&f, false, pct(100)).unwrap();
+    assert!(!alice.evaluate_flag(&f, Some(&s)).unwrap());
+}
+
+fn the_default_subject_is_the_callers_login(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let f = name("login-default");
+    let bucket = flag_bucket(&f, &subject("alice"));
+    alice.set_flag(&f, true, pct(i64::from(bucket))).unwrap();
+    assert!(alice.evaluate_flag(&f, None).unwrap());
+    alice
+        .set_flag(&f, true, pct(i64::from(bucket) - 1))
+        .unwrap();
+    assert!(!alice.evaluate_flag(&f, None).unwrap());
+}
+
+fn set_keeps_created_at_and_replaces_the_rest(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let f = name("f");
+    let created = alice.set_flag(&f, true, pct(30)).unwrap();
+    assert_eq!(created.created_at, created.updated_at);
+    h.advance_secs(5);
+    let updated = alice.set_flag(&f, false, None).unwrap();
+    assert_eq!(updated.created_at, created.created_at);
+    assert_eq!(updated.updated_at, h.store.now());
+    assert_eq!(updated.percentage, None, "omitting percentage clears it");
+    assert_eq!(alice.flags().unwrap(), [updated]);
+}
+
+fn delete_and_unknown_flags(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let f = name("gone");
+    assert!(matches!(
+        alice.evaluate_flag(&f, None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(alice.delete_flag(&f), Err(Error::NotFound { .. })));
+    let first = alice.set_flag(&f, true, None).unwrap();
+    alice.delete_flag(&f).unwrap();
+    assert!(matches!(
+        alice.evaluate_flag(&f, None),
+        Err(Error::NotFound { .. })
+    ));
+    h.advance_secs(1);
+    let again = alice.set_flag(&f, true, None).unwrap();
+    assert!(
+        again.created_at > first.created_at,
+        "a deleted flag starts over"
+    );
+}
+
+fn flags_are_private_and_listed_by_name(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    alice.set_flag(&name("zeta"), true, None).unwrap();
+    alice.set_flag(&name("alpha"), false, None).unwrap();
+    assert!(matches!(
+        bob.evaluate_flag(&name("zeta"), None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        bob.delete_flag(&name("zeta")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(bob.flags().unwrap().is_empty());
+    let names: Vec<_> = alice
+        .flags()
+        .unwrap()
+        .into_iter()
+        .map(|f| f.name.to_string())
+        .collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+}
+
+fn the_flag_quota_counts_flags(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            flags: 1,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    alice.set_flag(&name("one"), true, None).unwrap();
+    alice.set_flag(&name("one"), false, None).unwrap();
+    assert!(matches!(
+        alice.set_flag(&name("two"), true, None),
+        Err(Error::QuotaExceeded { limit: 1, .. })
+    ));
+}
+
+each_backend!(
+    evaluation_follows_enabled_and_percentage,
+    the_default_subject_is_the_callers_login,
+    set_keeps_created_at_and_replaces_the_rest,
+    delete_and_unknown_flags,
+    flags_are_private_and_listed_by_name,
+    the_flag_quota_counts_flags,
+);

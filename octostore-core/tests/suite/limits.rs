@@ -1,0 +1,187 @@
+//! Rate limits: the sliding window, remaining, reset_at, retry_after, status and reset.
+
+use octostore_core::{Api, Error, LimitName, Quotas, RatePolicy, Settings};
+
+use crate::support::{each_backend, Open};
+
+fn name(s: &str) -> LimitName {
+    LimitName::parse(s).unwrap()
+}
+
+fn policy(max: i64, window: i64) -> RatePolicy {
+    RatePolicy::new(max, window).unwrap()
+}
+
+fn counts_down_then_denies_with_a_retry_time(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let start = h.store.now();
+    for expected in (0..3).rev() {
+        let d = alice.check(&name("api"), policy(3, 60)).unwrap();
+        assert!(d.allowed);
+        assert_eq!(d.remaining, expected);
+        assert_eq!(d.retry_after_seconds, None);
+    }
+    let denied = alice.check(&name("api"), policy(3, 60)).unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.remaining, 0);
+    assert_eq!(denied.reset_at, start + chrono::Duration::seconds(60));
+    assert_eq!(denied.retry_after_seconds, Some(60));
+}
+
+fn the_window_slides(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let p = policy(2, 10);
+    assert!(alice.check(&name("w"), p).unwrap().allowed); // t = 0
+    h.advance_secs(6);
+    assert!(alice.check(&name("w"), p).unwrap().allowed); // t = 6
+    h.advance_secs(3);
+    assert!(!alice.check(&name("w"), p).unwrap().allowed); // t = 9: both in (−1, 9]
+    h.advance_secs(1);
+    let at_10 = alice.check(&name("w"), p).unwrap(); // t = 10: the first left the window
+    assert!(at_10.allowed);
+    assert_eq!(at_10.remaining, 0);
+    h.advance_secs(5);
+    assert!(
+        !alice.check(&name("w"), p).unwrap().allowed,
+        "t = 15: 6 and 10 still count"
+    );
+    h.advance_secs(1);
+    assert!(
+        alice.check(&name("w"), p).unwrap().allowed,
+        "t = 16: 6 left"
+    );
+}
+
+fn waiting_retry_after_is_enough(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let p = policy(5, 7);
+    for _ in 0..5 {
+        alice.check(&name("r"), p).unwrap();
+        h.advance_ms(333);
+    }
+    let denied = alice.check(&name("r"), p).unwrap();
+    assert!(!denied.allowed);
+    let wait = denied.retry_after_seconds.unwrap();
+    assert!(wait >= 1);
+    h.advance_secs(wait as i64);
+    assert!(alice.check(&name("r"), p).unwrap().allowed);
+}
+
+fn status_does_not_consume_and_reset_forgets(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    assert!(matches!(
+        alice.limit_status(&name("s")),
+        Err(Error::NotFound { .. })
+    ));
+    alice.check(&name("s"), policy(2, 60)).unwrap();
+    for _ in 0..3 {
+        let status = alice.limit_status(&name("s")).unwrap();
+        assert!(status.allowed);
+        assert_eq!(status.remaining, 1);
+    }
+    alice.check(&name("s"), policy(2, 60)).unwrap();
+    let full = alice.limit_status(&name("s")).unwrap();
+    assert!(!full.allowed);
+    assert_eq!(full.retry_after_seconds, Some(60));
+    alice.reset_limit(&name("s")).unwrap();
+    assert!(matches!(
+        alice.limit_status(&name("s")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        alice.reset_limit(&name("s")),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(alice.check(&name("s"), policy(2, 60)).unwrap().remaining, 1);
+}
+
+fn the_latest_policy_applies(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    for _ in 0..3 {
+        assert!(alice.check(&name("p"), policy(3, 60)).unwrap().allowed);
+    }
+    assert!(!alice.check(&name("p"), policy(3, 60)).unwrap().allowed);
+    let raised = alice.check(&name("p"), policy(5, 60)).unwrap();
+    assert!(raised.allowed);
+    assert_eq!(raised.remaining, 1);
+    let listed = alice.limits().unwrap();
+    assert_eq!(listed[0].policy, policy(5, 60));
+    assert_eq!(listed[0].current_count, 4);
+}
+
+fn reset_at_is_now_when_nothing_counts(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    alice.check(&name("idle"), policy(10, 5)).unwrap();
+    h.advance_secs(5);
+    let status = alice.limit_status(&name("idle")).unwrap();
+    assert_eq!(status.remaining, 10);
+    assert_eq!(status.reset_at, h.store.now());
+    assert_eq!(
+        h.store.sweep().unwrap().limits,
+        1,
+        "an idle limit may be forgotten"
+    );
+    assert!(alice.limits().unwrap().is_empty());
+}
+
+fn limits_are_private_and_listed_by_name(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    alice.check(&name("b"), policy(1, 60)).unwrap();
+    alice.check(&name("a"), policy(1, 60)).unwrap();
+    let d = bob.check(&name("a"), policy(1, 60)).unwrap();
+    assert!(d.allowed, "bob's limit a is not alice's");
+    let listed: Vec<_> = alice
+        .limits()
+        .unwrap()
+        .into_iter()
+        .map(|l| l.name.to_string())
+        .collect();
+    assert_eq!(listed, ["a", "b"]);
+    bob.reset_limit(&name("a")).unwrap();
+    assert!(matches!(
+        bob.reset_limit(&name("b")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        !alice.limit_status(&name("a")).unwrap().allowed,
+        "bob's reset left alice's alone"
+    );
+}
+
+fn the_limit_quota_counts_new_limits(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            limits: 1,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    alice.check(&name("one"), policy(1, 1)).unwrap();
+    alice.check(&name("one"), policy(1, 1)).unwrap();
+    assert!(matches!(
+        alice.check(&name("two"), policy(1, 1)),
+        Err(Error::QuotaExceeded { limit: 1, .. })
+    ));
+    alice.reset_limit(&name("one")).unwrap();
+    alice.check(&name("two"), policy(1, 1)).unwrap();
+}
+
+each_backend!(
+    counts_down_then_denies_with_a_retry_time,
+    the_window_slides,
+    waiting_retry_after_is_enough,
+    status_does_not_consume_and_reset_forgets,
+    the_latest_policy_applies,
+    reset_at_is_now_when_nothing_counts,
+    limits_are_private_and_listed_by_name,
+    the_limit_quota_counts_new_limits,
+);

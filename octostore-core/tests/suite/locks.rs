@@ -1,0 +1,259 @@
+//! Locks: leases, fencing, exact expiry, client ids, ownership and quotas.
+
+use octostore_core::{
+    AcquireStatus, Api, ClientId, Error, LeaseId, LockName, LockStatus, Quotas, Settings, Ttl,
+};
+use uuid::Uuid;
+
+use crate::support::{each_backend, Open};
+
+fn name(s: &str) -> LockName {
+    LockName::parse(s).unwrap()
+}
+
+fn ttl(s: i64) -> Ttl {
+    Ttl::seconds(s).unwrap()
+}
+
+fn acquire_release_and_reacquire(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let first = alice.acquire(&name("deploy"), ttl(60), None).unwrap();
+    assert_eq!(first.status, AcquireStatus::Acquired);
+    assert_eq!(first.lease.expires_at, h.store.now() + ttl(60).duration());
+    assert_eq!(first.lease.owner, alice.user().id);
+
+    let again = alice.acquire(&name("deploy"), ttl(5), None).unwrap();
+    assert_eq!(again.status, AcquireStatus::Held);
+    assert_eq!(again.lease, first.lease, "held returns the lease unchanged");
+
+    alice
+        .release(&name("deploy"), first.lease.lease_id)
+        .unwrap();
+    assert_eq!(
+        alice.lock_status(&name("deploy")).unwrap(),
+        LockStatus::Available
+    );
+    let second = alice.acquire(&name("deploy"), ttl(60), None).unwrap();
+    assert_eq!(second.status, AcquireStatus::Acquired);
+    assert_ne!(second.lease.lease_id, first.lease.lease_id);
+    assert!(second.lease.fencing_token > first.lease.fencing_token);
+}
+
+fn another_user_gets_a_conflict_naming_the_holder(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    let lease = alice.acquire(&name("db"), ttl(30), None).unwrap().lease;
+    match bob.acquire(&name("db"), ttl(30), None) {
+        Err(Error::LockHeld {
+            name: n,
+            holder,
+            expires_at,
+        }) => {
+            assert_eq!(n, name("db"));
+            assert_eq!(holder.as_str(), "alice");
+            assert_eq!(expires_at, lease.expires_at);
+        }
+        other => panic!("expected LockHeld, got {other:?}"),
+    }
+    match bob.lock_status(&name("db")).unwrap() {
+        LockStatus::Held {
+            lease: seen,
+            holder,
+        } => {
+            assert_eq!(seen, lease);
+            assert_eq!(holder.as_str(), "alice");
+        }
+        LockStatus::Available => panic!("the lock is held"),
+    }
+}
+
+fn expiry_is_exact_to_the_clock(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    let first = alice.acquire(&name("job"), ttl(10), None).unwrap().lease;
+    h.advance_ms(9_999);
+    assert!(
+        bob.acquire(&name("job"), ttl(10), None).is_err(),
+        "live 1 ms before expiry"
+    );
+    h.advance_ms(1);
+    assert_eq!(
+        bob.lock_status(&name("job")).unwrap(),
+        LockStatus::Available
+    );
+    assert!(matches!(
+        alice.renew(&name("job"), first.lease_id, ttl(10)),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        alice.release(&name("job"), first.lease_id),
+        Err(Error::NotFound { .. })
+    ));
+    let taken = bob.acquire(&name("job"), ttl(10), None).unwrap();
+    assert_eq!(taken.status, AcquireStatus::Acquired);
+    assert!(taken.lease.fencing_token > first.fencing_token);
+    assert!(alice.locks().unwrap().is_empty());
+}
+
+fn renew_extends_from_now_and_keeps_the_token(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let lease = alice.acquire(&name("job"), ttl(10), None).unwrap().lease;
+    h.advance_secs(8);
+    let renewed = alice.renew(&name("job"), lease.lease_id, ttl(100)).unwrap();
+    assert_eq!(renewed.fencing_token, lease.fencing_token);
+    assert_eq!(renewed.lease_id, lease.lease_id);
+    assert_eq!(renewed.expires_at, h.store.now() + ttl(100).duration());
+    h.advance_secs(50);
+    assert!(matches!(
+        alice.lock_status(&name("job")).unwrap(),
+        LockStatus::Held { .. }
+    ));
+}
+
+fn only_the_owner_with_the_lease_id_releases_or_renews(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    let lease = alice.acquire(&name("job"), ttl(60), None).unwrap().lease;
+    let wrong = LeaseId(Uuid::new_v4());
+    for result in [
+        bob.release(&name("job"), lease.lease_id),
+        alice.release(&name("job"), wrong),
+        alice.release(&name("other"), lease.lease_id),
+        bob.renew(&name("job"), lease.lease_id, ttl(5)).map(|_| ()),
+        alice.renew(&name("job"), wrong, ttl(5)).map(|_| ()),
+    ] {
+        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+    }
+    assert_eq!(
+        alice.lock_status(&name("job")).unwrap(),
+        LockStatus::Held {
+            lease,
+            holder: alice.user().login.clone()
+        }
+    );
+}
+
+fn client_ids_make_one_users_processes_contend(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let a = ClientId::parse("host-a:123").unwrap();
+    let b = ClientId::parse("host-b:456").unwrap();
+    let lease = alice
+        .acquire(&name("cron"), ttl(60), Some(&a))
+        .unwrap()
+        .lease;
+    assert_eq!(lease.client_id.as_ref(), Some(&a));
+    assert!(matches!(
+        alice.acquire(&name("cron"), ttl(60), Some(&b)),
+        Err(Error::LockHeld { .. })
+    ));
+    assert!(matches!(
+        alice.acquire(&name("cron"), ttl(60), None),
+        Err(Error::LockHeld { .. })
+    ));
+    let again = alice.acquire(&name("cron"), ttl(60), Some(&a)).unwrap();
+    assert_eq!(again.status, AcquireStatus::Held);
+    // The lease id, not the client id, identifies the lease for release.
+    alice.release(&name("cron"), lease.lease_id).unwrap();
+    let other = alice.acquire(&name("cron"), ttl(60), Some(&b)).unwrap();
+    assert_eq!(other.status, AcquireStatus::Acquired);
+}
+
+fn fencing_tokens_increase_across_all_locks(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    let mut last = 0;
+    for i in 0..20 {
+        let who = if i % 2 == 0 { &alice } else { &bob };
+        let lock = name(&format!("lock-{}", i % 3));
+        let lease = match who.acquire(&lock, ttl(1), None) {
+            Ok(grant) => grant.lease,
+            Err(_) => {
+                h.advance_secs(1);
+                who.acquire(&lock, ttl(1), None).unwrap().lease
+            }
+        };
+        assert!(
+            lease.fencing_token.0 > last,
+            "tokens never repeat or go back"
+        );
+        last = lease.fencing_token.0;
+    }
+}
+
+fn list_shows_only_the_callers_live_leases(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    alice.acquire(&name("b-lock"), ttl(100), None).unwrap();
+    alice.acquire(&name("a-lock"), ttl(10), None).unwrap();
+    bob.acquire(&name("c-lock"), ttl(100), None).unwrap();
+    let names = |s: &octostore_core::Session| -> Vec<String> {
+        s.locks()
+            .unwrap()
+            .iter()
+            .map(|l| l.name.to_string())
+            .collect()
+    };
+    assert_eq!(names(&alice), ["a-lock", "b-lock"]);
+    assert_eq!(names(&bob), ["c-lock"]);
+    h.advance_secs(10);
+    assert_eq!(names(&alice), ["b-lock"]);
+}
+
+fn the_lock_quota_counts_live_leases_only(open: Open) {
+    let quotas = Quotas {
+        locks: 2,
+        ..Quotas::default()
+    };
+    let h = open(Settings {
+        quotas,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    alice.acquire(&name("one"), ttl(10), None).unwrap();
+    alice.acquire(&name("two"), ttl(20), None).unwrap();
+    assert!(matches!(
+        alice.acquire(&name("three"), ttl(10), None),
+        Err(Error::QuotaExceeded { limit: 2, .. })
+    ));
+    assert_eq!(
+        alice.acquire(&name("one"), ttl(10), None).unwrap().status,
+        AcquireStatus::Held,
+        "re-acquiring a held lock is not a new lease"
+    );
+    h.advance_secs(10);
+    alice.acquire(&name("three"), ttl(10), None).unwrap();
+    h.user("bob").acquire(&name("four"), ttl(10), None).unwrap();
+}
+
+fn sweep_frees_expired_leases_and_changes_no_answer(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let kept = alice.acquire(&name("kept"), ttl(100), None).unwrap().lease;
+    alice.acquire(&name("gone"), ttl(5), None).unwrap();
+    h.advance_secs(5);
+    let swept = h.store.sweep().unwrap();
+    assert_eq!(swept.leases, 1);
+    assert_eq!(alice.locks().unwrap(), [kept]);
+    assert_eq!(h.store.sweep().unwrap().leases, 0);
+}
+
+each_backend!(
+    acquire_release_and_reacquire,
+    another_user_gets_a_conflict_naming_the_holder,
+    expiry_is_exact_to_the_clock,
+    renew_extends_from_now_and_keeps_the_token,
+    only_the_owner_with_the_lease_id_releases_or_renews,
+    client_ids_make_one_users_processes_contend,
+    fencing_tokens_increase_across_all_locks,
+    list_shows_only_the_callers_live_leases,
+    the_lock_quota_counts_live_leases_only,
+    sweep_frees_expired_leases_and_changes_no_answer,
+);
