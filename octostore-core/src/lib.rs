@@ -22,7 +22,8 @@
 //!   `identity.rs` for users and tokens.
 //! - [`names`] and [`bounds`] make validated values; an invalid name never reaches a rule.
 //! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
-//!   keep records and know no rule.
+//!   keep records and know no rule: [`MemoryBackend`], and `SqliteBackend` (feature
+//!   `sqlite`, on by default), one file shared safely by several processes.
 //! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 #![deny(missing_docs)]
 
@@ -41,6 +42,8 @@ pub mod store;
 
 pub use api::Api;
 pub use backend::memory::MemoryBackend;
+#[cfg(feature = "sqlite")]
+pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Tx};
 pub use bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use clock::{Clock, ManualClock, SystemClock};

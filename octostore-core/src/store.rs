@@ -161,6 +161,30 @@ impl Store {
         Self::builder().build()
     }
 
+    /// A durable store in the SQLite file at `path`, created if missing, on the system clock:
+    /// the one-line way to a store that survives restarts and is shared by processes.
+    ///
+    /// ```
+    /// use octostore_core::{Api, ConfigKey, Login, Store};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("octostore.db");
+    /// let store = Store::open(&path)?;
+    /// let me = store.session(store.local_user(&Login::parse("ops")?)?);
+    /// me.put_config(&ConfigKey::parse("replicas")?, serde_json::json!(3), None)?;
+    /// drop(store);
+    ///
+    /// let reopened = Store::open(&path)?;
+    /// let me = reopened.session(reopened.local_user(&Login::parse("ops")?)?);
+    /// assert_eq!(me.get_config(&ConfigKey::parse("replicas")?, None)?.version, 1);
+    /// # Ok::<(), octostore_core::Error>(())
+    /// ```
+    #[cfg(feature = "sqlite")]
+    pub fn open(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let backend = crate::backend::sqlite::SqliteBackend::open(path)?;
+        Ok(Self::builder().backend(backend).build())
+    }
+
     /// A store in memory on `clock`: the twin of [`in_memory`](Self::in_memory) for tests.
     ///
     /// ```

@@ -15,6 +15,8 @@
 //! - Records come back exactly as they were put.
 
 pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 

@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use octostore_core::{Login, ManualClock, Session, Settings, Store};
+use octostore_core::{Login, ManualClock, Session, Settings, SqliteBackend, Store};
 
 /// A store on a manual clock.
 pub struct Harness {
     pub clock: Arc<ManualClock>,
     pub store: Store,
+    /// Keeps a file backend's directory until the harness is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
@@ -43,12 +45,33 @@ pub fn memory(settings: Settings) -> Harness {
         .clock(clock.clone())
         .settings(settings)
         .build();
-    Harness { clock, store }
+    Harness {
+        clock,
+        store,
+        _dir: None,
+    }
+}
+
+/// The SQLite backend, on a new file in a temporary directory.
+pub fn sqlite(settings: Settings) -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("octostore.db")).unwrap();
+    let clock = Arc::new(ManualClock::default());
+    let store = Store::builder()
+        .backend(backend)
+        .clock(clock.clone())
+        .settings(settings)
+        .build();
+    Harness {
+        clock,
+        store,
+        _dir: Some(dir),
+    }
 }
 
 /// Every backend, by name, for tests that loop over them (proptests, threads).
 pub fn backends() -> Vec<(&'static str, Open)> {
-    vec![("memory", memory as Open)]
+    vec![("memory", memory as Open), ("sqlite", sqlite as Open)]
 }
 
 /// Runs each listed `fn(Open)` once per backend, as `<backend>::<test>`.
@@ -56,6 +79,9 @@ macro_rules! each_backend {
     ($($test:ident),* $(,)?) => {
         mod memory {
             $(#[test] fn $test() { super::$test($crate::support::memory) })*
+        }
+        mod sqlite {
+            $(#[test] fn $test() { super::$test($crate::support::sqlite) })*
         }
     };
 }
