@@ -265,15 +265,35 @@ pub(crate) fn check(
     policy: RatePolicy,
 ) -> Result<Decision> {
     let existing = tx.limit(owner, name)?;
-    if existing.is_none() && tx.count_limits_of(owner)? >= quota {
+    if existing.is_none() {
+        check_quota(tx, now, quota, owner)?;
+    }
+    let (record, decision) = check_record(existing, policy, now);
+    tx.put_limit(owner, name, &record)?;
+    Ok(decision)
+}
+
+/// Idle limits still count in the store until deleted, so only when the raw count reaches
+/// the quota are the owner's idle limits forgotten and the rest counted.
+fn check_quota(tx: &mut dyn Tx, now: DateTime<Utc>, quota: usize, owner: UserId) -> Result<()> {
+    if tx.count_limits_of(owner)? < quota {
+        return Ok(());
+    }
+    let mut active = 0;
+    for (name, record) in tx.limits_of(owner)? {
+        if record.is_idle(now) {
+            tx.delete_limit(owner, &name)?;
+        } else {
+            active += 1;
+        }
+    }
+    if active >= quota {
         return Err(Error::QuotaExceeded {
             what: Resource::Limit,
             limit: quota,
         });
     }
-    let (record, decision) = check_record(existing, policy, now);
-    tx.put_limit(owner, name, &record)?;
-    Ok(decision)
+    Ok(())
 }
 
 pub(crate) fn status(
