@@ -1,0 +1,266 @@
+//! Feature flags against a model: each user's flags with their creation and update instants,
+//! and evaluation by a MurmurHash3 bucket computed here from its published definition.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use octostore_core::{
+    Api, Error, Flag, FlagName, Percentage, Resource, Session, Settings, Subject,
+};
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+use super::{config, regressions, step_ms, unexpected, within, USERS};
+use crate::support::{backends, Harness, Open};
+
+const FLAGS: [&str; 3] = ["beta", "dark-mode", "new_checkout"];
+const SUBJECTS: [&str; 5] = ["user-1", "user-42", "tenant 7", "émilie", "alice"];
+
+/// MurmurHash3, x86, 32 bits, as Austin Appleby published it.
+fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix = |mut k: u32| {
+        k = k.wrapping_mul(C1);
+        k = k.rotate_left(15);
+        k.wrapping_mul(C2)
+    };
+    let mut h = seed;
+    let mut blocks = data.chunks_exact(4);
+    for block in &mut blocks {
+        h ^= mix(u32::from_le_bytes(block.try_into().unwrap()));
+        h = h.rotate_left(13);
+        h = h.wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, byte) in tail.iter().enumerate() {
+            k |= u32::from(*byte) << (8 * i);
+        }
+        h ^= mix(k);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^ (h >> 16)
+}
+
+/// The documented bucket: `murmur3_32("<flag>:<subject>", 0) % 100 + 1`.
+fn bucket(flag: &str, subject: &str) -> u32 {
+    murmur3_32(format!("{flag}:{subject}").as_bytes(), 0) % 100 + 1
+}
+
+#[test]
+fn the_models_bucket_is_murmur3_as_unleash_computes_it() {
+    // Published MurmurHash3_x86_32 vectors.
+    assert_eq!(murmur3_32(b"", 0), 0);
+    assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
+    assert_eq!(murmur3_32(b"hello", 0), 0x248b_fa47);
+    assert_eq!(
+        murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
+        0x2e4f_f723
+    );
+    // Unleash's cross-SDK normalisation vectors: normalizedValue("123", "gr1") == 73 and
+    // normalizedValue("999", "groupX") == 25, hashing "<group>:<id>".
+    assert_eq!(bucket("gr1", "123"), 73);
+    assert_eq!(bucket("groupX", "999"), 25);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set {
+        user: usize,
+        flag: usize,
+        enabled: bool,
+        percentage: Option<u8>,
+    },
+    Evaluate {
+        user: usize,
+        flag: usize,
+        subject: Option<usize>,
+    },
+    Delete {
+        user: usize,
+        flag: usize,
+    },
+    List {
+        user: usize,
+    },
+    Advance {
+        ms: i64,
+    },
+}
+
+fn percentage() -> impl Strategy<Value = Option<u8>> {
+    prop_oneof![
+        1 => Just(None),
+        2 => (0..=100u8).prop_map(Some),
+        1 => prop::sample::select(vec![0u8, 1, 99, 100]).prop_map(Some),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let user = 0..USERS.len();
+    let flag = 0..FLAGS.len();
+    prop_oneof![
+        4 => (user.clone(), flag.clone(), any::<bool>(), percentage()).prop_map(
+            |(user, flag, enabled, percentage)| Op::Set { user, flag, enabled, percentage }
+        ),
+        6 => (user.clone(), flag.clone(), prop::option::of(0..SUBJECTS.len()))
+            .prop_map(|(user, flag, subject)| Op::Evaluate { user, flag, subject }),
+        2 => (user.clone(), flag).prop_map(|(user, flag)| Op::Delete { user, flag }),
+        2 => user.prop_map(|user| Op::List { user }),
+        3 => step_ms().prop_map(|ms| Op::Advance { ms }),
+    ]
+}
+
+#[derive(Debug, Clone)]
+struct ModelFlag {
+    enabled: bool,
+    percentage: Option<u8>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+struct Model {
+    now: DateTime<Utc>,
+    /// By (user, flag).
+    flags: HashMap<(usize, usize), ModelFlag>,
+}
+
+struct World {
+    h: Harness,
+    users: Vec<Session>,
+    flags: Vec<FlagName>,
+    subjects: Vec<Subject>,
+}
+
+impl World {
+    fn flag(&self, flag: usize, f: &ModelFlag) -> Flag {
+        Flag {
+            name: self.flags[flag].clone(),
+            enabled: f.enabled,
+            percentage: f.percentage.map(|p| Percentage::new(p.into()).unwrap()),
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+fn is_flag_not_found<T>(got: &Result<T, Error>) -> bool {
+    matches!(
+        got,
+        Err(Error::NotFound {
+            what: Resource::Flag,
+            ..
+        })
+    )
+}
+
+fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
+    match *op {
+        Op::Set {
+            user,
+            flag,
+            enabled,
+            percentage,
+        } => {
+            let got = w.users[user]
+                .set_flag(
+                    &w.flags[flag],
+                    enabled,
+                    percentage.map(|p| Percentage::new(p.into()).unwrap()),
+                )
+                .map_err(unexpected)?;
+            let created_at = m.flags.get(&(user, flag)).map_or(m.now, |f| f.created_at);
+            let f = ModelFlag {
+                enabled,
+                percentage,
+                created_at,
+                updated_at: m.now,
+            };
+            prop_assert_eq!(got, w.flag(flag, &f));
+            m.flags.insert((user, flag), f);
+        }
+        Op::Evaluate {
+            user,
+            flag,
+            subject,
+        } => {
+            let got = w.users[user].evaluate_flag(&w.flags[flag], subject.map(|s| &w.subjects[s]));
+            match m.flags.get(&(user, flag)) {
+                Some(f) => {
+                    let subject = subject.map_or(USERS[user], |s| SUBJECTS[s]);
+                    let want = f.enabled
+                        && f.percentage
+                            .is_none_or(|p| bucket(FLAGS[flag], subject) <= u32::from(p));
+                    prop_assert_eq!(got.map_err(unexpected)?, want, "subject {}", subject);
+                }
+                None => prop_assert!(is_flag_not_found(&got), "expected NotFound, got {:?}", got),
+            }
+        }
+        Op::Delete { user, flag } => {
+            let got = w.users[user].delete_flag(&w.flags[flag]);
+            match m.flags.remove(&(user, flag)) {
+                Some(_) => prop_assert!(got.is_ok(), "delete: {:?}", got),
+                None => prop_assert!(is_flag_not_found(&got), "expected NotFound, got {:?}", got),
+            }
+        }
+        Op::List { user } => {
+            let got = w.users[user].flags().map_err(unexpected)?;
+            let mut want: Vec<Flag> = m
+                .flags
+                .iter()
+                .filter(|((owner, _), _)| *owner == user)
+                .map(|(&(_, flag), f)| w.flag(flag, f))
+                .collect();
+            want.sort_by(|a, b| a.name.cmp(&b.name));
+            prop_assert_eq!(got, want);
+        }
+        Op::Advance { ms } => {
+            w.h.advance_ms(ms);
+            m.now += Duration::milliseconds(ms);
+            prop_assert_eq!(w.h.store.now(), m.now);
+        }
+    }
+    Ok(())
+}
+
+fn run(open: Open, ops: &[Op]) -> Result<(), TestCaseError> {
+    let h = open(Settings::default());
+    let w = World {
+        users: USERS.iter().map(|u| h.user(u)).collect(),
+        flags: FLAGS.iter().map(|f| FlagName::parse(f).unwrap()).collect(),
+        subjects: SUBJECTS
+            .iter()
+            .map(|s| Subject::parse(s).unwrap())
+            .collect(),
+        h,
+    };
+    let mut m = Model {
+        now: w.h.store.now(),
+        flags: HashMap::new(),
+    };
+    for (i, op) in ops.iter().enumerate() {
+        step(&w, &mut m, op).map_err(within(format_args!("step {i} ({op:?})")))?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(96, regressions!("flags")))]
+
+    /// Set, evaluate (for given subjects and for the caller's login), delete and list by
+    /// three users, with the clock moving, agree with the model on every backend:
+    /// `created_at` survives every set until a delete, `updated_at` is the latest set, and
+    /// evaluation follows the documented bucket.
+    #[test]
+    fn flags_follow_the_model(ops in prop::collection::vec(op(), 1..80)) {
+        for (backend, open) in backends() {
+            run(open, &ops).map_err(within(backend))?;
+        }
+    }
+}
