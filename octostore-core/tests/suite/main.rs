@@ -10,3 +10,4 @@ mod identity;
 mod limits;
 mod locks;
 mod models;
+mod processes;
