@@ -174,10 +174,31 @@ fn the_limit_quota_counts_new_limits(open: Open) {
     h.advance_secs(1);
     // "one" counted nothing for a whole window: it is forgotten to make room.
     alice.check(&name("two"), policy(1, 1)).unwrap();
-    assert!(matches!(alice.limit_status(&name("one")), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        alice.limit_status(&name("one")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+fn idle_limits_do_not_pile_up_without_sweeps(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            limits: 5,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    for i in 0..100 {
+        alice.check(&name(&format!("l{i}")), policy(3, 1)).unwrap();
+        h.advance_secs(1);
+    }
+    let stored = h.store.sweep().unwrap().limits;
+    assert!(stored <= 5, "{stored} idle limits were still stored");
 }
 
 each_backend!(
+    idle_limits_do_not_pile_up_without_sweeps,
     counts_down_then_denies_with_a_retry_time,
     the_window_slides,
     waiting_retry_after_is_enough,

@@ -245,7 +245,27 @@ fn sweep_frees_expired_leases_and_changes_no_answer(open: Open) {
     assert_eq!(h.store.sweep().unwrap().leases, 0);
 }
 
+fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            locks: 5,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    for i in 0..100 {
+        alice
+            .acquire(&name(&format!("l{i}")), ttl(1), None)
+            .unwrap();
+        h.advance_secs(1);
+    }
+    let stored = h.store.sweep().unwrap().leases;
+    assert!(stored <= 5, "{stored} dead leases were still stored");
+}
+
 each_backend!(
+    dead_leases_do_not_pile_up_without_sweeps,
     acquire_release_and_reacquire,
     another_user_gets_a_conflict_naming_the_holder,
     expiry_is_exact_to_the_clock,

@@ -11,3 +11,4 @@ mod limits;
 mod locks;
 mod models;
 mod processes;
+mod sqlite_file;

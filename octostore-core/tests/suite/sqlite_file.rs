@@ -1,0 +1,102 @@
+//! What only a file backend has: reopening, schema versions, fencing across restarts.
+
+use octostore_core::{Api, Durability, Error, LockName, Login, SqliteBackend, Store, Ttl};
+
+fn acquire_and_release(store: &Store, lock: &str) -> u64 {
+    let me = store.session(store.local_user(&Login::parse("me").unwrap()).unwrap());
+    let name = LockName::parse(lock).unwrap();
+    let grant = me.acquire(&name, Ttl::seconds(60).unwrap(), None).unwrap();
+    me.release(&name, grant.lease.lease_id).unwrap();
+    grant.lease.fencing_token.0
+}
+
+#[test]
+fn fencing_tokens_keep_growing_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.db");
+    let mut last = 0;
+    for durability in [
+        Durability::ProcessCrash,
+        Durability::PowerLoss,
+        Durability::ProcessCrash,
+    ] {
+        let backend = SqliteBackend::open_with(&path, durability).unwrap();
+        assert_eq!(backend.durability(), durability);
+        let store = Store::builder().backend(backend).build();
+        for _ in 0..3 {
+            let token = acquire_and_release(&store, "l");
+            assert!(token > last, "{token} after {last}");
+            last = token;
+        }
+    }
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d.db");
+    let token = {
+        let store = Store::open(&path).unwrap();
+        let alice = store.create_user(&Login::parse("alice").unwrap()).unwrap();
+        store.issue_token(alice.id).unwrap()
+    };
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        store
+            .authenticate(token.expose())
+            .unwrap()
+            .user()
+            .login
+            .as_str(),
+        "alice"
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("n.db");
+    drop(SqliteBackend::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    match SqliteBackend::open(&path) {
+        Err(Error::Storage(message)) => assert!(message.contains("newer"), "{message}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a newer schema must be refused"),
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99);
+}
+
+#[test]
+fn an_empty_file_is_migrated_to_the_current_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.db");
+    drop(SqliteBackend::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, octostore_core::backend::sqlite::SCHEMA_VERSION);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("junk.db");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+    assert!(matches!(SqliteBackend::open(&path), Err(Error::Storage(_))));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![b'x'; 8192],
+        "nothing overwritten"
+    );
+}
