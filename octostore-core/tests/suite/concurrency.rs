@@ -1,0 +1,192 @@
+//! Threads racing on one store: exclusion and exact counts under real concurrency.
+//!
+//! Each test runs once per backend of `support::backends()`, with threads sharing one
+//! `Store` (through sessions cloned from it). The clock never moves and nothing sleeps: the
+//! only source of nondeterminism is the interleaving, and the assertions hold under any.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Barrier;
+use std::thread;
+
+use octostore_core::{
+    AcquireStatus, Api, ClientId, Error, LimitName, LockName, LockStatus, RatePolicy, Session,
+    Settings, Ttl,
+};
+
+use crate::support::backends;
+
+const THREADS: usize = 8;
+
+/// Sets the flag if the thread that owns it panics, so the other threads stop instead of
+/// waiting forever for a lock the panicking thread will never release.
+struct StopOthersOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOthersOnPanic<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            self.0.store(true, SeqCst);
+        }
+    }
+}
+
+/// Joins every thread, re-raising the first panic.
+fn join_all<T>(handles: Vec<thread::ScopedJoinHandle<'_, T>>) -> Vec<T> {
+    let results: Vec<_> = handles.into_iter().map(|h| h.join()).collect();
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        .collect()
+}
+
+/// Eight threads race for one lock, each until it has held it `TURNS` times: four users,
+/// each once without a client id and once with its own, so every (user, client id) pair is
+/// distinct and every pair must exclude every other. At most one thread is ever inside, and
+/// the fencing tokens, in the order the holders got in, are strictly increasing.
+#[test]
+fn threads_racing_for_one_lock_take_turns_with_increasing_fencing_tokens() {
+    const TURNS: usize = 25;
+    const MAX_ATTEMPTS: u64 = 1_000_000;
+
+    for (backend, open) in backends() {
+        let h = open(Settings::default());
+        let name = LockName::parse("contended").unwrap();
+        let ttl = Ttl::seconds(3600).unwrap();
+        let racers: Vec<(Session, Option<ClientId>)> = (0..THREADS)
+            .map(|i| {
+                let session = h.user(&format!("racer{}", i % 4));
+                let client = (i >= 4).then(|| ClientId::parse(&format!("host-{i}:7")).unwrap());
+                (session, client)
+            })
+            .collect();
+
+        let inside = AtomicUsize::new(0);
+        let sequence = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        let barrier = Barrier::new(THREADS);
+        let turns: Vec<Vec<(u64, u64)>> = thread::scope(|s| {
+            let handles = racers
+                .iter()
+                .map(|(session, client)| {
+                    let (inside, sequence, stop, barrier, name) =
+                        (&inside, &sequence, &stop, &barrier, &name);
+                    s.spawn(move || {
+                        let _guard = StopOthersOnPanic(stop);
+                        // (sequence number taken while holding the lock, fencing token)
+                        let mut mine = Vec::with_capacity(TURNS);
+                        let mut attempts = 0;
+                        barrier.wait();
+                        while mine.len() < TURNS && !stop.load(SeqCst) {
+                            attempts += 1;
+                            assert!(attempts <= MAX_ATTEMPTS, "[{backend}] starved");
+                            let grant = match session.acquire(name, ttl, client.as_ref()) {
+                                Ok(grant) => grant,
+                                Err(Error::LockHeld { .. }) => {
+                                    thread::yield_now();
+                                    continue;
+                                }
+                                Err(e) => panic!("[{backend}] acquire: {e:?}"),
+                            };
+                            let others = inside.fetch_add(1, SeqCst);
+                            assert_eq!(others, 0, "[{backend}] two holders at once");
+                            assert_eq!(grant.status, AcquireStatus::Acquired, "[{backend}]");
+                            mine.push((sequence.fetch_add(1, SeqCst), grant.lease.fencing_token.0));
+                            match session.lock_status(name) {
+                                Ok(LockStatus::Held { lease, .. }) => {
+                                    assert_eq!(lease, grant.lease, "[{backend}]")
+                                }
+                                other => panic!("[{backend}] status while held: {other:?}"),
+                            }
+                            assert_eq!(inside.fetch_sub(1, SeqCst), 1, "[{backend}]");
+                            session
+                                .release(name, grant.lease.lease_id)
+                                .unwrap_or_else(|e| panic!("[{backend}] release: {e:?}"));
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            join_all(handles)
+        });
+
+        let mut all: Vec<(u64, u64)> = turns.into_iter().flatten().collect();
+        assert_eq!(all.len(), THREADS * TURNS, "[{backend}]");
+        all.sort_unstable();
+        for (i, &(seq, _)) in all.iter().enumerate() {
+            assert_eq!(seq, i as u64, "[{backend}] sequence numbers are 0..n");
+        }
+        for pair in all.windows(2) {
+            assert!(
+                pair[0].1 < pair[1].1,
+                "[{backend}] fencing token {} (turn {}) not above {} (turn {})",
+                pair[1].1,
+                pair[1].0,
+                pair[0].1,
+                pair[0].0
+            );
+        }
+        let distinct: HashSet<u64> = all.iter().map(|&(_, token)| token).collect();
+        assert_eq!(distinct.len(), all.len(), "[{backend}]");
+        assert_eq!(
+            racers[0].0.lock_status(&name).unwrap(),
+            LockStatus::Available,
+            "[{backend}]"
+        );
+    }
+}
+
+/// Eight threads of one user check one limit of 1000 per day, 250 times each, while the
+/// clock stands still: exactly 1000 checks are allowed, each seeing a different `remaining`,
+/// and every denial says that nothing remains.
+#[test]
+fn threads_racing_on_one_limit_get_exactly_max_admissions() {
+    const CHECKS: usize = 250;
+    const MAX: u32 = 1000;
+
+    for (backend, open) in backends() {
+        let h = open(Settings::default());
+        let user = h.user("bursty").user().clone();
+        let name = LimitName::parse("shared quota").unwrap();
+        let policy = RatePolicy::new(MAX.into(), 86_400).unwrap();
+        let barrier = Barrier::new(THREADS);
+        // Per thread: the `remaining` of each allowed check.
+        let allowed: Vec<Vec<u32>> = thread::scope(|s| {
+            let handles = (0..THREADS)
+                .map(|_| {
+                    let session = h.store.session(user.clone());
+                    let (barrier, name) = (&barrier, &name);
+                    s.spawn(move || {
+                        barrier.wait();
+                        let mut remaining = Vec::new();
+                        for _ in 0..CHECKS {
+                            let d = session
+                                .check(name, policy)
+                                .unwrap_or_else(|e| panic!("[{backend}] check: {e:?}"));
+                            if d.allowed {
+                                remaining.push(d.remaining);
+                            } else {
+                                assert_eq!(d.remaining, 0, "[{backend}] {d:?}");
+                                assert!(d.retry_after_seconds.is_some(), "[{backend}] {d:?}");
+                            }
+                        }
+                        remaining
+                    })
+                })
+                .collect();
+            join_all(handles)
+        });
+
+        let mut remaining: Vec<u32> = allowed.into_iter().flatten().collect();
+        assert_eq!(remaining.len(), MAX as usize, "[{backend}] allowed checks");
+        remaining.sort_unstable();
+        assert!(
+            remaining.iter().copied().eq(0..MAX),
+            "[{backend}] each admission saw its own remaining"
+        );
+        let status = h.store.session(user).limit_status(&name).unwrap();
+        assert!(
+            !status.allowed && status.remaining == 0,
+            "[{backend}] {status:?}"
+        );
+    }
+}
