@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use octostore_core::{
-    Api, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Description, Error, Resource,
-    Session, Settings,
+    Api, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Description, Error, Quotas,
+    Resource, Session, Settings,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -17,6 +17,8 @@ use crate::support::{backends, Harness, Open};
 
 const KEYS: [&str; 3] = ["app.name", "db.pool_size", "feature_x-y"];
 const HISTORY: usize = 3;
+/// Keys per user: fewer than the keys, so creations hit the quota.
+const QUOTA: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Desc {
@@ -156,9 +158,23 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                 Desc::Empty => Some(Description::new("").unwrap()),
                 Desc::Text(n) => Some(Description::new(format!("about {n}")).unwrap()),
             };
-            let got = w.users[user]
-                .put_config(&w.keys[key], value(seed), description)
-                .map_err(unexpected)?;
+            let got = w.users[user].put_config(&w.keys[key], value(seed), description);
+            let owned = m.keys.keys().filter(|(owner, _)| *owner == user).count();
+            if !m.keys.contains_key(&(user, key)) && owned >= QUOTA {
+                prop_assert!(
+                    matches!(
+                        got,
+                        Err(Error::QuotaExceeded {
+                            what: Resource::Config,
+                            limit: QUOTA
+                        })
+                    ),
+                    "expected QuotaExceeded, got {:?}",
+                    got
+                );
+                return Ok(());
+            }
+            let got = got.map_err(unexpected)?;
             let now = m.now;
             let k = m.keys.entry((user, key)).or_insert_with(|| ModelKey {
                 created_at: now,
@@ -271,6 +287,10 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
 fn run(open: Open, ops: &[Op]) -> Result<(), TestCaseError> {
     let h = open(Settings {
         config_history: HISTORY,
+        quotas: Quotas {
+            configs: QUOTA,
+            ..Quotas::default()
+        },
         ..Settings::default()
     });
     let w = World {
@@ -293,7 +313,8 @@ proptest! {
 
     /// Put (keeping, clearing or replacing the description), get (latest, and versions
     /// 0, negative, kept, pruned and future), history, delete and list by three users on
-    /// three keys with a history cap of 3 agree with the model on every backend.
+    /// three keys (a quota of two each) with a history cap of 3 agree with the model on
+    /// every backend.
     #[test]
     fn configs_follow_the_model(ops in prop::collection::vec(op(), 1..80)) {
         for (backend, open) in backends() {

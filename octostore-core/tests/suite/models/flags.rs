@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use octostore_core::{
-    Api, Error, Flag, FlagName, Percentage, Resource, Session, Settings, Subject,
+    Api, Error, Flag, FlagName, Percentage, Quotas, Resource, Session, Settings, Subject,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -14,6 +14,8 @@ use super::{config, regressions, step_ms, unexpected, within, USERS};
 use crate::support::{backends, Harness, Open};
 
 const FLAGS: [&str; 3] = ["beta", "dark-mode", "new_checkout"];
+/// Flags per user: fewer than the names, so creations hit the quota.
+const QUOTA: usize = 2;
 const SUBJECTS: [&str; 5] = ["user-1", "user-42", "tenant 7", "émilie", "alice"];
 
 /// MurmurHash3, x86, 32 bits, as Austin Appleby published it.
@@ -168,13 +170,27 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             enabled,
             percentage,
         } => {
-            let got = w.users[user]
-                .set_flag(
-                    &w.flags[flag],
-                    enabled,
-                    percentage.map(|p| Percentage::new(p.into()).unwrap()),
-                )
-                .map_err(unexpected)?;
+            let got = w.users[user].set_flag(
+                &w.flags[flag],
+                enabled,
+                percentage.map(|p| Percentage::new(p.into()).unwrap()),
+            );
+            let owned = m.flags.keys().filter(|(owner, _)| *owner == user).count();
+            if !m.flags.contains_key(&(user, flag)) && owned >= QUOTA {
+                prop_assert!(
+                    matches!(
+                        got,
+                        Err(Error::QuotaExceeded {
+                            what: Resource::Flag,
+                            limit: QUOTA
+                        })
+                    ),
+                    "expected QuotaExceeded, got {:?}",
+                    got
+                );
+                return Ok(());
+            }
+            let got = got.map_err(unexpected)?;
             let created_at = m.flags.get(&(user, flag)).map_or(m.now, |f| f.created_at);
             let f = ModelFlag {
                 enabled,
@@ -230,7 +246,13 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
 }
 
 fn run(open: Open, ops: &[Op]) -> Result<(), TestCaseError> {
-    let h = open(Settings::default());
+    let h = open(Settings {
+        quotas: Quotas {
+            flags: QUOTA,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
     let w = World {
         users: USERS.iter().map(|u| h.user(u)).collect(),
         flags: FLAGS.iter().map(|f| FlagName::parse(f).unwrap()).collect(),
@@ -254,7 +276,7 @@ proptest! {
     #![proptest_config(config(96, regressions!("flags")))]
 
     /// Set, evaluate (for given subjects and for the caller's login), delete and list by
-    /// three users, with the clock moving, agree with the model on every backend:
+    /// three users on three flags (a quota of two each), with the clock moving, agree with the model on every backend:
     /// `created_at` survives every set until a delete, `updated_at` is the latest set, and
     /// evaluation follows the documented bucket.
     #[test]

@@ -11,14 +11,18 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
-use octostore_core::{Api, Decision, Error, LimitName, RatePolicy, Resource, Session, Settings};
+use octostore_core::{
+    Api, Decision, Error, LimitName, Quotas, RatePolicy, Resource, Session, Settings,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::{config, regressions, step_ms, unexpected, within, USERS};
 use crate::support::{backends, Harness, Open};
 
-const LIMITS: [&str; 2] = ["api", "emails to send"];
+const LIMITS: [&str; 3] = ["api", "emails to send", "webhooks/min"];
+/// Limits per user: fewer than the names, so creations hit the quota (and forget idle ones).
+const QUOTA: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -144,11 +148,46 @@ fn check_decision(m: &Model, user: usize, limit: usize, d: &Decision) -> Result<
     Ok(())
 }
 
-/// One check, logged in the model if allowed, with the guarantee checked.
-fn check(w: &World, m: &mut Model, user: usize, limit: usize) -> Result<Decision, TestCaseError> {
-    let d = w.users[user]
-        .check(&w.limits[limit], m.policies[limit])
-        .map_err(unexpected)?;
+/// One check, logged in the model if allowed, with the guarantee checked; `None` if it
+/// would create a limit beyond the quota (and the store agrees).
+fn check(
+    w: &World,
+    m: &mut Model,
+    user: usize,
+    limit: usize,
+) -> Result<Option<Decision>, TestCaseError> {
+    let got = w.users[user].check(&w.limits[limit], m.policies[limit]);
+    if !m.logs.contains_key(&(user, limit)) {
+        // The quota counts limits with something in their window: when the owner's limits
+        // reach it, its idle ones are forgotten to make room.
+        let owned = |m: &Model| m.logs.keys().filter(|(owner, _)| *owner == user).count();
+        if owned(m) >= QUOTA {
+            let idle: Vec<(usize, usize)> = m
+                .logs
+                .keys()
+                .copied()
+                .filter(|&(owner, l)| owner == user && m.inside(owner, l).is_empty())
+                .collect();
+            for key in idle {
+                m.logs.remove(&key);
+            }
+        }
+        if owned(m) >= QUOTA {
+            prop_assert!(
+                matches!(
+                    got,
+                    Err(Error::QuotaExceeded {
+                        what: Resource::Limit,
+                        limit: QUOTA
+                    })
+                ),
+                "expected QuotaExceeded, got {:?}",
+                got
+            );
+            return Ok(None);
+        }
+    }
+    let d = got.map_err(unexpected)?;
     let before = m.inside(user, limit).len();
     if before == 0 {
         prop_assert!(d.allowed, "denied with nothing in the window: {:?}", d);
@@ -164,7 +203,17 @@ fn check(w: &World, m: &mut Model, user: usize, limit: usize) -> Result<Decision
         m.logs.entry((user, limit)).or_default().push(now);
     }
     check_decision(m, user, limit, &d)?;
-    Ok(d)
+    Ok(Some(d))
+}
+
+/// A check of a limit that exists.
+fn check_existing(
+    w: &World,
+    m: &mut Model,
+    user: usize,
+    limit: usize,
+) -> Result<Decision, TestCaseError> {
+    check(w, m, user, limit)?.ok_or_else(|| TestCaseError::fail("limit vanished"))
 }
 
 /// A status; `None` if the model has no such limit (and the store agrees).
@@ -205,11 +254,13 @@ fn advance(w: &World, m: &mut Model, by: Duration) -> Result<(), TestCaseError> 
 fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     match *op {
         Op::Check { user, limit, retry } => {
-            let d = check(w, m, user, limit)?;
+            let Some(d) = check(w, m, user, limit)? else {
+                return Ok(());
+            };
             if !d.allowed && retry {
                 let wait = d.retry_after_seconds.unwrap();
                 advance(w, m, Duration::seconds(wait as i64))?;
-                let again = check(w, m, user, limit)?;
+                let again = check_existing(w, m, user, limit)?;
                 prop_assert!(again.allowed, "denied after waiting {}s: {:?}", wait, again);
             }
         }
@@ -221,7 +272,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
         Op::Drain { user, limit } => {
             if let Some(d) = status(w, m, user, limit)? {
                 for i in 0..d.remaining {
-                    let got = check(w, m, user, limit)?;
+                    let got = check_existing(w, m, user, limit)?;
                     prop_assert!(
                         got.allowed,
                         "check {} of {} remaining denied",
@@ -229,7 +280,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                         d.remaining
                     );
                 }
-                let got = check(w, m, user, limit)?;
+                let got = check_existing(w, m, user, limit)?;
                 prop_assert!(!got.allowed, "allowed beyond the {} remaining", d.remaining);
             }
         }
@@ -289,7 +340,13 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
 }
 
 fn run(open: Open, policies: &[RatePolicy], ops: &[Op]) -> Result<(), TestCaseError> {
-    let h = open(Settings::default());
+    let h = open(Settings {
+        quotas: Quotas {
+            limits: QUOTA,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
     let w = World {
         users: USERS.iter().map(|u| h.user(u)).collect(),
         limits: LIMITS
@@ -378,9 +435,9 @@ proptest! {
     #![proptest_config(config(96, regressions!("limits")))]
 
     /// Checks (some retried after `retry_after_seconds`), statuses, drains, resets, lists
-    /// and sweeps by three users on two limits with random small policies, the clock moving
-    /// by ms to minutes: every decision is consistent with the exact log of the store's own
-    /// admissions, on every backend.
+    /// and sweeps by three users on three limits (a quota of two each) with random small
+    /// policies, the clock moving by ms to minutes: every decision is consistent with the
+    /// exact log of the store's own admissions, on every backend.
     #[test]
     fn limits_keep_the_guarantee_and_explain_denials(
         policies in policies(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 use octostore_core::{
     AcquireStatus, Api, ClientId, Error, FencingToken, Lease, LeaseId, LockName, LockStatus, Login,
-    Resource, Session, Settings, Ttl,
+    Quotas, Resource, Session, Settings, Ttl,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -17,6 +17,8 @@ use crate::support::{backends, Harness, Open};
 
 const LOCKS: [&str; 3] = ["build", "deploy", "migrate"];
 const CLIENTS: [&str; 2] = ["host-a:1", "host-b.2"];
+/// Live leases per user: fewer than the locks, so acquisitions hit the quota.
+const QUOTA: usize = 2;
 
 /// Which lease id a release or renew presents.
 #[derive(Debug, Clone, Copy)]
@@ -146,7 +148,13 @@ struct World {
 
 impl World {
     fn new(open: Open) -> Self {
-        let h = open(Settings::default());
+        let h = open(Settings {
+            quotas: Quotas {
+                locks: QUOTA,
+                ..Quotas::default()
+            },
+            ..Settings::default()
+        });
         let users = USERS.iter().map(|u| h.user(u)).collect();
         Self {
             h,
@@ -214,6 +222,27 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                     other => prop_assert!(false, "expected LockHeld, got {:?}", other),
                 },
                 None => {
+                    // The quota counts live leases. Dead ones stay stored (and swept) until
+                    // the owner's stored leases reach the quota, when its dead ones are
+                    // deleted to make room.
+                    let now = m.now;
+                    if m.leases.values().filter(|h| h.user == user).count() >= QUOTA {
+                        m.leases.retain(|_, h| h.user != user || now < h.expires_at);
+                    }
+                    if m.leases.values().filter(|h| h.user == user).count() >= QUOTA {
+                        prop_assert!(
+                            matches!(
+                                got,
+                                Err(Error::QuotaExceeded {
+                                    what: Resource::Lock,
+                                    limit: QUOTA
+                                })
+                            ),
+                            "expected QuotaExceeded, got {:?}",
+                            got
+                        );
+                        return Ok(());
+                    }
                     let grant = got.map_err(unexpected)?;
                     prop_assert_eq!(grant.status, AcquireStatus::Acquired);
                     let token = grant.lease.fencing_token;
@@ -339,8 +368,9 @@ proptest! {
     #![proptest_config(config(96, regressions!("locks")))]
 
     /// Acquire (with and without client id), release, renew, status, list and sweep by three
-    /// users on three locks, with the clock moving by ms to minutes, agree with the model on
-    /// every backend; fencing tokens grow strictly with every acquisition.
+    /// users on three locks (a quota of two live leases each), with the clock moving by ms to
+    /// minutes, agree with the model on every backend; fencing tokens grow strictly with
+    /// every acquisition.
     #[test]
     fn locks_follow_the_model(ops in prop::collection::vec(op(), 1..80)) {
         for (backend, open) in backends() {
