@@ -30,8 +30,13 @@ macro_rules! regressions {
 }
 use regressions;
 
-/// `cases` cases, failing seeds kept in `regressions` (see [`regressions!`]).
+/// `cases` cases (or `$PROPTEST_CASES`, for a deeper run), failing seeds kept in
+/// `regressions` (see [`regressions!`]).
 fn config(cases: u32, regressions: &'static str) -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(cases);
     ProptestConfig {
         cases,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(regressions))),
