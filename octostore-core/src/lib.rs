@@ -51,7 +51,7 @@ pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
 pub use error::{Error, Resource, Result};
 pub use flag::{bucket as flag_bucket, Flag};
 pub use identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};
-pub use lock::{AcquireStatus, FencingToken, Lease, LeaseId, LockGrant, LockStatus};
+pub use lock::{AcquireStatus, FencingToken, Lease, LeaseId, LeaseRecord, LockGrant, LockStatus};
 pub use names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
 pub use rate_limit::{Decision, LimitRecord, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};

@@ -37,13 +37,13 @@ impl fmt::Display for FencingToken {
     }
 }
 
-/// The right, until `expires_at`, to act as the holder of a lock.
+/// The right, until `expires_at`, to act as the holder of a lock, as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The lock.
     pub name: LockName,
-    /// Whose lease it is.
-    pub owner: UserId,
+    /// The login of the lease's owner.
+    pub holder: Login,
     /// Which of the owner's processes holds it, if it said.
     pub client_id: Option<ClientId>,
     /// The lease's id.
@@ -54,10 +54,38 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
-impl Lease {
-    /// Whether the lease still holds at `now`.
+/// A lease as a backend stores it: the owner by id, not by login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// The lock.
+    pub name: LockName,
+    /// Whose lease it is.
+    pub owner: UserId,
+    /// Which of the owner's processes holds it, if it said.
+    pub client_id: Option<ClientId>,
+    /// The lease's id.
+    pub lease_id: LeaseId,
+    /// The fencing token granted with the lease.
+    pub fencing_token: FencingToken,
+    /// The instant the lease ends unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl LeaseRecord {
+    /// Whether the lease still holds at `now`: a lease is dead at `expires_at`, exactly.
     pub fn is_live(&self, now: DateTime<Utc>) -> bool {
         now < self.expires_at
+    }
+
+    fn held_by(self, holder: Login) -> Lease {
+        Lease {
+            name: self.name,
+            holder,
+            client_id: self.client_id,
+            lease_id: self.lease_id,
+            fencing_token: self.fencing_token,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -83,12 +111,7 @@ pub struct LockGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockStatus {
     /// A live lease exists.
-    Held {
-        /// The lease.
-        lease: Lease,
-        /// The holder's login.
-        holder: Login,
-    },
+    Held(Lease),
     /// Nobody holds the lock.
     Available,
 }
@@ -112,7 +135,7 @@ pub(crate) fn acquire(
         if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
             return Ok(LockGrant {
                 status: AcquireStatus::Held,
-                lease,
+                lease: lease.held_by(caller.login.clone()),
             });
         }
         return Err(Error::LockHeld {
@@ -122,7 +145,7 @@ pub(crate) fn acquire(
         });
     }
     check_quota(tx, now, quota, caller.id)?;
-    let lease = Lease {
+    let lease = LeaseRecord {
         name: name.clone(),
         owner: caller.id,
         client_id: client_id.cloned(),
@@ -133,7 +156,7 @@ pub(crate) fn acquire(
     tx.put_lease(&lease)?;
     Ok(LockGrant {
         status: AcquireStatus::Acquired,
-        lease,
+        lease: lease.held_by(caller.login.clone()),
     })
 }
 
@@ -166,7 +189,7 @@ fn own_live_lease(
     caller: &User,
     name: &LockName,
     lease_id: LeaseId,
-) -> Result<Lease> {
+) -> Result<LeaseRecord> {
     tx.lease(name)?
         .filter(|l| l.is_live(now) && l.owner == caller.id && l.lease_id == lease_id)
         .ok_or_else(|| Error::not_found(Resource::Lock, name))
@@ -194,24 +217,25 @@ pub(crate) fn renew(
     let mut lease = own_live_lease(tx, now, caller, name, lease_id)?;
     lease.expires_at = now + ttl.duration();
     tx.put_lease(&lease)?;
-    Ok(lease)
+    Ok(lease.held_by(caller.login.clone()))
 }
 
 pub(crate) fn status(tx: &mut dyn Tx, now: DateTime<Utc>, name: &LockName) -> Result<LockStatus> {
     match tx.lease(name)?.filter(|l| l.is_live(now)) {
-        Some(lease) => Ok(LockStatus::Held {
-            holder: holder_login(tx, lease.owner)?,
-            lease,
-        }),
+        Some(lease) => {
+            let holder = holder_login(tx, lease.owner)?;
+            Ok(LockStatus::Held(lease.held_by(holder)))
+        }
         None => Ok(LockStatus::Available),
     }
 }
 
-pub(crate) fn list(tx: &mut dyn Tx, now: DateTime<Utc>, owner: UserId) -> Result<Vec<Lease>> {
+pub(crate) fn list(tx: &mut dyn Tx, now: DateTime<Utc>, caller: &User) -> Result<Vec<Lease>> {
     let mut leases: Vec<Lease> = tx
-        .leases_of(owner)?
+        .leases_of(caller.id)?
         .into_iter()
         .filter(|l| l.is_live(now))
+        .map(|l| l.held_by(caller.login.clone()))
         .collect();
     leases.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(leases)

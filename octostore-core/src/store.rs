@@ -362,7 +362,7 @@ impl Api for Session {
 
     fn locks(&self) -> Result<Vec<Lease>> {
         self.store
-            .transact(|tx, now, _| lock::list(tx, now, self.user.id))
+            .transact(|tx, now, _| lock::list(tx, now, &self.user))
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {

@@ -15,7 +15,7 @@ use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::lock::{FencingToken, Lease};
+use crate::lock::{FencingToken, LeaseRecord};
 use crate::names::{ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
@@ -38,7 +38,7 @@ struct State {
     user_by_folded_login: HashMap<String, UserId>,
     user_by_github_id: HashMap<u64, UserId>,
     tokens: HashMap<TokenHash, TokenRecord>,
-    leases: HashMap<LockName, Lease>,
+    leases: HashMap<LockName, LeaseRecord>,
     lease_names_by_owner: HashMap<UserId, HashSet<LockName>>,
     last_fencing_token: u64,
     owners: HashMap<UserId, Owned>,
@@ -151,11 +151,11 @@ impl Tx for MemoryTx<'_> {
         Ok(tokens.filter(|t| t.user == user).cloned().collect())
     }
 
-    fn lease(&mut self, name: &LockName) -> Result<Option<Lease>> {
+    fn lease(&mut self, name: &LockName) -> Result<Option<LeaseRecord>> {
         Ok(self.state.leases.get(name).cloned())
     }
 
-    fn put_lease(&mut self, lease: &Lease) -> Result<()> {
+    fn put_lease(&mut self, lease: &LeaseRecord) -> Result<()> {
         if let Some(old) = self.state.leases.insert(lease.name.clone(), lease.clone()) {
             if old.owner == lease.owner {
                 return Ok(());
@@ -178,7 +178,7 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn leases_of(&mut self, owner: UserId) -> Result<Vec<Lease>> {
+    fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
         let Some(names) = self.state.lease_names_by_owner.get(&owner) else {
             return Ok(Vec::new());
         };
@@ -193,7 +193,7 @@ impl Tx for MemoryTx<'_> {
             .map_or(0, HashSet::len))
     }
 
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&Lease) -> bool) -> Result<usize> {
+    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
         let doomed: Vec<LockName> = self
             .state
             .leases

@@ -25,7 +25,7 @@ use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::lock::{FencingToken, Lease};
+use crate::lock::{FencingToken, LeaseRecord};
 use crate::names::{ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
@@ -71,17 +71,17 @@ pub trait Tx {
     fn tokens_of(&mut self, user: UserId) -> Result<Vec<TokenRecord>>;
 
     /// The lease stored for the lock, live or not.
-    fn lease(&mut self, name: &LockName) -> Result<Option<Lease>>;
+    fn lease(&mut self, name: &LockName) -> Result<Option<LeaseRecord>>;
     /// Inserts or replaces the lease of `lease.name`.
-    fn put_lease(&mut self, lease: &Lease) -> Result<()>;
+    fn put_lease(&mut self, lease: &LeaseRecord) -> Result<()>;
     /// Deletes the lease of the lock, if any.
     fn delete_lease(&mut self, name: &LockName) -> Result<()>;
     /// The owner's stored leases, live or not.
-    fn leases_of(&mut self, owner: UserId) -> Result<Vec<Lease>>;
+    fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
     /// Keeps the leases for which `keep` is true, deletes the others; how many it deleted.
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&Lease) -> bool) -> Result<usize>;
+    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize>;
     /// A fencing token greater than every one issued before.
     fn next_fencing_token(&mut self) -> Result<FencingToken>;
 

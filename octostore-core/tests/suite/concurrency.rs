@@ -92,7 +92,7 @@ fn threads_racing_for_one_lock_take_turns_with_increasing_fencing_tokens() {
                             assert_eq!(grant.status, AcquireStatus::Acquired, "[{backend}]");
                             mine.push((sequence.fetch_add(1, SeqCst), grant.lease.fencing_token.0));
                             match session.lock_status(name) {
-                                Ok(LockStatus::Held { lease, .. }) => {
+                                Ok(LockStatus::Held(lease)) => {
                                     assert_eq!(lease, grant.lease, "[{backend}]")
                                 }
                                 other => panic!("[{backend}] status while held: {other:?}"),

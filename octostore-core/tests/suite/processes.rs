@@ -225,7 +225,7 @@ fn check_round(store: &Store, round: usize, acked: &[Vec<String>]) {
         .find(|a| a[0] == "lock" || a[0] == "release");
     let last_ack = acked.last().map(|a| a[0].as_str());
     match (last_lock_op, status) {
-        (Some(ack), LockStatus::Held { lease, .. }) if ack[0] == "lock" => {
+        (Some(ack), LockStatus::Held(lease)) if ack[0] == "lock" => {
             assert_eq!(
                 lease.lease_id.to_string(),
                 ack[2],
@@ -239,7 +239,7 @@ fn check_round(store: &Store, round: usize, acked: &[Vec<String>]) {
                 "only an in-flight release may free the lock"
             );
         }
-        (_, LockStatus::Held { lease, .. }) => {
+        (_, LockStatus::Held(lease)) => {
             assert!(
                 last_ack.is_none() || last_ack == Some("ready") || last_ack == Some("release"),
                 "only an in-flight acquire may take the lock"

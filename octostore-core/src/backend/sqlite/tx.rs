@@ -17,7 +17,7 @@ use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::{Error, Result};
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::lock::{FencingToken, Lease, LeaseId};
+use crate::lock::{FencingToken, LeaseId, LeaseRecord};
 use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
@@ -148,9 +148,9 @@ fn token(row: &Row) -> Result<TokenRecord> {
 
 const LEASE_COLUMNS: &str = "name, owner, client_id, lease_id, fencing_token, expires_at";
 
-fn lease(row: &Row) -> Result<Lease> {
+fn lease(row: &Row) -> Result<LeaseRecord> {
     let client_id: Option<String> = get(row, 2)?;
-    Ok(Lease {
+    Ok(LeaseRecord {
         name: name_at(row, 0, LockName::parse)?,
         owner: UserId(uuid_at(row, 1)?),
         client_id: client_id
@@ -277,12 +277,12 @@ impl Tx for SqliteTx<'_> {
         )
     }
 
-    fn lease(&mut self, name: &LockName) -> Result<Option<Lease>> {
+    fn lease(&mut self, name: &LockName) -> Result<Option<LeaseRecord>> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE name = ?1");
         self.row(&sql, [name.as_str()], lease)
     }
 
-    fn put_lease(&mut self, l: &Lease) -> Result<()> {
+    fn put_lease(&mut self, l: &LeaseRecord) -> Result<()> {
         self.exec(
             "INSERT OR REPLACE INTO leases
              (name, owner, client_id, lease_id, fencing_token, expires_at)
@@ -304,7 +304,7 @@ impl Tx for SqliteTx<'_> {
             .map(drop)
     }
 
-    fn leases_of(&mut self, owner: UserId) -> Result<Vec<Lease>> {
+    fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE owner = ?1");
         self.rows(&sql, [id(owner.0)], lease)
     }
@@ -313,9 +313,9 @@ impl Tx for SqliteTx<'_> {
         self.count("SELECT COUNT(*) FROM leases WHERE owner = ?1", owner)
     }
 
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&Lease) -> bool) -> Result<usize> {
+    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
         let sql = format!("SELECT {LEASE_COLUMNS} FROM leases");
-        let doomed: Vec<Lease> = self.rows(&sql, [], lease)?;
+        let doomed: Vec<LeaseRecord> = self.rows(&sql, [], lease)?;
         let mut deleted = 0;
         for l in doomed.iter().filter(|l| !keep(l)) {
             self.delete_lease(&l.name)?;

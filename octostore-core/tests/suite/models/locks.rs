@@ -171,7 +171,7 @@ impl World {
     fn lease(&self, lock: usize, held: &Held) -> Lease {
         Lease {
             name: self.locks[lock].clone(),
-            owner: self.users[held.user].user().id,
+            holder: self.users[held.user].user().login.clone(),
             client_id: held.client.map(|c| self.clients[c].clone()),
             lease_id: held.lease_id,
             fencing_token: held.token,
@@ -304,10 +304,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                 .lock_status(&w.locks[lock])
                 .map_err(unexpected)?;
             let want = match m.live(lock) {
-                Some(held) => LockStatus::Held {
-                    lease: w.lease(lock, held),
-                    holder: Login::parse(USERS[held.user]).unwrap(),
-                },
+                Some(held) => LockStatus::Held(w.lease(lock, held)),
                 None => LockStatus::Available,
             };
             prop_assert_eq!(got, want);
