@@ -307,6 +307,18 @@ impl Store {
         }
     }
 
+    /// How many locks are held by a live lease right now.
+    pub fn live_lease_count(&self) -> Result<usize> {
+        self.transact(|tx, now, _| {
+            let mut live = 0;
+            tx.retain_leases(&mut |lease| {
+                live += usize::from(lease.is_live(now));
+                true
+            })?;
+            Ok(live)
+        })
+    }
+
     /// Deletes expired leases and limits that counted nothing in their window. Neither is
     /// visible to any operation, so a sweep changes no answer; it only frees space.
     pub fn sweep(&self) -> Result<Swept> {

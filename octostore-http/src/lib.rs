@@ -1,1 +1,78 @@
-//! x
+//! OctoStore over HTTP: the API of `openapi.yaml` on warp, GitHub sign-in, and (soon) a Rust
+//! client for remote servers.
+//!
+//! # Layout
+//! - [`serve`] runs the server until its shutdown future completes; [`routes`] is the whole
+//!   API as one warp filter (for `warp::test`).
+//! - `app.rs`: [`App`], the shared state, and the one path from a request to the store:
+//!   authenticate the bearer token, then run the operation as that user on the blocking pool.
+//! - `routes/`: one module per tag of the contract (`locks`, `limits`, `flags`, `config`,
+//!   `auth`, `system`), plus the 405 fallback and the table of path templates.
+//! - `request.rs` reads bodies (capped) and path names; `dto.rs` is the JSON of every answer;
+//!   `error.rs` maps every error and rejection to a status and JSON body, in one place.
+//! - `metrics.rs`: Prometheus counters; `oauth.rs`: GitHub sign-in.
+//!
+//! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
+//! `octostore_core::Api` method, and serialize.
+
+mod app;
+mod dto;
+mod error;
+mod metrics;
+mod oauth;
+mod request;
+mod routes;
+
+use std::future::Future;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+pub use app::{App, ServerOptions};
+pub use oauth::GithubSettings;
+
+/// The whole API as one filter, every rejection answered as JSON, every request counted.
+pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
+    let metrics = app.metrics.clone();
+    routes::all(app)
+        .recover(error::recover)
+        .unify()
+        .with(warp::log::custom(move |info| {
+            metrics.observe(
+                info.path(),
+                info.method().as_str(),
+                info.status().as_u16(),
+                info.elapsed().as_secs_f64(),
+            )
+        }))
+        .with(warp::trace(|info| {
+            tracing::info_span!(
+                "request",
+                id = %uuid::Uuid::new_v4().simple(),
+                method = %info.method(),
+                route = routes::template_of(info.path()).map_or("unmatched", |(t, _)| t),
+            )
+        }))
+        .map(Reply::into_response)
+        .boxed()
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
+/// flight and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: App,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let started = Instant::now();
+    tracing::info!(addr = ?listener.local_addr().ok(), "serving");
+    warp::serve(routes(&app))
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+    tracing::info!(uptime = ?started.elapsed(), "stopped");
+}

@@ -1,0 +1,418 @@
+//! The JSON of the API: the one place that knows the wire shape of each request and answer.
+//! The server serializes these, the client deserializes them.
+//!
+//! Field names and types follow `openapi.yaml`; optional fields with no value are omitted,
+//! never `null`.
+
+use chrono::{DateTime, Utc};
+use octostore_core::{
+    AcquireStatus, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Decision,
+    FencingToken, Flag, FlagName, Lease, LeaseId, LimitName, LimitSummary, LockGrant, LockName,
+    Login, Percentage, RatePolicy, Result, User,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// `status` of a lock answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockState {
+    Acquired,
+    Held,
+    Available,
+    Released,
+}
+
+/// A live lease: the answer to acquire, renew, and status of a held lock.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockResponse {
+    pub status: LockState,
+    pub name: String,
+    pub lease_id: Uuid,
+    pub fencing_token: u64,
+    pub expires_at: DateTime<Utc>,
+    pub holder: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl LockResponse {
+    pub fn new(status: AcquireStatus, lease: &Lease) -> Self {
+        Self {
+            status: match status {
+                AcquireStatus::Acquired => LockState::Acquired,
+                AcquireStatus::Held => LockState::Held,
+            },
+            name: lease.name.to_string(),
+            lease_id: lease.lease_id.0,
+            fencing_token: lease.fencing_token.0,
+            expires_at: lease.expires_at,
+            holder: lease.holder.to_string(),
+            client_id: lease.client_id.as_ref().map(ToString::to_string),
+        }
+    }
+
+    pub fn into_grant(self) -> Result<LockGrant> {
+        let status = match self.status {
+            LockState::Acquired => AcquireStatus::Acquired,
+            _ => AcquireStatus::Held,
+        };
+        Ok(LockGrant {
+            status,
+            lease: self.into_lease()?,
+        })
+    }
+
+    pub fn into_lease(self) -> Result<Lease> {
+        Ok(Lease {
+            name: LockName::parse(&self.name)?,
+            holder: Login::parse(&self.holder)?,
+            client_id: self.client_id.as_deref().map(ClientId::parse).transpose()?,
+            lease_id: LeaseId(self.lease_id),
+            fencing_token: FencingToken(self.fencing_token),
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+/// The status of a lock nobody holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockNotHeld {
+    pub status: LockState,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// One of the caller's leases in a list.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub name: String,
+    pub lease_id: Uuid,
+    pub fencing_token: u64,
+    pub expires_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl From<&Lease> for LockInfo {
+    fn from(lease: &Lease) -> Self {
+        Self {
+            name: lease.name.to_string(),
+            lease_id: lease.lease_id.0,
+            fencing_token: lease.fencing_token.0,
+            expires_at: lease.expires_at,
+            client_id: lease.client_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockList {
+    pub locks: Vec<LockInfo>,
+    pub total: usize,
+}
+
+/// The 409 answer to an acquire.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LockConflict {
+    pub error: String,
+    pub lock: ConflictingLock,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConflictingLock {
+    pub name: String,
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Released {
+    pub status: LockState,
+    pub message: String,
+}
+
+/// The answer to a rate-limit check or status.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LimitDecision {
+    pub allowed: bool,
+    pub remaining: u32,
+    pub reset_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+impl From<&Decision> for LimitDecision {
+    fn from(d: &Decision) -> Self {
+        Self {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            reset_at: d.reset_at,
+            retry_after_seconds: d.retry_after_seconds,
+        }
+    }
+}
+
+impl From<LimitDecision> for Decision {
+    fn from(d: LimitDecision) -> Self {
+        Decision {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            reset_at: d.reset_at,
+            retry_after_seconds: d.retry_after_seconds,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LimitInfo {
+    pub name: String,
+    pub max_requests: u32,
+    pub window_seconds: u32,
+    pub current_count: u32,
+    pub remaining: u32,
+    pub allowed: bool,
+    pub reset_at: DateTime<Utc>,
+}
+
+impl From<&LimitSummary> for LimitInfo {
+    fn from(l: &LimitSummary) -> Self {
+        Self {
+            name: l.name.to_string(),
+            max_requests: l.policy.max_requests(),
+            window_seconds: l.policy.window_seconds(),
+            current_count: l.current_count,
+            remaining: l.decision.remaining,
+            allowed: l.decision.allowed,
+            reset_at: l.decision.reset_at,
+        }
+    }
+}
+
+impl LimitInfo {
+    pub fn into_summary(self) -> Result<LimitSummary> {
+        Ok(LimitSummary {
+            name: LimitName::parse(&self.name)?,
+            policy: RatePolicy::new(self.max_requests.into(), self.window_seconds.into())?,
+            current_count: self.current_count,
+            decision: Decision {
+                allowed: self.allowed,
+                remaining: self.remaining,
+                reset_at: self.reset_at,
+                retry_after_seconds: None,
+            },
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LimitList {
+    pub limits: Vec<LimitInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LimitReset {
+    pub reset: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlagInfo {
+    pub name: String,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<u8>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Flag> for FlagInfo {
+    fn from(f: &Flag) -> Self {
+        Self {
+            name: f.name.to_string(),
+            enabled: f.enabled,
+            percentage: f.percentage.map(Percentage::get),
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+impl FlagInfo {
+    pub fn into_flag(self) -> Result<Flag> {
+        Ok(Flag {
+            name: FlagName::parse(&self.name)?,
+            enabled: self.enabled,
+            percentage: self
+                .percentage
+                .map(|p| Percentage::new(p.into()))
+                .transpose()?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlagList {
+    pub flags: Vec<FlagInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct FlagEvaluation {
+    pub name: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Deleted {
+    pub deleted: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfigInfo {
+    pub key: String,
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ConfigEntry> for ConfigInfo {
+    fn from(c: ConfigEntry) -> Self {
+        Self {
+            key: c.key.to_string(),
+            value: c.value,
+            description: c.description,
+            version: c.version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+impl ConfigInfo {
+    pub fn into_entry(self) -> Result<ConfigEntry> {
+        Ok(ConfigEntry {
+            key: ConfigKey::parse(&self.key)?,
+            value: self.value,
+            description: self.description,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub version: u64,
+    pub value: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<ConfigVersion> for VersionInfo {
+    fn from(v: ConfigVersion) -> Self {
+        Self {
+            version: v.version,
+            value: v.value,
+            description: v.description,
+            created_at: v.created_at,
+        }
+    }
+}
+
+impl From<VersionInfo> for ConfigVersion {
+    fn from(v: VersionInfo) -> Self {
+        ConfigVersion {
+            version: v.version,
+            value: v.value,
+            description: v.description,
+            created_at: v.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct History {
+    pub versions: Vec<VersionInfo>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfigListItem {
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub version: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<ConfigSummary> for ConfigListItem {
+    fn from(c: ConfigSummary) -> Self {
+        Self {
+            key: c.key.to_string(),
+            description: c.description,
+            version: c.version,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+impl ConfigListItem {
+    pub fn into_summary(self) -> Result<ConfigSummary> {
+        Ok(ConfigSummary {
+            key: ConfigKey::parse(&self.key)?,
+            description: self.description,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ConfigList {
+    pub configs: Vec<ConfigListItem>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewToken {
+    pub token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SignedIn {
+    pub token: String,
+    pub user: UserInfo,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub login: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_url: Option<String>,
+}
+
+impl From<&User> for UserInfo {
+    fn from(u: &User) -> Self {
+        Self {
+            login: u.login.to_string(),
+            avatar_url: u.avatar_url.clone(),
+        }
+    }
+}
+
+/// Every error answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}

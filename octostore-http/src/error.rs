@@ -1,0 +1,138 @@
+//! The one mapping from what went wrong to an HTTP answer: each core [`Error`] to a status and
+//! a JSON body, and each warp rejection (no route, body too large...) likewise.
+
+use std::convert::Infallible;
+
+use octostore_core::{Error, Resource};
+use serde::Serialize;
+use warp::http::{header, HeaderValue, StatusCode};
+use warp::reply::Response;
+use warp::{Rejection, Reply};
+
+use crate::dto::{ConflictingLock, ErrorBody, LockConflict};
+
+/// A JSON answer with `status`.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+fn error_json(status: StatusCode, error: &str, details: Option<&str>) -> Response {
+    let body = ErrorBody {
+        error: error.to_owned(),
+        details: details.map(str::to_owned),
+    };
+    json(status, &body)
+}
+
+/// The HTTP status of each kind of core error.
+pub fn status_of(err: &Error) -> StatusCode {
+    match err {
+        Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::LockHeld { .. } | Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Unauthorized => StatusCode::UNAUTHORIZED,
+        Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The answer for a core error.
+pub fn error_response(err: &Error) -> Response {
+    let status = status_of(err);
+    match err {
+        Error::LockHeld {
+            name,
+            holder,
+            expires_at,
+        } => json(
+            status,
+            &LockConflict {
+                error: "Lock already held".into(),
+                lock: ConflictingLock {
+                    name: name.to_string(),
+                    holder: holder.to_string(),
+                    expires_at: *expires_at,
+                },
+            },
+        ),
+        Error::Unauthorized => unauthorized(),
+        Error::Invalid { field, .. } => error_json(status, &err.to_string(), Some(field)),
+        Error::NotFound {
+            what: Resource::Lock,
+            ..
+        } => error_json(
+            status,
+            "Lock not found or not owned by caller",
+            Some(&err.to_string()),
+        ),
+        Error::Storage(message) => {
+            tracing::error!(%message, "storage failure");
+            error_json(status, "storage failure", None)
+        }
+        _ => error_json(status, &err.to_string(), None),
+    }
+}
+
+/// 401 with `WWW-Authenticate: Bearer`.
+pub fn unauthorized() -> Response {
+    let mut response = error_json(
+        StatusCode::UNAUTHORIZED,
+        "Invalid or missing authorization header",
+        Some("send Authorization: Bearer <token>"),
+    );
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+/// 405 naming the methods the path has.
+pub fn method_not_allowed(allow: &'static str) -> Response {
+    let mut response = error_json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed",
+        Some(&format!("this path accepts {allow}")),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// A request body larger than the server accepts.
+#[derive(Debug)]
+pub struct BodyTooLarge {
+    pub limit: u64,
+}
+
+impl warp::reject::Reject for BodyTooLarge {}
+
+/// Turns every rejection into a JSON answer; nothing reaches the client as HTML or empty.
+pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let response = if rejection.is_not_found() {
+        error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
+    } else if let Some(too_large) = rejection.find::<BodyTooLarge>() {
+        let details = format!("the request body is limited to {} bytes", too_large.limit);
+        error_json(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            Some(&details),
+        )
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
+    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
+        error_json(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid query string",
+            Some(&e.to_string()),
+        )
+    } else {
+        error_json(
+            StatusCode::BAD_REQUEST,
+            "bad request",
+            Some(&format!("{rejection:?}")),
+        )
+    };
+    Ok(response)
+}

@@ -1,0 +1,118 @@
+//! `/config`: put, get (`?version=`), history, delete, list.
+
+use bytes::Bytes;
+use octostore_core::{Api, ConfigKey, Description, Error, Result};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{bearer, ok, query, with_app};
+use crate::app::App;
+use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
+use crate::request::{body_within, path_name, JsonBody};
+
+pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
+    let put = warp::path!("config" / String)
+        .and(warp::put())
+        .and(with_app(app))
+        .and(bearer())
+        .and(body_within(app.body_limit))
+        .then(put);
+    let get = warp::path!("config" / String)
+        .and(warp::get())
+        .and(with_app(app))
+        .and(bearer())
+        .and(query())
+        .then(get);
+    let delete = warp::path!("config" / String)
+        .and(warp::delete())
+        .and(with_app(app))
+        .and(bearer())
+        .then(delete);
+    let history = warp::path!("config" / String / "history")
+        .and(warp::get())
+        .and(with_app(app))
+        .and(bearer())
+        .then(history);
+    let list = warp::path!("config")
+        .and(warp::get())
+        .and(with_app(app))
+        .and(bearer())
+        .then(list);
+    put.or(get)
+        .unify()
+        .or(delete)
+        .unify()
+        .or(history)
+        .unify()
+        .or(list)
+        .unify()
+        .boxed()
+}
+
+fn config_key(raw: &str) -> Result<ConfigKey> {
+    ConfigKey::parse(&path_name(raw, "key")?)
+}
+
+async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+    app.as_user(token, move |session| {
+        let key = config_key(&raw)?;
+        let mut body = JsonBody::parse(&body)?;
+        let description = body
+            .optional_str("description")?
+            .map(Description::new)
+            .transpose()?;
+        let value = body.take_value("value")?;
+        let entry = session.put_config(&key, value, description)?;
+        ok(&ConfigInfo::from(entry))
+    })
+    .await
+}
+
+async fn get(
+    raw: String,
+    app: App,
+    token: Option<String>,
+    query: Vec<(String, String)>,
+) -> Response {
+    app.as_user(token, move |session| {
+        let key = config_key(&raw)?;
+        let version = match query.iter().find(|(k, _)| k == "version") {
+            Some((_, v)) => Some(
+                v.parse::<i64>()
+                    .map_err(|_| Error::invalid("version", "must be an integer"))?,
+            ),
+            None => None,
+        };
+        ok(&ConfigInfo::from(session.get_config(&key, version)?))
+    })
+    .await
+}
+
+async fn history(raw: String, app: App, token: Option<String>) -> Response {
+    app.as_user(token, move |session| {
+        let versions = session.config_history(&config_key(&raw)?)?;
+        ok(&History {
+            versions: versions.into_iter().map(VersionInfo::from).collect(),
+        })
+    })
+    .await
+}
+
+async fn delete(raw: String, app: App, token: Option<String>) -> Response {
+    app.as_user(token, move |session| {
+        session.delete_config(&config_key(&raw)?)?;
+        ok(&Deleted { deleted: true })
+    })
+    .await
+}
+
+async fn list(app: App, token: Option<String>) -> Response {
+    app.as_user(token, move |session| {
+        let configs = session.configs()?;
+        ok(&ConfigList {
+            configs: configs.into_iter().map(ConfigListItem::from).collect(),
+        })
+    })
+    .await
+}

@@ -1,0 +1,130 @@
+//! `/locks`: acquire, release, renew, status, list.
+
+use bytes::Bytes;
+use octostore_core::{Api, ClientId, LeaseId, LockName, LockStatus, Result, Ttl};
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+use warp::Filter;
+
+use super::{bearer, ok, with_app};
+use crate::app::App;
+use crate::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
+use crate::request::{body_within, path_name, JsonBody};
+
+pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
+    let body = || body_within(app.body_limit);
+    let acquire = warp::path!("locks" / String / "acquire")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(bearer())
+        .and(body())
+        .then(acquire);
+    let release = warp::path!("locks" / String / "release")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(bearer())
+        .and(body())
+        .then(release);
+    let renew = warp::path!("locks" / String / "renew")
+        .and(warp::post())
+        .and(with_app(app))
+        .and(bearer())
+        .and(body())
+        .then(renew);
+    let status = warp::path!("locks" / String)
+        .and(warp::get())
+        .and(with_app(app))
+        .and(bearer())
+        .then(status);
+    let list = warp::path!("locks")
+        .and(warp::get())
+        .and(with_app(app))
+        .and(bearer())
+        .then(list);
+    acquire
+        .or(release)
+        .unify()
+        .or(renew)
+        .unify()
+        .or(status)
+        .unify()
+        .or(list)
+        .unify()
+        .boxed()
+}
+
+fn lock_name(raw: &str) -> Result<LockName> {
+    LockName::parse(&path_name(raw, "name")?)
+}
+
+async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+    app.as_user(token, move |session| {
+        let name = lock_name(&raw)?;
+        let body = JsonBody::parse(&body)?;
+        let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
+        let client_id = body
+            .optional_str("client_id")?
+            .map(ClientId::parse)
+            .transpose()?;
+        let grant = session.acquire(&name, ttl, client_id.as_ref())?;
+        ok(&LockResponse::new(grant.status, &grant.lease))
+    })
+    .await
+}
+
+async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+    app.as_user(token, move |session| {
+        let name = lock_name(&raw)?;
+        let lease_id = LeaseId(JsonBody::parse(&body)?.uuid("lease_id")?);
+        session.release(&name, lease_id)?;
+        ok(&Released {
+            status: LockState::Released,
+            message: "Lock released".into(),
+        })
+    })
+    .await
+}
+
+async fn renew(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+    app.as_user(token, move |session| {
+        let name = lock_name(&raw)?;
+        let body = JsonBody::parse(&body)?;
+        let lease_id = LeaseId(body.uuid("lease_id")?);
+        let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
+        let lease = session.renew(&name, lease_id, ttl)?;
+        ok(&LockResponse::new(
+            octostore_core::AcquireStatus::Held,
+            &lease,
+        ))
+    })
+    .await
+}
+
+async fn status(raw: String, app: App, token: Option<String>) -> Response {
+    app.as_user(token, move |session| {
+        let name = lock_name(&raw)?;
+        match session.lock_status(&name)? {
+            LockStatus::Held(lease) => ok(&LockResponse::new(
+                octostore_core::AcquireStatus::Held,
+                &lease,
+            )),
+            LockStatus::Available => ok(&LockNotHeld {
+                status: LockState::Available,
+                name: name.to_string(),
+                message: Some("Lock not currently held".into()),
+            }),
+        }
+    })
+    .await
+}
+
+async fn list(app: App, token: Option<String>) -> Response {
+    app.as_user(token, move |session| {
+        let leases = session.locks()?;
+        ok(&LockList {
+            total: leases.len(),
+            locks: leases.iter().map(LockInfo::from).collect(),
+        })
+    })
+    .await
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the server over real HTTP on 127.0.0.1: one binary, topical modules.
+
+mod support;
+
+mod api;
+mod client;
+mod oauth;
