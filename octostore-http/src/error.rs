@@ -37,7 +37,8 @@ pub fn status_of(err: &Error) -> StatusCode {
     }
 }
 
-/// The answer for a core error.
+/// The answer for a core error. `details` is machine-readable where a client needs it: the
+/// field for 422, the limit for 413 and 429.
 pub fn error_response(err: &Error) -> Response {
     let status = status_of(err);
     match err {
@@ -66,6 +67,12 @@ pub fn error_response(err: &Error) -> Response {
             "Lock not found or not owned by caller",
             Some(&err.to_string()),
         ),
+        Error::QuotaExceeded { limit, .. } => {
+            error_json(status, &err.to_string(), Some(&limit.to_string()))
+        }
+        Error::TooLarge { limit, .. } => {
+            error_json(status, &err.to_string(), Some(&limit.to_string()))
+        }
         Error::Storage(message) => {
             tracing::error!(%message, "storage failure");
             error_json(status, "storage failure", None)
