@@ -1,14 +1,23 @@
 //! `/auth`: token rotation, and GitHub sign-in.
+//!
+//! Sign-in: `GET /auth/github` redirects to GitHub with a fresh single-use `state`; GitHub
+//! sends the user back to `GET /auth/github/callback?code=..&state=..`, which redeems the
+//! state, exchanges the code, reads the GitHub user, upserts the user and answers a new
+//! token. The code, the state and both tokens are never logged.
 
+use oauth2::url::form_urlencoded;
+use octostore_core::{Error, Login};
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::header::{CACHE_CONTROL, LOCATION};
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Reply};
 
 use super::{bearer, ok, with_app};
 use crate::app::App;
-use crate::dto::{ErrorBody, NewToken};
-use crate::error::{json, unauthorized};
+use crate::dto::{ErrorBody, NewToken, SignedIn, UserInfo};
+use crate::error::{error_response, json, unauthorized};
+use crate::oauth::{denial, SignInError, StateProblem};
 
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let rotate = warp::path!("auth" / "token" / "rotate")
@@ -19,11 +28,12 @@ pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let github = warp::path!("auth" / "github")
         .and(warp::get())
         .and(with_app(app))
-        .map(|app: App| not_configured(&app));
+        .map(begin);
     let callback = warp::path!("auth" / "github" / "callback")
         .and(warp::get())
         .and(with_app(app))
-        .map(|app: App| not_configured(&app));
+        .and(raw_query())
+        .then(callback);
     rotate.or(github).unify().or(callback).unify().boxed()
 }
 
@@ -40,7 +50,159 @@ async fn rotate(app: App, token: Option<String>) -> Response {
     .await
 }
 
-fn not_configured(_app: &App) -> Response {
+/// The query string, empty if there is none. (Read raw rather than with `warp::query`, which
+/// logs a query it cannot decode, and this one carries secrets.)
+fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
+    warp::query::raw().or(warp::any().map(String::new)).unify()
+}
+
+/// `GET /auth/github`: 302 to GitHub's authorize page with a fresh state.
+fn begin(app: App) -> Response {
+    let Some(oauth) = &app.oauth else {
+        return not_configured();
+    };
+    let url = oauth.authorize_url(app.store().now());
+    let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+        return error_response(&Error::Storage(
+            "GitHub's authorize URL is not a valid header".into(),
+        ));
+    };
+    let mut response = StatusCode::FOUND.into_response();
+    response.headers_mut().insert(LOCATION, location);
+    no_store(&mut response);
+    response
+}
+
+/// `GET /auth/github/callback`: the state first (a forged callback goes no further), then
+/// the code.
+async fn callback(app: App, query: String) -> Response {
+    let Some(oauth) = app.oauth.clone() else {
+        return not_configured();
+    };
+    let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .filter(|value| !value.is_empty())
+    };
+    if let Err(e) = oauth.redeem_state(param("state"), app.store().now()) {
+        return sign_in_failed(&e);
+    }
+    let Some(code) = param("code") else {
+        if let Some(error) = param("error") {
+            return sign_in_failed(&denial(Some(error)));
+        }
+        return error_response(&Error::invalid(
+            "code",
+            "missing: GitHub sends it with the redirect to this callback",
+        ));
+    };
+    let github = match oauth.github_user(code.to_owned()).await {
+        Ok(github) => github,
+        Err(e) => return sign_in_failed(&e),
+    };
+    let mut response = app
+        .blocking(move |store| {
+            let login = Login::parse(&github.login)?;
+            let avatar_url = github.avatar_url.as_deref().filter(|url| !url.is_empty());
+            let user = store.upsert_github_user(github.id, &login, avatar_url)?;
+            let token = store.issue_token(user.id)?;
+            tracing::info!(github_id = github.id, login = %user.login, "signed in with GitHub");
+            ok(&SignedIn {
+                token: token.expose().to_owned(),
+                user: UserInfo::from(&user),
+            })
+        })
+        .await;
+    no_store(&mut response);
+    response
+}
+
+/// The answer to a sign-in that did not go through; it never repeats the code or state.
+fn sign_in_failed(err: &SignInError) -> Response {
+    let unauthorized = StatusCode::UNAUTHORIZED;
+    let bad_gateway = StatusCode::BAD_GATEWAY;
+    let again = "start again at /auth/github";
+    let (status, error, details) = match err {
+        SignInError::State(StateProblem::Missing) => (
+            unauthorized,
+            "missing sign-in state",
+            format!("the callback needs the state that /auth/github issued; {again}"),
+        ),
+        SignInError::State(StateProblem::Unknown) => (
+            unauthorized,
+            "unknown sign-in state",
+            format!("this server did not issue that state, or forgot it; {again}"),
+        ),
+        SignInError::State(StateProblem::Used) => (
+            unauthorized,
+            "sign-in state already used",
+            format!("a state is good for one sign-in; {again}"),
+        ),
+        SignInError::State(StateProblem::Expired) => (
+            unauthorized,
+            "sign-in state expired",
+            format!("a state is good for 10 minutes; {again}"),
+        ),
+        SignInError::Denied(code) => (
+            unauthorized,
+            "GitHub did not grant sign-in",
+            github_said(code.as_deref(), again),
+        ),
+        SignInError::Refused(code) => (
+            unauthorized,
+            "GitHub refused the authorization code",
+            github_said(code.as_deref(), again),
+        ),
+        SignInError::Misconfigured(code) => (
+            bad_gateway,
+            "GitHub refused this server's OAuth app settings",
+            github_said(code.as_deref(), "check the OCTOSTORE_GITHUB_* settings"),
+        ),
+        SignInError::Unreachable => (
+            bad_gateway,
+            "GitHub is unreachable",
+            "try again later".to_owned(),
+        ),
+        SignInError::BadAnswer(what) => (
+            bad_gateway,
+            "GitHub answered unexpectedly",
+            (*what).to_owned(),
+        ),
+    };
+    tracing::info!(
+        status = status.as_u16(),
+        problem = error,
+        "GitHub sign-in failed"
+    );
+    json(
+        status,
+        &ErrorBody {
+            error: error.into(),
+            details: Some(details),
+        },
+    )
+}
+
+fn github_said(code: Option<&str>, advice: &str) -> String {
+    match code {
+        Some(code) => format!("GitHub answered {code}; {advice}"),
+        None => advice.to_owned(),
+    }
+}
+
+/// Answers that start or finish a sign-in are not to be cached.
+fn no_store(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+fn not_configured() -> Response {
     json(
         StatusCode::SERVICE_UNAVAILABLE,
         &ErrorBody {
