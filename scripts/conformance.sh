@@ -134,10 +134,11 @@ for path in sys.argv[1:]:
     except (OSError, ET.ParseError):
         parts.append("no report")
         continue
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    tests = sum(int(s.get("tests", 0)) for s in suites)
-    failed = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
-    parts.append(f"{tests} operations, {failed} failed")
+    cases = list(root.iter("testcase"))
+    failed = [c.get("name") for c in cases if c.find("failure") is not None or c.find("error") is not None]
+    operations = [c for c in cases if c.get("name") != "Stateful tests"]
+    parts.append(f"{len(operations)} operations, {len(failed)} failing"
+                 + (f" ({', '.join(failed)})" if failed else ""))
 print(f"{parts[0]} (token rotation: {parts[1]})")
 EOF
 )
