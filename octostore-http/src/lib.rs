@@ -11,11 +11,13 @@
 //! - `request.rs` reads bodies (capped) and path names; `dto.rs` is the JSON of every answer;
 //!   `error.rs` maps every error and rejection to a status and JSON body, in one place.
 //! - `metrics.rs`: Prometheus counters; `oauth.rs`: GitHub sign-in.
+//! - [`Client`] (`client.rs`): a blocking client of a remote server that implements `Api`.
 //!
 //! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
 //! `octostore_core::Api` method, and serialize.
 
 mod app;
+pub mod client;
 mod dto;
 mod error;
 mod metrics;
@@ -32,6 +34,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 pub use app::{App, ServerOptions};
+pub use client::Client;
 pub use oauth::GithubSettings;
 
 /// The whole API as one filter, every rejection answered as JSON, every request counted.
