@@ -1,0 +1,399 @@
+//! The conventions that hold for every operation: 401 with `WWW-Authenticate`, JSON 404 for
+//! unknown paths, 405 with `Allow`, 422 naming the field for any problem with a body, 429 for
+//! quotas, and no 5xx for odd requests. (413 for bodies over the cap is in `body_cap`.)
+
+use std::collections::BTreeSet;
+
+use octostore_core::{Quotas, Settings};
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::{text, Api, Caller, Reply};
+
+/// Every operation that needs a token: method, path, and a valid body if it takes one.
+fn protected_operations() -> Vec<(Method, &'static str, Option<Value>)> {
+    let lease = json!({ "lease_id": Uuid::new_v4(), "ttl_seconds": 10 });
+    vec![
+        (Method::POST, "/auth/token/rotate", Some(json!({}))),
+        (
+            Method::POST,
+            "/locks/l/acquire",
+            Some(json!({ "ttl_seconds": 10 })),
+        ),
+        (Method::POST, "/locks/l/release", Some(lease.clone())),
+        (Method::POST, "/locks/l/renew", Some(lease)),
+        (Method::GET, "/locks/l", None),
+        (Method::GET, "/locks", None),
+        (
+            Method::POST,
+            "/limits/r/check",
+            Some(json!({ "max_requests": 5, "window_seconds": 60 })),
+        ),
+        (Method::GET, "/limits/r", None),
+        (Method::DELETE, "/limits/r", None),
+        (Method::GET, "/limits", None),
+        (Method::PUT, "/flags/f", Some(json!({ "enabled": true }))),
+        (Method::GET, "/flags/f", None),
+        (Method::DELETE, "/flags/f", None),
+        (Method::GET, "/flags", None),
+        (Method::PUT, "/config/c", Some(json!({ "value": 1 }))),
+        (Method::GET, "/config/c", None),
+        (Method::GET, "/config/c/history", None),
+        (Method::DELETE, "/config/c", None),
+        (Method::GET, "/config", None),
+    ]
+}
+
+/// Every operation that reads a JSON body, with a valid body.
+pub(super) fn body_operations() -> Vec<(Method, &'static str, Value)> {
+    protected_operations()
+        .into_iter()
+        .filter_map(|(method, path, body)| Some((method, path, body?)))
+        .filter(|(_, path, _)| *path != "/auth/token/rotate")
+        .collect()
+}
+
+fn call(caller: &Caller<'_>, method: &Method, path: &str, body: Option<&Value>) -> Reply {
+    match body {
+        Some(body) => caller.raw(method.clone(), path, body.to_string()),
+        None => caller.send(method.clone(), path, None, None),
+    }
+}
+
+#[test]
+fn every_protected_operation_without_a_valid_token_is_401_with_a_bearer_challenge() {
+    let api = Api::start();
+    let rotated_away = api.server.token("alice");
+    api.with_token(&rotated_away)
+        .post("/auth/token/rotate", &json!({}))
+        .ok();
+    let alice_token = api.server.token("alice");
+    let callers = [
+        api.anonymous(),
+        api.with_authorization(&format!("Basic {alice_token}")),
+        api.with_authorization("Bearer"),
+        api.with_authorization("Bearer "),
+        api.with_authorization(&format!("Token {alice_token}")),
+        api.with_authorization(&alice_token),
+        api.with_token("octo_not-a-token"),
+        api.with_token(&format!("{alice_token}x")),
+        api.with_token(&rotated_away),
+    ];
+    for (method, path, body) in protected_operations() {
+        for caller in &callers {
+            let reply = call(caller, &method, path, body.as_ref());
+            assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
+            reply.unauthorized();
+        }
+    }
+    // Nothing was done on anyone's behalf.
+    let alice = api.with_token(&alice_token);
+    assert_eq!(alice.get("/locks/l").ok()["status"], "available");
+    alice.get("/limits/r").error(404);
+    alice.get("/flags/f").error(404);
+    alice.get("/config/c").error(404);
+}
+
+#[test]
+fn every_protected_operation_with_a_valid_token_is_answered() {
+    let api = Api::start();
+    // The bearer scheme is case-insensitive.
+    let token = api.server.token("alice");
+    for alice in [
+        api.with_token(&token),
+        api.with_authorization(&format!("bearer {token}")),
+    ] {
+        for (method, path, body) in protected_operations() {
+            if path == "/auth/token/rotate" {
+                continue;
+            }
+            let reply = call(&alice, &method, path, body.as_ref());
+            assert!(
+                [200, 404].contains(&reply.status.as_u16()),
+                "{method} {path}: {reply:?}"
+            );
+            reply.json();
+        }
+    }
+}
+
+#[test]
+fn unknown_paths_are_404_json() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    for path in [
+        "/",
+        "/nope",
+        "/v1/locks",
+        "/locks/a/steal",
+        "/locks/a/acquire/now",
+        "/limits/a/check/again",
+        "/flags/a/history",
+        "/config/a/b",
+        "/config/a/history/1",
+        "/health/deep",
+    ] {
+        for caller in [&alice, &api.anonymous()] {
+            for method in [Method::GET, Method::POST, Method::DELETE] {
+                let reply = caller.send(method.clone(), path, None, None);
+                assert_eq!(reply.status, 404, "{method} {path}: {reply:?}");
+                reply.error(404);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_method_a_path_does_not_have_is_405_with_allow() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let cases: [(Method, &str, &[&str]); 16] = [
+        (Method::POST, "/health", &["GET"]),
+        (Method::DELETE, "/metrics", &["GET"]),
+        (Method::PUT, "/openapi.yaml", &["GET"]),
+        (Method::GET, "/auth/token/rotate", &["POST"]),
+        (Method::POST, "/auth/github", &["GET"]),
+        (Method::GET, "/locks/l/acquire", &["POST"]),
+        (Method::PUT, "/locks/l/release", &["POST"]),
+        (Method::DELETE, "/locks/l/renew", &["POST"]),
+        (Method::DELETE, "/locks/l", &["GET"]),
+        (Method::POST, "/locks", &["GET"]),
+        (Method::GET, "/limits/r/check", &["POST"]),
+        (Method::PUT, "/limits/r", &["GET", "DELETE"]),
+        (Method::DELETE, "/limits", &["GET"]),
+        (Method::POST, "/flags/f", &["PUT", "GET", "DELETE"]),
+        (Method::PATCH, "/config/c", &["PUT", "GET", "DELETE"]),
+        (Method::PUT, "/config/c/history", &["GET"]),
+    ];
+    for (method, path, allowed) in cases {
+        for caller in [&alice, &api.anonymous()] {
+            let reply = caller.raw(method.clone(), path, "{}");
+            assert_eq!(reply.status, 405, "{method} {path}: {reply:?}");
+            reply.error(405);
+            let allow: BTreeSet<String> = reply
+                .header("allow")
+                .unwrap_or_else(|| panic!("{method} {path}: 405 without Allow"))
+                .split(',')
+                .map(|m| m.trim().to_owned())
+                .collect();
+            let expected: BTreeSet<String> = allowed.iter().map(|m| m.to_string()).collect();
+            assert_eq!(allow, expected, "{method} {path}");
+        }
+    }
+    for path in ["/flags", "/config"] {
+        assert_eq!(
+            alice.raw(Method::PUT, path, "{}").header("allow"),
+            Some("GET")
+        );
+    }
+}
+
+#[test]
+fn bodies_that_are_not_a_json_object_are_422_naming_the_body() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let bad_bodies: [&[u8]; 11] = [
+        b"",
+        b"{",
+        b"{\"ttl_seconds\": ",
+        b"{'value': 1}",
+        b"{\"a\":1,}",
+        b"not json",
+        b"[]",
+        b"\"text\"",
+        b"42",
+        b"null",
+        b"{\"value\": \"\xff\xfe\"}",
+    ];
+    for (method, path, _) in body_operations() {
+        for bad in bad_bodies {
+            let reply = alice.raw(method.clone(), path, bad.to_vec());
+            assert_eq!(reply.status, 422, "{method} {path} {bad:?}: {reply:?}");
+            reply.invalid("body");
+            let chunked = alice.chunked(method.clone(), path, bad.to_vec());
+            chunked.invalid("body");
+        }
+    }
+    alice.get("/config/c").error(404);
+    alice.get("/flags/f").error(404);
+}
+
+#[test]
+fn every_body_field_missing_or_null_is_422_naming_it() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let required = [
+        (
+            "/locks/l/acquire",
+            Method::POST,
+            json!({ "ttl_seconds": 5 }),
+        ),
+        (
+            "/locks/l/release",
+            Method::POST,
+            json!({ "lease_id": Uuid::new_v4() }),
+        ),
+        (
+            "/locks/l/renew",
+            Method::POST,
+            json!({ "lease_id": Uuid::new_v4(), "ttl_seconds": 5 }),
+        ),
+        (
+            "/limits/r/check",
+            Method::POST,
+            json!({ "max_requests": 5, "window_seconds": 60 }),
+        ),
+        ("/flags/f", Method::PUT, json!({ "enabled": true })),
+        ("/config/c", Method::PUT, json!({ "value": 1 })),
+    ];
+    for (path, method, body) in required {
+        for field in body.as_object().unwrap().keys() {
+            let mut missing = body.clone();
+            missing.as_object_mut().unwrap().remove(field);
+            alice
+                .raw(method.clone(), path, missing.to_string())
+                .invalid(field);
+            if field != "value" {
+                let mut null = body.clone();
+                null[field] = Value::Null;
+                alice
+                    .raw(method.clone(), path, null.to_string())
+                    .invalid(field);
+            }
+        }
+    }
+}
+
+fn small_quotas() -> Api {
+    Api::with(Settings {
+        quotas: Quotas {
+            locks: 2,
+            limits: 2,
+            flags: 2,
+            configs: 2,
+        },
+        ..Settings::default()
+    })
+}
+
+#[track_caller]
+fn quota_exceeded(reply: &Reply) {
+    let body = reply.error(429);
+    let message = format!("{} {}", body["error"], body["details"]);
+    assert!(message.contains('2'), "the quota is named: {body}");
+}
+
+#[test]
+fn live_locks_are_limited_per_user_with_429() {
+    let api = small_quotas();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    let a = alice.acquire("a", 10).ok();
+    alice.acquire("b", 100).ok();
+    quota_exceeded(&alice.acquire("c", 10));
+    assert_eq!(alice.get("/locks/c").ok()["status"], "available");
+    // Holding is not acquiring more; other users have their own quota.
+    assert_eq!(alice.acquire("a", 10).ok()["status"], "held");
+    assert_eq!(bob.acquire("c", 10).ok()["status"], "acquired");
+    // Releasing makes room, and so does expiry.
+    alice.release("a", text(&a["lease_id"])).ok();
+    alice.acquire("d", 10).ok();
+    quota_exceeded(&alice.acquire("e", 10));
+    api.advance_secs(10);
+    alice.acquire("e", 10).ok();
+}
+
+#[test]
+fn rate_limits_are_limited_per_user_with_429() {
+    let api = small_quotas();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    alice.check("a", 5, 60).ok();
+    alice.check("b", 5, 60).ok();
+    quota_exceeded(&alice.check("c", 5, 60));
+    alice.get("/limits/c").error(404);
+    assert_eq!(alice.check("a", 5, 60).ok()["remaining"], 3);
+    bob.check("c", 5, 60).ok();
+    alice.delete("/limits/a").ok();
+    alice.check("c", 5, 60).ok();
+    quota_exceeded(&alice.check("d", 5, 60));
+    // Limits that counted nothing for a whole window make room.
+    api.advance_secs(61);
+    alice.check("d", 5, 60).ok();
+}
+
+#[test]
+fn flags_are_limited_per_user_with_429() {
+    let api = small_quotas();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    alice.set_flag("a", json!({ "enabled": true })).ok();
+    alice.set_flag("b", json!({ "enabled": true })).ok();
+    quota_exceeded(&alice.set_flag("c", json!({ "enabled": true })));
+    alice.get("/flags/c").error(404);
+    alice.set_flag("a", json!({ "enabled": false })).ok();
+    bob.set_flag("c", json!({ "enabled": true })).ok();
+    alice.delete("/flags/a").ok();
+    alice.set_flag("c", json!({ "enabled": true })).ok();
+}
+
+#[test]
+fn config_keys_are_limited_per_user_with_429() {
+    let api = small_quotas();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    alice.put_config("a", json!({ "value": 1 })).ok();
+    alice.put_config("b", json!({ "value": 1 })).ok();
+    quota_exceeded(&alice.put_config("c", json!({ "value": 1 })));
+    alice.get("/config/c").error(404);
+    assert_eq!(
+        alice.put_config("a", json!({ "value": 2 })).ok()["version"],
+        2
+    );
+    bob.put_config("c", json!({ "value": 1 })).ok();
+    alice.delete("/config/a").ok();
+    alice.put_config("c", json!({ "value": 1 })).ok();
+}
+
+#[test]
+fn deeply_nested_json_is_422_not_a_crash() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let depth = 50_000;
+    let deep = format!("{{\"value\": {}{}}}", "[".repeat(depth), "]".repeat(depth));
+    alice.raw(Method::PUT, "/config/c", deep).invalid("body");
+    let fine = format!("{{\"value\": {}{}}}", "[".repeat(100), "]".repeat(100));
+    assert_eq!(alice.raw(Method::PUT, "/config/c", fine).ok()["version"], 1);
+    api.anonymous().get("/health").expect(200);
+}
+
+#[test]
+fn odd_requests_never_cause_a_5xx() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let paths = [
+        "/locks/%ZZ",
+        "/locks/%",
+        "/limits/%E2%82",
+        "/flags/%F0%9F",
+        "/config/%C0%AF",
+        "/flags/f?subject=%FF",
+        "/config/c?version=%FF",
+        "/flags/f?subject",
+        "/config/c?version",
+        "/config/c?version=1&version=2",
+        "/locks//acquire",
+        "//locks",
+    ];
+    for path in paths {
+        for method in [Method::GET, Method::POST, Method::PUT, Method::DELETE] {
+            let reply = alice.raw(method.clone(), path, "{}");
+            assert!(
+                reply.status.is_client_error() || reply.status.is_success(),
+                "{method} {path}: {reply:?}"
+            );
+            reply.json();
+        }
+    }
+}

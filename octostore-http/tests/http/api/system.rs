@@ -1,0 +1,71 @@
+//! `/health`, `/metrics` and `/openapi.yaml`: public.
+
+use super::{text, Api};
+
+#[test]
+fn health_is_ok_in_plain_text_without_a_token() {
+    let api = Api::start();
+    let reply = api.anonymous().get("/health");
+    reply.expect(200);
+    assert_eq!(reply.body, "OK");
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+}
+
+#[test]
+fn metrics_count_requests_by_route_and_show_live_locks() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let lease = alice.acquire("secret-project-x", 10).ok();
+    alice.acquire("other-lock", 100).ok();
+    alice.get("/locks/secret-project-x").ok();
+    api.anonymous().get("/no-such-path").error(404);
+
+    let reply = api.anonymous().get("/metrics");
+    reply.expect(200);
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let metrics = &reply.body;
+    assert!(
+        metrics.contains("octostore_http_requests_total"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("octostore_live_locks 2"), "{metrics}");
+    let acquires = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("octostore_http_requests_total{")
+                && l.contains(r#"route="/locks/{name}/acquire""#)
+                && l.contains(r#"method="POST""#)
+                && l.contains(r#"status="200""#)
+        })
+        .unwrap_or_else(|| panic!("no acquire counter: {metrics}"));
+    assert!(acquires.ends_with(" 2"), "{acquires}");
+    // Routes are labelled by template, never by the names callers chose.
+    assert!(!metrics.contains("secret-project-x"), "{metrics}");
+
+    alice
+        .release("secret-project-x", text(&lease["lease_id"]))
+        .ok();
+    let metrics = api.anonymous().get("/metrics").body;
+    assert!(metrics.contains("octostore_live_locks 1"), "{metrics}");
+    // An expired lease is not live, swept or not.
+    api.advance_secs(100);
+    let metrics = api.anonymous().get("/metrics").body;
+    assert!(metrics.contains("octostore_live_locks 0"), "{metrics}");
+}
+
+#[test]
+fn the_served_contract_is_the_openapi_yaml_file() {
+    let api = Api::start();
+    let reply = api.anonymous().get("/openapi.yaml");
+    reply.expect(200);
+    let file = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml"))
+        .expect("octostore-http/openapi.yaml");
+    assert!(
+        reply.body == file,
+        "GET /openapi.yaml differs from openapi.yaml"
+    );
+    let content_type = reply.header("content-type").unwrap_or_default();
+    assert!(content_type.contains("yaml"), "{content_type}");
+}
