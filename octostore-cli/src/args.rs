@@ -2,31 +2,54 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use clap_complete::Shell;
 
 /// Exit codes, for scripts (also in `--help`).
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success: acquired or held, allowed, flag on, found
   1  a negative answer: lock held by another, rate limited, flag off
-  2  usage or validation error
+  2  usage or validation error, or a quota reached
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
   5  server unreachable or storage failure
-  6  lock run: the lease was lost while the command ran";
+  6  lock run: the lease was lost while the command ran
+`lock run` otherwise exits with the command's own status (128+N if killed by signal N).";
 
-/// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store.
+/// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store, on a
+/// local file (default) or a remote server (--server).
 #[derive(Debug, Parser)]
 #[command(name = "octostore", version, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(flatten)]
-    pub store: StoreArgs,
+    pub global: Global,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Where the data lives, for commands that work on the embedded store.
+/// Options every command accepts, before or after the subcommand.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// A remote server's URL; without it, commands run on the local file (--db).
+    #[arg(long, global = true, env = "OCTOSTORE_URL")]
+    pub server: Option<String>,
+    /// A file holding the bearer token for --server (or set OCTOSTORE_TOKEN).
+    #[arg(long, global = true, env = "OCTOSTORE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The local user to act as on the local file (default: the OS user name).
+    #[arg(long, global = true, env = "OCTOSTORE_USER")]
+    pub user: Option<String>,
+    /// Print the API's JSON objects instead of short human output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The local file.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The SQLite file of the embedded store.
@@ -49,6 +72,23 @@ pub enum Command {
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Distributed locks with fencing tokens.
+    #[command(subcommand)]
+    Lock(LockCommand),
+    /// Sliding-window rate limits.
+    #[command(subcommand)]
+    Limit(LimitCommand),
+    /// Feature flags with percentage rollouts.
+    #[command(subcommand)]
+    Flag(FlagCommand),
+    /// The versioned config store.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -56,7 +96,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OCTOSTORE_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
-    /// Keep everything in memory (nothing survives a restart) instead of `--db`.
+    /// Keep everything in memory (nothing survives a restart) instead of --db.
     #[arg(long)]
     pub memory: bool,
     #[command(flatten)]
@@ -65,7 +105,7 @@ pub struct ServeArgs {
     pub quotas: QuotaArgs,
 }
 
-/// GitHub sign-in; all of id, secret and redirect URL are needed to enable it.
+/// GitHub sign-in; the client id, secret and redirect URL enable it together.
 #[derive(Debug, Args)]
 pub struct GithubArgs {
     /// OAuth app client id.
@@ -112,9 +152,185 @@ pub struct QuotaArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token for LOGIN (a local user, created if new); prints only the token.
+    /// Create a token for LOGIN on the local file (the user is created if new); prints only
+    /// the token.
     Create {
         /// The user's login.
         login: String,
     },
+    /// List a local user's tokens (ids and creation times; secrets are never stored).
+    List {
+        /// The user's login (default: --user).
+        login: Option<String>,
+    },
+    /// Revoke one of a local user's tokens by id.
+    Revoke {
+        /// The token's id, from `token list`.
+        id: uuid::Uuid,
+        /// The user's login (default: --user).
+        #[arg(long = "of")]
+        login: Option<String>,
+    },
+    /// Replace the token of --server with a new one; prints only the new token.
+    Rotate,
+}
+
+/// How long to keep trying: `500ms`, `30s`, `2m`, or a number of seconds.
+fn duration(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    }
+}
+
+/// How to take a lock.
+#[derive(Debug, Args)]
+pub struct AcquireArgs {
+    /// The lock.
+    pub name: String,
+    /// Seconds the lease lasts unless renewed (1 to 3600).
+    #[arg(long)]
+    pub ttl: i64,
+    /// Keep trying this long while another holds the lock (500ms, 30s, 2m, or seconds).
+    #[arg(long, value_parser = duration)]
+    pub wait: Option<Duration>,
+    /// Who this process is among those sharing the token (default: a fresh id per run).
+    #[arg(long)]
+    pub client_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LockCommand {
+    /// Take the lock; exit 1 if another holds it.
+    Acquire(AcquireArgs),
+    /// Give the lock back.
+    Release {
+        /// The lock.
+        name: String,
+        /// The lease id from acquire.
+        #[arg(long)]
+        lease: uuid::Uuid,
+    },
+    /// Extend a lease to now + --ttl.
+    Renew {
+        /// The lock.
+        name: String,
+        /// The lease id from acquire.
+        #[arg(long)]
+        lease: uuid::Uuid,
+        /// Seconds from now (1 to 3600).
+        #[arg(long)]
+        ttl: i64,
+    },
+    /// Who holds the lock (exit 0 either way).
+    Status {
+        /// The lock.
+        name: String,
+    },
+    /// The caller's live leases.
+    List,
+    /// Run a command while holding the lock, renewing it in the background.
+    Run {
+        #[command(flatten)]
+        acquire: AcquireArgs,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LimitCommand {
+    /// Count one request if allowed; exit 1 if rate limited.
+    Check {
+        /// The limit.
+        name: String,
+        /// Requests allowed per window (1 to 10000).
+        #[arg(long)]
+        max: i64,
+        /// Window in seconds (1 to 86400).
+        #[arg(long)]
+        window: i64,
+    },
+    /// The limit's state, without counting a request.
+    Status {
+        /// The limit.
+        name: String,
+    },
+    /// Forget the limit.
+    Reset {
+        /// The limit.
+        name: String,
+    },
+    /// The caller's limits.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FlagCommand {
+    /// Create or replace a flag.
+    #[command(group(ArgGroup::new("state").required(true).args(["enable", "disable"])))]
+    Set {
+        /// The flag.
+        name: String,
+        /// Turn it on.
+        #[arg(long)]
+        enable: bool,
+        /// Turn it off.
+        #[arg(long)]
+        disable: bool,
+        /// Only for this percentage of subjects (0 to 100).
+        #[arg(long)]
+        percentage: Option<i64>,
+    },
+    /// Whether the flag is on for a subject: prints on/off, exit 0 if on, 1 if off.
+    Get {
+        /// The flag.
+        name: String,
+        /// Who to evaluate for (default: the caller's login).
+        #[arg(long)]
+        subject: Option<String>,
+    },
+    /// Delete a flag.
+    Delete {
+        /// The flag.
+        name: String,
+    },
+    /// The caller's flags.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Store a JSON value as the key's next version.
+    Set {
+        /// The key.
+        key: String,
+        /// The value, as JSON (a string needs its quotes: '"text"').
+        #[arg(value_name = "JSON")]
+        value: String,
+        /// What the value is for (default: the previous version's).
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Print the latest value, or --version N.
+    Get {
+        /// The key.
+        key: String,
+        /// A past version.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Every kept version, oldest first.
+    History {
+        /// The key.
+        key: String,
+    },
+    /// Delete the key and its history.
+    Delete {
+        /// The key.
+        key: String,
+    },
+    /// The caller's keys.
+    List,
 }

@@ -1,8 +1,10 @@
-//! `octostore`: a thin binary over `octostore-core` and `octostore-http`. Parsing lives in
-//! `args.rs`, each command in `cmd/`, and the mapping from errors to exit codes here.
+//! `octostore`: a thin binary over `octostore-core` and `octostore-http`. The command line is
+//! declared in `args.rs`, each command group lives in `cmd/`, `target.rs` picks the local file
+//! or a remote server, and the mapping from errors to exit codes is here.
 
 mod args;
 mod cmd;
+mod target;
 
 use std::process::ExitCode;
 
@@ -27,15 +29,18 @@ fn exit_code(err: &Error) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let global = &cli.global;
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(&cli.store, args),
-        Command::Token(command) => cmd::token::run(&cli.store, command),
+        Command::Serve(args) => cmd::serve::run(&global.store, args),
+        Command::Token(command) => cmd::token::run(global, command),
+        Command::Lock(command) => cmd::lock::run(global, command),
+        Command::Limit(command) => cmd::limit::run(global, command),
+        Command::Flag(command) => cmd::flag::run(global, command),
+        Command::Config(command) => cmd::config::run(global, command),
+        Command::Completions { shell } => Ok(cmd::completions::run(shell)),
     };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            eprintln!("octostore: {err}");
-            ExitCode::from(exit_code(&err))
-        }
-    }
+    result.unwrap_or_else(|err| {
+        eprintln!("octostore: {err}");
+        ExitCode::from(exit_code(&err))
+    })
 }

@@ -31,7 +31,6 @@
 //! refuses them with [`Error::Invalid`] instead of addressing another path.
 
 use std::fmt;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use octostore_core::{
@@ -49,8 +48,7 @@ use serde_json::{json, Map, Value};
 
 use crate::dto::{
     ConfigInfo, ConfigList, Deleted, ErrorBody, FlagEvaluation, FlagInfo, FlagList, History,
-    LimitDecision, LimitList, LimitReset, LockConflict, LockInfo, LockList, LockResponse,
-    LockState, NewToken, Released,
+    LimitDecision, LimitList, LimitReset, LockConflict, LockList, LockResponse, NewToken, Released,
 };
 
 /// What a path segment escapes: everything but the unreserved characters of RFC 3986.
@@ -77,9 +75,6 @@ pub struct Client {
     http: Http,
     timeout: Duration,
     token: RwLock<String>,
-    /// The login of the token's user, once an answer has told it: what the lease list, which
-    /// omits the holder, needs to make [`Lease`]s.
-    login: OnceLock<Login>,
 }
 
 /// Makes a [`Client`] with settings other than the defaults.
@@ -143,7 +138,6 @@ impl ClientBuilder {
             http,
             timeout: self.timeout,
             token: RwLock::new(self.token),
-            login: OnceLock::new(),
         })
     }
 }
@@ -567,29 +561,6 @@ impl Client {
             other => other,
         }
     }
-
-    /// Remembers the caller's login, read from an answer about one of its own leases.
-    fn remember(&self, lease: &Lease) {
-        let _ = self.login.set(lease.holder.clone());
-    }
-
-    /// The caller's login: the holder of one of `listed`, the caller's leases, as the lock's
-    /// status tells. `None` if all of them ended before their status was asked.
-    fn learn_login(&self, listed: &[LockInfo]) -> Result<Option<Login>> {
-        if let Some(login) = self.login.get() {
-            return Ok(Some(login.clone()));
-        }
-        for info in listed {
-            let name = converted(LockName::parse(&info.name))?;
-            if let LockStatus::Held(lease) = self.lock_status(&name)? {
-                if lease.lease_id.0 == info.lease_id {
-                    self.remember(&lease);
-                    return Ok(Some(lease.holder));
-                }
-            }
-        }
-        Ok(None)
-    }
 }
 
 impl Api for Client {
@@ -606,9 +577,7 @@ impl Api for Client {
         }
         let call = Call::on(Method::POST, Target::Lock(name), "/acquire")?.body(body.into());
         let answer: LockResponse = self.call(call)?;
-        let grant = converted(answer.into_grant())?;
-        self.remember(&grant.lease);
-        Ok(grant)
+        converted(answer.into_grant())
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
@@ -621,9 +590,7 @@ impl Api for Client {
         let call = Call::on(Method::POST, Target::Lock(name), "/renew")?
             .body(json!({ "lease_id": lease_id.0, "ttl_seconds": ttl.as_secs() }));
         let answer: LockResponse = self.call(call)?;
-        let lease = converted(answer.into_lease())?;
-        self.remember(&lease);
-        Ok(lease)
+        converted(answer.into_lease())
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
@@ -637,39 +604,11 @@ impl Api for Client {
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
-        // The list omits the holder, which is the caller; a client that has not seen its
-        // login yet learns it from the status of a listed lease. Should every listed lease
-        // end before that, the list is asked again.
-        for _ in 0..3 {
-            let list: LockList = self.call(Call::new(Method::GET, "/locks"))?;
-            if list.locks.is_empty() {
-                return Ok(Vec::new());
-            }
-            let Some(holder) = self.learn_login(&list.locks)? else {
-                continue;
-            };
-            return list
-                .locks
-                .into_iter()
-                .map(|info| {
-                    converted(
-                        LockResponse {
-                            status: LockState::Held,
-                            name: info.name,
-                            lease_id: info.lease_id,
-                            fencing_token: info.fencing_token,
-                            expires_at: info.expires_at,
-                            holder: holder.to_string(),
-                            client_id: info.client_id,
-                        }
-                        .into_lease(),
-                    )
-                })
-                .collect();
-        }
-        Err(unexpected(
-            "leases that ended before their holder could be read, three times over",
-        ))
+        let list: LockList = self.call(Call::new(Method::GET, "/locks"))?;
+        list.locks
+            .into_iter()
+            .map(|info| converted(info.into_lease()))
+            .collect()
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {

@@ -89,6 +89,8 @@ pub struct LockNotHeld {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockInfo {
     pub name: String,
+    /// Extension: the caller's own login, so a list item is a whole lease.
+    pub holder: String,
     pub lease_id: Uuid,
     pub fencing_token: u64,
     pub expires_at: DateTime<Utc>,
@@ -100,11 +102,25 @@ impl From<&Lease> for LockInfo {
     fn from(lease: &Lease) -> Self {
         Self {
             name: lease.name.to_string(),
+            holder: lease.holder.to_string(),
             lease_id: lease.lease_id.0,
             fencing_token: lease.fencing_token.0,
             expires_at: lease.expires_at,
             client_id: lease.client_id.as_ref().map(ToString::to_string),
         }
+    }
+}
+
+impl LockInfo {
+    pub fn into_lease(self) -> Result<Lease> {
+        Ok(Lease {
+            name: LockName::parse(&self.name)?,
+            holder: Login::parse(&self.holder)?,
+            client_id: self.client_id.as_deref().map(ClientId::parse).transpose()?,
+            lease_id: LeaseId(self.lease_id),
+            fencing_token: FencingToken(self.fencing_token),
+            expires_at: self.expires_at,
+        })
     }
 }
 
@@ -175,6 +191,9 @@ pub struct LimitInfo {
     pub remaining: u32,
     pub allowed: bool,
     pub reset_at: DateTime<Utc>,
+    /// Extension: as in a check's answer, present when a check would be denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl From<&LimitSummary> for LimitInfo {
@@ -187,6 +206,7 @@ impl From<&LimitSummary> for LimitInfo {
             remaining: l.decision.remaining,
             allowed: l.decision.allowed,
             reset_at: l.decision.reset_at,
+            retry_after_seconds: l.decision.retry_after_seconds,
         }
     }
 }
@@ -201,7 +221,7 @@ impl LimitInfo {
                 allowed: self.allowed,
                 remaining: self.remaining,
                 reset_at: self.reset_at,
-                retry_after_seconds: None,
+                retry_after_seconds: self.retry_after_seconds,
             },
         })
     }

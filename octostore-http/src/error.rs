@@ -121,11 +121,17 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
         error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
     } else if let Some(too_large) = rejection.find::<BodyTooLarge>() {
         let details = format!("the request body is limited to {} bytes", too_large.limit);
-        error_json(
+        let mut response = error_json(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large",
             Some(&details),
-        )
+        );
+        // The rest of the body may not have been read: this connection cannot carry another
+        // request.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {

@@ -1,5 +1,6 @@
-//! OctoStore over HTTP: the API of `openapi.yaml` on warp, GitHub sign-in, and (soon) a Rust
-//! client for remote servers.
+//! OctoStore over HTTP: the API of `openapi.yaml` on warp, GitHub sign-in, and [`Client`],
+//! the Rust client of a remote server, which implements the same `octostore_core::Api` as an
+//! embedded `Session`.
 //!
 //! # Layout
 //! - [`serve`] runs the server until its shutdown future completes; [`routes`] is the whole
@@ -18,7 +19,7 @@
 
 mod app;
 pub mod client;
-mod dto;
+pub mod dto;
 mod error;
 mod metrics;
 mod oauth;

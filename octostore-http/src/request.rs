@@ -1,5 +1,8 @@
-//! Reading requests: the body (capped, and read no further than the cap), its JSON fields
+//! Reading requests: the body (capped: nothing past the cap is kept), its JSON fields
 //! with errors that name the field, and percent-encoded path names.
+
+use std::pin::Pin;
+use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
@@ -10,8 +13,14 @@ use warp::{Filter, Rejection};
 
 use crate::error::BodyTooLarge;
 
-/// The request body, refused with 413 as soon as it is known to exceed `limit` bytes: at once
-/// from `Content-Length`, or when the bytes read so far pass it.
+/// How much of a refused body is still read (and thrown away), and for how long, so that a
+/// client still sending it reads the 413 instead of a reset connection. Past either bound the
+/// connection is closed.
+const DISCARD_AT_MOST: u64 = 16 * 1024 * 1024;
+const DISCARD_FOR_AT_MOST: Duration = Duration::from_secs(5);
+
+/// The request body, refused with 413 once it is known to exceed `limit` bytes: from
+/// `Content-Length`, or when the bytes read so far pass it. Nothing past the limit is kept.
 pub fn body_within(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
@@ -23,20 +32,39 @@ async fn read_capped(
     stream: impl Stream<Item = Result<impl Buf, warp::Error>>,
     limit: u64,
 ) -> Result<Bytes, Rejection> {
-    let too_large = || warp::reject::custom(BodyTooLarge { limit });
+    let mut stream = std::pin::pin!(stream);
+    let too_large = |stream| async move {
+        if length.is_none_or(|l| l <= DISCARD_AT_MOST) {
+            discard(stream).await;
+        }
+        Err(warp::reject::custom(BodyTooLarge { limit }))
+    };
     if length.is_some_and(|l| l > limit) {
-        return Err(too_large());
+        return too_large(stream).await;
     }
     let mut body = BytesMut::new();
-    let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|_| warp::reject::reject())?;
         if (body.len() + chunk.remaining()) as u64 > limit {
-            return Err(too_large());
+            return too_large(stream).await;
         }
         body.put(chunk);
     }
     Ok(body.freeze())
+}
+
+/// Reads the rest of a refused body without keeping it, within the discard bounds.
+async fn discard<B: Buf>(mut stream: Pin<&mut impl Stream<Item = Result<B, warp::Error>>>) {
+    let mut discarded = 0u64;
+    let _ = tokio::time::timeout(DISCARD_FOR_AT_MOST, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            discarded += chunk.remaining() as u64;
+            if discarded > DISCARD_AT_MOST {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// A path segment, percent-decoded; `field` names it in the error.

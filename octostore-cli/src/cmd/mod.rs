@@ -1,18 +1,34 @@
-//! One module per command.
+//! One module per command group, and how they print.
 
+pub mod completions;
+pub mod config;
+pub mod flag;
+pub mod limit;
+pub mod lock;
+pub mod lock_run;
 pub mod serve;
 pub mod token;
 
-use octostore_core::{Durability, Result, SqliteBackend, Store, StoreBuilder};
+use std::process::ExitCode;
 
-use crate::args::StoreArgs;
+use serde::Serialize;
 
-/// A store builder over the embedded SQLite file.
-pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
-    let durability = if args.sync_every_commit {
-        Durability::PowerLoss
+/// Prints `json` with `--json`, else the human line(s) `human` makes.
+pub fn print<T: Serialize>(as_json: bool, json: &T, human: impl FnOnce() -> String) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string(json).expect("API objects serialize")
+        );
     } else {
-        Durability::ProcessCrash
-    };
-    Ok(Store::builder().backend(SqliteBackend::open_with(&args.db, durability)?))
+        let text = human();
+        if !text.is_empty() {
+            println!("{text}");
+        }
+    }
+}
+
+/// Exit code 1: a negative answer (held by another, rate limited, flag off).
+pub fn negative() -> ExitCode {
+    ExitCode::from(1)
 }

@@ -33,7 +33,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
     let builder = if args.memory {
         Store::builder().backend(MemoryBackend::new())
     } else {
-        super::embedded(store_args)?
+        crate::target::embedded(store_args)?
     };
     let store = builder.settings(settings).build();
     let app = App::new(

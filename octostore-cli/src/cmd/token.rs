@@ -1,18 +1,43 @@
-//! `octostore token ...`: tokens of local users, on the embedded store.
+//! `octostore token ...`: local users' tokens on the local file; `rotate` on a server.
 
 use std::process::ExitCode;
 
-use octostore_core::{Login, Result};
+use octostore_core::{Error, Login, Resource, Result, Store, User};
 
-use crate::args::{StoreArgs, TokenCommand};
+use crate::args::{Global, TokenCommand};
+use crate::target::{embedded, local_login, Target};
 
-pub fn run(store: &StoreArgs, command: TokenCommand) -> Result<ExitCode> {
-    let store = super::embedded(store)?.build();
+pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode> {
     match command {
         TokenCommand::Create { login } => {
+            let store = embedded(&global.store)?.build();
             let user = store.local_user(&Login::parse(&login)?)?;
             println!("{}", store.issue_token(user.id)?.expose());
         }
+        TokenCommand::List { login } => {
+            let store = embedded(&global.store)?.build();
+            for token in store.tokens(existing_user(&store, global, login)?.id)? {
+                println!("{} created_at={}", token.id, token.created_at.to_rfc3339());
+            }
+        }
+        TokenCommand::Revoke { id, login } => {
+            let store = embedded(&global.store)?.build();
+            store.revoke_token(existing_user(&store, global, login)?.id, id)?;
+        }
+        TokenCommand::Rotate => {
+            let Target::Remote(client) = Target::open(global)? else {
+                return Err(Error::invalid("server", "token rotate needs --server"));
+            };
+            println!("{}", client.rotate_token()?);
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The user `login` names (default: the local user), which must exist.
+fn existing_user(store: &Store, global: &Global, login: Option<String>) -> Result<User> {
+    let login = Login::parse(&login.unwrap_or_else(|| local_login(global)))?;
+    store
+        .user_by_login(&login)?
+        .ok_or_else(|| Error::not_found(Resource::User, login))
 }

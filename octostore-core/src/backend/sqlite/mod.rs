@@ -17,7 +17,7 @@ mod schema;
 mod tx;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
@@ -52,6 +52,51 @@ impl Durability {
     }
 }
 
+/// Sets up a newly opened connection: WAL, durability, schema, and fencing after a restart.
+fn initialize(conn: &mut Connection, durability: Durability) -> std::result::Result<(), Attempt> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Attempt::Failed(Error::Storage(format!(
+            "the file cannot use write-ahead logging (journal mode {mode})"
+        ))));
+    }
+    conn.pragma_update(None, "synchronous", durability.synchronous())?;
+    schema::migrate(conn)?;
+    // A commit this process cannot see may have handed out tokens and then been lost with
+    // the power: start after everything that was ever reserved.
+    conn.execute("UPDATE fencing SET last_issued = reserved_through", [])?;
+    Ok(())
+}
+
+/// Retries of an operation SQLite answered "busy" without waiting, with a growing pause,
+/// for at most [`BUSY_TIMEOUT`] in all.
+struct Patience {
+    deadline: Instant,
+    pause: Duration,
+}
+
+impl Patience {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + BUSY_TIMEOUT,
+            pause: Duration::from_millis(1),
+        }
+    }
+
+    /// Waits before the next try, or fails once the time is up.
+    fn wait(&mut self) -> Result<()> {
+        if Instant::now() >= self.deadline {
+            return Err(Error::Storage(format!(
+                "the database stayed locked by another process for over {}s",
+                BUSY_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(self.pause);
+        self.pause = (self.pause * 2).min(Duration::from_millis(100));
+        Ok(())
+    }
+}
+
 /// Stores everything in one SQLite file.
 pub struct SqliteBackend {
     conn: Mutex<Connection>,
@@ -62,6 +107,7 @@ pub(crate) fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(format!("sqlite: {e}"))
 }
 
+/// "Busy": another connection holds what this one needs; it passes once that one is done.
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
@@ -70,7 +116,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Why one attempt at a transaction did not commit.
-enum Attempt {
+pub(super) enum Attempt {
     /// The fencing block is used up: reserve another and run the operation again.
     NeedFencingBlock,
     /// Another process held the file for longer than the busy timeout.
@@ -101,22 +147,19 @@ impl SqliteBackend {
         let mut conn = Connection::open(path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-            .map_err(storage)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(Error::Storage(format!(
-                "{} cannot use write-ahead logging (journal mode {mode})",
-                path.display()
-            )));
+        // Processes opening a new file together race to switch it to WAL and to create the
+        // schema; SQLite answers the losers "busy" at once, without waiting: they try again.
+        let mut patience = Patience::new();
+        loop {
+            match initialize(&mut conn, durability) {
+                Ok(()) => break,
+                Err(Attempt::Busy) => patience.wait()?,
+                Err(Attempt::Failed(e)) => {
+                    return Err(Error::Storage(format!("{}: {e}", path.display())))
+                }
+                Err(Attempt::NeedFencingBlock) => unreachable!("no fencing token is issued"),
+            }
         }
-        conn.pragma_update(None, "synchronous", durability.synchronous())
-            .map_err(storage)?;
-        schema::migrate(&mut conn)?;
-        // A commit this process cannot see may have handed out tokens and then been lost
-        // with the power: start after everything that was ever reserved.
-        conn.execute("UPDATE fencing SET last_issued = reserved_through", [])
-            .map_err(storage)?;
         Ok(Self {
             conn: Mutex::new(conn),
             durability,
@@ -167,18 +210,12 @@ impl Backend for SqliteBackend {
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         let mut conn = self.conn.lock();
-        let mut busy_retries = 3;
+        let mut patience = Patience::new();
         loop {
             match self.attempt(&mut conn, clock, op) {
                 Ok(()) => return Ok(()),
                 Err(Attempt::NeedFencingBlock) => self.reserve_fencing_block(&mut conn)?,
-                Err(Attempt::Busy) if busy_retries > 0 => busy_retries -= 1,
-                Err(Attempt::Busy) => {
-                    return Err(Error::Storage(format!(
-                        "the database stayed locked by another process for over {}s",
-                        BUSY_TIMEOUT.as_secs() * 4
-                    )))
-                }
+                Err(Attempt::Busy) => patience.wait()?,
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }

@@ -6,7 +6,8 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::error::{Error, Result};
+use super::Attempt;
+use crate::error::Error;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[r#"
@@ -81,24 +82,21 @@ fn version(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Brings the file's schema up to [`CURRENT_VERSION`].
-pub fn migrate(conn: &mut Connection) -> Result<()> {
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), Attempt> {
     loop {
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(super::storage)?;
-        let found = version(&tx).map_err(super::storage)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = version(&tx)?;
         if found > CURRENT_VERSION {
-            return Err(Error::Storage(format!(
+            return Err(Attempt::Failed(Error::Storage(format!(
                 "the database's schema version is {found}, newer than the {CURRENT_VERSION} \
                  this octostore knows: upgrade octostore to open it"
-            )));
+            ))));
         }
         let Some(migration) = MIGRATIONS.get(found as usize) else {
             return Ok(());
         };
-        tx.execute_batch(migration).map_err(super::storage)?;
-        tx.pragma_update(None, "user_version", found + 1)
-            .map_err(super::storage)?;
-        tx.commit().map_err(super::storage)?;
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", found + 1)?;
+        tx.commit()?;
     }
 }

@@ -1,0 +1,79 @@
+//! `octostore config ...`.
+
+use std::process::ExitCode;
+
+use octostore_core::{ConfigKey, Description, Error, Result};
+use octostore_http::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
+
+use super::print;
+use crate::args::{ConfigCommand, Global};
+use crate::target::Target;
+
+pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode> {
+    let target = Target::open(global)?;
+    let api = target.api();
+    match command {
+        ConfigCommand::Set {
+            key,
+            value,
+            description,
+        } => {
+            let key = ConfigKey::parse(&key)?;
+            let value = serde_json::from_str(&value)
+                .map_err(|e| Error::invalid("value", format!("is not valid JSON: {e}")))?;
+            let description = description.map(Description::new).transpose()?;
+            let entry = ConfigInfo::from(api.put_config(&key, value, description)?);
+            print(global.json, &entry, || {
+                format!("{} version={}", entry.key, entry.version)
+            });
+        }
+        ConfigCommand::Get { key, version } => {
+            let entry = ConfigInfo::from(api.get_config(&ConfigKey::parse(&key)?, version)?);
+            // The value alone, as JSON, so `$(octostore config get KEY)` is the value.
+            print(global.json, &entry, || entry.value.to_string());
+        }
+        ConfigCommand::History { key } => {
+            let versions = api.config_history(&ConfigKey::parse(&key)?)?;
+            let history = History {
+                versions: versions.into_iter().map(VersionInfo::from).collect(),
+            };
+            print(global.json, &history, || {
+                let lines: Vec<String> = history
+                    .versions
+                    .iter()
+                    .map(|v| format!("{} {} {}", v.version, v.created_at.to_rfc3339(), v.value))
+                    .collect();
+                lines.join("\n")
+            });
+        }
+        ConfigCommand::Delete { key } => {
+            let key = ConfigKey::parse(&key)?;
+            api.delete_config(&key)?;
+            print(global.json, &Deleted { deleted: true }, || {
+                format!("deleted {key}")
+            });
+        }
+        ConfigCommand::List => {
+            let configs = api.configs()?;
+            let list = ConfigList {
+                configs: configs.into_iter().map(ConfigListItem::from).collect(),
+            };
+            print(global.json, &list, || {
+                let lines: Vec<String> = list
+                    .configs
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{} version={} updated_at={}",
+                            c.key,
+                            c.version,
+                            c.updated_at.to_rfc3339()
+                        )
+                    })
+                    .collect();
+                lines.join("\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,69 @@
+//! `octostore flag ...`.
+
+use std::process::ExitCode;
+
+use octostore_core::{FlagName, Percentage, Result, Subject};
+use octostore_http::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
+
+use super::{negative, print};
+use crate::args::{FlagCommand, Global};
+use crate::target::Target;
+
+fn describe(flag: &FlagInfo) -> String {
+    let state = if flag.enabled { "enabled" } else { "disabled" };
+    match flag.percentage {
+        Some(p) => format!("{} {state} percentage={p}", flag.name),
+        None => format!("{} {state}", flag.name),
+    }
+}
+
+pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode> {
+    let target = Target::open(global)?;
+    let api = target.api();
+    match command {
+        FlagCommand::Set {
+            name,
+            enable,
+            disable: _,
+            percentage,
+        } => {
+            let percentage = percentage.map(Percentage::new).transpose()?;
+            let flag = api.set_flag(&FlagName::parse(&name)?, enable, percentage)?;
+            let info = FlagInfo::from(&flag);
+            print(global.json, &info, || describe(&info));
+        }
+        FlagCommand::Get { name, subject } => {
+            let name = FlagName::parse(&name)?;
+            let subject = subject.as_deref().map(Subject::parse).transpose()?;
+            let enabled = api.evaluate_flag(&name, subject.as_ref())?;
+            let evaluation = FlagEvaluation {
+                name: name.to_string(),
+                enabled,
+            };
+            print(global.json, &evaluation, || {
+                if enabled { "on" } else { "off" }.to_owned()
+            });
+            if !enabled {
+                return Ok(negative());
+            }
+        }
+        FlagCommand::Delete { name } => {
+            let name = FlagName::parse(&name)?;
+            api.delete_flag(&name)?;
+            print(global.json, &Deleted { deleted: true }, || {
+                format!("deleted {name}")
+            });
+        }
+        FlagCommand::List => {
+            let flags = api.flags()?;
+            let list = FlagList {
+                flags: flags.iter().map(FlagInfo::from).collect(),
+            };
+            print(global.json, &list, || {
+                let lines: Vec<String> = list.flags.iter().map(describe).collect();
+                lines.join("\n")
+            });
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

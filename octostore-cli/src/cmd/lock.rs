@@ -1,0 +1,123 @@
+//! `octostore lock ...`.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use octostore_core::{Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result, Ttl};
+use octostore_http::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
+
+use super::print;
+use crate::args::{AcquireArgs, Global, LockCommand};
+use crate::target::Target;
+
+pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode> {
+    let target = Target::open(global)?;
+    let api = target.api();
+    match command {
+        LockCommand::Acquire(args) => {
+            let grant = acquire(api, &args)?;
+            print_lease(global.json, &LockResponse::new(grant.status, &grant.lease));
+        }
+        LockCommand::Release { name, lease } => {
+            let name = LockName::parse(&name)?;
+            api.release(&name, LeaseId(lease))?;
+            let released = Released {
+                status: LockState::Released,
+                message: "Lock released".into(),
+            };
+            print(global.json, &released, || format!("released {name}"));
+        }
+        LockCommand::Renew { name, lease, ttl } => {
+            let lease = api.renew(&LockName::parse(&name)?, LeaseId(lease), Ttl::seconds(ttl)?)?;
+            let held = octostore_core::AcquireStatus::Held;
+            print_lease(global.json, &LockResponse::new(held, &lease));
+        }
+        LockCommand::Status { name } => {
+            let name = LockName::parse(&name)?;
+            match api.lock_status(&name)? {
+                LockStatus::Held(lease) => {
+                    let held = octostore_core::AcquireStatus::Held;
+                    print_lease(global.json, &LockResponse::new(held, &lease));
+                }
+                LockStatus::Available => {
+                    let free = LockNotHeld {
+                        status: LockState::Available,
+                        name: name.to_string(),
+                        message: Some("Lock not currently held".into()),
+                    };
+                    print(global.json, &free, || format!("available {name}"));
+                }
+            }
+        }
+        LockCommand::List => {
+            let leases = api.locks()?;
+            let list = LockList {
+                total: leases.len(),
+                locks: leases.iter().map(LockInfo::from).collect(),
+            };
+            print(global.json, &list, || {
+                let lines: Vec<String> = list
+                    .locks
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{} lease_id={} fencing_token={} expires_at={}",
+                            l.name,
+                            l.lease_id,
+                            l.fencing_token,
+                            l.expires_at.to_rfc3339()
+                        )
+                    })
+                    .collect();
+                lines.join("\n")
+            });
+        }
+        LockCommand::Run { acquire, command } => {
+            return super::lock_run::run(api, &acquire, &command);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_lease(as_json: bool, lease: &LockResponse) {
+    print(as_json, lease, || {
+        let status = if lease.status == LockState::Acquired {
+            "acquired"
+        } else {
+            "held"
+        };
+        format!(
+            "{status} {} lease_id={} fencing_token={} expires_at={} holder={}",
+            lease.name,
+            lease.lease_id,
+            lease.fencing_token,
+            lease.expires_at.to_rfc3339(),
+            lease.holder
+        )
+    });
+}
+
+/// Acquires, retrying while another holds the lock until `--wait` runs out. Every run
+/// without `--client-id` is its own client, so two scripts sharing a token exclude each other.
+pub fn acquire(api: &(dyn Api + Sync), args: &AcquireArgs) -> Result<LockGrant> {
+    let name = LockName::parse(&args.name)?;
+    let ttl = Ttl::seconds(args.ttl)?;
+    let client_id = match &args.client_id {
+        Some(id) => ClientId::parse(id)?,
+        None => ClientId::parse(&format!("cli-{}", uuid::Uuid::new_v4().simple()))?,
+    };
+    let deadline = args.wait.map(|wait| Instant::now() + wait);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match api.acquire(&name, ttl, Some(&client_id)) {
+            Err(Error::LockHeld { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
+                let left = deadline
+                    .expect("checked")
+                    .saturating_duration_since(Instant::now());
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            result => return result,
+        }
+    }
+}

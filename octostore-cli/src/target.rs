@@ -1,0 +1,80 @@
+//! Where commands run: the local SQLite file acting as a local user, or a remote server with
+//! a bearer token. Both are an `octostore_core::Api`, so every command is written once.
+
+use std::path::Path;
+
+use octostore_core::{
+    Api, Durability, Error, Login, Result, Session, SqliteBackend, Store, StoreBuilder,
+};
+use octostore_http::Client;
+
+use crate::args::{Global, StoreArgs};
+
+/// The store or server a command talks to.
+pub enum Target {
+    /// The local file.
+    Embedded(Session),
+    /// A server.
+    Remote(Client),
+}
+
+impl Target {
+    /// `--server` if given, else the local file.
+    pub fn open(global: &Global) -> Result<Self> {
+        match &global.server {
+            Some(url) => Ok(Target::Remote(Client::new(url, &token(global)?)?)),
+            None => {
+                let store = embedded(&global.store)?.build();
+                let user = store.local_user(&Login::parse(&local_login(global))?)?;
+                Ok(Target::Embedded(store.session(user)))
+            }
+        }
+    }
+
+    /// The operations.
+    pub fn api(&self) -> &(dyn Api + Sync) {
+        match self {
+            Target::Embedded(session) => session,
+            Target::Remote(client) => client,
+        }
+    }
+}
+
+/// A store builder over the local file.
+pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
+    let durability = if args.sync_every_commit {
+        Durability::PowerLoss
+    } else {
+        Durability::ProcessCrash
+    };
+    Ok(Store::builder().backend(SqliteBackend::open_with(&args.db, durability)?))
+}
+
+/// `--user`, else the OS user name.
+pub fn local_login(global: &Global) -> String {
+    global
+        .user
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "local".to_owned())
+}
+
+/// The bearer token: `--token-file`/`OCTOSTORE_TOKEN_FILE`, else `OCTOSTORE_TOKEN`. Never a
+/// plain argument, which any user could read in `ps`.
+fn token(global: &Global) -> Result<String> {
+    if let Some(path) = &global.token_file {
+        return read_token(path);
+    }
+    match std::env::var("OCTOSTORE_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+        _ => Err(Error::Unauthorized),
+    }
+}
+
+fn read_token(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::invalid("token_file", format!("cannot read {}: {e}", path.display()))
+    })?;
+    Ok(text.trim().to_owned())
+}

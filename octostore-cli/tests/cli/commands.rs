@@ -1,0 +1,240 @@
+//! Every command, on a local file and against a server: the same stdout, JSON and exit codes.
+
+use crate::support::Env;
+
+/// Runs every command once and checks what it prints and how it exits.
+fn every_command(env: &Env) {
+    // Locks.
+    let acquired = env
+        .run(&["lock", "acquire", "deploy", "--ttl", "60", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(acquired["status"], "acquired");
+    assert_eq!(acquired["holder"], "alice");
+    let lease = acquired["lease_id"].as_str().unwrap().to_owned();
+    let token = acquired["fencing_token"].as_u64().unwrap();
+    let held = env
+        .run(&["lock", "acquire", "deploy", "--ttl", "60"])
+        .expect(1);
+    assert!(held.stderr.contains("held by alice"), "{}", held.stderr);
+    assert!(held.stdout.is_empty(), "nothing but the answer on stdout");
+    let status = env.run(&["lock", "status", "deploy"]).expect(0);
+    assert!(
+        status.stdout.starts_with("held deploy lease_id="),
+        "{}",
+        status.stdout
+    );
+    assert!(status.stdout.contains(&format!("fencing_token={token}")));
+    let renewed = env
+        .run(&[
+            "lock", "renew", "deploy", "--lease", &lease, "--ttl", "120", "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(renewed["fencing_token"], token);
+    let list = env.run(&["lock", "list", "--json"]).expect(0).json();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["locks"][0]["name"], "deploy");
+    assert_eq!(
+        env.run(&["lock", "list"]).expect(0).stdout.lines().count(),
+        1
+    );
+    env.run(&["lock", "release", "deploy", "--lease", &lease])
+        .expect(0);
+    env.run(&["lock", "release", "deploy", "--lease", &lease])
+        .expect(3);
+    let free = env
+        .run(&["lock", "status", "deploy", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(free["status"], "available");
+    assert_eq!(
+        env.run(&["lock", "status", "deploy"])
+            .expect(0)
+            .stdout
+            .trim(),
+        "available deploy"
+    );
+    env.run(&["lock", "acquire", "bad name", "--ttl", "60"])
+        .expect(2);
+    env.run(&["lock", "acquire", "deploy", "--ttl", "0"])
+        .expect(2);
+    let again = env
+        .run(&["lock", "acquire", "deploy", "--ttl", "60", "--json"])
+        .expect(0)
+        .json();
+    assert!(
+        again["fencing_token"].as_u64().unwrap() > token,
+        "fencing tokens grow"
+    );
+
+    // Rate limits.
+    for remaining in ["1", "0"] {
+        let allowed = env
+            .run(&["limit", "check", "api", "--max", "2", "--window", "60"])
+            .expect(0);
+        assert!(allowed
+            .stdout
+            .starts_with(&format!("allowed remaining={remaining} ")));
+    }
+    let denied = env
+        .run(&[
+            "limit", "check", "api", "--max", "2", "--window", "60", "--json",
+        ])
+        .expect(1)
+        .json();
+    assert_eq!(denied["allowed"], false);
+    assert!(denied["retry_after_seconds"].as_u64().unwrap() >= 59);
+    assert_eq!(
+        env.run(&["limit", "status", "api", "--json"])
+            .expect(1)
+            .json()["remaining"],
+        0
+    );
+    let limits = env.run(&["limit", "list", "--json"]).expect(0).json();
+    assert_eq!(limits["limits"][0]["current_count"], 2);
+    env.run(&["limit", "reset", "api"]).expect(0);
+    env.run(&["limit", "status", "api"]).expect(3);
+    env.run(&["limit", "check", "api", "--max", "0", "--window", "60"])
+        .expect(2);
+
+    // Flags.
+    let set = env
+        .run(&[
+            "flag",
+            "set",
+            "beta",
+            "--enable",
+            "--percentage",
+            "100",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(set["percentage"], 100);
+    assert_eq!(
+        env.run(&["flag", "get", "beta"]).expect(0).stdout.trim(),
+        "on"
+    );
+    env.run(&["flag", "set", "beta", "--disable"]).expect(0);
+    assert_eq!(
+        env.run(&["flag", "get", "beta", "--subject", "bob"])
+            .expect(1)
+            .stdout
+            .trim(),
+        "off"
+    );
+    assert_eq!(
+        env.run(&["flag", "get", "beta", "--json"]).expect(1).json()["enabled"],
+        false
+    );
+    assert_eq!(
+        env.run(&["flag", "list"]).expect(0).stdout.trim(),
+        "beta disabled"
+    );
+    env.run(&["flag", "set", "beta"]).expect(2);
+    env.run(&["flag", "delete", "beta"]).expect(0);
+    env.run(&["flag", "get", "beta"]).expect(3);
+
+    // Config.
+    let put = env
+        .run(&[
+            "config",
+            "set",
+            "app.replicas",
+            "3",
+            "--description",
+            "pods",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(put["version"], 1);
+    assert_eq!(
+        env.run(&["config", "set", "app.replicas", r#"{"n":5}"#])
+            .expect(0)
+            .stdout
+            .trim(),
+        "app.replicas version=2"
+    );
+    assert_eq!(
+        env.run(&["config", "get", "app.replicas"])
+            .expect(0)
+            .stdout
+            .trim(),
+        r#"{"n":5}"#
+    );
+    assert_eq!(
+        env.run(&["config", "get", "app.replicas", "--version", "1"])
+            .expect(0)
+            .stdout
+            .trim(),
+        "3"
+    );
+    let got = env
+        .run(&["config", "get", "app.replicas", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(got["description"], "pods");
+    env.run(&["config", "get", "app.replicas", "--version", "9"])
+        .expect(3);
+    assert_eq!(
+        env.run(&["config", "history", "app.replicas"])
+            .expect(0)
+            .stdout
+            .lines()
+            .count(),
+        2
+    );
+    assert_eq!(
+        env.run(&["config", "list", "--json"]).expect(0).json()["configs"][0]["version"],
+        2
+    );
+    env.run(&["config", "set", "app.replicas", "not json"])
+        .expect(2);
+    env.run(&["config", "delete", "app.replicas"]).expect(0);
+    env.run(&["config", "get", "app.replicas"]).expect(3);
+}
+
+#[test]
+fn every_command_on_a_local_file() {
+    every_command(&Env::local());
+}
+
+#[test]
+fn every_command_against_a_server() {
+    every_command(&Env::remote());
+}
+
+#[test]
+fn global_options_go_before_or_after_the_subcommand() {
+    let env = Env::local();
+    let mut before = crate::support::octostore();
+    before
+        .arg("--db")
+        .arg(env.db())
+        .args(["--json", "flag", "list"]);
+    let before = before.output().unwrap();
+    assert!(before.status.success());
+    assert_eq!(
+        String::from_utf8(before.stdout).unwrap().trim(),
+        r#"{"flags":[]}"#
+    );
+}
+
+#[test]
+fn help_documents_the_exit_codes_and_completions_exist() {
+    let help = crate::support::octostore().arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("6  lock run: the lease was lost"), "{help}");
+    for shell in ["bash", "zsh", "fish"] {
+        let script = crate::support::octostore()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(script.status.success());
+        assert!(String::from_utf8(script.stdout)
+            .unwrap()
+            .contains("octostore"));
+    }
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of the built `octostore` binary: one test binary, topical modules.
+
+mod support;
+
+mod commands;
+mod lock_run;
+mod tokens;

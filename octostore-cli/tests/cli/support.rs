@@ -1,0 +1,154 @@
+//! Running the built binary: on a local file in a temporary directory, or against a server it
+//! serves itself.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn octostore() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_octostore"));
+    for var in [
+        "OCTOSTORE_URL",
+        "OCTOSTORE_TOKEN",
+        "OCTOSTORE_TOKEN_FILE",
+        "OCTOSTORE_DB",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+/// What one run printed and how it ended.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn of(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8(output.stdout).unwrap(),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+
+    /// stdout as one JSON value.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(self, code: i32) -> Self {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout: {:?}; stderr: {:?}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Where the commands of one test run: a local file, or a server.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    server: Option<(Child, String, PathBuf)>,
+}
+
+impl Env {
+    /// Commands on a fresh local file.
+    pub fn local() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+            server: None,
+        }
+    }
+
+    /// Commands against a server the binary serves from a fresh file, as user `alice`.
+    pub fn remote() -> Self {
+        let mut env = Self::local();
+        let token = env.run(&["token", "create", "alice"]).expect(0).stdout;
+        let token_file = env.dir.path().join("token");
+        std::fs::write(&token_file, token.trim()).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let bind = format!("127.0.0.1:{port}");
+        let mut child = octostore()
+            .args(["serve", "--bind", &bind, "--db"])
+            .arg(env.db())
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The server logs "serving" once it listens.
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut lines = stderr.lines();
+        assert!(
+            lines
+                .by_ref()
+                .map_while(Result::ok)
+                .any(|l| l.contains("serving")),
+            "the server did not start"
+        );
+        std::thread::spawn(move || lines.for_each(drop));
+        env.server = Some((child, format!("http://{bind}"), token_file));
+        env
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("octostore.db")
+    }
+
+    /// The command, pointed at this environment (`--db`, or `--server` with the token file).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = octostore();
+        // By environment, not `--db`: an argument after `lock run ... --` would be the child's.
+        command.args(args).env("OCTOSTORE_DB", self.db());
+        command.env("OCTOSTORE_USER", "alice");
+        if let Some((_, url, token_file)) = &self.server {
+            command
+                .env("OCTOSTORE_URL", url)
+                .env("OCTOSTORE_TOKEN_FILE", token_file);
+        }
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::of(self.command(args).output().unwrap())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some((child, _, _)) = &mut self.server {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Waits, for at most 20 s, until `path` exists and is not empty; its contents.
+pub fn wait_for_file(path: &Path) -> String {
+    for _ in 0..2000 {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("{} never appeared", path.display());
+}
