@@ -2,9 +2,12 @@
 //! bounds, so an invalid name can never reach storage.
 //!
 //! Each type is checked by [`parse`](LockName::parse) and nothing else; the bounds are those of
-//! `openapi.yaml` and `DESIGN.md`.
+//! `openapi.yaml` and `DESIGN.md`. The text is shared, not copied, by clones: a name travels
+//! from the request into the stored record and the answer, and each of those steps would
+//! otherwise allocate.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -40,7 +43,7 @@ macro_rules! name_type {
      allowed: $allowed:expr, described: $text:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(Box<str>);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The longest valid value, in characters.
