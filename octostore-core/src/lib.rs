@@ -42,6 +42,8 @@ pub mod store;
 
 pub use api::Api;
 pub use backend::memory::MemoryBackend;
+#[cfg(feature = "postgres")]
+pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Tx};

@@ -15,6 +15,10 @@
 //! - Records come back exactly as they were put.
 
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+#[cfg(feature = "postgres")]
+mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 

@@ -10,5 +10,19 @@ mod identity;
 mod limits;
 mod locks;
 mod models;
+#[cfg(feature = "postgres")]
+mod postgres_db;
 mod processes;
 mod sqlite_file;
+
+/// Without the `postgres` feature there are no postgres tests: a test database named in the
+/// environment must not go untested in silence.
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn the_postgres_tests_are_built_when_a_test_database_is_named() {
+    assert!(
+        std::env::var_os("OCTOSTORE_TEST_POSTGRES_URL").is_none(),
+        "OCTOSTORE_TEST_POSTGRES_URL is set, but this suite was built without the `postgres` \
+         feature: run `cargo test --workspace`, or add `--features postgres`"
+    );
+}

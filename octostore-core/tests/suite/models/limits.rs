@@ -18,7 +18,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::{config, regressions, step_ms, unexpected, within, USERS};
-use crate::support::{backends, Harness, Open};
+use crate::support::{backends, local_backends, Harness, Open};
 
 const LIMITS: [&str; 3] = ["api", "emails to send", "webhooks/min"];
 /// Limits per user: fewer than the names, so creations hit the quota (and forget idle ones).
@@ -453,14 +453,15 @@ proptest! {
     #![proptest_config(config(32, regressions!("limits-steady-rate")))]
 
     /// A client at exactly the allowed rate is admitted at >= 90% of the exact sliding log's
-    /// admissions in steady state, for any policy, on every backend.
+    /// admissions in steady state, for any policy, on the backends in this process (up to
+    /// 30 000 checks a case; the model above runs the window on every backend).
     #[test]
     fn a_client_at_the_allowed_rate_is_admitted_at_90_percent(
         max in prop_oneof![1..=20u32, 21..=1_000u32, 1_001..=10_000u32],
         window_seconds in prop_oneof![1..=60u32, 61..=86_400u32],
         offset_ms in 0..86_400_000i64,
     ) {
-        for (backend, open) in backends() {
+        for (backend, open) in local_backends() {
             steady_client(open, max, window_seconds, offset_ms).map_err(within(backend))?;
         }
     }

@@ -1,0 +1,376 @@
+//! The PostgreSQL backend: several server nodes sharing one database.
+//!
+//! Every operation is one `SERIALIZABLE` transaction. When two transactions would not
+//! serialize, PostgreSQL aborts one (SQLSTATE 40001, or 40P01 for a deadlock) and the backend
+//! runs the operation again on a fresh snapshot, after a random pause that grows with each
+//! try, for up to [`RETRY_FOR`]. The rules stay in Rust, above [`Tx`]: the database only makes
+//! each read-modify-write atomic and isolated.
+//!
+//! Time: by default ([`TimeSource::Database`]) a transaction's [`Tx::now`] is the database's
+//! `clock_timestamp()`, read in the transaction's first statement, so all nodes decide expiry
+//! and windows by one clock, whatever their own clocks say, and a transaction that sees
+//! another's writes runs at a later instant than it. [`TimeSource::StoreClock`] reads the
+//! store's [`Clock`] instead, for tests that drive a manual clock.
+//!
+//! Fencing tokens come from the sequence `fencing_tokens`: strictly increasing across all
+//! nodes, and never handed out twice, even by a transaction that rolled back.
+//!
+//! Connections come from an r2d2 pool. Each keeps the statements it prepared, so a query is
+//! one round trip; `r2d2_postgres` pools bare clients, which would prepare every statement
+//! again (two round trips per query), hence the small [`r2d2::ManageConnection`] here.
+
+mod schema;
+mod tx;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use postgres::error::SqlState;
+use postgres::{Client, NoTls, Statement};
+use rand::Rng;
+
+use super::{Backend, Tx};
+use crate::clock::{Clock, Timestamp};
+use crate::error::{Error, Result};
+
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
+/// How long an operation keeps trying after serialization failures before giving up.
+pub const RETRY_FOR: Duration = Duration::from_secs(30);
+/// The longest pause between two tries of an operation.
+const MAX_PAUSE: Duration = Duration::from_millis(50);
+/// How long connecting may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an operation waits for a pooled connection.
+const POOL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens a serializable transaction.
+const BEGIN: &str = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE";
+/// Opens a serializable transaction and reads the database's clock, in nanoseconds since the
+/// epoch, in its first statement: after the snapshot is taken, so the instant is later than
+/// the commit of every transaction the snapshot sees.
+const BEGIN_AT_DATABASE_TIME: &str = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; \
+     SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint";
+
+/// Where transactions take their time from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TimeSource {
+    /// The database's clock: one clock for every node (the default).
+    #[default]
+    Database,
+    /// The store's [`Clock`], as the other backends do: for tests with a manual clock, or a
+    /// single node.
+    StoreClock,
+}
+
+/// How to use the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// The schema that holds OctoStore's tables, created if missing: a lowercase identifier
+    /// (`[a-z_][a-z0-9_]*`, at most 63 characters). `None` (the default): the first schema
+    /// of the connection's search path, usually `public`.
+    pub schema: Option<String>,
+    /// How many connections this process opens at most (default 16).
+    pub max_connections: u32,
+    /// Where transactions take their time from (default: the database).
+    pub time: TimeSource,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            max_connections: 16,
+            time: TimeSource::Database,
+        }
+    }
+}
+
+/// Stores everything in a PostgreSQL database that any number of nodes share.
+pub struct PostgresBackend {
+    pool: r2d2::Pool<Connector>,
+    time: TimeSource,
+}
+
+/// A storage error from a PostgreSQL error, with the server's message when there is one.
+pub(crate) fn storage(e: &postgres::Error) -> Error {
+    match e.as_db_error() {
+        Some(db) => Error::Storage(format!("postgres: {db}")),
+        None => Error::Storage(format!("postgres: {e}")),
+    }
+}
+
+/// One pooled connection and the statements it prepared, by their SQL.
+pub(super) struct Connection {
+    client: Client,
+    statements: HashMap<&'static str, Statement>,
+    /// Left in an unknown state (a failed commit or rollback): the pool drops it.
+    broken: bool,
+}
+
+impl Connection {
+    /// The prepared statement for `sql`, prepared on first use.
+    fn statement(&mut self, sql: &'static str) -> std::result::Result<Statement, postgres::Error> {
+        if let Some(statement) = self.statements.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql)?;
+        self.statements.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    /// Opens a transaction that reads the database's clock.
+    fn begin_at_database_time(&mut self) -> std::result::Result<Timestamp, Attempt> {
+        let messages = self
+            .client
+            .simple_query(BEGIN_AT_DATABASE_TIME)
+            .map_err(Attempt::before_commit)?;
+        messages
+            .iter()
+            .find_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                _ => None,
+            })
+            .and_then(|nanos| nanos.parse().ok())
+            .map(Timestamp::from_nanos)
+            .ok_or_else(|| {
+                Attempt::Failed(Error::Storage(
+                    "postgres: the database did not tell the time".into(),
+                ))
+            })
+    }
+}
+
+/// Opens connections for the pool.
+struct Connector {
+    config: postgres::Config,
+}
+
+impl r2d2::ManageConnection for Connector {
+    type Connection = Connection;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
+        Ok(Connection {
+            client: self.config.connect(NoTls)?,
+            statements: HashMap::new(),
+            broken: false,
+        })
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {
+        conn.client.simple_query("").map(drop)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// Why one try of a transaction did not commit.
+enum Attempt {
+    /// The database aborted it to keep transactions serializable, or the connection was
+    /// lost before the commit was sent: nothing was written, try again.
+    Retry(postgres::Error),
+    Failed(Error),
+}
+
+impl Attempt {
+    /// A failure before `COMMIT` was sent: nothing of the transaction persists.
+    fn before_commit(e: postgres::Error) -> Self {
+        if e.is_closed() || is_conflict(&e) {
+            Attempt::Retry(e)
+        } else {
+            Attempt::Failed(storage(&e))
+        }
+    }
+
+    /// A failure of `COMMIT` itself: a conflict means the database rolled back, but on a lost
+    /// connection the outcome is unknown, so the operation must not run again.
+    fn at_commit(e: postgres::Error) -> Self {
+        if is_conflict(&e) {
+            Attempt::Retry(e)
+        } else if e.is_closed() {
+            Attempt::Failed(Error::Storage(format!(
+                "postgres: the connection was lost while committing; the operation may or may \
+                 not have taken effect: {e}"
+            )))
+        } else {
+            Attempt::Failed(storage(&e))
+        }
+    }
+}
+
+/// Whether the database aborted the transaction because of a concurrent one: a
+/// serialization failure, a deadlock, or a unique key that a concurrent transaction inserted
+/// first (which PostgreSQL's manual advises retrying too, as a serialization failure in
+/// disguise; the rules check every key before inserting it).
+fn is_conflict(e: &postgres::Error) -> bool {
+    e.code().is_some_and(|code| {
+        *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::UNIQUE_VIOLATION
+    })
+}
+
+/// Tries of one operation after conflicts: a random pause (full jitter) under a bound that
+/// doubles with each try, up to [`MAX_PAUSE`], for at most [`RETRY_FOR`] in all.
+struct Retries {
+    deadline: Instant,
+    bound: Duration,
+    tries: u32,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Self {
+            deadline: Instant::now() + RETRY_FOR,
+            bound: Duration::from_micros(500),
+            tries: 1,
+        }
+    }
+
+    /// Waits before the next try, or fails once the time is up.
+    fn wait(&mut self, cause: postgres::Error) -> Result<()> {
+        if Instant::now() >= self.deadline {
+            return Err(Error::Storage(format!(
+                "postgres: the operation conflicted with concurrent ones {} times in {}s; last: {}",
+                self.tries,
+                RETRY_FOR.as_secs(),
+                storage(&cause)
+            )));
+        }
+        std::thread::sleep(rand::rng().random_range(Duration::ZERO..=self.bound));
+        self.bound = (self.bound * 2).min(MAX_PAUSE);
+        self.tries += 1;
+        Ok(())
+    }
+}
+
+impl PostgresBackend {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
+    /// with the default options, creating or migrating the schema.
+    pub fn connect(url: &str) -> Result<Self> {
+        Self::connect_with(url, PostgresOptions::default())
+    }
+
+    /// Connects to the database at `url`, creating or migrating the schema; a schema written
+    /// by a newer octostore is refused. Safe when several nodes start at once.
+    pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
+        let mut config: postgres::Config = url
+            .parse()
+            .map_err(|e| Error::invalid("database_url", format!("{e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("octostore");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if let Some(schema) = &options.schema {
+            check_schema_name(schema)?;
+            let search_path = format!("-c search_path={schema}");
+            let server_options = match config.get_options() {
+                Some(given) => format!("{given} {search_path}"),
+                None => search_path,
+            };
+            config.options(&server_options);
+        }
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL: {e}")))?;
+        schema::migrate(&mut client, options.schema.as_deref())?;
+        drop(client);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_connections.max(1))
+            .min_idle(Some(0))
+            .test_on_check_out(false)
+            .connection_timeout(POOL_TIMEOUT)
+            .build_unchecked(Connector { config });
+        Ok(Self {
+            pool,
+            time: options.time,
+        })
+    }
+
+    /// Where transactions take their time from.
+    pub fn time_source(&self) -> TimeSource {
+        self.time
+    }
+
+    fn attempt(
+        &self,
+        conn: &mut Connection,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> std::result::Result<(), Attempt> {
+        let now = match self.time {
+            TimeSource::Database => Some(conn.begin_at_database_time()?),
+            TimeSource::StoreClock => {
+                conn.client
+                    .batch_execute(BEGIN)
+                    .map_err(Attempt::before_commit)?;
+                None
+            }
+        };
+        let mut tx = tx::PostgresTx::new(conn, clock, now);
+        let outcome = op(&mut tx);
+        let failure = tx.into_failure();
+        if outcome.is_ok() && failure.is_none() {
+            return conn.client.batch_execute("COMMIT").map_err(|e| {
+                conn.broken = !is_conflict(&e);
+                Attempt::at_commit(e)
+            });
+        }
+        if conn.client.batch_execute("ROLLBACK").is_err() {
+            conn.broken = true;
+        }
+        match (failure, outcome) {
+            (Some(e), _) => Err(Attempt::before_commit(e)),
+            (None, Err(e)) => Err(Attempt::Failed(e)),
+            (None, Ok(())) => unreachable!("a transaction without failure commits"),
+        }
+    }
+}
+
+/// Checks that `schema` is a plain lowercase identifier, which needs no quoting in SQL or in
+/// the connection's options.
+fn check_schema_name(schema: &str) -> Result<()> {
+    let mut chars = schema.chars();
+    let plain = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && schema.len() <= 63;
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "schema",
+            "a schema name is 1 to 63 of [a-z0-9_], not starting with a digit",
+        ))
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn transact(
+        &self,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let mut retries = Retries::new();
+        loop {
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| Error::Storage(format!("postgres: no connection: {e}")))?;
+            match self.attempt(&mut conn, clock, op) {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Retry(cause)) => {
+                    drop(conn);
+                    retries.wait(cause)?;
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The PostgreSQL schema and its migrations, applied when a node connects.
+//!
+//! The version lives in the one-row table `octostore_schema`. Every node that connects takes
+//! a transaction-scoped advisory lock ([`MIGRATION_LOCK`]) before reading it, so nodes
+//! starting together apply each migration exactly once, one after the other; the lock goes
+//! with the transaction, so a node killed mid-migration leaves nothing behind. A schema newer
+//! than this binary is refused, never touched.
+
+use postgres::Client;
+
+use super::storage;
+use crate::backend::rows::corrupt;
+use crate::error::{Error, Result};
+
+/// The advisory lock key that serializes migrations: "octostor" in ASCII.
+const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Columns match the SQLite
+/// backend's, so both decode rows with `backend::rows`.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id BYTEA PRIMARY KEY,
+    login TEXT NOT NULL,
+    login_folded TEXT NOT NULL UNIQUE,
+    avatar_url TEXT,
+    github_id BIGINT UNIQUE
+);
+CREATE TABLE tokens (
+    hash BYTEA PRIMARY KEY,
+    id BYTEA NOT NULL UNIQUE,
+    user_id BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX tokens_by_user ON tokens (user_id);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    owner BYTEA NOT NULL,
+    client_id TEXT,
+    lease_id BYTEA NOT NULL,
+    fencing_token BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+CREATE INDEX leases_by_owner ON leases (owner);
+CREATE SEQUENCE fencing_tokens AS BIGINT MINVALUE 1 NO CYCLE;
+CREATE TABLE limits (
+    owner BYTEA NOT NULL,
+    name TEXT NOT NULL,
+    record BYTEA NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+CREATE TABLE flags (
+    owner BYTEA NOT NULL,
+    name TEXT NOT NULL,
+    enabled BOOLEAN NOT NULL,
+    percentage BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+CREATE TABLE config_heads (
+    owner BYTEA NOT NULL,
+    key TEXT NOT NULL,
+    latest BIGINT NOT NULL,
+    oldest BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
+CREATE TABLE config_versions (
+    owner BYTEA NOT NULL,
+    key TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    value TEXT NOT NULL,
+    description TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (owner, key, version)
+);
+"#];
+
+/// The schema version this binary writes.
+pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Creates `schema` (if given) and brings OctoStore's tables in it, or in the connection's
+/// search path, up to [`CURRENT_VERSION`], in one transaction.
+pub(super) fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
+    // Read committed: each statement after the lock sees what the previous holder committed.
+    let mut tx = client.transaction().map_err(|e| storage(&e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| storage(&e))?;
+    if let Some(schema) = schema {
+        // The name is checked to be a plain lowercase identifier (see `SchemaName`).
+        tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+            .map_err(|e| storage(&e))?;
+    }
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS octostore_schema (
+             id INTEGER PRIMARY KEY CHECK (id = 0),
+             version INTEGER NOT NULL
+         );
+         INSERT INTO octostore_schema (id, version) VALUES (0, 0) ON CONFLICT (id) DO NOTHING;",
+    )
+    .map_err(|e| storage(&e))?;
+    let found: i32 = tx
+        .query_one("SELECT version FROM octostore_schema WHERE id = 0", &[])
+        .map_err(|e| storage(&e))?
+        .get(0);
+    if found > CURRENT_VERSION {
+        return Err(Error::Storage(format!(
+            "the database's schema version is {found}, newer than the {CURRENT_VERSION} this \
+             octostore knows: upgrade octostore to use it"
+        )));
+    }
+    let applied = usize::try_from(found).map_err(|_| corrupt("schema version"))?;
+    for migration in &MIGRATIONS[applied..] {
+        tx.batch_execute(migration).map_err(|e| storage(&e))?;
+    }
+    tx.execute(
+        "UPDATE octostore_schema SET version = $1 WHERE id = 0",
+        &[&CURRENT_VERSION],
+    )
+    .map_err(|e| storage(&e))?;
+    tx.commit().map_err(|e| storage(&e))
+}

@@ -1,0 +1,204 @@
+//! Records from SQL rows, written once for every SQL backend.
+//!
+//! Each SQL backend stores a record in the same columns (instants as nanoseconds since the
+//! epoch, ids as 16-byte blobs) and selects them in the order of the `*_columns!` macros, so
+//! one decoder per record serves them all; a backend only says how to read one column of its
+//! row type ([`Columns`]). Names are validated again on the way out: a row that no longer
+//! parses is reported as corrupt storage, never passed on.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::bounds::Percentage;
+use crate::config::{ConfigHead, ConfigVersion};
+use crate::error::{Error, Result};
+use crate::flag::Flag;
+use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+use crate::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::names::{ClientId, FlagName, LockName, Login};
+use crate::rate_limit::LimitRecord;
+
+/// The columns [`user`] reads, in order.
+macro_rules! user_columns {
+    () => {
+        "id, login, avatar_url, github_id"
+    };
+}
+/// The columns [`token`] reads, in order.
+macro_rules! token_columns {
+    () => {
+        "hash, id, user_id, created_at"
+    };
+}
+/// The columns [`lease`] reads, in order.
+macro_rules! lease_columns {
+    () => {
+        "name, owner, client_id, lease_id, fencing_token, expires_at"
+    };
+}
+/// The columns [`flag`] reads, in order.
+macro_rules! flag_columns {
+    () => {
+        "name, enabled, percentage, created_at, updated_at"
+    };
+}
+/// The columns [`config_head`] reads, in order.
+macro_rules! config_head_columns {
+    () => {
+        "latest, oldest, created_at"
+    };
+}
+/// The columns [`config_version`] reads, in order.
+macro_rules! config_version_columns {
+    () => {
+        "version, value, description, created_at"
+    };
+}
+pub(crate) use {
+    config_head_columns, config_version_columns, flag_columns, lease_columns, token_columns,
+    user_columns,
+};
+
+/// One column of a row, by position, as the few SQL types the backends store.
+pub(crate) trait Columns {
+    /// A 64-bit integer.
+    fn int(&self, i: usize) -> Result<i64>;
+    /// A 64-bit integer or NULL.
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>>;
+    /// A boolean.
+    fn boolean(&self, i: usize) -> Result<bool>;
+    /// Text.
+    fn text(&self, i: usize) -> Result<String>;
+    /// Text or NULL.
+    fn text_or_null(&self, i: usize) -> Result<Option<String>>;
+    /// A blob.
+    fn bytes(&self, i: usize) -> Result<Vec<u8>>;
+}
+
+/// The error for a stored value that does not decode.
+pub(crate) fn corrupt(what: &str) -> Error {
+    Error::Storage(format!("corrupt {what} in the database"))
+}
+
+/// An id as stored: its 16 bytes.
+pub(crate) fn id(uuid: Uuid) -> [u8; 16] {
+    *uuid.as_bytes()
+}
+
+/// An instant as stored: nanoseconds since the epoch.
+pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
+    t.timestamp_nanos_opt().expect("instants before 2262")
+}
+
+fn uuid_at(row: &impl Columns, i: usize) -> Result<Uuid> {
+    Uuid::from_slice(&row.bytes(i)?).map_err(|_| corrupt("id"))
+}
+
+fn instant_at(row: &impl Columns, i: usize) -> Result<DateTime<Utc>> {
+    Ok(DateTime::from_timestamp_nanos(row.int(i)?))
+}
+
+/// The stored name in column `i`, validated by `parse`.
+pub(crate) fn name_at<T>(row: &impl Columns, i: usize, parse: fn(&str) -> Result<T>) -> Result<T> {
+    parse(&row.text(i)?).map_err(|_| corrupt("name"))
+}
+
+fn u64_at(row: &impl Columns, i: usize) -> Result<u64> {
+    u64::try_from(row.int(i)?).map_err(|_| corrupt("number"))
+}
+
+/// A stored count.
+pub(crate) fn count(n: i64) -> Result<usize> {
+    usize::try_from(n).map_err(|_| corrupt("count"))
+}
+
+/// A user, from [`user_columns!`].
+pub(crate) fn user(row: &impl Columns) -> Result<User> {
+    Ok(User {
+        id: UserId(uuid_at(row, 0)?),
+        login: name_at(row, 1, Login::parse)?,
+        avatar_url: row.text_or_null(2)?,
+        source: match row.int_or_null(3)? {
+            Some(id) => UserSource::Github {
+                github_id: id as u64,
+            },
+            None => UserSource::Local,
+        },
+    })
+}
+
+/// The GitHub id column of a user.
+pub(crate) fn github_id(user: &User) -> Option<i64> {
+    match user.source {
+        UserSource::Github { github_id } => Some(github_id as i64),
+        UserSource::Local => None,
+    }
+}
+
+/// A token, from [`token_columns!`].
+pub(crate) fn token(row: &impl Columns) -> Result<TokenRecord> {
+    Ok(TokenRecord {
+        hash: TokenHash(
+            row.bytes(0)?
+                .try_into()
+                .map_err(|_| corrupt("token hash"))?,
+        ),
+        id: uuid_at(row, 1)?,
+        user: UserId(uuid_at(row, 2)?),
+        created_at: instant_at(row, 3)?,
+    })
+}
+
+/// A lease, from [`lease_columns!`].
+pub(crate) fn lease(row: &impl Columns) -> Result<LeaseRecord> {
+    Ok(LeaseRecord {
+        name: name_at(row, 0, LockName::parse)?,
+        owner: UserId(uuid_at(row, 1)?),
+        client_id: row
+            .text_or_null(2)?
+            .map(|c| ClientId::parse(&c).map_err(|_| corrupt("client id")))
+            .transpose()?,
+        lease_id: LeaseId(uuid_at(row, 3)?),
+        fencing_token: FencingToken(u64_at(row, 4)?),
+        expires_at: instant_at(row, 5)?,
+    })
+}
+
+/// A rate-limit record, from its one column at `i`.
+pub(crate) fn limit_record(row: &impl Columns, i: usize) -> Result<LimitRecord> {
+    LimitRecord::from_bytes(&row.bytes(i)?)
+}
+
+/// A flag, from [`flag_columns!`].
+pub(crate) fn flag(row: &impl Columns) -> Result<Flag> {
+    Ok(Flag {
+        name: name_at(row, 0, FlagName::parse)?,
+        enabled: row.boolean(1)?,
+        percentage: row
+            .int_or_null(2)?
+            .map(|p| Percentage::new(p).map_err(|_| corrupt("percentage")))
+            .transpose()?,
+        created_at: instant_at(row, 3)?,
+        updated_at: instant_at(row, 4)?,
+    })
+}
+
+/// A config head, from [`config_head_columns!`] starting at column `at`.
+pub(crate) fn config_head(row: &impl Columns, at: usize) -> Result<ConfigHead> {
+    Ok(ConfigHead {
+        latest: u64_at(row, at)?,
+        oldest: u64_at(row, at + 1)?,
+        created_at: instant_at(row, at + 2)?,
+    })
+}
+
+/// A config version, from [`config_version_columns!`].
+pub(crate) fn config_version(row: &impl Columns) -> Result<ConfigVersion> {
+    Ok(ConfigVersion {
+        version: u64_at(row, 0)?,
+        value: serde_json::from_str::<Value>(&row.text(1)?).map_err(|_| corrupt("config value"))?,
+        description: row.text_or_null(2)?,
+        created_at: instant_at(row, 3)?,
+    })
+}

@@ -1,0 +1,251 @@
+//! What only the database backend has: several nodes (backends) on one database, migrations
+//! racing at start, schema versions, and the database's clock deciding time for every node.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::DateTime;
+use octostore_core::backend::postgres::SCHEMA_VERSION;
+use octostore_core::{
+    Api, Error, LimitName, LockName, LockStatus, Login, ManualClock, PostgresBackend,
+    PostgresOptions, RatePolicy, Session, Store, TimeSource, Ttl,
+};
+
+use crate::support::{postgres_url, TestSchema};
+
+/// A node: a store of its own on the shared schema, with its own (manual) clock.
+fn node(schema: &TestSchema, time: TimeSource, clock_at: i64) -> Store {
+    let clock = Arc::new(ManualClock::new(
+        DateTime::from_timestamp(clock_at, 0).unwrap(),
+    ));
+    Store::builder()
+        .backend(schema.backend_with(time))
+        .clock(clock)
+        .build()
+}
+
+fn session(store: &Store, login: &str) -> Session {
+    store.session(store.local_user(&Login::parse(login).unwrap()).unwrap())
+}
+
+fn stored_version(schema: &TestSchema) -> i32 {
+    let mut client = schema.client();
+    let query = format!("SELECT version FROM {}.octostore_schema", schema.name);
+    client.query_one(&query, &[]).unwrap().get(0)
+}
+
+#[test]
+fn nodes_starting_together_migrate_once() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    const NODES: usize = 6;
+    let barrier = Barrier::new(NODES);
+    let stores: Vec<Store> = thread::scope(|s| {
+        let handles: Vec<_> = (0..NODES)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    Store::builder().backend(schema.backend()).build()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(stored_version(&schema), SCHEMA_VERSION);
+    let alice = session(&stores[0], "alice");
+    let name = LockName::parse("after-start").unwrap();
+    alice
+        .acquire(&name, Ttl::seconds(60).unwrap(), None)
+        .unwrap();
+    for store in &stores {
+        assert!(matches!(
+            session(store, "alice").lock_status(&name).unwrap(),
+            LockStatus::Held(_)
+        ));
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    drop(schema.backend());
+    let newer = SCHEMA_VERSION + 1;
+    let mut client = schema.client();
+    let update = format!("UPDATE {}.octostore_schema SET version = $1", schema.name);
+    client.execute(&update, &[&newer]).unwrap();
+    let options = PostgresOptions {
+        schema: Some(schema.name.clone()),
+        ..Default::default()
+    };
+    match PostgresBackend::connect_with(&url, options) {
+        Err(Error::Storage(message)) => assert!(message.contains("newer"), "{message}"),
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+    assert_eq!(stored_version(&schema), newer);
+}
+
+/// Two nodes whose clocks are a century apart agree on leases and windows, because both ask
+/// the database for the time.
+#[test]
+fn the_database_clock_decides_for_every_node() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let year_2000 = node(&schema, TimeSource::Database, 946_684_800);
+    let year_2100 = node(&schema, TimeSource::Database, 4_102_444_800);
+    let mut client = schema.client();
+    let database_now = |client: &mut postgres::Client| -> i64 {
+        let row = client
+            .query_one("SELECT extract(epoch FROM clock_timestamp())::float8", &[])
+            .unwrap();
+        row.get::<_, f64>(0) as i64
+    };
+
+    let name = LockName::parse("century").unwrap();
+    let before = database_now(&mut client);
+    let grant = session(&year_2000, "alice")
+        .acquire(&name, Ttl::seconds(60).unwrap(), None)
+        .unwrap();
+    let after = database_now(&mut client);
+    let expires = grant.lease.expires_at.timestamp();
+    assert!(
+        (before + 59..=after + 61).contains(&expires),
+        "expires at {expires}, the database said {before}..{after}"
+    );
+    // By its own clock, the node in 2100 would see a lease dead for a century.
+    assert!(matches!(
+        session(&year_2100, "bob").acquire(&name, Ttl::seconds(60).unwrap(), None),
+        Err(Error::LockHeld { .. })
+    ));
+
+    let limit = LimitName::parse("hourly").unwrap();
+    let policy = RatePolicy::new(1, 3600).unwrap();
+    assert!(
+        session(&year_2000, "alice")
+            .check(&limit, policy)
+            .unwrap()
+            .allowed
+    );
+    assert!(
+        !session(&year_2100, "alice")
+            .check(&limit, policy)
+            .unwrap()
+            .allowed
+    );
+
+    // And a lease of one second dies by the database's clock, on both.
+    let short = LockName::parse("one-second").unwrap();
+    session(&year_2100, "alice")
+        .acquire(&short, Ttl::seconds(1).unwrap(), None)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while session(&year_2000, "bob").lock_status(&short).unwrap() != LockStatus::Available {
+        assert!(Instant::now() < deadline, "the lease outlived its TTL");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Threads on two nodes race for one lock and one limit: one holder at a time, fencing
+/// tokens strictly increasing in the order the holders got in, and exactly `max` admissions.
+#[test]
+fn two_nodes_share_one_lock_and_one_limit() {
+    const THREADS: usize = 6;
+    const TURNS: usize = 15;
+    const MAX: usize = 40;
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let nodes = [
+        node(&schema, TimeSource::Database, 0),
+        node(&schema, TimeSource::Database, 0),
+    ];
+    let name = LockName::parse("shared").unwrap();
+    let limit = LimitName::parse("shared").unwrap();
+    let policy = RatePolicy::new(MAX as i64, 86_400).unwrap();
+    let inside = AtomicUsize::new(0);
+    let turn = AtomicUsize::new(0);
+    let admitted = AtomicUsize::new(0);
+    let barrier = Barrier::new(THREADS);
+    let mut turns: Vec<(usize, u64)> = thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let me = session(&nodes[t % 2], &format!("racer{t}"));
+                let limited = session(&nodes[t % 2], "shared-quota");
+                let (inside, turn, admitted, barrier) = (&inside, &turn, &admitted, &barrier);
+                let (name, limit) = (&name, &limit);
+                s.spawn(move || {
+                    barrier.wait();
+                    let mut mine = Vec::new();
+                    while mine.len() < TURNS {
+                        if limited.check(limit, policy).unwrap().allowed {
+                            admitted.fetch_add(1, SeqCst);
+                        }
+                        let grant = match me.acquire(name, Ttl::seconds(3600).unwrap(), None) {
+                            Ok(grant) => grant,
+                            Err(Error::LockHeld { .. }) => continue,
+                            Err(e) => panic!("acquire: {e:?}"),
+                        };
+                        assert_eq!(inside.fetch_add(1, SeqCst), 0, "two holders at once");
+                        mine.push((turn.fetch_add(1, SeqCst), grant.lease.fencing_token.0));
+                        inside.fetch_sub(1, SeqCst);
+                        me.release(name, grant.lease.lease_id).unwrap();
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    turns.sort_unstable();
+    assert_eq!(turns.len(), THREADS * TURNS);
+    for pair in turns.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1,
+            "fencing tokens out of order: {pair:?}"
+        );
+    }
+    assert_eq!(admitted.load(SeqCst), MAX);
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_error() {
+    match PostgresBackend::connect("postgres://postgres@127.0.0.1:1/test") {
+        Err(Error::Storage(message)) => {
+            assert!(message.contains("cannot connect"), "{message}")
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
+}
+
+#[test]
+fn schema_names_that_would_need_quoting_are_refused() {
+    for schema in [
+        "",
+        "Upper",
+        "9lives",
+        "a-b",
+        "x; DROP TABLE users",
+        &"a".repeat(64),
+    ] {
+        let options = PostgresOptions {
+            schema: Some(schema.to_owned()),
+            ..Default::default()
+        };
+        assert!(
+            matches!(
+                PostgresBackend::connect_with("postgres://postgres@127.0.0.1:1/test", options),
+                Err(Error::Invalid {
+                    field: "schema",
+                    ..
+                })
+            ),
+            "{schema:?}"
+        );
+    }
+}
