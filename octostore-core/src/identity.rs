@@ -15,6 +15,13 @@ use crate::backend::Tx;
 use crate::error::{Error, Resource, Result};
 use crate::names::Login;
 
+/// A random (version 4) UUID from the thread's cryptographically secure generator, seeded
+/// from the operating system: ids are unguessable, and making one is not a system call
+/// (`Uuid::new_v4` without uuid's `fast-rng` feature asks the kernel each time).
+pub(crate) fn random_uuid() -> Uuid {
+    uuid::Builder::from_random_bytes(rand::random::<u128>().to_ne_bytes()).into_uuid()
+}
+
 /// A user's stable identity; logins may change, this does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UserId(pub Uuid);
@@ -105,7 +112,7 @@ pub(crate) fn create_local_user(tx: &mut dyn Tx, login: &Login) -> Result<User> 
         return Err(Error::Conflict(format!("login {login} is already taken")));
     }
     let user = User {
-        id: UserId(Uuid::new_v4()),
+        id: UserId(random_uuid()),
         login: login.clone(),
         avatar_url: None,
         source: UserSource::Local,
@@ -136,7 +143,7 @@ pub(crate) fn upsert_github_user(
         }
     }
     let user = User {
-        id: existing.map_or_else(|| UserId(Uuid::new_v4()), |u| u.id),
+        id: existing.map_or_else(|| UserId(random_uuid()), |u| u.id),
         login: login.clone(),
         avatar_url: avatar_url.map(str::to_owned),
         source: UserSource::Github { github_id },
@@ -151,7 +158,7 @@ pub(crate) fn issue_token(tx: &mut dyn Tx, now: DateTime<Utc>, user: UserId) -> 
     }
     let token = Token::generate();
     tx.put_token(&TokenRecord {
-        id: Uuid::new_v4(),
+        id: random_uuid(),
         hash: TokenHash::of(token.expose()),
         user,
         created_at: now,
@@ -196,5 +203,13 @@ mod tests {
         assert!(hex_part.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(Token::generate(), token);
         assert!(!format!("{token:?}").contains(hex_part));
+    }
+
+    #[test]
+    fn random_uuids_are_version_4() {
+        let id = random_uuid();
+        assert_eq!(id.get_version(), Some(uuid::Version::Random));
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        assert_ne!(random_uuid(), id);
     }
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::backend::Tx;
 use crate::bounds::Ttl;
 use crate::error::{Error, Resource, Result};
-use crate::identity::{User, UserId};
+use crate::identity::{random_uuid, User, UserId};
 use crate::names::{ClientId, LockName, Login};
 
 /// Identifies one lease; needed to release or renew it.
@@ -149,7 +149,7 @@ pub(crate) fn acquire(
         name: name.clone(),
         owner: caller.id,
         client_id: client_id.cloned(),
-        lease_id: LeaseId(Uuid::new_v4()),
+        lease_id: LeaseId(random_uuid()),
         fencing_token: tx.next_fencing_token()?,
         expires_at: now + ttl.duration(),
     };
