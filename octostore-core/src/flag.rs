@@ -5,8 +5,6 @@
 //! most the percentage: the same subject always gets the same answer, and raising the
 //! percentage only ever adds subjects.
 
-use std::io::Read;
-
 use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
@@ -50,13 +48,47 @@ impl Flag {
 /// assert!((1..=100).contains(&bucket));
 /// ```
 pub fn bucket(flag: &FlagName, subject: &Subject) -> u8 {
-    let mut key = flag
-        .as_str()
-        .as_bytes()
-        .chain(&b":"[..])
-        .chain(subject.as_str().as_bytes());
-    let hash = murmur3::murmur3_32(&mut key, 0).expect("reading from memory cannot fail");
-    (hash % 100 + 1) as u8
+    // The longest key: a flag name of ASCII characters, ':', and a subject of characters of
+    // up to 4 bytes each. Building it on the stack costs no allocation.
+    const MAX_KEY: usize = FlagName::MAX_CHARS + 1 + Subject::MAX_CHARS * 4;
+    let (flag, subject) = (flag.as_str().as_bytes(), subject.as_str().as_bytes());
+    let mut key = [0u8; MAX_KEY];
+    let len = flag.len() + 1 + subject.len();
+    key[..flag.len()].copy_from_slice(flag);
+    key[flag.len()] = b':';
+    key[flag.len() + 1..len].copy_from_slice(subject);
+    (murmur3_32(&key[..len], 0) % 100 + 1) as u8
+}
+
+/// MurmurHash3's x86 32-bit variant, as Austin Appleby published it (and as the `murmur3`
+/// crate computes it through `io::Read`, a byte at a time; here over a slice, a word at a time).
+fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let scramble = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut hash = seed;
+    let mut words = data.chunks_exact(4);
+    for word in &mut words {
+        let k = u32::from_le_bytes(word.try_into().expect("chunks of 4 bytes"));
+        hash = (hash ^ scramble(k))
+            .rotate_left(13)
+            .wrapping_mul(5)
+            .wrapping_add(0xe654_6b64);
+    }
+    let tail = words.remainder();
+    if !tail.is_empty() {
+        let k = tail
+            .iter()
+            .rev()
+            .fold(0u32, |k, &byte| (k << 8) | u32::from(byte));
+        hash ^= scramble(k);
+    }
+    hash ^= data.len() as u32;
+    hash ^= hash >> 16;
+    hash = hash.wrapping_mul(0x85eb_ca6b);
+    hash ^= hash >> 13;
+    hash = hash.wrapping_mul(0xc2b2_ae35);
+    hash ^ (hash >> 16)
 }
 
 pub(crate) fn set(
@@ -113,4 +145,28 @@ pub(crate) fn list(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<Flag>> {
     let mut flags = tx.flags_of(owner)?;
     flags.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_matches_the_reference_implementation() {
+        let mut data = Vec::new();
+        for len in 0..=64u8 {
+            for seed in [0, 1, 0x9747_b28c] {
+                let reference = murmur3::murmur3_32(&mut &data[..], seed).unwrap();
+                assert_eq!(murmur3_32(&data, seed), reference, "{data:?} seed {seed}");
+            }
+            data.push(len.wrapping_mul(37) ^ 0xa5);
+        }
+    }
+
+    #[test]
+    fn the_longest_key_fits() {
+        let flag = FlagName::parse(&"f".repeat(FlagName::MAX_CHARS)).unwrap();
+        let subject = Subject::parse(&"\u{10ffff}".repeat(Subject::MAX_CHARS)).unwrap();
+        assert!((1..=100).contains(&bucket(&flag, &subject)));
+    }
 }
