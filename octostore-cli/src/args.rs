@@ -20,7 +20,8 @@ Exit codes:
 `lock run` otherwise exits with the command's own status (128+N if killed by signal N).";
 
 /// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store, on a
-/// local file (default) or a remote server (--server).
+/// local file (default), a shared PostgreSQL database (--database-url) or a remote server
+/// (--server).
 #[derive(Debug, Parser)]
 #[command(name = "octostore", version, after_help = EXIT_CODES)]
 pub struct Cli {
@@ -33,13 +34,14 @@ pub struct Cli {
 /// Options every command accepts, before or after the subcommand.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// A remote server's URL; without it, commands run on the local file (--db).
+    /// A remote server's URL; without it, commands run on the local file (--db) or the
+    /// database (--database-url) in this process.
     #[arg(long, global = true, env = "OCTOSTORE_URL")]
     pub server: Option<String>,
     /// A file holding the bearer token for --server (or set OCTOSTORE_TOKEN).
     #[arg(long, global = true, env = "OCTOSTORE_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
-    /// The local user to act as on the local file (default: the OS user name).
+    /// The local user to act as on the local file or database (default: the OS user name).
     #[arg(long, global = true, env = "OCTOSTORE_USER")]
     pub user: Option<String>,
     /// Print the API's JSON objects instead of short human output.
@@ -49,9 +51,22 @@ pub struct Global {
     pub store: StoreArgs,
 }
 
-/// The local file.
+/// The store commands open in this process: the local file, or a shared database.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
+    /// A PostgreSQL database that several servers share (postgres://USER[:PASSWORD]@HOST/DB),
+    /// used instead of --db; prefer the environment variable for a URL with a password.
+    #[arg(
+        long,
+        global = true,
+        env = "OCTOSTORE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+    /// The schema of --database-url holding OctoStore's tables, created if missing (default:
+    /// the connection's search path, usually public).
+    #[arg(long, global = true, env = "OCTOSTORE_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
     /// The SQLite file of the embedded store.
     #[arg(
         long,
@@ -96,7 +111,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OCTOSTORE_BIND", default_value = "127.0.0.1:3000")]
     pub bind: SocketAddr,
-    /// Keep everything in memory (nothing survives a restart) instead of --db.
+    /// Keep everything in memory (nothing survives a restart) instead of --db or
+    /// --database-url.
     #[arg(long)]
     pub memory: bool,
     #[command(flatten)]

@@ -1,10 +1,12 @@
-//! Where commands run: the local SQLite file acting as a local user, or a remote server with
-//! a bearer token. Both are an `octostore_core::Api`, so every command is written once.
+//! Where commands run: a store in this process (the local SQLite file, or the PostgreSQL
+//! database of `--database-url`) acting as a local user, or a remote server with a bearer
+//! token. Both are an `octostore_core::Api`, so every command is written once.
 
 use std::path::Path;
 
 use octostore_core::{
-    Api, Durability, Error, Login, Result, Session, SqliteBackend, Store, StoreBuilder,
+    Api, Durability, Error, Login, PostgresBackend, PostgresOptions, Result, Session,
+    SqliteBackend, Store, StoreBuilder,
 };
 use octostore_http::Client;
 
@@ -12,14 +14,14 @@ use crate::args::{Global, StoreArgs};
 
 /// The store or server a command talks to.
 pub enum Target {
-    /// The local file.
+    /// The store in this process: the local file or the database.
     Embedded(Session),
     /// A server.
     Remote(Client),
 }
 
 impl Target {
-    /// `--server` if given, else the local file.
+    /// `--server` if given, else the store of [`embedded`].
     pub fn open(global: &Global) -> Result<Self> {
         match &global.server {
             Some(url) => Ok(Target::Remote(Client::new(url, &token(global)?)?)),
@@ -40,8 +42,21 @@ impl Target {
     }
 }
 
-/// A store builder over the local file.
+/// A store builder over the database of `--database-url` if given, else the local file.
 pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
+    if let Some(url) = &args.database_url {
+        let options = PostgresOptions {
+            schema: args.database_schema.clone(),
+            ..PostgresOptions::default()
+        };
+        return Ok(Store::builder().backend(PostgresBackend::connect_with(url, options)?));
+    }
+    if args.database_schema.is_some() {
+        return Err(Error::invalid(
+            "database_schema",
+            "--database-schema needs --database-url",
+        ));
+    }
     let durability = if args.sync_every_commit {
         Durability::PowerLoss
     } else {

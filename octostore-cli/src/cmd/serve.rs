@@ -31,6 +31,12 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         ..Settings::default()
     };
     let builder = if args.memory {
+        if store_args.database_url.is_some() {
+            return Err(Error::invalid(
+                "memory",
+                "--memory and --database-url exclude each other",
+            ));
+        }
         Store::builder().backend(MemoryBackend::new())
     } else {
         crate::target::embedded(store_args)?

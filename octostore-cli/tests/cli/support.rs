@@ -16,6 +16,8 @@ pub fn octostore() -> Command {
         "OCTOSTORE_TOKEN",
         "OCTOSTORE_TOKEN_FILE",
         "OCTOSTORE_DB",
+        "OCTOSTORE_DATABASE_URL",
+        "OCTOSTORE_DATABASE_SCHEMA",
     ] {
         command.env_remove(var);
     }
