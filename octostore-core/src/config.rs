@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::backend::Tx;
 use crate::bounds::Description;
+use crate::clock::Timestamp;
 use crate::error::{Error, Resource, Result};
 use crate::identity::UserId;
 use crate::names::ConfigKey;
@@ -109,6 +110,11 @@ fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead
         .ok_or_else(|| Error::not_found(Resource::Config, key))
 }
 
+/// A version the key's head says is kept, but storage does not have.
+fn lost_version(key: &ConfigKey, version: u64) -> Error {
+    Error::Storage(format!("config {key} lost its version {version}"))
+}
+
 fn stored_version(
     tx: &mut dyn Tx,
     owner: UserId,
@@ -116,19 +122,19 @@ fn stored_version(
     version: u64,
 ) -> Result<ConfigVersion> {
     tx.config_version(owner, key, version)?
-        .ok_or_else(|| Error::Storage(format!("config {key} lost its version {version}")))
+        .ok_or_else(|| lost_version(key, version))
 }
 
 pub(crate) fn put(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     settings: &Settings,
     owner: UserId,
     key: &ConfigKey,
-    value: Value,
-    description: Option<Description>,
+    value: &Value,
+    description: Option<&Description>,
 ) -> Result<ConfigEntry> {
-    let size = json_size(&value);
+    let size = json_size(value);
     if size > settings.config_value_max_bytes {
         return Err(Error::TooLarge {
             field: "value",
@@ -136,11 +142,14 @@ pub(crate) fn put(
             limit: settings.config_value_max_bytes,
         });
     }
+    let now = now.to_datetime();
     let (head, description) = match tx.config_head(owner, key)? {
         Some(head) => {
             let description = match description {
                 Some(d) => Some(d.as_str().to_owned()),
-                None => stored_version(tx, owner, key, head.latest)?.description,
+                None => tx
+                    .config_description(owner, key, head.latest)?
+                    .ok_or_else(|| lost_version(key, head.latest))?,
             };
             let latest = head.latest + 1;
             let oldest = head
@@ -172,7 +181,7 @@ pub(crate) fn put(
     };
     let version = ConfigVersion {
         version: head.latest,
-        value,
+        value: value.clone(),
         description: description.filter(|d| !d.is_empty()),
         created_at: now,
     };

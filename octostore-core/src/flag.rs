@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
 use crate::bounds::Percentage;
+use crate::clock::Timestamp;
 use crate::error::{Error, Resource, Result};
 use crate::identity::UserId;
 use crate::names::{FlagName, Subject};
@@ -93,13 +94,14 @@ fn murmur3_32(data: &[u8], seed: u32) -> u32 {
 
 pub(crate) fn set(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     quota: usize,
     owner: UserId,
     name: &FlagName,
     enabled: bool,
     percentage: Option<Percentage>,
 ) -> Result<Flag> {
+    let now = now.to_datetime();
     let created_at = match tx.flag(owner, name)? {
         Some(existing) => existing.created_at,
         None if tx.count_flags_of(owner)? >= quota => {

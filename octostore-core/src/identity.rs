@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backend::Tx;
+use crate::clock::Timestamp;
 use crate::error::{Error, Resource, Result};
 use crate::names::Login;
 
@@ -152,7 +153,7 @@ pub(crate) fn upsert_github_user(
     Ok(user)
 }
 
-pub(crate) fn issue_token(tx: &mut dyn Tx, now: DateTime<Utc>, user: UserId) -> Result<Token> {
+pub(crate) fn issue_token(tx: &mut dyn Tx, now: Timestamp, user: UserId) -> Result<Token> {
     if tx.user(user)?.is_none() {
         return Err(Error::not_found(Resource::User, user));
     }
@@ -161,7 +162,7 @@ pub(crate) fn issue_token(tx: &mut dyn Tx, now: DateTime<Utc>, user: UserId) -> 
         id: random_uuid(),
         hash: TokenHash::of(token.expose()),
         user,
-        created_at: now,
+        created_at: now.to_datetime(),
     })?;
     Ok(token)
 }
@@ -173,7 +174,7 @@ pub(crate) fn authenticate(tx: &mut dyn Tx, secret: &str) -> Result<User> {
     tx.user(record.user)?.ok_or(Error::Unauthorized)
 }
 
-pub(crate) fn rotate_token(tx: &mut dyn Tx, now: DateTime<Utc>, secret: &str) -> Result<Token> {
+pub(crate) fn rotate_token(tx: &mut dyn Tx, now: Timestamp, secret: &str) -> Result<Token> {
     let old = TokenHash::of(secret);
     let record = tx.token(&old)?.ok_or(Error::Unauthorized)?;
     let successor = issue_token(tx, now, record.user)?;

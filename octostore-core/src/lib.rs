@@ -48,7 +48,7 @@ pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Tx};
 pub use bounds::{Description, Percentage, RatePolicy, Ttl};
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
 pub use error::{Error, Resource, Result};
 pub use flag::{bucket as flag_bucket, Flag};

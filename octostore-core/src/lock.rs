@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use crate::backend::Tx;
 use crate::bounds::Ttl;
+use crate::clock::Timestamp;
 use crate::error::{Error, Resource, Result};
 use crate::identity::{random_uuid, User, UserId};
 use crate::names::{ClientId, LockName, Login};
@@ -73,8 +74,8 @@ pub struct LeaseRecord {
 
 impl LeaseRecord {
     /// Whether the lease still holds at `now`: a lease is dead at `expires_at`, exactly.
-    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
-        now < self.expires_at
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        now < Timestamp::from(self.expires_at)
     }
 
     fn held_by(self, holder: Login) -> Lease {
@@ -124,7 +125,7 @@ fn holder_login(tx: &mut dyn Tx, owner: UserId) -> Result<Login> {
 
 pub(crate) fn acquire(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     quota: usize,
     caller: &User,
     name: &LockName,
@@ -151,7 +152,7 @@ pub(crate) fn acquire(
         client_id: client_id.cloned(),
         lease_id: LeaseId(random_uuid()),
         fencing_token: tx.next_fencing_token()?,
-        expires_at: now + ttl.duration(),
+        expires_at: now.plus_seconds(ttl.as_secs()).to_datetime(),
     };
     tx.put_lease(&lease)?;
     Ok(LockGrant {
@@ -162,7 +163,7 @@ pub(crate) fn acquire(
 
 /// Dead leases still count in the store until deleted, so only when the raw count reaches
 /// the quota are the owner's leases read, the dead ones deleted, and the live ones counted.
-fn check_quota(tx: &mut dyn Tx, now: DateTime<Utc>, quota: usize, owner: UserId) -> Result<()> {
+fn check_quota(tx: &mut dyn Tx, now: Timestamp, quota: usize, owner: UserId) -> Result<()> {
     if tx.count_leases_of(owner)? < quota {
         return Ok(());
     }
@@ -185,7 +186,7 @@ fn check_quota(tx: &mut dyn Tx, now: DateTime<Utc>, quota: usize, owner: UserId)
 
 fn own_live_lease(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     caller: &User,
     name: &LockName,
     lease_id: LeaseId,
@@ -197,7 +198,7 @@ fn own_live_lease(
 
 pub(crate) fn release(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     caller: &User,
     name: &LockName,
     lease_id: LeaseId,
@@ -208,19 +209,19 @@ pub(crate) fn release(
 
 pub(crate) fn renew(
     tx: &mut dyn Tx,
-    now: DateTime<Utc>,
+    now: Timestamp,
     caller: &User,
     name: &LockName,
     lease_id: LeaseId,
     ttl: Ttl,
 ) -> Result<Lease> {
     let mut lease = own_live_lease(tx, now, caller, name, lease_id)?;
-    lease.expires_at = now + ttl.duration();
+    lease.expires_at = now.plus_seconds(ttl.as_secs()).to_datetime();
     tx.put_lease(&lease)?;
     Ok(lease.held_by(caller.login.clone()))
 }
 
-pub(crate) fn status(tx: &mut dyn Tx, now: DateTime<Utc>, name: &LockName) -> Result<LockStatus> {
+pub(crate) fn status(tx: &mut dyn Tx, now: Timestamp, name: &LockName) -> Result<LockStatus> {
     match tx.lease(name)?.filter(|l| l.is_live(now)) {
         Some(lease) => {
             let holder = holder_login(tx, lease.owner)?;
@@ -230,7 +231,7 @@ pub(crate) fn status(tx: &mut dyn Tx, now: DateTime<Utc>, name: &LockName) -> Re
     }
 }
 
-pub(crate) fn list(tx: &mut dyn Tx, now: DateTime<Utc>, caller: &User) -> Result<Vec<Lease>> {
+pub(crate) fn list(tx: &mut dyn Tx, now: Timestamp, caller: &User) -> Result<Vec<Lease>> {
     let mut leases: Vec<Lease> = tx
         .leases_of(caller.id)?
         .into_iter()

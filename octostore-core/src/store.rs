@@ -11,7 +11,7 @@ use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Tx};
 use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
 use crate::error::Result;
 use crate::flag::{self, Flag};
@@ -221,30 +221,38 @@ impl Store {
         self.inner.clock.now()
     }
 
-    /// Runs `op` as one transaction. `op` may run more than once if the backend retries.
-    fn transact<R>(
-        &self,
-        mut op: impl FnMut(&mut dyn Tx, DateTime<Utc>, &Settings) -> Result<R>,
-    ) -> Result<R> {
+    /// Runs `op` as one transaction that needs no time: the clock is not read. `op` may run
+    /// more than once if the backend retries.
+    fn transact<R>(&self, mut op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>) -> Result<R> {
         let mut out = None;
         let settings = &self.inner.settings;
         self.inner.backend.transact(&*self.inner.clock, &mut |tx| {
-            let now = tx.now()?;
-            out = Some(op(tx, now, settings)?);
+            out = Some(op(tx, settings)?);
             Ok(())
         })?;
         Ok(out.expect("a committed transaction ran its operation"))
     }
 
+    /// Runs `op` as one transaction at the instant the transaction reads from the clock.
+    fn transact_now<R>(
+        &self,
+        mut op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
+    ) -> Result<R> {
+        self.transact(|tx, settings| {
+            let now = tx.now()?;
+            op(tx, now, settings)
+        })
+    }
+
     /// Creates a local user; [`Error::Conflict`](crate::Error::Conflict) if the login is
     /// taken (regardless of case).
     pub fn create_user(&self, login: &Login) -> Result<User> {
-        self.transact(|tx, _, _| identity::create_local_user(tx, login))
+        self.transact(|tx, _| identity::create_local_user(tx, login))
     }
 
     /// The user with this login, created as a local user if there is none.
     pub fn local_user(&self, login: &Login) -> Result<User> {
-        self.transact(|tx, _, _| identity::local_user(tx, login))
+        self.transact(|tx, _| identity::local_user(tx, login))
     }
 
     /// Creates or updates the user GitHub knows as `github_id`: the same GitHub account
@@ -255,47 +263,47 @@ impl Store {
         login: &Login,
         avatar_url: Option<&str>,
     ) -> Result<User> {
-        self.transact(|tx, _, _| identity::upsert_github_user(tx, github_id, login, avatar_url))
+        self.transact(|tx, _| identity::upsert_github_user(tx, github_id, login, avatar_url))
     }
 
     /// The user with this login, if any.
     pub fn user_by_login(&self, login: &Login) -> Result<Option<User>> {
-        self.transact(|tx, _, _| tx.user_by_login(login))
+        self.transact(|tx, _| tx.user_by_login(login))
     }
 
     /// All users, by login.
     pub fn users(&self) -> Result<Vec<User>> {
-        let mut users = self.transact(|tx, _, _| tx.users())?;
+        let mut users = self.transact(|tx, _| tx.users())?;
         users.sort_by_key(|u| u.login.folded());
         Ok(users)
     }
 
     /// Issues a new bearer token for `user`; the secret is returned only here.
     pub fn issue_token(&self, user: UserId) -> Result<Token> {
-        self.transact(|tx, now, _| identity::issue_token(tx, now, user))
+        self.transact_now(|tx, now, _| identity::issue_token(tx, now, user))
     }
 
     /// The user's tokens (hashes only), oldest first.
     pub fn tokens(&self, user: UserId) -> Result<Vec<TokenRecord>> {
-        let mut tokens = self.transact(|tx, _, _| tx.tokens_of(user))?;
+        let mut tokens = self.transact(|tx, _| tx.tokens_of(user))?;
         tokens.sort_by_key(|t| t.created_at);
         Ok(tokens)
     }
 
     /// Revokes the user's token with this id.
     pub fn revoke_token(&self, user: UserId, token_id: Uuid) -> Result<()> {
-        self.transact(|tx, _, _| identity::revoke_token(tx, user, token_id))
+        self.transact(|tx, _| identity::revoke_token(tx, user, token_id))
     }
 
     /// Replaces the token `secret` with a new one, atomically: `secret` stops working at once.
     pub fn rotate_token(&self, secret: &str) -> Result<Token> {
-        self.transact(|tx, now, _| identity::rotate_token(tx, now, secret))
+        self.transact_now(|tx, now, _| identity::rotate_token(tx, now, secret))
     }
 
     /// The session of the user `secret` belongs to, or
     /// [`Error::Unauthorized`](crate::Error::Unauthorized).
     pub fn authenticate(&self, secret: &str) -> Result<Session> {
-        let user = self.transact(|tx, _, _| identity::authenticate(tx, secret))?;
+        let user = self.transact(|tx, _| identity::authenticate(tx, secret))?;
         Ok(self.session(user))
     }
 
@@ -309,7 +317,7 @@ impl Store {
 
     /// How many locks are held by a live lease right now.
     pub fn live_lease_count(&self) -> Result<usize> {
-        self.transact(|tx, now, _| {
+        self.transact_now(|tx, now, _| {
             let mut live = 0;
             tx.retain_leases(&mut |lease| {
                 live += usize::from(lease.is_live(now));
@@ -322,7 +330,7 @@ impl Store {
     /// Deletes expired leases and limits that counted nothing in their window. Neither is
     /// visible to any operation, so a sweep changes no answer; it only frees space.
     pub fn sweep(&self) -> Result<Swept> {
-        self.transact(|tx, now, _| {
+        self.transact_now(|tx, now, _| {
             Ok(Swept {
                 leases: tx.retain_leases(&mut |lease| lease.is_live(now))?,
                 limits: tx.retain_limits(&mut |limit| !limit.is_idle(now))?,
@@ -352,50 +360,51 @@ impl Api for Session {
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        self.store.transact(|tx, now, s| {
+        self.store.transact_now(|tx, now, s| {
             lock::acquire(tx, now, s.quotas.locks, &self.user, name, ttl, client_id)
         })
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
         self.store
-            .transact(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
+            .transact_now(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
         self.store
-            .transact(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
+            .transact_now(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
         self.store
-            .transact(|tx, now, _| lock::status(tx, now, name))
+            .transact_now(|tx, now, _| lock::status(tx, now, name))
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
         self.store
-            .transact(|tx, now, _| lock::list(tx, now, &self.user))
+            .transact_now(|tx, now, _| lock::list(tx, now, &self.user))
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        self.store.transact(|tx, now, s| {
+        let verdict = self.store.transact_now(|tx, now, s| {
             rate_limit::check(tx, now, s.quotas.limits, self.user.id, name, policy)
-        })
+        })?;
+        Ok(verdict.decision())
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {
         self.store
-            .transact(|tx, now, _| rate_limit::status(tx, now, self.user.id, name))
+            .transact_now(|tx, now, _| rate_limit::status(tx, now, self.user.id, name))
     }
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
         self.store
-            .transact(|tx, _, _| rate_limit::reset(tx, self.user.id, name))
+            .transact(|tx, _| rate_limit::reset(tx, self.user.id, name))
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
         self.store
-            .transact(|tx, now, _| rate_limit::list(tx, now, self.user.id))
+            .transact_now(|tx, now, _| rate_limit::list(tx, now, self.user.id))
     }
 
     fn set_flag(
@@ -404,7 +413,7 @@ impl Api for Session {
         enabled: bool,
         percentage: Option<Percentage>,
     ) -> Result<Flag> {
-        self.store.transact(|tx, now, s| {
+        self.store.transact_now(|tx, now, s| {
             flag::set(
                 tx,
                 now,
@@ -427,16 +436,16 @@ impl Api for Session {
             }
         };
         self.store
-            .transact(|tx, _, _| flag::evaluate(tx, self.user.id, name, subject))
+            .transact(|tx, _| flag::evaluate(tx, self.user.id, name, subject))
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
         self.store
-            .transact(|tx, _, _| flag::delete(tx, self.user.id, name))
+            .transact(|tx, _| flag::delete(tx, self.user.id, name))
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
-        self.store.transact(|tx, _, _| flag::list(tx, self.user.id))
+        self.store.transact(|tx, _| flag::list(tx, self.user.id))
     }
 
     fn put_config(
@@ -445,36 +454,27 @@ impl Api for Session {
         value: Value,
         description: Option<Description>,
     ) -> Result<ConfigEntry> {
-        self.store.transact(|tx, now, s| {
-            config::put(
-                tx,
-                now,
-                s,
-                self.user.id,
-                key,
-                value.clone(),
-                description.clone(),
-            )
+        self.store.transact_now(|tx, now, s| {
+            config::put(tx, now, s, self.user.id, key, &value, description.as_ref())
         })
     }
 
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         self.store
-            .transact(|tx, _, _| config::get(tx, self.user.id, key, version))
+            .transact(|tx, _| config::get(tx, self.user.id, key, version))
     }
 
     fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
         self.store
-            .transact(|tx, _, _| config::history(tx, self.user.id, key))
+            .transact(|tx, _| config::history(tx, self.user.id, key))
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .transact(|tx, _, _| config::delete(tx, self.user.id, key))
+            .transact(|tx, _| config::delete(tx, self.user.id, key))
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.store
-            .transact(|tx, _, _| config::list(tx, self.user.id))
+        self.store.transact(|tx, _| config::list(tx, self.user.id))
     }
 }

@@ -3,14 +3,24 @@
 //! One mutex, not shards: an operation holds it for well under a microsecond, so a single
 //! lock serves millions of operations a second, more than any front end sends it, and keeps
 //! every transaction trivially serializable. Nothing survives the process.
+//!
+//! Layout, for the hot paths: each kind of owner-scoped record lives in one map keyed by
+//! (owner, name), looked up with a borrowed name, so reading or updating a record is one hash
+//! lookup; a per-owner index of names answers the counts and lists that quotas and listings
+//! need, and changes only when a record is created or deleted. The maps are `hashbrown`'s
+//! with its default hasher, foldhash: several times faster than `std`'s SipHash on short keys,
+//! and still seeded at random per map, so keys chosen by callers cannot be aimed at one bucket
+//! ahead of time (names are also short: at most 128 characters).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
-use chrono::{DateTime, Utc};
+use hashbrown::hash_map::Entry;
+use hashbrown::{Equivalent, HashMap, HashSet};
 use parking_lot::Mutex;
 
 use super::{Backend, Tx};
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
@@ -39,18 +49,85 @@ struct State {
     user_by_github_id: HashMap<u64, UserId>,
     tokens: HashMap<TokenHash, TokenRecord>,
     leases: HashMap<LockName, LeaseRecord>,
-    lease_names_by_owner: HashMap<UserId, HashSet<LockName>>,
     last_fencing_token: u64,
-    owners: HashMap<UserId, Owned>,
+    limits: HashMap<Owned<LimitName>, LimitRecord>,
+    flags: HashMap<Owned<FlagName>, Flag>,
+    config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
+    config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, ConfigVersion>>,
+    names: HashMap<UserId, Names>,
 }
 
-/// Everything private to one owner.
+/// The key of an owner's record.
+#[derive(PartialEq, Eq)]
+struct Owned<N> {
+    owner: UserId,
+    name: N,
+}
+
+/// An [`Owned`] key made of borrowed parts, to look one up without cloning the name.
+struct OwnedRef<'a> {
+    owner: UserId,
+    name: &'a str,
+}
+
+impl<'a> OwnedRef<'a> {
+    fn new(owner: UserId, name: &'a impl AsRef<str>) -> Self {
+        Self {
+            owner,
+            name: name.as_ref(),
+        }
+    }
+}
+
+/// Both forms of a key hash the same: the owner as one 128-bit word, then the name's bytes
+/// (the last field, so it needs no terminator). Two writes, where the derived `Hash` of a
+/// `Uuid` and a `str` would make four.
+fn hash_key(owner: UserId, name: &str, state: &mut impl Hasher) {
+    state.write_u128(owner.0.as_u128());
+    state.write(name.as_bytes());
+}
+
+impl<N: AsRef<str>> Hash for Owned<N> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.owner, self.name.as_ref(), state);
+    }
+}
+
+impl Hash for OwnedRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        hash_key(self.owner, self.name, state);
+    }
+}
+
+impl<N: AsRef<str>> Equivalent<Owned<N>> for OwnedRef<'_> {
+    fn equivalent(&self, key: &Owned<N>) -> bool {
+        self.owner == key.owner && self.name == key.name.as_ref()
+    }
+}
+
+/// The names of everything one owner has, by kind: the index behind counts and lists.
 #[derive(Default)]
-struct Owned {
-    limits: HashMap<LimitName, LimitRecord>,
-    flags: HashMap<FlagName, Flag>,
-    config_heads: HashMap<ConfigKey, ConfigHead>,
-    config_versions: HashMap<ConfigKey, BTreeMap<u64, ConfigVersion>>,
+struct Names {
+    leases: HashSet<LockName>,
+    limits: HashSet<LimitName>,
+    flags: HashSet<FlagName>,
+    configs: HashSet<ConfigKey>,
+}
+
+impl State {
+    fn names(&self, owner: UserId) -> Option<&Names> {
+        self.names.get(&owner)
+    }
+
+    /// The owner's index, made on first use and kept when it empties: an owner who acquires
+    /// and releases in a loop does not rebuild it each time.
+    fn names_mut(&mut self, owner: UserId) -> &mut Names {
+        self.names.entry(owner).or_default()
+    }
+
+    fn count(&self, owner: UserId, of: impl Fn(&Names) -> usize) -> usize {
+        self.names(owner).map_or(0, of)
+    }
 }
 
 struct MemoryTx<'a> {
@@ -72,28 +149,9 @@ impl Backend for MemoryBackend {
     }
 }
 
-impl MemoryTx<'_> {
-    fn owned(&self, owner: UserId) -> Option<&Owned> {
-        self.state.owners.get(&owner)
-    }
-
-    fn owned_mut(&mut self, owner: UserId) -> &mut Owned {
-        self.state.owners.entry(owner).or_default()
-    }
-
-    fn forget_lease_of(&mut self, owner: UserId, name: &LockName) {
-        if let Some(names) = self.state.lease_names_by_owner.get_mut(&owner) {
-            names.remove(name);
-            if names.is_empty() {
-                self.state.lease_names_by_owner.remove(&owner);
-            }
-        }
-    }
-}
-
 impl Tx for MemoryTx<'_> {
-    fn now(&mut self) -> Result<DateTime<Utc>> {
-        Ok(self.clock.now())
+    fn now(&mut self) -> Result<Timestamp> {
+        Ok(self.clock.timestamp())
     }
 
     fn user(&mut self, id: UserId) -> Result<Option<User>> {
@@ -156,41 +214,40 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_lease(&mut self, lease: &LeaseRecord) -> Result<()> {
-        if let Some(old) = self.state.leases.insert(lease.name.clone(), lease.clone()) {
-            if old.owner == lease.owner {
-                return Ok(());
+        let old_owner = match self.state.leases.entry(lease.name.clone()) {
+            Entry::Occupied(mut stored) => Some(stored.insert(lease.clone()).owner),
+            Entry::Vacant(slot) => {
+                slot.insert(lease.clone());
+                None
             }
-            self.forget_lease_of(old.owner, &old.name);
+        };
+        if old_owner != Some(lease.owner) {
+            if let Some(old_owner) = old_owner {
+                self.state.names_mut(old_owner).leases.remove(&lease.name);
+            }
+            let names = &mut self.state.names_mut(lease.owner).leases;
+            names.insert(lease.name.clone());
         }
-        let names = self
-            .state
-            .lease_names_by_owner
-            .entry(lease.owner)
-            .or_default();
-        names.insert(lease.name.clone());
         Ok(())
     }
 
     fn delete_lease(&mut self, name: &LockName) -> Result<()> {
         if let Some(old) = self.state.leases.remove(name) {
-            self.forget_lease_of(old.owner, name);
+            self.state.names_mut(old.owner).leases.remove(name);
         }
         Ok(())
     }
 
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
-        let Some(names) = self.state.lease_names_by_owner.get(&owner) else {
+        let Some(names) = self.state.names(owner) else {
             return Ok(Vec::new());
         };
-        Ok(names.iter().map(|n| self.state.leases[n].clone()).collect())
+        let leases = &self.state.leases;
+        Ok(names.leases.iter().map(|n| leases[n].clone()).collect())
     }
 
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
-        Ok(self
-            .state
-            .lease_names_by_owner
-            .get(&owner)
-            .map_or(0, HashSet::len))
+        Ok(self.state.count(owner, |n| n.leases.len()))
     }
 
     fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
@@ -213,84 +270,144 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn limit(&mut self, owner: UserId, name: &LimitName) -> Result<Option<LimitRecord>> {
-        Ok(self.owned(owner).and_then(|o| o.limits.get(name)).cloned())
+        let key = OwnedRef::new(owner, name);
+        Ok(self.state.limits.get(&key).cloned())
     }
 
     fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()> {
-        let limits = &mut self.owned_mut(owner).limits;
-        match limits.get_mut(name) {
+        match self.state.limits.get_mut(&OwnedRef::new(owner, name)) {
             Some(stored) => stored.clone_from(record),
             None => {
-                limits.insert(name.clone(), record.clone());
+                let key = Owned {
+                    owner,
+                    name: name.clone(),
+                };
+                self.state.limits.insert(key, record.clone());
+                self.state.names_mut(owner).limits.insert(name.clone());
             }
         }
         Ok(())
     }
 
+    /// One lookup, and the record is changed where it lies: no copy in or out.
+    fn update_limit(
+        &mut self,
+        owner: UserId,
+        name: &LimitName,
+        update: &mut dyn FnMut(&mut LimitRecord),
+    ) -> Result<bool> {
+        let key = OwnedRef::new(owner, name);
+        Ok(self.state.limits.get_mut(&key).map(update).is_some())
+    }
+
     fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool> {
-        Ok(self.owned_mut(owner).limits.remove(name).is_some())
+        let existed = self
+            .state
+            .limits
+            .remove(&OwnedRef::new(owner, name))
+            .is_some();
+        if existed {
+            self.state.names_mut(owner).limits.remove(name);
+        }
+        Ok(existed)
     }
 
     fn limits_of(&mut self, owner: UserId) -> Result<Vec<(LimitName, LimitRecord)>> {
-        let limits = self.owned(owner).map(|o| &o.limits);
-        Ok(limits
-            .into_iter()
-            .flatten()
-            .map(|(n, r)| (n.clone(), r.clone()))
+        let Some(names) = self.state.names(owner) else {
+            return Ok(Vec::new());
+        };
+        let limits = &self.state.limits;
+        Ok(names
+            .limits
+            .iter()
+            .map(|n| (n.clone(), limits[&OwnedRef::new(owner, n)].clone()))
             .collect())
     }
 
     fn count_limits_of(&mut self, owner: UserId) -> Result<usize> {
-        Ok(self.owned(owner).map_or(0, |o| o.limits.len()))
+        Ok(self.state.count(owner, |n| n.limits.len()))
     }
 
     fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize> {
-        let mut deleted = 0;
-        for owned in self.state.owners.values_mut() {
-            let before = owned.limits.len();
-            owned.limits.retain(|_, record| keep(record));
-            deleted += before - owned.limits.len();
-        }
-        Ok(deleted)
+        let State { limits, names, .. } = &mut *self.state;
+        let before = limits.len();
+        limits.retain(|key, record| {
+            let kept = keep(record);
+            if !kept {
+                if let Some(names) = names.get_mut(&key.owner) {
+                    names.limits.remove(&key.name);
+                }
+            }
+            kept
+        });
+        Ok(before - limits.len())
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {
-        Ok(self.owned(owner).and_then(|o| o.flags.get(name)).cloned())
+        let key = OwnedRef::new(owner, name);
+        Ok(self.state.flags.get(&key).cloned())
     }
 
     fn put_flag(&mut self, owner: UserId, flag: &Flag) -> Result<()> {
-        let flags = &mut self.owned_mut(owner).flags;
-        flags.insert(flag.name.clone(), flag.clone());
+        match self.state.flags.get_mut(&OwnedRef::new(owner, &flag.name)) {
+            Some(stored) => stored.clone_from(flag),
+            None => {
+                let key = Owned {
+                    owner,
+                    name: flag.name.clone(),
+                };
+                self.state.flags.insert(key, flag.clone());
+                self.state.names_mut(owner).flags.insert(flag.name.clone());
+            }
+        }
         Ok(())
     }
 
     fn delete_flag(&mut self, owner: UserId, name: &FlagName) -> Result<bool> {
-        Ok(self.owned_mut(owner).flags.remove(name).is_some())
+        let existed = self
+            .state
+            .flags
+            .remove(&OwnedRef::new(owner, name))
+            .is_some();
+        if existed {
+            self.state.names_mut(owner).flags.remove(name);
+        }
+        Ok(existed)
     }
 
     fn flags_of(&mut self, owner: UserId) -> Result<Vec<Flag>> {
-        let flags = self.owned(owner).map(|o| &o.flags);
-        Ok(flags
-            .into_iter()
-            .flat_map(|f| f.values().cloned())
+        let Some(names) = self.state.names(owner) else {
+            return Ok(Vec::new());
+        };
+        let flags = &self.state.flags;
+        Ok(names
+            .flags
+            .iter()
+            .map(|n| flags[&OwnedRef::new(owner, n)].clone())
             .collect())
     }
 
     fn count_flags_of(&mut self, owner: UserId) -> Result<usize> {
-        Ok(self.owned(owner).map_or(0, |o| o.flags.len()))
+        Ok(self.state.count(owner, |n| n.flags.len()))
     }
 
     fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>> {
-        Ok(self
-            .owned(owner)
-            .and_then(|o| o.config_heads.get(key))
-            .copied())
+        let key = OwnedRef::new(owner, key);
+        Ok(self.state.config_heads.get(&key).copied())
     }
 
     fn put_config_head(&mut self, owner: UserId, key: &ConfigKey, head: &ConfigHead) -> Result<()> {
-        self.owned_mut(owner)
-            .config_heads
-            .insert(key.clone(), *head);
+        match self.state.config_heads.get_mut(&OwnedRef::new(owner, key)) {
+            Some(stored) => *stored = *head,
+            None => {
+                let owned = Owned {
+                    owner,
+                    name: key.clone(),
+                };
+                self.state.config_heads.insert(owned, *head);
+                self.state.names_mut(owner).configs.insert(key.clone());
+            }
+        }
         Ok(())
     }
 
@@ -300,8 +417,22 @@ impl Tx for MemoryTx<'_> {
         key: &ConfigKey,
         version: u64,
     ) -> Result<Option<ConfigVersion>> {
-        let versions = self.owned(owner).and_then(|o| o.config_versions.get(key));
+        let key = OwnedRef::new(owner, key);
+        let versions = self.state.config_versions.get(&key);
         Ok(versions.and_then(|v| v.get(&version)).cloned())
+    }
+
+    /// Reads the description alone, without copying the version's value.
+    fn config_description(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<Option<String>>> {
+        let key = OwnedRef::new(owner, key);
+        let versions = self.state.config_versions.get(&key);
+        let version = versions.and_then(|v| v.get(&version));
+        Ok(version.map(|v| v.description.clone()))
     }
 
     fn put_config_version(
@@ -310,10 +441,21 @@ impl Tx for MemoryTx<'_> {
         key: &ConfigKey,
         version: &ConfigVersion,
     ) -> Result<()> {
-        let versions = self.owned_mut(owner).config_versions.entry(key.clone());
-        versions
-            .or_default()
-            .insert(version.version, version.clone());
+        let versions = match self
+            .state
+            .config_versions
+            .get_mut(&OwnedRef::new(owner, key))
+        {
+            Some(versions) => versions,
+            None => {
+                let owned = Owned {
+                    owner,
+                    name: key.clone(),
+                };
+                self.state.config_versions.entry(owned).or_default()
+            }
+        };
+        versions.insert(version.version, version.clone());
         Ok(())
     }
 
@@ -323,14 +465,21 @@ impl Tx for MemoryTx<'_> {
         key: &ConfigKey,
         version: u64,
     ) -> Result<()> {
-        if let Some(versions) = self.owned_mut(owner).config_versions.get_mut(key) {
-            *versions = versions.split_off(&version);
+        let key = OwnedRef::new(owner, key);
+        if let Some(versions) = self.state.config_versions.get_mut(&key) {
+            while versions
+                .first_key_value()
+                .is_some_and(|(&oldest, _)| oldest < version)
+            {
+                versions.pop_first();
+            }
         }
         Ok(())
     }
 
     fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
-        let versions = self.owned(owner).and_then(|o| o.config_versions.get(key));
+        let key = OwnedRef::new(owner, key);
+        let versions = self.state.config_versions.get(&key);
         Ok(versions
             .into_iter()
             .flat_map(|v| v.values().cloned())
@@ -338,21 +487,50 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
-        let owned = self.owned_mut(owner);
-        owned.config_versions.remove(key);
-        Ok(owned.config_heads.remove(key).is_some())
+        let borrowed = OwnedRef::new(owner, key);
+        self.state.config_versions.remove(&borrowed);
+        let existed = self.state.config_heads.remove(&borrowed).is_some();
+        if existed {
+            self.state.names_mut(owner).configs.remove(key);
+        }
+        Ok(existed)
     }
 
     fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>> {
-        let heads = self.owned(owner).map(|o| &o.config_heads);
-        Ok(heads
-            .into_iter()
-            .flatten()
-            .map(|(k, h)| (k.clone(), *h))
+        let Some(names) = self.state.names(owner) else {
+            return Ok(Vec::new());
+        };
+        let heads = &self.state.config_heads;
+        Ok(names
+            .configs
+            .iter()
+            .map(|k| (k.clone(), heads[&OwnedRef::new(owner, k)]))
             .collect())
     }
 
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
-        Ok(self.owned(owner).map_or(0, |o| o.config_heads.len()))
+        Ok(self.state.count(owner, |n| n.configs.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::hash::BuildHasher;
+
+    #[test]
+    fn a_borrowed_key_hashes_and_compares_as_the_owned_one() {
+        let owner = UserId(uuid::Uuid::from_u128(7));
+        let name = LimitName::parse("api").unwrap();
+        let owned = Owned {
+            owner,
+            name: name.clone(),
+        };
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let borrowed = OwnedRef::new(owner, &name);
+        assert_eq!(hasher.hash_one(&owned), hasher.hash_one(&borrowed));
+        assert!(borrowed.equivalent(&owned));
+        let other = OwnedRef::new(UserId(uuid::Uuid::from_u128(8)), &name);
+        assert!(!other.equivalent(&owned));
     }
 }

@@ -13,6 +13,10 @@
 //! - Fencing tokens from [`Tx::next_fencing_token`] are strictly greater than every token the
 //!   storage ever handed out, committed or not.
 //! - Records come back exactly as they were put.
+//!
+//! A few reads and writes have provided implementations made of the others (such as
+//! [`Tx::update_limit`], a read then a write); a backend overrides them only to do the same
+//! thing in fewer steps, as the memory backend does with one hash lookup.
 
 pub mod memory;
 #[cfg(feature = "postgres")]
@@ -22,9 +26,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-use chrono::{DateTime, Utc};
-
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
@@ -51,8 +53,9 @@ pub trait Backend: Send + Sync {
 /// Rules make every check before their first write, so a backend without rollback (the
 /// memory one, which cannot fail) stays consistent.
 pub trait Tx {
-    /// The instant this transaction runs at; every rule reads time only from here.
-    fn now(&mut self) -> Result<DateTime<Utc>>;
+    /// The instant this transaction runs at; every rule reads time only from here, and only
+    /// a rule that uses time asks.
+    fn now(&mut self) -> Result<Timestamp>;
 
     /// The user with this id.
     fn user(&mut self, id: UserId) -> Result<Option<User>>;
@@ -93,6 +96,22 @@ pub trait Tx {
     fn limit(&mut self, owner: UserId, name: &LimitName) -> Result<Option<LimitRecord>>;
     /// Inserts or replaces the owner's limit.
     fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()>;
+    /// Runs `update` on the owner's stored limit and stores the record it leaves, as
+    /// [`limit`](Self::limit) then [`put_limit`](Self::put_limit) would; whether the owner
+    /// has such a limit (if not, `update` is not called).
+    fn update_limit(
+        &mut self,
+        owner: UserId,
+        name: &LimitName,
+        update: &mut dyn FnMut(&mut LimitRecord),
+    ) -> Result<bool> {
+        let Some(mut record) = self.limit(owner, name)? else {
+            return Ok(false);
+        };
+        update(&mut record);
+        self.put_limit(owner, name, &record)?;
+        Ok(true)
+    }
     /// Deletes the owner's limit; whether it existed.
     fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool>;
     /// The owner's limits.
@@ -124,6 +143,19 @@ pub trait Tx {
         key: &ConfigKey,
         version: u64,
     ) -> Result<Option<ConfigVersion>>;
+    /// The description of one stored version of the owner's key, as
+    /// [`config_version`](Self::config_version) would read it; `None` if there is no such
+    /// version.
+    fn config_description(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<Option<String>>> {
+        Ok(self
+            .config_version(owner, key, version)?
+            .map(|v| v.description))
+    }
     /// Stores a version of the owner's key.
     fn put_config_version(
         &mut self,

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::storage;
 use crate::backend::Tx;
 use crate::bounds::Percentage;
-use crate::clock::Clock;
+use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::{Error, Result};
 use crate::flag::Flag;
@@ -203,8 +203,8 @@ fn config_version(row: &Row) -> Result<ConfigVersion> {
 }
 
 impl Tx for SqliteTx<'_> {
-    fn now(&mut self) -> Result<DateTime<Utc>> {
-        Ok(self.clock.now())
+    fn now(&mut self) -> Result<Timestamp> {
+        Ok(self.clock.timestamp())
     }
 
     fn user(&mut self, user_id: UserId) -> Result<Option<User>> {
@@ -470,6 +470,21 @@ impl Tx for SqliteTx<'_> {
             &sql,
             params![id(owner.0), key.as_str(), version as i64],
             config_version,
+        )
+    }
+
+    /// Reads the description alone, without parsing the version's value.
+    fn config_description(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<Option<String>>> {
+        self.row(
+            "SELECT description FROM config_versions
+             WHERE owner = ?1 AND key = ?2 AND version = ?3",
+            params![id(owner.0), key.as_str(), version as i64],
+            |row| get(row, 0),
         )
     }
 
