@@ -156,7 +156,18 @@ impl StoreBuilder {
 }
 
 impl Store {
-    /// A store in this process's memory, on the system clock.
+    /// A store in this process's memory, on the system clock: for tests and for programs
+    /// that coordinate only their own threads.
+    ///
+    /// ```
+    /// use octostore_core::{Api, FlagName, Login, Store};
+    ///
+    /// let store = Store::in_memory();
+    /// let ops = store.session(store.local_user(&Login::parse("ops")?)?);
+    /// ops.set_flag(&FlagName::parse("maintenance")?, true, None)?;
+    /// assert!(ops.evaluate_flag(&FlagName::parse("maintenance")?, None)?);
+    /// # Ok::<(), octostore_core::Error>(())
+    /// ```
     pub fn in_memory() -> Self {
         Self::builder().build()
     }
