@@ -92,12 +92,27 @@ pub struct PostgresBackend {
     time: TimeSource,
 }
 
-/// A storage error from a PostgreSQL error, with the server's message when there is one.
+/// A storage error from a PostgreSQL error.
 pub(crate) fn storage(e: &postgres::Error) -> Error {
-    match e.as_db_error() {
-        Some(db) => Error::Storage(format!("postgres: {db}")),
-        None => Error::Storage(format!("postgres: {e}")),
+    Error::Storage(format!("postgres: {}", describe(e)))
+}
+
+/// The server's message when there is one, else the error and its causes (the driver's own
+/// message, such as "error connecting to server", leaves out why).
+fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.to_string();
     }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let line = c.to_string();
+        if !text.contains(&line) {
+            text = format!("{text}: {line}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// One pooled connection and the statements it prepared, by their SQL.
@@ -275,9 +290,9 @@ impl PostgresBackend {
             };
             config.options(&server_options);
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| Error::Storage(format!("cannot connect to PostgreSQL: {e}")))?;
+        let mut client = config.connect(NoTls).map_err(|e| {
+            Error::Storage(format!("cannot connect to PostgreSQL: {}", describe(&e)))
+        })?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         drop(client);
         let pool = r2d2::Pool::builder()
