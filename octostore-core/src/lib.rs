@@ -22,8 +22,9 @@
 //!   `identity.rs` for users and tokens.
 //! - [`names`] and [`bounds`] make validated values; an invalid name never reaches a rule.
 //! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
-//!   keep records and know no rule: [`MemoryBackend`], and `SqliteBackend` (feature
-//!   `sqlite`, on by default), one file shared safely by several processes.
+//!   keep records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature
+//!   `sqlite`, on by default), one file shared safely by several processes, and
+//!   `PostgresBackend` (feature `postgres`), one database shared by several server nodes.
 //! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 #![deny(missing_docs)]
 
