@@ -91,20 +91,20 @@ pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().expect("instants before 2262")
 }
 
-fn uuid_at(row: &impl Columns, i: usize) -> Result<Uuid> {
+fn uuid_at(row: &dyn Columns, i: usize) -> Result<Uuid> {
     Uuid::from_slice(&row.bytes(i)?).map_err(|_| corrupt("id"))
 }
 
-fn instant_at(row: &impl Columns, i: usize) -> Result<DateTime<Utc>> {
+fn instant_at(row: &dyn Columns, i: usize) -> Result<DateTime<Utc>> {
     Ok(DateTime::from_timestamp_nanos(row.int(i)?))
 }
 
 /// The stored name in column `i`, validated by `parse`.
-pub(crate) fn name_at<T>(row: &impl Columns, i: usize, parse: fn(&str) -> Result<T>) -> Result<T> {
+pub(crate) fn name_at<T>(row: &dyn Columns, i: usize, parse: fn(&str) -> Result<T>) -> Result<T> {
     parse(&row.text(i)?).map_err(|_| corrupt("name"))
 }
 
-fn u64_at(row: &impl Columns, i: usize) -> Result<u64> {
+fn u64_at(row: &dyn Columns, i: usize) -> Result<u64> {
     u64::try_from(row.int(i)?).map_err(|_| corrupt("number"))
 }
 
@@ -114,7 +114,7 @@ pub(crate) fn count(n: i64) -> Result<usize> {
 }
 
 /// A user, from [`user_columns!`].
-pub(crate) fn user(row: &impl Columns) -> Result<User> {
+pub(crate) fn user(row: &dyn Columns) -> Result<User> {
     Ok(User {
         id: UserId(uuid_at(row, 0)?),
         login: name_at(row, 1, Login::parse)?,
@@ -137,7 +137,7 @@ pub(crate) fn github_id(user: &User) -> Option<i64> {
 }
 
 /// A token, from [`token_columns!`].
-pub(crate) fn token(row: &impl Columns) -> Result<TokenRecord> {
+pub(crate) fn token(row: &dyn Columns) -> Result<TokenRecord> {
     Ok(TokenRecord {
         hash: TokenHash(
             row.bytes(0)?
@@ -151,7 +151,7 @@ pub(crate) fn token(row: &impl Columns) -> Result<TokenRecord> {
 }
 
 /// A lease, from [`lease_columns!`].
-pub(crate) fn lease(row: &impl Columns) -> Result<LeaseRecord> {
+pub(crate) fn lease(row: &dyn Columns) -> Result<LeaseRecord> {
     Ok(LeaseRecord {
         name: name_at(row, 0, LockName::parse)?,
         owner: UserId(uuid_at(row, 1)?),
@@ -166,12 +166,12 @@ pub(crate) fn lease(row: &impl Columns) -> Result<LeaseRecord> {
 }
 
 /// A rate-limit record, from its one column at `i`.
-pub(crate) fn limit_record(row: &impl Columns, i: usize) -> Result<LimitRecord> {
+pub(crate) fn limit_record(row: &dyn Columns, i: usize) -> Result<LimitRecord> {
     LimitRecord::from_bytes(&row.bytes(i)?)
 }
 
 /// A flag, from [`flag_columns!`].
-pub(crate) fn flag(row: &impl Columns) -> Result<Flag> {
+pub(crate) fn flag(row: &dyn Columns) -> Result<Flag> {
     Ok(Flag {
         name: name_at(row, 0, FlagName::parse)?,
         enabled: row.boolean(1)?,
@@ -185,7 +185,7 @@ pub(crate) fn flag(row: &impl Columns) -> Result<Flag> {
 }
 
 /// A config head, from [`config_head_columns!`] starting at column `at`.
-pub(crate) fn config_head(row: &impl Columns, at: usize) -> Result<ConfigHead> {
+pub(crate) fn config_head(row: &dyn Columns, at: usize) -> Result<ConfigHead> {
     Ok(ConfigHead {
         latest: u64_at(row, at)?,
         oldest: u64_at(row, at + 1)?,
@@ -194,7 +194,7 @@ pub(crate) fn config_head(row: &impl Columns, at: usize) -> Result<ConfigHead> {
 }
 
 /// A config version, from [`config_version_columns!`].
-pub(crate) fn config_version(row: &impl Columns) -> Result<ConfigVersion> {
+pub(crate) fn config_version(row: &dyn Columns) -> Result<ConfigVersion> {
     Ok(ConfigVersion {
         version: u64_at(row, 0)?,
         value: serde_json::from_str::<Value>(&row.text(1)?).map_err(|_| corrupt("config value"))?,

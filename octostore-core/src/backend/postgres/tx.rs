@@ -73,18 +73,24 @@ impl<'a> PostgresTx<'a> {
         &mut self,
         sql: &'static str,
         params: Params,
-        read: impl Fn(&Row) -> Result<T>,
+        read: impl Fn(&dyn Columns) -> Result<T>,
     ) -> Result<Vec<T>> {
-        self.query(sql, params)?.iter().map(read).collect()
+        self.query(sql, params)?
+            .iter()
+            .map(|row| read(row))
+            .collect()
     }
 
     fn row<T>(
         &mut self,
         sql: &'static str,
         params: Params,
-        read: impl Fn(&Row) -> Result<T>,
+        read: impl Fn(&dyn Columns) -> Result<T>,
     ) -> Result<Option<T>> {
-        self.query(sql, params)?.first().map(read).transpose()
+        self.query(sql, params)?
+            .first()
+            .map(|row| read(row))
+            .transpose()
     }
 
     /// Runs a statement; how many rows it changed.

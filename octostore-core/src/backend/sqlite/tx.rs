@@ -1,23 +1,23 @@
-//! [`Tx`] over one SQLite transaction: typed rows in, typed records out.
-//!
-//! Instants are stored as nanoseconds since the epoch and ids as 16-byte blobs, so every
-//! record reads back exactly as it was written. Names are validated again on the way out: a
-//! row that no longer parses is reported as corrupt storage, never passed on.
+//! [`Tx`] over one SQLite transaction: typed parameters in, records out through
+//! `backend::rows` (instants as nanoseconds since the epoch, ids as 16-byte blobs, names
+//! validated again on the way out).
 
-use chrono::{DateTime, Utc};
+use rusqlite::types::FromSql;
 use rusqlite::{params, Row, Transaction};
-use serde_json::Value;
-use uuid::Uuid;
 
 use super::storage;
+use crate::backend::rows::{
+    self, config_head_columns, config_version_columns, flag_columns, id, lease_columns, nanos,
+    token_columns, user_columns, Columns,
+};
 use crate::backend::Tx;
 use crate::bounds::Percentage;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::{Error, Result};
 use crate::flag::Flag;
-use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::lock::{FencingToken, LeaseRecord};
 use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
@@ -45,7 +45,7 @@ impl<'a> SqliteTx<'a> {
         &self,
         sql: &str,
         params: impl rusqlite::Params,
-        read: impl Fn(&Row) -> Result<T>,
+        read: impl Fn(&dyn Columns) -> Result<T>,
     ) -> Result<Vec<T>> {
         let mut stmt = self.tx.prepare_cached(sql).map_err(storage)?;
         let mut rows = stmt.query(params).map_err(storage)?;
@@ -60,7 +60,7 @@ impl<'a> SqliteTx<'a> {
         &self,
         sql: &str,
         params: impl rusqlite::Params,
-        read: impl Fn(&Row) -> Result<T>,
+        read: impl Fn(&dyn Columns) -> Result<T>,
     ) -> Result<Option<T>> {
         let mut stmt = self.tx.prepare_cached(sql).map_err(storage)?;
         let mut rows = stmt.query(params).map_err(storage)?;
@@ -84,122 +84,34 @@ impl<'a> SqliteTx<'a> {
     }
 }
 
-fn corrupt(what: &str) -> Error {
-    Error::Storage(format!("corrupt {what} in the database"))
-}
-
-fn id(uuid: Uuid) -> [u8; 16] {
-    *uuid.as_bytes()
-}
-
-fn get<T: rusqlite::types::FromSql>(row: &Row, i: usize) -> Result<T> {
+fn column<T: FromSql>(row: &Row, i: usize) -> Result<T> {
     row.get(i).map_err(storage)
 }
 
-fn uuid_at(row: &Row, i: usize) -> Result<Uuid> {
-    let bytes: Vec<u8> = get(row, i)?;
-    Uuid::from_slice(&bytes).map_err(|_| corrupt("id"))
-}
+impl Columns for Row<'_> {
+    fn int(&self, i: usize) -> Result<i64> {
+        column(self, i)
+    }
 
-fn nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().expect("instants before 2262")
-}
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>> {
+        column(self, i)
+    }
 
-fn instant_at(row: &Row, i: usize) -> Result<DateTime<Utc>> {
-    Ok(DateTime::from_timestamp_nanos(get(row, i)?))
-}
+    fn boolean(&self, i: usize) -> Result<bool> {
+        column(self, i)
+    }
 
-fn name_at<T>(row: &Row, i: usize, parse: fn(&str) -> Result<T>) -> Result<T> {
-    let text: String = get(row, i)?;
-    parse(&text).map_err(|_| corrupt("name"))
-}
+    fn text(&self, i: usize) -> Result<String> {
+        column(self, i)
+    }
 
-fn u64_at(row: &Row, i: usize) -> Result<u64> {
-    let n: i64 = get(row, i)?;
-    u64::try_from(n).map_err(|_| corrupt("number"))
-}
+    fn text_or_null(&self, i: usize) -> Result<Option<String>> {
+        column(self, i)
+    }
 
-const USER_COLUMNS: &str = "id, login, avatar_url, github_id";
-
-fn user(row: &Row) -> Result<User> {
-    let github_id: Option<i64> = get(row, 3)?;
-    Ok(User {
-        id: UserId(uuid_at(row, 0)?),
-        login: name_at(row, 1, Login::parse)?,
-        avatar_url: get(row, 2)?,
-        source: match github_id {
-            Some(id) => UserSource::Github {
-                github_id: id as u64,
-            },
-            None => UserSource::Local,
-        },
-    })
-}
-
-fn token(row: &Row) -> Result<TokenRecord> {
-    let hash: Vec<u8> = get(row, 0)?;
-    Ok(TokenRecord {
-        hash: TokenHash(hash.try_into().map_err(|_| corrupt("token hash"))?),
-        id: uuid_at(row, 1)?,
-        user: UserId(uuid_at(row, 2)?),
-        created_at: instant_at(row, 3)?,
-    })
-}
-
-const LEASE_COLUMNS: &str = "name, owner, client_id, lease_id, fencing_token, expires_at";
-
-fn lease(row: &Row) -> Result<LeaseRecord> {
-    let client_id: Option<String> = get(row, 2)?;
-    Ok(LeaseRecord {
-        name: name_at(row, 0, LockName::parse)?,
-        owner: UserId(uuid_at(row, 1)?),
-        client_id: client_id
-            .map(|c| ClientId::parse(&c).map_err(|_| corrupt("client id")))
-            .transpose()?,
-        lease_id: LeaseId(uuid_at(row, 3)?),
-        fencing_token: FencingToken(u64_at(row, 4)?),
-        expires_at: instant_at(row, 5)?,
-    })
-}
-
-fn limit_record(row: &Row, i: usize) -> Result<LimitRecord> {
-    let bytes: Vec<u8> = get(row, i)?;
-    LimitRecord::from_bytes(&bytes)
-}
-
-const FLAG_COLUMNS: &str = "name, enabled, percentage, created_at, updated_at";
-
-fn flag(row: &Row) -> Result<Flag> {
-    let percentage: Option<i64> = get(row, 2)?;
-    Ok(Flag {
-        name: name_at(row, 0, FlagName::parse)?,
-        enabled: get(row, 1)?,
-        percentage: percentage
-            .map(|p| Percentage::new(p).map_err(|_| corrupt("percentage")))
-            .transpose()?,
-        created_at: instant_at(row, 3)?,
-        updated_at: instant_at(row, 4)?,
-    })
-}
-
-fn config_head(row: &Row, at: usize) -> Result<ConfigHead> {
-    Ok(ConfigHead {
-        latest: u64_at(row, at)?,
-        oldest: u64_at(row, at + 1)?,
-        created_at: instant_at(row, at + 2)?,
-    })
-}
-
-const VERSION_COLUMNS: &str = "version, value, description, created_at";
-
-fn config_version(row: &Row) -> Result<ConfigVersion> {
-    let value: String = get(row, 1)?;
-    Ok(ConfigVersion {
-        version: u64_at(row, 0)?,
-        value: serde_json::from_str::<Value>(&value).map_err(|_| corrupt("config value"))?,
-        description: get(row, 2)?,
-        created_at: instant_at(row, 3)?,
-    })
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        column(self, i)
+    }
 }
 
 impl Tx for SqliteTx<'_> {
@@ -208,25 +120,38 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn user(&mut self, user_id: UserId) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1");
-        self.row(&sql, [id(user_id.0)], user)
+        self.row(
+            concat!("SELECT ", user_columns!(), " FROM users WHERE id = ?1"),
+            [id(user_id.0)],
+            rows::user,
+        )
     }
 
     fn user_by_login(&mut self, login: &Login) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE login_folded = ?1");
-        self.row(&sql, [login.folded()], user)
+        self.row(
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE login_folded = ?1"
+            ),
+            [login.folded()],
+            rows::user,
+        )
     }
 
     fn user_by_github_id(&mut self, github_id: u64) -> Result<Option<User>> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE github_id = ?1");
-        self.row(&sql, [github_id as i64], user)
+        self.row(
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE github_id = ?1"
+            ),
+            [github_id as i64],
+            rows::user,
+        )
     }
 
     fn put_user(&mut self, u: &User) -> Result<()> {
-        let github_id = match u.source {
-            UserSource::Github { github_id } => Some(github_id as i64),
-            UserSource::Local => None,
-        };
         self.exec(
             // An upsert on the id alone: a clash on login or GitHub id is an error, never a
             // silent replacement of another user.
@@ -239,21 +164,25 @@ impl Tx for SqliteTx<'_> {
                 u.login.as_str(),
                 u.login.folded(),
                 u.avatar_url,
-                github_id
+                rows::github_id(u)
             ],
         )
         .map(drop)
     }
 
     fn users(&mut self) -> Result<Vec<User>> {
-        self.rows(&format!("SELECT {USER_COLUMNS} FROM users"), [], user)
+        self.rows(
+            concat!("SELECT ", user_columns!(), " FROM users"),
+            [],
+            rows::user,
+        )
     }
 
     fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
         self.row(
-            "SELECT hash, id, user_id, created_at FROM tokens WHERE hash = ?1",
+            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = ?1"),
             [hash.0],
-            token,
+            rows::token,
         )
     }
 
@@ -271,15 +200,22 @@ impl Tx for SqliteTx<'_> {
 
     fn tokens_of(&mut self, owner: UserId) -> Result<Vec<TokenRecord>> {
         self.rows(
-            "SELECT hash, id, user_id, created_at FROM tokens WHERE user_id = ?1",
+            concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM tokens WHERE user_id = ?1"
+            ),
             [id(owner.0)],
-            token,
+            rows::token,
         )
     }
 
     fn lease(&mut self, name: &LockName) -> Result<Option<LeaseRecord>> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE name = ?1");
-        self.row(&sql, [name.as_str()], lease)
+        self.row(
+            concat!("SELECT ", lease_columns!(), " FROM leases WHERE name = ?1"),
+            [name.as_str()],
+            rows::lease,
+        )
     }
 
     fn put_lease(&mut self, l: &LeaseRecord) -> Result<()> {
@@ -305,8 +241,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases WHERE owner = ?1");
-        self.rows(&sql, [id(owner.0)], lease)
+        self.rows(
+            concat!("SELECT ", lease_columns!(), " FROM leases WHERE owner = ?1"),
+            [id(owner.0)],
+            rows::lease,
+        )
     }
 
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
@@ -314,8 +253,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
-        let sql = format!("SELECT {LEASE_COLUMNS} FROM leases");
-        let doomed: Vec<LeaseRecord> = self.rows(&sql, [], lease)?;
+        let doomed: Vec<LeaseRecord> = self.rows(
+            concat!("SELECT ", lease_columns!(), " FROM leases"),
+            [],
+            rows::lease,
+        )?;
         let mut deleted = 0;
         for l in doomed.iter().filter(|l| !keep(l)) {
             self.delete_lease(&l.name)?;
@@ -345,7 +287,7 @@ impl Tx for SqliteTx<'_> {
         self.row(
             "SELECT record FROM limits WHERE owner = ?1 AND name = ?2",
             params![id(owner.0), name.as_str()],
-            |row| limit_record(row, 0),
+            |row| rows::limit_record(row, 0),
         )
     }
 
@@ -369,7 +311,12 @@ impl Tx for SqliteTx<'_> {
         self.rows(
             "SELECT name, record FROM limits WHERE owner = ?1",
             [id(owner.0)],
-            |row| Ok((name_at(row, 0, LimitName::parse)?, limit_record(row, 1)?)),
+            |row| {
+                Ok((
+                    rows::name_at(row, 0, LimitName::parse)?,
+                    rows::limit_record(row, 1)?,
+                ))
+            },
         )
     }
 
@@ -379,9 +326,7 @@ impl Tx for SqliteTx<'_> {
 
     fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize> {
         let all = self.rows("SELECT owner, name, record FROM limits", [], |row| {
-            let owner: Vec<u8> = get(row, 0)?;
-            let name: String = get(row, 1)?;
-            Ok((owner, name, limit_record(row, 2)?))
+            Ok((row.bytes(0)?, row.text(1)?, rows::limit_record(row, 2)?))
         })?;
         let mut deleted = 0;
         for (owner, name, _) in all.iter().filter(|(_, _, record)| !keep(record)) {
@@ -395,8 +340,15 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {
-        let sql = format!("SELECT {FLAG_COLUMNS} FROM flags WHERE owner = ?1 AND name = ?2");
-        self.row(&sql, params![id(owner.0), name.as_str()], flag)
+        self.row(
+            concat!(
+                "SELECT ",
+                flag_columns!(),
+                " FROM flags WHERE owner = ?1 AND name = ?2"
+            ),
+            params![id(owner.0), name.as_str()],
+            rows::flag,
+        )
     }
 
     fn put_flag(&mut self, owner: UserId, f: &Flag) -> Result<()> {
@@ -425,8 +377,11 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn flags_of(&mut self, owner: UserId) -> Result<Vec<Flag>> {
-        let sql = format!("SELECT {FLAG_COLUMNS} FROM flags WHERE owner = ?1");
-        self.rows(&sql, [id(owner.0)], flag)
+        self.rows(
+            concat!("SELECT ", flag_columns!(), " FROM flags WHERE owner = ?1"),
+            [id(owner.0)],
+            rows::flag,
+        )
     }
 
     fn count_flags_of(&mut self, owner: UserId) -> Result<usize> {
@@ -435,9 +390,13 @@ impl Tx for SqliteTx<'_> {
 
     fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>> {
         self.row(
-            "SELECT latest, oldest, created_at FROM config_heads WHERE owner = ?1 AND key = ?2",
+            concat!(
+                "SELECT ",
+                config_head_columns!(),
+                " FROM config_heads WHERE owner = ?1 AND key = ?2"
+            ),
             params![id(owner.0), key.as_str()],
-            |row| config_head(row, 0),
+            |row| rows::config_head(row, 0),
         )
     }
 
@@ -462,14 +421,14 @@ impl Tx for SqliteTx<'_> {
         key: &ConfigKey,
         version: u64,
     ) -> Result<Option<ConfigVersion>> {
-        let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM config_versions
-             WHERE owner = ?1 AND key = ?2 AND version = ?3"
-        );
         self.row(
-            &sql,
+            concat!(
+                "SELECT ",
+                config_version_columns!(),
+                " FROM config_versions WHERE owner = ?1 AND key = ?2 AND version = ?3"
+            ),
             params![id(owner.0), key.as_str(), version as i64],
-            config_version,
+            rows::config_version,
         )
     }
 
@@ -484,7 +443,7 @@ impl Tx for SqliteTx<'_> {
             "SELECT description FROM config_versions
              WHERE owner = ?1 AND key = ?2 AND version = ?3",
             params![id(owner.0), key.as_str(), version as i64],
-            |row| get(row, 0),
+            |row| row.text_or_null(0),
         )
     }
 
@@ -524,9 +483,15 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
-        let sql =
-            format!("SELECT {VERSION_COLUMNS} FROM config_versions WHERE owner = ?1 AND key = ?2");
-        self.rows(&sql, params![id(owner.0), key.as_str()], config_version)
+        self.rows(
+            concat!(
+                "SELECT ",
+                config_version_columns!(),
+                " FROM config_versions WHERE owner = ?1 AND key = ?2"
+            ),
+            params![id(owner.0), key.as_str()],
+            rows::config_version,
+        )
     }
 
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
@@ -544,9 +509,18 @@ impl Tx for SqliteTx<'_> {
 
     fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>> {
         self.rows(
-            "SELECT key, latest, oldest, created_at FROM config_heads WHERE owner = ?1",
+            concat!(
+                "SELECT key, ",
+                config_head_columns!(),
+                " FROM config_heads WHERE owner = ?1"
+            ),
             [id(owner.0)],
-            |row| Ok((name_at(row, 0, ConfigKey::parse)?, config_head(row, 1)?)),
+            |row| {
+                Ok((
+                    rows::name_at(row, 0, ConfigKey::parse)?,
+                    rows::config_head(row, 1)?,
+                ))
+            },
         )
     }
 
