@@ -1,13 +1,14 @@
 //! The PostgreSQL backend: several server nodes sharing one database.
 //!
 //! Every operation is one `SERIALIZABLE` transaction. When two transactions would not
-//! serialize, PostgreSQL aborts one (SQLSTATE 40001, or 40P01 for a deadlock) and the backend
-//! runs the operation again on a fresh snapshot, after a random pause that grows with each
-//! try, for up to [`RETRY_FOR`]; a process runs its retries one at a time. The rules stay in
-//! Rust, above [`Tx`]: the database only makes each read-modify-write atomic and isolated.
-//! On small tables, PostgreSQL's predicate locks cover whole index pages, so concurrent
-//! writers of one table conflict often even on different keys: those retries are the price of
-//! serializability that holds whatever the rules read.
+//! serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
+//! that a concurrent transaction inserted first) and the backend runs the operation again on
+//! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
+//! a process runs its retries one at a time. The rules stay in Rust, above [`Tx`]: the
+//! database only makes each read-modify-write atomic and isolated. On small tables,
+//! PostgreSQL's predicate locks cover whole index pages, so concurrent writers of one table
+//! often conflict even on different keys: those retries are the price of serializability
+//! that holds whatever the rules read.
 //!
 //! Time: by default ([`TimeSource::Database`]) a transaction's [`Tx::now`] is the database's
 //! `clock_timestamp()`, read in the transaction's first statement, so all nodes decide expiry
@@ -101,7 +102,7 @@ pub struct PostgresBackend {
 }
 
 /// A storage error from a PostgreSQL error.
-pub(crate) fn storage(e: &postgres::Error) -> Error {
+fn storage(e: &postgres::Error) -> Error {
     Error::Storage(format!("postgres: {}", describe(e)))
 }
 
@@ -319,11 +320,6 @@ impl PostgresBackend {
             time: options.time,
             retry_turn: Mutex::new(()),
         })
-    }
-
-    /// Where transactions take their time from.
-    pub fn time_source(&self) -> TimeSource {
-        self.time
     }
 
     fn attempt(
