@@ -212,6 +212,43 @@ fn two_nodes_share_one_lock_and_one_limit() {
     assert_eq!(admitted.load(SeqCst), MAX);
 }
 
+/// The database ending a pooled connection (a restart, an administrator, an idle timeout)
+/// costs the next operation a retry on a new connection, not an error.
+#[test]
+fn connections_the_database_ends_are_replaced() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    // Named after the schema, so that only this test's connections are ended.
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let options = PostgresOptions {
+        schema: Some(schema.name.clone()),
+        ..Default::default()
+    };
+    let backend = PostgresBackend::connect_with(
+        &format!("{url}{separator}application_name={}", schema.name),
+        options,
+    )
+    .unwrap();
+    let store = Store::builder().backend(backend).build();
+    let alice = session(&store, "alice");
+    let name = LockName::parse("survives-restarts").unwrap();
+    let ttl = Ttl::seconds(60).unwrap();
+    let first = alice.acquire(&name, ttl, None).unwrap();
+    let ended: i64 = schema
+        .client()
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name = $1",
+            &[&schema.name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ended > 0, "no connection to end");
+    alice.release(&name, first.lease.lease_id).unwrap();
+    let second = alice.acquire(&name, ttl, None).unwrap();
+    assert!(second.lease.fencing_token > first.lease.fencing_token);
+}
+
 #[test]
 fn an_unreachable_database_is_a_clear_error() {
     match PostgresBackend::connect("postgres://postgres@127.0.0.1:1/test") {

@@ -143,7 +143,22 @@ impl Connection {
         Ok(statement)
     }
 
-    /// Opens a transaction that reads the database's clock.
+    /// Opens a transaction; with [`TimeSource::Database`], reads the database's clock in it.
+    /// A connection whose opening failed midway may be left inside a transaction: the pool
+    /// drops it.
+    fn begin(&mut self, time: TimeSource) -> std::result::Result<Option<Timestamp>, Attempt> {
+        let opened = match time {
+            TimeSource::Database => self.begin_at_database_time().map(Some),
+            TimeSource::StoreClock => self
+                .client
+                .batch_execute(BEGIN)
+                .map(|()| None)
+                .map_err(Attempt::before_commit),
+        };
+        self.broken = opened.is_err();
+        opened
+    }
+
     fn begin_at_database_time(&mut self) -> std::result::Result<Timestamp, Attempt> {
         let messages = self
             .client
@@ -202,7 +217,7 @@ enum Attempt {
 impl Attempt {
     /// A failure before `COMMIT` was sent: nothing of the transaction persists.
     fn before_commit(e: postgres::Error) -> Self {
-        if e.is_closed() || is_conflict(&e) {
+        if is_conflict(&e) || connection_lost(&e) {
             Attempt::Retry(e)
         } else {
             Attempt::Failed(storage(&e))
@@ -214,7 +229,7 @@ impl Attempt {
     fn at_commit(e: postgres::Error) -> Self {
         if is_conflict(&e) {
             Attempt::Retry(e)
-        } else if e.is_closed() {
+        } else if connection_lost(&e) {
             Attempt::Failed(Error::Storage(format!(
                 "postgres: the connection was lost while committing; the operation may or may \
                  not have taken effect: {e}"
@@ -235,6 +250,14 @@ fn is_conflict(e: &postgres::Error) -> bool {
             || *code == SqlState::T_R_DEADLOCK_DETECTED
             || *code == SqlState::UNIQUE_VIOLATION
     })
+}
+
+/// Whether the connection is gone: closed, or ended by the server (SQLSTATE class 08,
+/// connection exception, or 57P, an administrator's or a restart's shutdown).
+fn connection_lost(e: &postgres::Error) -> bool {
+    e.is_closed()
+        || e.code()
+            .is_some_and(|code| code.code().starts_with("08") || code.code().starts_with("57P"))
 }
 
 /// Tries of one operation after conflicts: a random pause (full jitter) under a bound that
@@ -328,15 +351,7 @@ impl PostgresBackend {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> std::result::Result<(), Attempt> {
-        let now = match self.time {
-            TimeSource::Database => Some(conn.begin_at_database_time()?),
-            TimeSource::StoreClock => {
-                conn.client
-                    .batch_execute(BEGIN)
-                    .map_err(Attempt::before_commit)?;
-                None
-            }
-        };
+        let now = conn.begin(self.time)?;
         let mut tx = tx::PostgresTx::new(conn, clock, now);
         let outcome = op(&mut tx);
         let failure = tx.into_failure();
