@@ -16,9 +16,9 @@ fn subject(s: &str) -> Subject {
     Subject::parse(s).unwrap()
 }
 
-/// MurmurHash3 x86 32-bit, written from the reference algorithm, independent of the crate
-/// the core uses.
-fn reference_murmur3_32(data: &[u8], seed: u32) -> u32 {
+/// MurmurHash3 x86 32-bit, written from the reference algorithm, independent of the core's
+/// own; the flag model computes its buckets with it too.
+pub(crate) fn reference_murmur3_32(data: &[u8], seed: u32) -> u32 {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
     let mut h = seed;
@@ -55,6 +55,13 @@ fn the_reference_murmur3_matches_published_vectors() {
         reference_murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
         0x2e4f_f723
     );
+    // Unleash's cross-SDK normalisation vectors: normalizedValue("123", "gr1") == 73 and
+    // normalizedValue("999", "groupX") == 25, hashing "<group>:<id>".
+    let bucket = |group: &str, id: &str| {
+        reference_murmur3_32(format!("{group}:{id}").as_bytes(), 0) % 100 + 1
+    };
+    assert_eq!(bucket("gr1", "123"), 73);
+    assert_eq!(bucket("groupX", "999"), 25);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Feature flags against a model: each user's flags with their creation and update instants,
-//! and evaluation by a MurmurHash3 bucket computed here from its published definition.
+//! and evaluation by the bucket of the suite's reference MurmurHash3 (`crate::flags`).
 
 use std::collections::HashMap;
 
@@ -11,6 +11,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use super::{config, regressions, step_ms, unexpected, within, USERS};
+use crate::flags::reference_murmur3_32;
 use crate::support::{backends, Harness, Open};
 
 const FLAGS: [&str; 3] = ["beta", "dark-mode", "new_checkout"];
@@ -18,57 +19,10 @@ const FLAGS: [&str; 3] = ["beta", "dark-mode", "new_checkout"];
 const QUOTA: usize = 2;
 const SUBJECTS: [&str; 5] = ["user-1", "user-42", "tenant 7", "émilie", "alice"];
 
-/// MurmurHash3, x86, 32 bits, as Austin Appleby published it.
-fn murmur3_32(data: &[u8], seed: u32) -> u32 {
-    const C1: u32 = 0xcc9e_2d51;
-    const C2: u32 = 0x1b87_3593;
-    let mix = |mut k: u32| {
-        k = k.wrapping_mul(C1);
-        k = k.rotate_left(15);
-        k.wrapping_mul(C2)
-    };
-    let mut h = seed;
-    let mut blocks = data.chunks_exact(4);
-    for block in &mut blocks {
-        h ^= mix(u32::from_le_bytes(block.try_into().unwrap()));
-        h = h.rotate_left(13);
-        h = h.wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    let tail = blocks.remainder();
-    if !tail.is_empty() {
-        let mut k = 0u32;
-        for (i, byte) in tail.iter().enumerate() {
-            k |= u32::from(*byte) << (8 * i);
-        }
-        h ^= mix(k);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
-/// The documented bucket: `murmur3_32("<flag>:<subject>", 0) % 100 + 1`.
+/// The documented bucket: `murmur3_32("<flag>:<subject>", 0) % 100 + 1`, from the suite's
+/// reference MurmurHash3.
 fn bucket(flag: &str, subject: &str) -> u32 {
-    murmur3_32(format!("{flag}:{subject}").as_bytes(), 0) % 100 + 1
-}
-
-#[test]
-fn the_models_bucket_is_murmur3_as_unleash_computes_it() {
-    // Published MurmurHash3_x86_32 vectors.
-    assert_eq!(murmur3_32(b"", 0), 0);
-    assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
-    assert_eq!(murmur3_32(b"hello", 0), 0x248b_fa47);
-    assert_eq!(
-        murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
-        0x2e4f_f723
-    );
-    // Unleash's cross-SDK normalisation vectors: normalizedValue("123", "gr1") == 73 and
-    // normalizedValue("999", "groupX") == 25, hashing "<group>:<id>".
-    assert_eq!(bucket("gr1", "123"), 73);
-    assert_eq!(bucket("groupX", "999"), 25);
+    reference_murmur3_32(format!("{flag}:{subject}").as_bytes(), 0) % 100 + 1
 }
 
 #[derive(Debug, Clone)]
