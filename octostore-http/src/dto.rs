@@ -64,15 +64,17 @@ impl LockResponse {
         })
     }
 
+    /// The lease, parsed as a list item is ([`LockInfo::into_lease`]).
     pub fn into_lease(self) -> Result<Lease> {
-        Ok(Lease {
-            name: LockName::parse(&self.name)?,
-            holder: Login::parse(&self.holder)?,
-            client_id: self.client_id.as_deref().map(ClientId::parse).transpose()?,
-            lease_id: LeaseId(self.lease_id),
-            fencing_token: FencingToken(self.fencing_token),
+        LockInfo {
+            name: self.name,
+            holder: self.holder,
+            lease_id: self.lease_id,
+            fencing_token: self.fencing_token,
             expires_at: self.expires_at,
-        })
+            client_id: self.client_id,
+        }
+        .into_lease()
     }
 }
 
