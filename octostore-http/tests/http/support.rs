@@ -95,3 +95,53 @@ impl Drop for Server {
         }
     }
 }
+
+impl Server {
+    /// A server on `store` (whose clock is `clock`) whose every thread — the runtime's
+    /// workers and its blocking pool included — reports to `dispatch` instead of the global
+    /// subscriber: the server's logs, as the test captures them.
+    pub fn serve_traced(
+        store: Store,
+        clock: Arc<ManualClock>,
+        dispatch: tracing::Dispatch,
+    ) -> Self {
+        thread_local! {
+            static TRACED: std::cell::RefCell<Option<tracing::dispatcher::DefaultGuard>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let app = App::new(store.clone(), ServerOptions::default()).unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let on_start = dispatch.clone();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .on_thread_start(move || {
+                    let guard = tracing::dispatcher::set_default(&on_start);
+                    TRACED.with(|traced| *traced.borrow_mut() = Some(guard));
+                })
+                .on_thread_stop(|| TRACED.with(|traced| drop(traced.borrow_mut().take())))
+                .build()
+                .unwrap();
+            tracing::dispatcher::with_default(&dispatch, || {
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                    octostore_http::serve(listener, app, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+                })
+            });
+        });
+        Self {
+            addr,
+            clock,
+            store,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
