@@ -25,6 +25,8 @@
 //!   keep records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature
 //!   `sqlite`, on by default), one file shared safely by several processes, and
 //!   `PostgresBackend` (feature `postgres`), one database shared by several server nodes.
+//! - [`Committer`] runs operations for many callers on one thread, committing those that
+//!   queue up meanwhile together: group commit for a serial backend such as SQLite.
 //! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 #![deny(missing_docs)]
 
@@ -32,6 +34,7 @@ pub mod api;
 pub mod backend;
 pub mod bounds;
 pub mod clock;
+pub mod committer;
 pub mod config;
 pub mod error;
 pub mod flag;
@@ -47,9 +50,10 @@ pub use backend::memory::MemoryBackend;
 pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::{Durability, SqliteBackend};
-pub use backend::{Backend, Tx};
+pub use backend::{Backend, Concurrency, Tx};
 pub use bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use committer::Committer;
 pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
 pub use error::{Error, Resource, Result};
 pub use flag::{bucket as flag_bucket, Flag};

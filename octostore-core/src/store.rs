@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, Tx};
+use crate::backend::{Backend, Concurrency, Tx};
 use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
@@ -230,6 +230,17 @@ impl Store {
     /// The current instant by the store's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// How a server should run this store's operations (see [`Concurrency`]).
+    pub fn concurrency(&self) -> Concurrency {
+        self.inner.backend.concurrency()
+    }
+
+    /// Runs `work`, whose operations on this thread may be committed together when it ends
+    /// (see [`Backend::group`]): they are durable only once this returns `Ok`.
+    pub fn group(&self, mut work: impl FnMut()) -> Result<()> {
+        self.inner.backend.group(&*self.inner.clock, &mut work)
     }
 
     /// Runs `op` as one transaction that needs no time: the clock is not read. `op` may run

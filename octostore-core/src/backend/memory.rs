@@ -19,7 +19,7 @@ use hashbrown::hash_map::Entry;
 use hashbrown::{Equivalent, HashMap, HashSet};
 use parking_lot::Mutex;
 
-use super::{Backend, Tx};
+use super::{Backend, Concurrency, Tx};
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
@@ -136,6 +136,10 @@ struct MemoryTx<'a> {
 }
 
 impl Backend for MemoryBackend {
+    fn concurrency(&self) -> Concurrency {
+        Concurrency::NonBlocking
+    }
+
     fn transact(
         &self,
         clock: &dyn Clock,

@@ -45,6 +45,31 @@ pub trait Backend: Send + Sync {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
+
+    /// How a server should run operations on this backend to get the most out of it.
+    fn concurrency(&self) -> Concurrency;
+
+    /// Runs `work`, whose transactions on this thread may be committed together when it
+    /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
+    /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some
+    /// of them may have been committed and some not. By default each commits on its own.
+    fn group(&self, clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
+        let _ = clock;
+        work();
+        Ok(())
+    }
+}
+
+/// How operations on a backend are best run by a server with many clients at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// An operation never waits for I/O (memory): run it on the caller's thread.
+    NonBlocking,
+    /// One writer at a time (a file): queue operations to one thread that commits them in
+    /// groups ([`Committer`](crate::Committer)).
+    Serial,
+    /// Many connections work at once (a database server): run operations on many threads.
+    Parallel,
 }
 
 /// The reads and writes one transaction may make. Owner-scoped records are keyed by

@@ -6,6 +6,7 @@ mod support;
 mod concurrency;
 mod configs;
 mod flags;
+mod group_commit;
 mod identity;
 mod limits;
 mod locks;

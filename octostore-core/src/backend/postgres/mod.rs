@@ -34,7 +34,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 use rand::Rng;
 
-use super::{Backend, Tx};
+use super::{Backend, Concurrency, Tx};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Result};
 
@@ -392,6 +392,10 @@ fn check_schema_name(schema: &str) -> Result<()> {
 }
 
 impl Backend for PostgresBackend {
+    fn concurrency(&self) -> Concurrency {
+        Concurrency::Parallel
+    }
+
     fn transact(
         &self,
         clock: &dyn Clock,

@@ -16,13 +16,14 @@
 mod schema;
 mod tx;
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::ReentrantMutex;
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
-use super::{Backend, Tx};
+use super::{Backend, Concurrency, Tx};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -30,6 +31,8 @@ pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 /// How long an operation waits for another process's transaction before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many prepared statements a connection keeps: more than the backend has.
+const STATEMENT_CACHE: usize = 128;
 /// How many fencing tokens one synced reservation covers.
 const FENCING_BLOCK: i64 = 1024;
 
@@ -99,8 +102,23 @@ impl Patience {
 
 /// Stores everything in one SQLite file.
 pub struct SqliteBackend {
-    conn: Mutex<Connection>,
+    /// The one connection; reentrant so that [`Backend::group`] holds it while the
+    /// transactions of its work, on the same thread, run inside its transaction.
+    writer: ReentrantMutex<RefCell<Writer>>,
     durability: Durability,
+}
+
+struct Writer {
+    conn: Connection,
+    grouping: Grouping,
+}
+
+/// Whether transactions are being grouped into one, and whether that one has begun.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Grouping {
+    Off,
+    Pending,
+    Open,
 }
 
 pub(crate) fn storage(e: rusqlite::Error) -> Error {
@@ -147,6 +165,8 @@ impl SqliteBackend {
         let mut conn = Connection::open(path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
+        // Every statement the backend uses stays prepared (the default keeps only 16).
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Processes opening a new file together race to switch it to WAL and to create the
         // schema; SQLite answers the losers "busy" at once, without waiting: they try again.
         let mut patience = Patience::new();
@@ -161,7 +181,10 @@ impl SqliteBackend {
             }
         }
         Ok(Self {
-            conn: Mutex::new(conn),
+            writer: ReentrantMutex::new(RefCell::new(Writer {
+                conn,
+                grouping: Grouping::Off,
+            })),
             durability,
         })
     }
@@ -203,21 +226,148 @@ impl SqliteBackend {
     }
 }
 
+/// Runs one statement that needs no parameters, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// Takes the file's write lock, waiting for other processes as a transaction does.
+fn begin(conn: &Connection) -> Result<()> {
+    let mut patience = Patience::new();
+    loop {
+        match run(conn, "BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e) if is_busy(&e) => patience.wait()?,
+            Err(e) => return Err(storage(e)),
+        }
+    }
+}
+
+/// Undoes the savepoint of a grouped operation that failed, or that panicked (on drop).
+struct Savepoint<'c>(&'c Connection);
+
+impl Savepoint<'_> {
+    fn start(conn: &Connection) -> Result<Savepoint<'_>> {
+        run(conn, "SAVEPOINT op").map_err(storage)?;
+        Ok(Savepoint(conn))
+    }
+
+    fn keep(self) -> Result<()> {
+        let conn = self.0;
+        std::mem::forget(self);
+        run(conn, "RELEASE op").map_err(storage)
+    }
+
+    fn undo(self) -> Result<()> {
+        let conn = self.0;
+        std::mem::forget(self);
+        run(conn, "ROLLBACK TO op")
+            .and_then(|()| run(conn, "RELEASE op"))
+            .map_err(storage)
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        let _ = run(self.0, "ROLLBACK TO op").and_then(|()| run(self.0, "RELEASE op"));
+    }
+}
+
+impl SqliteBackend {
+    /// One operation of a group: a savepoint inside the group's transaction, begun here if
+    /// it has not begun yet.
+    fn transact_grouped(
+        &self,
+        writer: &mut Writer,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        loop {
+            if writer.grouping == Grouping::Pending {
+                begin(&writer.conn)?;
+                writer.grouping = Grouping::Open;
+            }
+            let savepoint = Savepoint::start(&writer.conn)?;
+            let mut tx = tx::SqliteTx::new(&writer.conn, clock);
+            let outcome = op(&mut tx);
+            if tx.fencing_block_exhausted() {
+                // Commit what the group did so far, reserve (synced), and begin anew.
+                savepoint.undo()?;
+                writer.grouping = Grouping::Pending;
+                run(&writer.conn, "COMMIT").map_err(storage)?;
+                self.reserve_fencing_block(&mut writer.conn)?;
+                continue;
+            }
+            return match outcome {
+                Ok(()) => savepoint.keep(),
+                Err(e) => savepoint.undo().and(Err(e)),
+            };
+        }
+    }
+}
+
 impl Backend for SqliteBackend {
     fn transact(
         &self,
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        let mut conn = self.conn.lock();
+        let guard = self.writer.lock();
+        let mut writer = guard.borrow_mut();
+        if writer.grouping != Grouping::Off {
+            return self.transact_grouped(&mut writer, clock, op);
+        }
         let mut patience = Patience::new();
         loop {
-            match self.attempt(&mut conn, clock, op) {
+            match self.attempt(&mut writer.conn, clock, op) {
                 Ok(()) => return Ok(()),
-                Err(Attempt::NeedFencingBlock) => self.reserve_fencing_block(&mut conn)?,
+                Err(Attempt::NeedFencingBlock) => self.reserve_fencing_block(&mut writer.conn)?,
                 Err(Attempt::Busy) => patience.wait()?,
                 Err(Attempt::Failed(e)) => return Err(e),
             }
+        }
+    }
+
+    fn concurrency(&self) -> Concurrency {
+        Concurrency::Serial
+    }
+
+    fn group(&self, _clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
+        let guard = self.writer.lock();
+        if guard.borrow().grouping != Grouping::Off {
+            work(); // already inside a group, which commits it
+            return Ok(());
+        }
+        guard.borrow_mut().grouping = Grouping::Pending;
+        let ended = GroupEnd(&guard);
+        work();
+        ended.commit()
+    }
+}
+
+/// Ends a group: commits its transaction, or rolls it back if the work panicked (on drop).
+struct GroupEnd<'w>(&'w RefCell<Writer>);
+
+impl GroupEnd<'_> {
+    fn commit(self) -> Result<()> {
+        let cell = self.0;
+        std::mem::forget(self);
+        let mut writer = cell.borrow_mut();
+        if std::mem::replace(&mut writer.grouping, Grouping::Off) != Grouping::Open {
+            return Ok(());
+        }
+        run(&writer.conn, "COMMIT").map_err(|e| {
+            let _ = run(&writer.conn, "ROLLBACK");
+            storage(e)
+        })
+    }
+}
+
+impl Drop for GroupEnd<'_> {
+    fn drop(&mut self) {
+        let mut writer = self.0.borrow_mut();
+        if std::mem::replace(&mut writer.grouping, Grouping::Off) == Grouping::Open {
+            let _ = run(&writer.conn, "ROLLBACK");
         }
     }
 }

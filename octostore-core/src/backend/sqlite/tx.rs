@@ -1,9 +1,9 @@
-//! [`Tx`] over one SQLite transaction: typed parameters in, records out through
+//! [`Tx`] over a connection inside one SQLite transaction: typed parameters in, records out through
 //! `backend::rows` (instants as nanoseconds since the epoch, ids as 16-byte blobs, names
 //! validated again on the way out).
 
 use rusqlite::types::FromSql;
-use rusqlite::{params, Row, Transaction};
+use rusqlite::{params, Connection, Row};
 
 use super::storage;
 use crate::backend::rows::{
@@ -22,13 +22,13 @@ use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
 pub(super) struct SqliteTx<'a> {
-    tx: &'a Transaction<'a>,
+    tx: &'a Connection,
     clock: &'a dyn Clock,
     fencing_block_exhausted: bool,
 }
 
 impl<'a> SqliteTx<'a> {
-    pub(super) fn new(tx: &'a Transaction<'a>, clock: &'a dyn Clock) -> Self {
+    pub(super) fn new(tx: &'a Connection, clock: &'a dyn Clock) -> Self {
         Self {
             tx,
             clock,
