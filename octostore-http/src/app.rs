@@ -16,6 +16,9 @@ use crate::oauth::{GithubOAuth, GithubSettings};
 pub struct ServerOptions {
     /// GitHub sign-in; without it `/auth/github` answers 503 and local tokens still work.
     pub github: Option<GithubSettings>,
+    /// The cap on connections and the timeouts for slow or idle clients; `App::new` ignores
+    /// it, [`serve_with`](crate::serve_with) takes it.
+    pub connections: crate::ConnectionLimits,
 }
 
 /// Everything a request handler needs. Cheap to clone.

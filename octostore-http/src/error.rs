@@ -115,23 +115,47 @@ pub struct BodyTooLarge {
 
 impl warp::reject::Reject for BodyTooLarge {}
 
+/// A request body that did not arrive within the server's body timeout (see
+/// `ConnectionLimits::body_timeout`): the error of the body, then the rejection.
+#[derive(Debug)]
+pub struct BodyTimedOut;
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the request body did not arrive in time")
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
+impl warp::reject::Reject for BodyTimedOut {}
+
+/// `response`, asking to close the connection: the rest of the body may not have been read,
+/// so this connection cannot carry another request.
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Turns every rejection into a JSON answer; nothing reaches the client as HTML or empty.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let response = if rejection.is_not_found() {
         error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
     } else if let Some(too_large) = rejection.find::<BodyTooLarge>() {
         let details = format!("the request body is limited to {} bytes", too_large.limit);
-        let mut response = error_json(
+        closing(error_json(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request body too large",
             Some(&details),
-        );
-        // The rest of the body may not have been read: this connection cannot carry another
-        // request.
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        response
+        ))
+    } else if rejection.find::<BodyTimedOut>().is_some() {
+        closing(error_json(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body timed out",
+            Some("the body did not arrive within the server's body timeout"),
+        ))
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
     } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {

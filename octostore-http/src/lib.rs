@@ -5,6 +5,8 @@
 //! # Layout
 //! - [`serve`] runs the server until its shutdown future completes; [`routes`] is the whole
 //!   API as one warp filter (for `warp::test`).
+//! - `server.rs`: the connection layer under [`serve_with`]: the cap on connections
+//!   ([`ConnectionLimits`]), the timeouts for heads, bodies and idle keep-alive connections.
 //! - `app.rs`: [`App`], the shared state, and the one path from a request to the store:
 //!   authenticate the bearer token, then run the operation as that user on the blocking pool.
 //! - `routes/`: one module per tag of the contract (`locks`, `limits`, `flags`, `config`,
@@ -25,6 +27,7 @@ mod metrics;
 mod oauth;
 mod request;
 mod routes;
+mod server;
 
 use std::future::Future;
 use std::time::Instant;
@@ -37,6 +40,7 @@ use warp::{Filter, Reply};
 pub use app::{App, ServerOptions};
 pub use client::Client;
 pub use oauth::GithubSettings;
+pub use server::ConnectionLimits;
 
 /// The whole API as one filter, every rejection answered as JSON, every request counted.
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
@@ -64,19 +68,25 @@ pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Serves the API on `listener` until `shutdown` completes, then finishes the requests in
-/// flight and returns.
+/// Serves the API on `listener` with the default [`ConnectionLimits`] until `shutdown`
+/// completes, then finishes the requests in flight and returns.
 pub async fn serve(
     listener: TcpListener,
     app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    serve_with(listener, app, ConnectionLimits::default(), shutdown).await;
+}
+
+/// [`serve`] within `limits` (usually [`ServerOptions::connections`]).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: App,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
     let started = Instant::now();
-    tracing::info!(addr = ?listener.local_addr().ok(), "serving");
-    warp::serve(routes(&app))
-        .incoming(listener)
-        .graceful(shutdown)
-        .run()
-        .await;
+    tracing::info!(addr = ?listener.local_addr().ok(), ?limits, "serving");
+    server::run(listener, routes(&app), limits, shutdown).await;
     tracing::info!(uptime = ?started.elapsed(), "stopped");
 }

@@ -1,5 +1,6 @@
-//! Reading requests: the body (capped: nothing past the cap is kept), its JSON fields
-//! with errors that name the field, and percent-encoded path names.
+//! Reading requests: the body (capped: nothing past the cap is kept; 408 once the connection
+//! layer's body deadline passes), its JSON fields with errors that name the field, and
+//! percent-encoded path names.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Rejection};
 
-use crate::error::BodyTooLarge;
+use crate::error::{BodyTimedOut, BodyTooLarge};
 
 /// How much of a refused body is still read (and thrown away), and for how long, so that a
 /// client still sending it reads the 413 instead of a reset connection. Past either bound the
@@ -44,13 +45,22 @@ async fn read_capped(
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| warp::reject::reject())?;
+        let chunk = chunk.map_err(unreadable)?;
         if (body.len() + chunk.remaining()) as u64 > limit {
             return too_large(stream).await;
         }
         body.put(chunk);
     }
     Ok(body.freeze())
+}
+
+/// The rejection for a body that could not be read: 408 when its deadline passed; otherwise
+/// the client is gone, and nobody reads the answer.
+fn unreadable(error: warp::Error) -> Rejection {
+    match std::error::Error::source(&error) {
+        Some(source) if source.is::<BodyTimedOut>() => warp::reject::custom(BodyTimedOut),
+        _ => warp::reject::reject(),
+    }
 }
 
 /// Reads the rest of a refused body without keeping it, within the discard bounds.

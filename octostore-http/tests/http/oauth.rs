@@ -261,6 +261,7 @@ fn server_with(github: GithubSettings) -> Server {
         Settings::default(),
         ServerOptions {
             github: Some(github),
+            ..ServerOptions::default()
         },
     )
 }

@@ -35,8 +35,9 @@ impl Server {
         Self::serve(store, clock, options)
     }
 
-    /// A server on `store`, whose clock is `clock`.
+    /// A server on `store`, whose clock is `clock`, within `options.connections`.
     pub fn serve(store: Store, clock: Arc<ManualClock>, options: ServerOptions) -> Self {
+        let limits = options.connections;
         let app = App::new(store.clone(), options).unwrap();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -50,7 +51,7 @@ impl Server {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                octostore_http::serve(listener, app, async {
+                octostore_http::serve_with(listener, app, limits, async {
                     let _ = stopped.await;
                 })
                 .await;

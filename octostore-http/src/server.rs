@@ -1,0 +1,483 @@
+//! The connection layer: accepts TCP connections up to a cap and serves HTTP/1.1 on each with
+//! hyper, one task per connection, closing the connections of clients too slow or too idle.
+//!
+//! A connection is always in one [`Phase`], stamped with the instant it began, in one atomic
+//! word that the socket, the service and the connection's watchdog update; each phase has its
+//! timeout. The watchdog is one timer per connection, re-armed when it fires rather than on
+//! every request, so a request costs a few clock reads and atomic stores, never a timer.
+//! (hyper's own `header_read_timeout` also runs while a keep-alive connection is idle, so it
+//! cannot tell a slow head from an idle connection, and it allocates a timer per request.)
+//!
+//! At the cap, the server stops accepting: the connection just accepted waits for a slot and
+//! the next ones wait in the listen backlog, as with nginx and HAProxy. Room is made at once:
+//! every connection waiting for a request of which no byte has arrived (new, or idle
+//! keep-alive) is closed, as nginx reuses its idle keep-alive connections; and while at the
+//! cap, answers carry `Connection: close`, as Envoy's overload manager disables keep-alive.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::Instant;
+use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue, Request};
+use warp::reply::Response;
+
+use crate::error::BodyTimedOut;
+
+/// How many connections the server holds and how long it waits for each client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections served at once (at least 1). At the cap, new connections wait (one
+    /// accepted, the rest in the listen backlog) while the server closes the connections
+    /// that wait for a request and asks the others to close after their answer.
+    pub max_connections: usize,
+    /// Time to receive a request's head, from its first byte (from the accept, for a new
+    /// connection). Past it the connection is closed.
+    pub header_timeout: Duration,
+    /// Time to receive a request's body, from the end of its head. Past it the answer is
+    /// 408 and the connection is closed.
+    pub body_timeout: Duration,
+    /// Time a keep-alive connection may wait for its next request, and a client may take to
+    /// read an answer. Past it the connection is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    /// 10 000 connections; 10 s for a head, 30 s for a body; 120 s idle: longer than the
+    /// 90 s for which reqwest and Go keep an idle connection, so that the client closes first
+    /// and never sends a request on a connection the server is closing.
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// How long to pause after a failed accept (out of file descriptors, most likely) before
+/// trying again, rather than spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// How often, at most, reaching the cap is logged.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Accepts connections on `listener` and serves `routes` on them until `shutdown`
+/// completes; then closes the listener, lets each connection finish the request it is
+/// serving, and returns when all are closed.
+pub async fn run(
+    listener: TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let shared = Arc::new(Shared::new(limits));
+    let mut http = http1::Builder::new();
+    // The watchdog times heads; hyper's own timer would also close idle connections at once.
+    http.header_read_timeout(None);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = pin!(shutdown);
+    let mut cap_warned: Option<Instant> = None;
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    pause_after(e).await;
+                    continue;
+                }
+            },
+        };
+        // At the cap this connection waits, unserved, for a slot; the rest wait in the backlog.
+        let slot = match shared.slots.try_acquire() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if cap_warned.is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "connection cap reached: closing connections that wait for a request"
+                    );
+                    cap_warned = Some(Instant::now());
+                }
+                shared.shed.notify_waiters();
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = shared.slots.acquire() => slot.expect("the semaphore is never closed"),
+                }
+            }
+        };
+        // The slot is given back when the connection's state is dropped, with its socket.
+        slot.forget();
+        let conn = Arc::new(Conn::new(shared.clone()));
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let io = Watched {
+            io: TokioIo::new(stream),
+            conn: conn.clone(),
+        };
+        let service = Service {
+            routes: RefCell::new(warp::service(routes.clone())),
+            conn: conn.clone(),
+        };
+        let connection = graceful.watch(http.serve_connection(io, service));
+        tokio::spawn(watch(connection, conn));
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Waits out a failed accept; a connection reset before it was accepted needs no wait.
+async fn pause_after(error: io::Error) {
+    if matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    ) {
+        return;
+    }
+    tracing::error!(%error, "cannot accept a connection");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+}
+
+/// Drives one connection to its end, closing it when its phase's deadline passes or when
+/// room is needed while it waits for a request.
+async fn watch(connection: impl Future<Output = Result<(), hyper::Error>>, conn: Arc<Conn>) {
+    let mut connection = pin!(connection);
+    let Some(first_check) = conn.next_check(conn.accepted) else {
+        return;
+    };
+    let mut timer = pin!(tokio::time::sleep_until(first_check));
+    let mut shed = pin!(conn.shared.shed.notified());
+    loop {
+        tokio::select! {
+            biased;
+            result = &mut connection => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                return;
+            }
+            () = &mut timer => match conn.next_check(Instant::now()) {
+                Some(at) => timer.as_mut().reset(at),
+                None => {
+                    tracing::debug!(phase = ?conn.phase().0, "closing a slow or idle connection");
+                    return;
+                }
+            },
+            () = &mut shed => {
+                if conn.phase().0.waits_for_request() {
+                    return;
+                }
+                shed.set(conn.shared.shed.notified());
+            }
+        }
+    }
+}
+
+/// What every connection shares: the limits, the slots under the cap, and the call to close
+/// the connections that wait for a request.
+struct Shared {
+    limits: ConnectionLimits,
+    /// The shortest timeout: no phase entered after an instant can end sooner after it.
+    shortest: Duration,
+    slots: Semaphore,
+    shed: Notify,
+}
+
+impl Shared {
+    fn new(limits: ConnectionLimits) -> Self {
+        Self {
+            limits,
+            shortest: limits
+                .header_timeout
+                .min(limits.body_timeout)
+                .min(limits.idle_timeout),
+            slots: Semaphore::new(limits.max_connections),
+            shed: Notify::new(),
+        }
+    }
+
+    fn at_cap(&self) -> bool {
+        self.slots.available_permits() == 0
+    }
+}
+
+/// Where a connection is between two requests, or in one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Accepted, no byte received yet: the first head is timed from the accept.
+    New = 0,
+    /// Receiving a request's head.
+    Head = 1,
+    /// The request is being served, its body read.
+    Busy = 2,
+    /// Answered; the answer is being written.
+    Answered = 3,
+    /// Keep-alive, waiting for the next request.
+    Idle = 4,
+}
+
+impl Phase {
+    const BITS: u32 = 3;
+    const MASK: u64 = (1 << Self::BITS) - 1;
+
+    fn of(word: u64) -> Self {
+        match word & Self::MASK {
+            0 => Self::New,
+            1 => Self::Head,
+            2 => Self::Busy,
+            3 => Self::Answered,
+            _ => Self::Idle,
+        }
+    }
+
+    /// Whether no byte of the next request has arrived: such a connection may be closed to
+    /// make room.
+    fn waits_for_request(self) -> bool {
+        matches!(self, Self::New | Self::Idle)
+    }
+
+    fn timeout(self, limits: &ConnectionLimits) -> Duration {
+        match self {
+            Self::New | Self::Head => limits.header_timeout,
+            Self::Busy => limits.body_timeout,
+            Self::Answered | Self::Idle => limits.idle_timeout,
+        }
+    }
+}
+
+/// One connection's phase, kept as milliseconds since the accept (shifted) and the phase, and
+/// its slot under the cap, given back on drop.
+struct Conn {
+    shared: Arc<Shared>,
+    accepted: Instant,
+    state: AtomicU64,
+}
+
+impl Conn {
+    fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            accepted: Instant::now(),
+            state: AtomicU64::new(Phase::New as u64),
+        }
+    }
+
+    /// The phase and the instant it began.
+    fn phase(&self) -> (Phase, Instant) {
+        let word = self.state.load(Relaxed);
+        let since = self.accepted + Duration::from_millis(word >> Phase::BITS);
+        (Phase::of(word), since)
+    }
+
+    /// Enters `phase` now; returns the instant recorded: now, rounded up to the millisecond
+    /// so that no timeout ends early.
+    fn enter(&self, phase: Phase) -> Instant {
+        let millis = (self.accepted.elapsed().as_nanos() as u64).div_ceil(1_000_000);
+        self.state
+            .store(millis << Phase::BITS | phase as u64, Relaxed);
+        self.accepted + Duration::from_millis(millis)
+    }
+
+    /// Bytes arrived: a connection waiting for a request is now receiving its head.
+    fn received(&self) {
+        let word = self.state.load(Relaxed);
+        match Phase::of(word) {
+            // The first head is timed from the accept.
+            Phase::New => self
+                .state
+                .store(word & !Phase::MASK | Phase::Head as u64, Relaxed),
+            Phase::Idle => {
+                self.enter(Phase::Head);
+            }
+            Phase::Head | Phase::Busy | Phase::Answered => {}
+        }
+    }
+
+    /// Everything written so far has been handed to the socket: an answered connection is
+    /// now idle.
+    fn flushed(&self) {
+        if Phase::of(self.state.load(Relaxed)) == Phase::Answered {
+            self.enter(Phase::Idle);
+        }
+    }
+
+    /// When the watchdog should look again, or `None` if the connection must close now. A
+    /// busy connection is never closed here: a late body is answered 408 by its reader, which
+    /// this wake-up lets run.
+    fn next_check(&self, now: Instant) -> Option<Instant> {
+        let (phase, since) = self.phase();
+        let deadline = since + phase.timeout(&self.shared.limits);
+        // A phase entered from now on ends no sooner than this.
+        let soonest = now + self.shared.shortest;
+        if deadline > now {
+            Some(deadline.min(soonest))
+        } else if phase == Phase::Busy {
+            Some(soonest)
+        } else {
+            None
+        }
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.shared.slots.add_permits(1);
+    }
+}
+
+/// The socket, telling the connection's phase when bytes arrive and when writes complete.
+struct Watched {
+    io: TokioIo<TcpStream>,
+    conn: Arc<Conn>,
+}
+
+impl hyper::rt::Read for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        // An end of stream counts as bytes: the connection closes either way.
+        if let Poll::Ready(Ok(())) = polled {
+            self.conn.received();
+        }
+        polled
+    }
+}
+
+impl hyper::rt::Write for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_flush(cx);
+        if let Poll::Ready(Ok(())) = polled {
+            self.conn.flushed();
+        }
+        polled
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// The routes as the connection's hyper service: each request's body gets its deadline, and
+/// the connection's phase follows the request.
+struct Service<S> {
+    /// Borrowed only for the call, which returns a future that owns what it needs.
+    routes: RefCell<S>,
+    conn: Arc<Conn>,
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Service<S>
+where
+    S: tower_service::Service<Request<TimedBody>, Response = Response, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer<S::Future>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let deadline = self.conn.enter(Phase::Busy) + self.conn.shared.limits.body_timeout;
+        let request = request.map(|body| TimedBody { body, deadline });
+        Answer {
+            response: self.routes.borrow_mut().call(request),
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+/// A request's answer; when it is ready the connection is answered, and at the cap asked to
+/// close after it.
+struct Answer<F> {
+    response: F,
+    conn: Arc<Conn>,
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Ok(mut response) = ready!(Pin::new(&mut self.response).poll(cx));
+        self.conn.enter(Phase::Answered);
+        if self.conn.shared.at_cap() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// A request body that fails with [`BodyTimedOut`] once its deadline has passed while it waits
+/// for bytes. (The connection's watchdog wakes its reader at that deadline.)
+struct TimedBody {
+    body: Incoming,
+    deadline: Instant,
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.body).poll_frame(cx) {
+            Poll::Pending if Instant::now() >= self.deadline => {
+                Poll::Ready(Some(Err(Box::new(BodyTimedOut))))
+            }
+            polled => polled.map(|frame| frame.map(|frame| frame.map_err(Into::into))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
