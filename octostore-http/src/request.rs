@@ -77,8 +77,23 @@ async fn discard<B: Buf>(mut stream: Pin<&mut impl Stream<Item = Result<B, warp:
     .await;
 }
 
-/// A path segment, percent-decoded; `field` names it in the error.
+/// A path segment, percent-decoded; `field` names it in the error. A `%` not followed by two
+/// hex digits is refused rather than kept, so that one name has one spelling besides its
+/// percent-encodings.
 pub fn path_name(raw: &str, field: &'static str) -> Result<String> {
+    let bytes = raw.as_bytes();
+    let stray_percent = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%'
+            && !bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if stray_percent {
+        return Err(Error::invalid(
+            field,
+            "has a '%' that is not followed by two hex digits",
+        ));
+    }
     percent_encoding::percent_decode_str(raw)
         .decode_utf8()
         .map(|s| s.into_owned())
