@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use clap_complete::Shell;
+use octostore_http::ConnectionLimits;
 
 /// Exit codes, for scripts (also in `--help`).
 pub const EXIT_CODES: &str = "\
@@ -119,6 +120,8 @@ pub struct ServeArgs {
     pub github: GithubArgs,
     #[command(flatten)]
     pub quotas: QuotaArgs,
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
 }
 
 /// GitHub sign-in; the client id, secret and redirect URL enable it together.
@@ -164,6 +167,60 @@ pub struct QuotaArgs {
     /// Config keys one user may have.
     #[arg(long, env = "OCTOSTORE_MAX_CONFIGS", default_value_t = 1000)]
     pub max_configs: usize,
+}
+
+/// The cap on connections and the timeouts for slow or idle clients.
+#[derive(Debug, Args)]
+pub struct ConnectionArgs {
+    /// Connections served at once; at the cap, new ones wait in the listen backlog while the
+    /// connections waiting for a request are closed.
+    #[arg(
+        long,
+        env = "OCTOSTORE_MAX_CONNECTIONS",
+        default_value_t = ConnectionLimits::default().max_connections,
+        value_parser = at_least_one
+    )]
+    pub max_connections: usize,
+    /// Time for a request's headers, from their first byte.
+    #[arg(
+        long,
+        env = "OCTOSTORE_HEADER_TIMEOUT",
+        default_value_t = ConnectionLimits::default().header_timeout.into(),
+        value_parser = timeout
+    )]
+    pub header_timeout: humantime::Duration,
+    /// Time for a request's body, from the end of its headers (then 408).
+    #[arg(
+        long,
+        env = "OCTOSTORE_BODY_TIMEOUT",
+        default_value_t = ConnectionLimits::default().body_timeout.into(),
+        value_parser = timeout
+    )]
+    pub body_timeout: humantime::Duration,
+    /// Time a keep-alive connection may wait for its next request.
+    #[arg(
+        long,
+        env = "OCTOSTORE_IDLE_TIMEOUT",
+        default_value_t = ConnectionLimits::default().idle_timeout.into(),
+        value_parser = timeout
+    )]
+    pub idle_timeout: humantime::Duration,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A server timeout: `500ms`, `10s`, `2m`, or a number of seconds; not zero.
+fn timeout(text: &str) -> Result<humantime::Duration, String> {
+    match duration(text)? {
+        Duration::ZERO => Err("must be longer than zero".into()),
+        timeout => Ok(timeout.into()),
+    }
 }
 
 #[derive(Debug, Subcommand)]

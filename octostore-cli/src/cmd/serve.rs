@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octostore_core::{Error, MemoryBackend, Quotas, Result, Settings, Store};
-use octostore_http::{App, GithubSettings, ServerOptions};
+use octostore_http::{App, ConnectionLimits, GithubSettings, ServerOptions};
 
-use crate::args::{GithubArgs, ServeArgs, StoreArgs};
+use crate::args::{ConnectionArgs, GithubArgs, ServeArgs, StoreArgs};
 
 /// How often expired leases and idle limits are swept away.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
@@ -42,10 +42,13 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         crate::target::embedded(store_args)?
     };
     let store = builder.settings(settings).build();
+    let connections = connection_limits(&args.connections);
+    raise_open_files_limit(connections.max_connections);
     let app = App::new(
         store.clone(),
         ServerOptions {
             github: github(args.github)?,
+            connections,
         },
     )?;
     let runtime = tokio::runtime::Runtime::new()
@@ -55,7 +58,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
             .await
             .map_err(|e| Error::Storage(format!("cannot listen on {}: {e}", args.bind)))?;
         tokio::spawn(sweep_forever(store));
-        octostore_http::serve(listener, app, shutdown_signal()).await;
+        octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -78,6 +81,52 @@ fn github(args: GithubArgs) -> Result<Option<GithubSettings>> {
             "github",
             "GitHub sign-in needs a client id, a client secret and a redirect URL together",
         )),
+    }
+}
+
+fn connection_limits(args: &ConnectionArgs) -> ConnectionLimits {
+    ConnectionLimits {
+        max_connections: args.max_connections,
+        header_timeout: args.header_timeout.into(),
+        body_timeout: args.body_timeout.into(),
+        idle_timeout: args.idle_timeout.into(),
+    }
+}
+
+/// Descriptors the process needs beside its connections: the store, the runtime, logs.
+const OTHER_FILES: usize = 64;
+
+/// Raises the soft limit on open files to the hard limit: each connection holds a descriptor,
+/// and the usual soft limit (1024) is far below the default cap. Warns if even the hard limit
+/// is too low for `max_connections`, as accepts would then fail before the cap.
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let needed = max_connections.saturating_add(OTHER_FILES) as libc::rlim_t;
+    if limit.rlim_cur < needed {
+        tracing::warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open-file limit is below the connection cap: raise it (ulimit -n) or lower \
+             --max-connections"
+        );
     }
 }
 
