@@ -4,5 +4,6 @@ mod support;
 
 mod api;
 mod client;
+mod hostile;
 mod oauth;
 mod security;
