@@ -1,10 +1,10 @@
 //! The server's shared state, and the one way a handler reaches the store: authenticate the
-//! bearer token and run the operation as its user, on the blocking pool, so storage I/O never
-//! stalls the async runtime.
+//! bearer token and run the operation as its user, where the backend runs best (see
+//! [`Runner`]), so storage I/O never stalls the async runtime.
 
 use std::sync::Arc;
 
-use octostore_core::{Error, Result, Session, Store};
+use octostore_core::{Committer, Concurrency, Error, Result, Session, Store};
 use warp::reply::Response;
 
 use crate::error::{error_response, unauthorized};
@@ -28,6 +28,19 @@ pub struct App {
     pub(crate) oauth: Option<Arc<GithubOAuth>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) body_limit: u64,
+    runner: Runner,
+}
+
+/// Where operations run, by the backend's [`Concurrency`].
+#[derive(Clone)]
+enum Runner {
+    /// Memory: on the runtime thread itself (an operation holds one mutex for ~100 ns; a
+    /// hand-off to another thread would cost more than the operation).
+    Inline,
+    /// A file: queued to the committer thread, which commits what queued up together.
+    Committer(Committer),
+    /// A database server: on the blocking pool, many connections at once.
+    Pool,
 }
 
 impl App {
@@ -39,11 +52,20 @@ impl App {
             .github
             .map(|settings| GithubOAuth::new(settings).map(Arc::new))
             .transpose()?;
+        let runner = match store.concurrency() {
+            Concurrency::NonBlocking => Runner::Inline,
+            Concurrency::Serial => Runner::Committer(
+                Committer::start(store.clone())
+                    .map_err(|e| Error::Storage(format!("cannot start the committer: {e}")))?,
+            ),
+            Concurrency::Parallel => Runner::Pool,
+        };
         Ok(Self {
             store,
             oauth,
             metrics: Arc::new(Metrics::new()),
             body_limit,
+            runner,
         })
     }
 
@@ -52,22 +74,33 @@ impl App {
         &self.store
     }
 
-    /// Runs `op` on the blocking pool and answers with its response or its error.
-    pub(crate) async fn blocking<F>(&self, op: F) -> Response
+    /// Runs `op` where the backend runs best and answers with its response or its error.
+    pub(crate) async fn run<F>(&self, op: F) -> Response
     where
         F: FnOnce(&Store) -> Result<Response> + Send + 'static,
     {
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || op(&store)).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => error_response(&e),
-            Err(e) => error_response(&Error::Storage(format!(
-                "the operation did not finish: {e}"
-            ))),
+        let outcome = match &self.runner {
+            Runner::Inline => Some(op(&self.store)),
+            Runner::Committer(committer) => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                committer.submit(op, move |outcome| {
+                    let _ = reply.send(outcome);
+                });
+                answer.await.ok()
+            }
+            Runner::Pool => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || op(&store)).await.ok()
+            }
+        };
+        match outcome {
+            Some(Ok(response)) => response,
+            Some(Err(e)) => error_response(&e),
+            None => error_response(&Error::Storage("the operation did not finish".into())),
         }
     }
 
-    /// Authenticates `token`, then runs `op` as its user (see [`blocking`](Self::blocking)).
+    /// Authenticates `token`, then runs `op` as its user (see [`run`](Self::run)).
     pub(crate) async fn as_user<F>(&self, token: Option<String>, op: F) -> Response
     where
         F: FnOnce(&Session) -> Result<Response> + Send + 'static,
@@ -75,7 +108,7 @@ impl App {
         let Some(token) = token else {
             return unauthorized();
         };
-        self.blocking(move |store| op(&store.authenticate(&token)?))
+        self.run(move |store| op(&store.authenticate(&token)?))
             .await
     }
 }

@@ -41,7 +41,7 @@ async fn rotate(app: App, token: Option<String>) -> Response {
     let Some(token) = token else {
         return unauthorized();
     };
-    app.blocking(move |store| {
+    app.run(move |store| {
         let successor = store.rotate_token(&token)?;
         ok(&NewToken {
             token: successor.expose().to_owned(),
@@ -106,7 +106,7 @@ async fn callback(app: App, query: String) -> Response {
         Err(e) => return sign_in_failed(&e),
     };
     let mut response = app
-        .blocking(move |store| {
+        .run(move |store| {
             let login = Login::parse(&github.login)?;
             let avatar_url = github.avatar_url.as_deref().filter(|url| !url.is_empty());
             let user = store.upsert_github_user(github.id, &login, avatar_url)?;

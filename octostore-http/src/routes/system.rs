@@ -35,7 +35,7 @@ fn text(body: &'static str, content_type: &'static str) -> Response {
 
 async fn metrics(app: App) -> Response {
     let metrics = app.metrics.clone();
-    app.blocking(move |store| {
+    app.run(move |store| {
         let body = metrics.render(store.live_lease_count()?);
         let mut response = body.into_response();
         response.headers_mut().insert(
