@@ -116,6 +116,10 @@ pub struct ServeArgs {
     /// --database-url.
     #[arg(long)]
     pub memory: bool,
+    /// At start, issue a token for LOGIN (a local user, created if missing) and write it to
+    /// FILE, readable by its owner only: the way to a first token on --memory. Repeatable.
+    #[arg(long, value_name = "LOGIN=FILE")]
+    pub write_token: Vec<String>,
     #[command(flatten)]
     pub github: GithubArgs,
     #[command(flatten)]

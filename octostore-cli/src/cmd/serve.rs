@@ -1,23 +1,41 @@
 //! `octostore serve`: the HTTP server, until SIGTERM or ctrl-c.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use octostore_core::{Error, MemoryBackend, Quotas, Result, Settings, Store};
+use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Store};
 use octostore_http::{App, ConnectionLimits, GithubSettings, ServerOptions};
 
 use crate::args::{ConnectionArgs, GithubArgs, ServeArgs, StoreArgs};
+
+/// What the server logs unless RUST_LOG says otherwise: its own events, and not a line per
+/// request (RUST_LOG=info,octostore_http=debug,warp::filters::trace=info adds those, each in
+/// a span with its number, method and route; /metrics counts requests); a failed request
+/// (5xx) is still logged.
+const DEFAULT_LOG: &str = "info,warp::filters::trace=error";
+
+/// RUST_LOG, or [`DEFAULT_LOG`]; the PostgreSQL driver's debug lines, which hold every
+/// statement's parameters (lease ids, token hashes), only if RUST_LOG names the driver.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| DEFAULT_LOG.into());
+    let driver = if directives.contains("tokio_postgres") {
+        ""
+    } else {
+        ",tokio_postgres=info"
+    };
+    tracing_subscriber::EnvFilter::try_new(format!("{directives}{driver}"))
+        .unwrap_or_else(|_| DEFAULT_LOG.into())
+}
 
 /// How often expired leases and idle limits are swept away.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
@@ -42,6 +60,9 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         crate::target::embedded(store_args)?
     };
     let store = builder.settings(settings).build();
+    for request in &args.write_token {
+        write_token(&store, request)?;
+    }
     let connections = connection_limits(&args.connections);
     raise_open_files_limit(connections.max_connections);
     let app = App::new(
@@ -61,6 +82,23 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// `--write-token LOGIN=FILE`: a new token for the local user LOGIN, in FILE (mode 0600).
+fn write_token(store: &Store, request: &str) -> Result<()> {
+    let (login, path) = request
+        .split_once('=')
+        .ok_or_else(|| Error::invalid("write-token", "expected LOGIN=FILE"))?;
+    let user = store.local_user(&Login::parse(login)?)?;
+    let token = store.issue_token(user.id)?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut file| writeln!(file, "{}", token.expose()));
+    written.map_err(|e| Error::invalid("write-token", format!("cannot write {path}: {e}")))
 }
 
 fn github(args: GithubArgs) -> Result<Option<GithubSettings>> {

@@ -78,6 +78,25 @@ impl Env {
         let token = env.run(&["token", "create", "alice"]).expect(0).stdout;
         let token_file = env.dir.path().join("token");
         std::fs::write(&token_file, token.trim()).unwrap();
+        let db = env.db();
+        env.serve(&["--db".as_ref(), db.as_os_str()], token_file);
+        env
+    }
+
+    /// Commands against a server that keeps everything in memory, as user `alice`, whose
+    /// token the server writes at start (`--write-token`).
+    pub fn remote_in_memory() -> Self {
+        let mut env = Self::local();
+        let token_file = env.dir.path().join("token");
+        let write_token = format!("alice={}", token_file.display());
+        env.serve(
+            &["--memory", "--write-token", &write_token].map(AsRef::as_ref),
+            token_file,
+        );
+        env
+    }
+
+    fn serve(&mut self, store: &[&std::ffi::OsStr], token_file: PathBuf) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -85,8 +104,8 @@ impl Env {
             .port();
         let bind = format!("127.0.0.1:{port}");
         let mut child = octostore()
-            .args(["serve", "--bind", &bind, "--db"])
-            .arg(env.db())
+            .args(["serve", "--bind", &bind])
+            .args(store)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -102,8 +121,7 @@ impl Env {
             "the server did not start"
         );
         std::thread::spawn(move || lines.for_each(drop));
-        env.server = Some((child, format!("http://{bind}"), token_file));
-        env
+        self.server = Some((child, format!("http://{bind}"), token_file));
     }
 
     pub fn db(&self) -> PathBuf {

@@ -21,6 +21,36 @@ fn a_token_created_locally_works_against_the_server() {
 }
 
 #[test]
+fn a_memory_server_writes_the_token_it_was_asked_for_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::remote_in_memory();
+    let mode = std::fs::metadata(env.path("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let grant = env
+        .run(&["lock", "acquire", "deploy", "--ttl", "60", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(grant["holder"], "alice");
+
+    let refused = octostore()
+        .args([
+            "serve",
+            "--memory",
+            "--bind",
+            "127.0.0.1:0",
+            "--write-token",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("LOGIN=FILE"));
+}
+
+#[test]
 fn rotation_replaces_the_token() {
     let env = Env::remote();
     let old = std::fs::read_to_string(env.path("token")).unwrap();

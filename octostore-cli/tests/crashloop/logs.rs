@@ -96,8 +96,6 @@ fn the_server_logs_no_token_or_lease_id_at_trace_level() {
 }
 
 #[test]
-#[ignore = "fails: at RUST_LOG=debug or trace, tokio_postgres logs every statement's \
-            parameters (lease ids as bytes, config values) through the log bridge"]
 fn the_server_logs_no_token_or_lease_id_at_trace_level_on_postgres() {
     let Some(url) = postgres_url("the PostgreSQL log test") else {
         return;
