@@ -80,7 +80,7 @@ impl<'a> SqliteTx<'a> {
         let n: i64 = stmt
             .query_row([id(owner.0)], |r| r.get(0))
             .map_err(storage)?;
-        Ok(n as usize)
+        rows::count(n)
     }
 }
 
