@@ -311,7 +311,6 @@ struct World {
     keys: Vec<ConfigKey>,
     /// Keeps a SQLite file's directory alive while its store is used.
     _dir: Option<tempfile::TempDir>,
-    sqlite: bool,
 }
 
 fn settings() -> Settings {
@@ -360,7 +359,6 @@ fn world(sqlite: bool) -> World {
         flags: FLAGS.iter().map(|n| FlagName::parse(n).unwrap()).collect(),
         keys: KEYS.iter().map(|n| ConfigKey::parse(n).unwrap()).collect(),
         _dir: dir,
-        sqlite,
     }
 }
 
@@ -959,13 +957,7 @@ fn put(w: &World, m: &mut Model, u: usize, k: usize, value: Value, desc: &Desc) 
         assert!(is_quota(&got, Resource::Config), "{got:?}");
         return;
     }
-    // SQLite keeps a value as JSON text, which serde_json (without its `float_roundtrip`
-    // feature) may read back as a neighbouring float: a known finding (fuzz/README.md).
-    let stored = if w.sqlite {
-        serde_json::from_str(&value.to_string()).unwrap()
-    } else {
-        value.clone()
-    };
+    let stored = value.clone();
     let now = m.now;
     let model = m.configs.entry((u, k)).or_insert(KeyModel {
         created: now,

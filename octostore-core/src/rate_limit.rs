@@ -84,7 +84,8 @@ impl LimitRecord {
             i64_at(8),
             std::array::from_fn(|i| u32_at(16 + i * 12)),
             std::array::from_fn(|i| i64_at(16 + i * 12 + 4)),
-        );
+        )
+        .ok_or_else(corrupt)?;
         Ok(Self { policy, window })
     }
 
@@ -159,18 +160,22 @@ impl SlidingWindow {
         }
     }
 
-    /// The window of `counts` and `latest`, with `head` as its newest sub-window.
-    fn from_slots(head: i64, counts: [u32; SLOTS], latest: [i64; SLOTS]) -> Self {
+    /// The window of `counts` and `latest`, with `head` as its newest sub-window; `None` if
+    /// the counts add up past what a window can count.
+    fn from_slots(head: i64, counts: [u32; SLOTS], latest: [i64; SLOTS]) -> Option<Self> {
         let filled = (counts.iter().enumerate())
             .filter(|&(_, &count)| count > 0)
             .fold(0, |filled, (slot, _)| filled | 1 << slot);
-        Self {
+        let total = counts
+            .iter()
+            .try_fold(0u32, |total, &n| total.checked_add(n))?;
+        Some(Self {
             head,
-            total: counts.iter().sum(),
+            total,
             filled,
             counts,
             latest,
-        }
+        })
     }
 
     /// The non-empty slots by age: the slot of the oldest sub-window of the ring, and a bit
@@ -245,19 +250,26 @@ impl SlidingWindow {
     fn admit(&mut self, index: i64, latest: i64, count: u32) {
         self.advance_to(index);
         let slot = slot_of(index);
+        // An empty slot's `latest` is meaningless (0): before 1970 it would win a `max`.
+        let was_filled = self.filled & 1 << slot != 0;
+        self.latest[slot] = if was_filled {
+            self.latest[slot].max(latest)
+        } else {
+            latest
+        };
         self.counts[slot] += count;
         self.total += count;
         self.filled |= 1 << slot;
-        self.latest[slot] = self.latest[slot].max(latest);
     }
 
     /// The sub-windows whose latest admission is inside `(t - window, t]`: all but the
     /// oldest ones, which are skipped from the ring's old end.
     fn tally(&self, t: i64, window: i64) -> Tally {
-        let since = t - window;
+        // `None` when the window reaches past the earliest instant: then it holds them all.
+        let since = t.checked_sub(window);
         let mut counted = self.total;
         for slot in self.filled_oldest_first() {
-            if self.latest[slot] > since {
+            if since.is_none_or(|since| self.latest[slot] > since) {
                 return Tally {
                     counted,
                     earliest: Some(self.latest[slot]),
@@ -296,9 +308,9 @@ pub(crate) struct Verdict {
 impl Verdict {
     /// The answer at `now` for a window that counts `tally`.
     fn new(now: i64, window: i64, max: u32, tally: &Tally, allowed: bool) -> Self {
-        let reset_at = tally.earliest.map_or(now, |earliest| earliest + window);
+        let reset_at = (tally.earliest).map_or(now, |earliest| earliest.saturating_add(window));
         let retry_after_seconds = (!allowed).then(|| {
-            let wait = (reset_at - now).max(1);
+            let wait = reset_at.saturating_sub(now).max(1);
             (wait as u64).div_ceil(NANOS_PER_SECOND as u64)
         });
         Self {
@@ -448,6 +460,32 @@ mod tests {
         at(ms).to_datetime()
     }
 
+    #[test]
+    fn a_record_whose_counts_overflow_is_corrupt_not_a_panic() {
+        let policy = RatePolicy::new(10, 60).unwrap();
+        let mut record = LimitRecord::new(policy);
+        check_record(&mut record, policy, at(0));
+        let mut bytes = record.to_bytes();
+        for slot in 0..2 {
+            bytes[16 + slot * 12..16 + slot * 12 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        }
+        assert!(matches!(
+            LimitRecord::from_bytes(&bytes),
+            Err(Error::Storage(_))
+        ));
+    }
+
+    #[test]
+    fn the_earliest_instant_still_counts_every_admission() {
+        let policy = RatePolicy::new(1, 60).unwrap();
+        let earliest = Timestamp::from_nanos(i64::MIN);
+        let mut record = LimitRecord::new(policy);
+        assert!(check_record(&mut record, policy, earliest).allowed);
+        let denied = check_record(&mut record, policy, earliest);
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after_seconds, Some(60));
+    }
+
     /// Checks `record` at `ms`, or a new limit's record when there is none.
     fn check_at(
         record: Option<LimitRecord>,
@@ -562,7 +600,8 @@ mod tests {
                 proptest::prop_assert_eq!(window.effective_now(now), t);
                 let tally = window.tally(t, length);
                 proptest::prop_assert_eq!((tally.counted, tally.earliest), (counted, earliest));
-                let rebuilt = SlidingWindow::from_slots(window.head, window.counts, window.latest);
+                let rebuilt = SlidingWindow::from_slots(window.head, window.counts, window.latest)
+                    .expect("a window's counts fit");
                 proptest::prop_assert_eq!(window, &rebuilt);
                 check_record(&mut record, policy, at(ms));
             }

@@ -107,6 +107,26 @@ fn an_empty_description_clears_it(open: Open) {
     assert_eq!(history[0].description.as_deref(), Some("first"));
 }
 
+/// Numbers come back bit for bit, however a backend keeps them (SQLite and PostgreSQL as
+/// JSON text): a float that reads back as its neighbour was a fuzzing finding.
+fn values_come_back_exactly(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let k = key("numbers");
+    let value = json!([
+        -1.1724272524452395e-117,
+        0.1,
+        1e308,
+        5e-324,
+        u64::MAX,
+        i64::MIN,
+        {"nested": [2.2250738585072014e-308]}
+    ]);
+    alice.put_config(&k, value.clone(), None).unwrap();
+    assert_eq!(alice.get_config(&k, None).unwrap().value, value);
+    assert_eq!(alice.config_history(&k).unwrap()[0].value, value);
+}
+
 fn values_over_the_cap_are_refused_and_nothing_changes(open: Open) {
     let h = open(Settings {
         config_value_max_bytes: 16,
@@ -202,6 +222,7 @@ each_backend!(
     missing_versions_are_not_found,
     history_is_pruned_to_the_cap,
     an_empty_description_clears_it,
+    values_come_back_exactly,
     values_over_the_cap_are_refused_and_nothing_changes,
     delete_removes_history_and_versions_restart,
     configs_are_private_and_listed_by_key,
