@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# One command for the HTTP benchmark: builds octostore, starts it (SQLite file, the default,
+# and memory), Redis 7 with AOF (everysec) and etcd 3.4 as references, drives each with
+# keep-alive connections from wrk / redis-benchmark on 127.0.0.1 only, prints a table and
+# our ratios to the references, and stops everything it started.
+#
+#   bench/run.sh                 # 10 s per workload, 64 connections
+#   DURATION=5 CONNECTIONS=32 bench/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+PORT_SQLITE=7380 PORT_MEMORY=7381 PORT_REDIS=7390 PORT_ETCD=7379 PORT_ETCD_PEER=7378
+
+need() { command -v "$1" >/dev/null || missing+=("$2"); }
+missing=()
+need wrk wrk; need redis-server redis-server; need redis-benchmark redis-tools
+need etcd etcd-server; need curl curl
+if ((${#missing[@]})); then
+  echo "installing ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+cargo build --release -q -p octostore-cli
+octostore=$PWD/target/release/octostore
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # URL-or-port, what
+  for _ in $(seq 200); do
+    if [[ $1 == http* ]] && curl -sf -o /dev/null "$1"; then return; fi
+    if [[ $1 != http* ]] && redis-cli -p "$1" ping >/dev/null 2>&1; then return; fi
+    sleep 0.05
+  done
+  echo "$2 did not start" >&2; exit 1
+}
+
+rows=()
+record() { # server workload RESULT-line
+  read -r _ rps p50 p99 errors _ <<<"$3"
+  rows+=("$1|$2|$rps|$p50|$p99|$errors")
+}
+
+wrk_run() { # server url workload script [env...]
+  local server=$1 url=$2 workload=$3 script=$4; shift 4
+  local line
+  line=$(env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+    -s "bench/wrk/$script" "$url" | grep '^RESULT')
+  record "$server" "$workload" "$line"
+}
+
+octostore_workloads() { # server url tokens
+  local server=$1 url=$2 tokens=$3 token
+  for token in ${tokens//,/ }; do # flags and config are per user: one of each for each
+    curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' \
+      -d '{"enabled":true,"percentage":50}' "$url/flags/bench-rollout"
+    curl -sf -o /dev/null -X PUT -H "Authorization: Bearer $token" \
+      -H 'Content-Type: application/json' \
+      -d '{"value":{"replicas":3,"regions":["eu-west-1","us-east-2"]}}' "$url/config/bench-settings"
+  done
+  wrk_run "$server" "$url" "lock acquire+release" lock_cycle.lua TOKENS="$tokens"
+  wrk_run "$server" "$url" "hot lock (1 name)" lock_cycle.lua TOKENS="$tokens" HOT=1
+  wrk_run "$server" "$url" "rate-limit check" limit_check.lua TOKENS="$tokens"
+  wrk_run "$server" "$url" "flag evaluation" flag_eval.lua TOKENS="$tokens"
+  wrk_run "$server" "$url" "config get" config.lua TOKENS="$tokens"
+  wrk_run "$server" "$url" "config put" config.lua TOKENS="$tokens" PUT=1
+}
+
+# octostore on its default store, a SQLite file (tokens made on the file beforehand).
+for user in bench-a bench-b; do
+  "$octostore" --db "$work/octostore.db" token create "$user" >"$work/$user.token"
+done
+tokens="$(cat "$work/bench-a.token"),$(cat "$work/bench-b.token")"
+"$octostore" --db "$work/octostore.db" serve --bind "127.0.0.1:$PORT_SQLITE" 2>"$work/sqlite.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$PORT_SQLITE/health" "octostore (sqlite)"
+octostore_workloads "octostore sqlite" "http://127.0.0.1:$PORT_SQLITE" "$tokens"
+kill "${pids[-1]}"
+
+# octostore in memory (tokens written by the server at start).
+"$octostore" serve --memory --bind "127.0.0.1:$PORT_MEMORY" \
+  --write-token "bench-a=$work/mem-a.token" --write-token "bench-b=$work/mem-b.token" \
+  2>"$work/memory.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$PORT_MEMORY/health" "octostore (memory)"
+tokens="$(cat "$work/mem-a.token"),$(cat "$work/mem-b.token")"
+octostore_workloads "octostore memory" "http://127.0.0.1:$PORT_MEMORY" "$tokens"
+kill "${pids[-1]}"
+
+# Redis 7, appendonly with fsync every second, nothing else on disk.
+redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save "" --appendonly yes \
+  --appendfsync everysec --dir "$work" --logfile "$work/redis.log" &
+pids+=($!)
+wait_for "$PORT_REDIS" "redis"
+redis_run() { # workload command...
+  local csv
+  csv=$(redis-benchmark -h 127.0.0.1 -p "$PORT_REDIS" -c "$CONNECTIONS" -n "$1" -r 1000000 \
+    --csv "${@:3}" | tail -1)
+  # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+  IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${csv//\"/}"
+  rows+=("redis aof|$2|${rps%.*}|$p50|$p99|0")
+}
+redis_run 1000000 "SET NX PX" SET "lock:__rand_int__" holder NX PX 30000
+redis_run 1000000 "DEL" DEL "lock:__rand_int__"
+kill "${pids[-1]}"
+
+# etcd 3.4, one member, its defaults (a WAL fsync per commit), JSON gateway.
+etcd --name bench --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:$PORT_ETCD" --advertise-client-urls "http://127.0.0.1:$PORT_ETCD" \
+  --listen-peer-urls "http://127.0.0.1:$PORT_ETCD_PEER" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$PORT_ETCD_PEER" \
+  --initial-cluster "bench=http://127.0.0.1:$PORT_ETCD_PEER" 2>"$work/etcd.log" &
+pids+=($!)
+wait_for "http://127.0.0.1:$PORT_ETCD/health" "etcd"
+lease=$(curl -sf -X POST -d '{"TTL":600}' "http://127.0.0.1:$PORT_ETCD/v3/lease/grant" \
+  | sed -E 's/.*"ID":"([0-9]+)".*/\1/')
+wrk_run "etcd 3.4" "http://127.0.0.1:$PORT_ETCD" "txn lock acquire+release" etcd_lock.lua LEASE="$lease"
+kill "${pids[-1]}"
+
+printf '\n%-17s %-26s %10s %9s %9s %7s\n' server workload "req/s" "p50 ms" "p99 ms" errors
+for row in "${rows[@]}"; do
+  IFS='|' read -r server workload rps p50 p99 errors <<<"$row"
+  printf '%-17s %-26s %10s %9s %9s %7s\n' "$server" "$workload" "$rps" "$p50" "$p99" "$errors"
+done
+rps_of() {
+  local row s w r
+  for row in "${rows[@]}"; do
+    IFS='|' read -r s w r _ <<<"$row"
+    if [[ $s == "$1" && $w == "$2" ]]; then echo "$r"; fi
+  done
+}
+ours=$(rps_of "octostore sqlite" "lock acquire+release")
+etcd_rps=$(rps_of "etcd 3.4" "txn lock acquire+release")
+redis_rps=$(rps_of "redis aof" "SET NX PX")
+echo
+echo "lock cycle, octostore on SQLite (default durability), $CONNECTIONS connections:"
+awk -v o="$ours" -v e="$etcd_rps" -v r="$redis_rps" 'BEGIN {
+  printf "  %.2fx etcd 3.4 txn lock cycle (target >= 5)\n", o / e
+  printf "  %.2fx Redis 7 AOF everysec SET NX PX (target >= 0.3)\n", o / r }'
