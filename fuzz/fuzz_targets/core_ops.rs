@@ -187,42 +187,12 @@ fn is_quota<T: std::fmt::Debug>(got: &Result<T, Error>, resource: Resource) -> b
     matches!(got, Err(Error::QuotaExceeded { what, limit }) if *what == resource && *limit == QUOTA)
 }
 
-/// MurmurHash3 x86_32, byte by byte as the reference code reads its tail.
-fn murmur3_32(data: &[u8], seed: u32) -> u32 {
-    let (c1, c2) = (0xcc9e_2d51u32, 0x1b87_3593u32);
-    let mut h = seed;
-    let blocks = data.len() / 4;
-    for i in 0..blocks {
-        let b = &data[i * 4..i * 4 + 4];
-        let mut k =
-            u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16 | u32::from(b[3]) << 24;
-        k = k.wrapping_mul(c1).rotate_left(15).wrapping_mul(c2);
-        h ^= k;
-        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
-    }
-    let tail = &data[blocks * 4..];
-    let mut k = 0u32;
-    if tail.len() >= 3 {
-        k ^= u32::from(tail[2]) << 16;
-    }
-    if tail.len() >= 2 {
-        k ^= u32::from(tail[1]) << 8;
-    }
-    if !tail.is_empty() {
-        k ^= u32::from(tail[0]);
-        h ^= k.wrapping_mul(c1).rotate_left(15).wrapping_mul(c2);
-    }
-    h ^= data.len() as u32;
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^ (h >> 16)
-}
-
 /// Whether the flag is on for `subject`, as the contract defines it.
 fn flag_on(flag: &str, subject: &str, enabled: bool, percentage: Option<u8>) -> bool {
-    let bucket = murmur3_32(format!("{flag}:{subject}").as_bytes(), 0) % 100 + 1;
+    // The murmur3 crate, not the store's own MurmurHash3: an independent reference.
+    let key = format!("{flag}:{subject}");
+    let hash = murmur3::murmur3_32(&mut key.as_bytes(), 0).expect("reading a slice");
+    let bucket = hash % 100 + 1;
     enabled && percentage.is_none_or(|p| bucket <= u32::from(p))
 }
 
