@@ -59,4 +59,15 @@ function common.report(summary, latency, expected)
     errors, table.concat(statuses, ",")))
 end
 
+-- The response() and done() of a workload that only counts statuses: `expected(code)` says
+-- which are its answers.
+function common.count_answers(expected)
+  response = function(status)
+    common.count(status)
+  end
+  done = function(summary, latency)
+    common.report(summary, latency, expected)
+  end
+end
+
 return common

@@ -18,10 +18,4 @@ request = function()
     common.headers(token, true), '{"value":{"replicas":' .. n .. ',"region":"eu-west-1"}}')
 end
 
-response = function(status)
-  common.count(status)
-end
-
-done = function(summary, latency)
-  common.report(summary, latency, function(code) return code == 200 end)
-end
+common.count_answers(function(code) return code == 200 end)

@@ -13,10 +13,4 @@ request = function()
     common.headers(token, false))
 end
 
-response = function(status)
-  common.count(status)
-end
-
-done = function(summary, latency)
-  common.report(summary, latency, function(code) return code == 200 end)
-end
+common.count_answers(function(code) return code == 200 end)

@@ -15,10 +15,4 @@ request = function()
     common.headers(token, true), body)
 end
 
-response = function(status)
-  common.count(status)
-end
-
-done = function(summary, latency)
-  common.report(summary, latency, function(code) return code == 200 or code == 429 end)
-end
+common.count_answers(function(code) return code == 200 or code == 429 end)

@@ -261,16 +261,18 @@ impl Savepoint<'_> {
     fn undo(self) -> Result<()> {
         let conn = self.0;
         std::mem::forget(self);
-        run(conn, "ROLLBACK TO op")
-            .and_then(|()| run(conn, "RELEASE op"))
-            .map_err(storage)
+        roll_back_to_savepoint(conn).map_err(storage)
     }
 }
 
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
-        let _ = run(self.0, "ROLLBACK TO op").and_then(|()| run(self.0, "RELEASE op"));
+        let _ = roll_back_to_savepoint(self.0);
     }
+}
+
+fn roll_back_to_savepoint(conn: &Connection) -> rusqlite::Result<()> {
+    run(conn, "ROLLBACK TO op").and_then(|()| run(conn, "RELEASE op"))
 }
 
 impl SqliteBackend {
