@@ -215,20 +215,28 @@ fn check_numbers(n: &Numbers) {
 }
 
 /// A stored rate-limit record, as a backend reads it back: a corrupt one is an error, never a
-/// panic, and one that decodes encodes to the same bytes.
+/// panic; one in the current form encodes to the same bytes, and one in the form of earlier
+/// versions to bytes that decode to the same record.
 fn check_record(data: &[u8]) {
-    const LEN: usize = 16 + 17 * 12;
-    // Most inputs are not of the one valid length: make one that is from them.
-    let mut sized = data.to_vec();
-    sized.resize(LEN, 0);
-    for bytes in [data, &sized[..]] {
+    const LEN: usize = 8 + 8 + 17 * 8;
+    const OLD_LEN: usize = 8 + 8 + 17 * 12;
+    // Most inputs are not of a valid length: make ones that are from them.
+    let sized = |len: usize| {
+        let mut sized = data.to_vec();
+        sized.resize(len, 0);
+        sized
+    };
+    for bytes in [data, &sized(LEN)[..], &sized(OLD_LEN)[..]] {
         match LimitRecord::from_bytes(bytes) {
             Ok(record) => {
-                assert_eq!(
-                    record.to_bytes(),
-                    bytes,
-                    "a record re-encodes to other bytes"
-                );
+                let encoded = record.to_bytes();
+                assert_eq!(encoded.len(), LEN, "a record encodes in the current form");
+                if bytes.len() == LEN {
+                    assert_eq!(encoded, bytes, "a record re-encodes to other bytes");
+                } else {
+                    let again = LimitRecord::from_bytes(&encoded).expect("its own encoding");
+                    assert_eq!(again, record, "an old record re-encodes to another");
+                }
                 for now in [i64::MIN, 0, 1_704_067_200_000_000_000, i64::MAX] {
                     let _ = record.is_idle(Timestamp::from_nanos(now));
                 }

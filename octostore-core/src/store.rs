@@ -408,9 +408,16 @@ impl Api for Session {
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        let verdict = self.store.transact_now(|tx, now, s| {
-            rate_limit::check(tx, now, s.quotas.limits, self.user.id, name, policy)
-        })?;
+        let inner = &*self.store.inner;
+        let owner = self.user.id;
+        let in_place =
+            rate_limit::check_in_place(&*inner.backend, &*inner.clock, owner, name, policy);
+        let verdict = match in_place {
+            Some(verdict) => verdict,
+            None => self.store.transact_now(|tx, now, s| {
+                rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
+            })?,
+        };
         Ok(verdict.decision())
     }
 

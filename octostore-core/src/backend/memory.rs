@@ -209,6 +209,19 @@ impl Backend for MemoryBackend {
         Concurrency::NonBlocking
     }
 
+    fn update_limit_now(
+        &self,
+        clock: &dyn Clock,
+        owner: UserId,
+        name: &LimitName,
+        update: &mut dyn FnMut(Timestamp, &mut LimitRecord),
+    ) -> bool {
+        let mut state = self.state.lock();
+        let now = clock.timestamp();
+        let record = state.limits.get_mut(&OwnedRef::new(owner, name));
+        record.map(|record| update(now, record)).is_some()
+    }
+
     fn transact(
         &self,
         clock: &dyn Clock,

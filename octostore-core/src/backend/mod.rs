@@ -49,6 +49,22 @@ pub trait Backend: Send + Sync {
     /// How a server should run operations on this backend to get the most out of it.
     fn concurrency(&self) -> Concurrency;
 
+    /// Runs `update` on the owner's stored limit at the clock's instant, atomically but
+    /// without a transaction, if the backend has such a path; whether it found the limit
+    /// there. By default it has none and answers `false`: the caller then runs a transaction.
+    /// The memory backend takes it for the hottest operation, the check of an existing rate
+    /// limit: one lookup under its mutex, where a transaction's layers cost twice that.
+    fn update_limit_now(
+        &self,
+        clock: &dyn Clock,
+        owner: UserId,
+        name: &LimitName,
+        update: &mut dyn FnMut(Timestamp, &mut LimitRecord),
+    ) -> bool {
+        let _ = (clock, owner, name, update);
+        false
+    }
+
     /// Runs `work`, whose transactions on this thread may be committed together when it
     /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
     /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some

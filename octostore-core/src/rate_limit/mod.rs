@@ -8,19 +8,21 @@
 //! admitted at about `SUB_WINDOWS / (SUB_WINDOWS + 1)` (94%) of that rate, or fully when each
 //! sub-window holds at most one admission.
 
+mod window;
+
 use chrono::{DateTime, Utc};
 
-use crate::backend::Tx;
+use crate::backend::{Backend, Tx};
 use crate::bounds::RatePolicy;
-use crate::clock::Timestamp;
+use crate::clock::{Clock, Timestamp};
 use crate::error::{Error, Resource, Result};
 use crate::identity::UserId;
 use crate::names::LimitName;
 
+use window::{Cut, SlidingWindow, Tally};
+
 /// How many sub-windows a window is cut into.
 pub const SUB_WINDOWS: usize = 16;
-/// A window plus the sub-window that straddles its start.
-const SLOTS: usize = SUB_WINDOWS + 1;
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// The answer to a check (or, without consuming, to a status request).
@@ -58,41 +60,32 @@ pub struct LimitRecord {
 }
 
 impl LimitRecord {
-    /// The record as bytes, for backends that store it as one value.
+    /// The record as bytes, for backends that store it as one value: the policy (8 bytes),
+    /// then the window.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(16 + SLOTS * 12);
+        let mut out = Vec::with_capacity(8 + SlidingWindow::ENCODED_LEN);
         out.extend_from_slice(&self.policy.max_requests().to_le_bytes());
         out.extend_from_slice(&self.policy.window_seconds().to_le_bytes());
-        out.extend_from_slice(&self.window.head.to_le_bytes());
-        for (count, latest) in self.window.counts.iter().zip(&self.window.latest) {
-            out.extend_from_slice(&count.to_le_bytes());
-            out.extend_from_slice(&latest.to_le_bytes());
-        }
+        self.window.encode(&mut out);
         out
     }
 
-    /// Reads what [`to_bytes`](Self::to_bytes) wrote.
+    /// Reads what [`to_bytes`](Self::to_bytes) wrote, or the form of earlier versions.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let corrupt = || Error::Storage("corrupt rate-limit record".into());
-        if bytes.len() != 16 + SLOTS * 12 {
-            return Err(corrupt());
-        }
-        let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
-        let i64_at = |i: usize| i64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+        let (policy, window) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+        let u32_at = |i: usize| u32::from_le_bytes(policy[i..i + 4].try_into().unwrap());
         let policy = RatePolicy::new(u32_at(0).into(), u32_at(4).into()).map_err(|_| corrupt())?;
-        let window = SlidingWindow::from_slots(
-            i64_at(8),
-            std::array::from_fn(|i| u32_at(16 + i * 12)),
-            std::array::from_fn(|i| i64_at(16 + i * 12 + 4)),
-        )
-        .ok_or_else(corrupt)?;
+        let window =
+            SlidingWindow::decode(window, Cut::of(policy.window_seconds())).ok_or_else(corrupt)?;
         Ok(Self { policy, window })
     }
 
     /// Whether nothing is counted in the window at `now`: such a limit may be forgotten.
     pub fn is_idle(&self, now: Timestamp) -> bool {
-        let t = self.window.effective_now(now.nanos());
-        self.window.tally(t, window_nanos(self.policy)).counted == 0
+        let cut = self.cut();
+        let t = self.window.effective_now(now.nanos(), cut);
+        self.window.tally(t, cut).counted == 0
     }
 
     /// A limit that has counted nothing yet.
@@ -102,196 +95,9 @@ impl LimitRecord {
             window: SlidingWindow::empty(),
         }
     }
-}
 
-/// A ring of sub-windows; slot `i % SLOTS` holds sub-window `i` for `i` in
-/// `head - SUB_WINDOWS ..= head`: how many admissions it counts, and the instant
-/// (nanoseconds since the epoch) of the latest of them, or 0 while it counts none.
-///
-/// **Invariant:** a slot's latest admission lies in the sub-window the slot holds (every
-/// admission goes to the sub-window of its instant, which becomes the head). So the
-/// latest admissions of the non-empty slots grow with their sub-windows: the newest one is
-/// the latest admission of all, and the slots that still count at an instant (latest
-/// admission inside the window) are the newest ones, after those that no longer do. With
-/// the running `total` and the bit set of non-empty slots, a check reads only the newest
-/// non-empty slot and the oldest ones up to the first that counts: usually two slots, not 17,
-/// whether the window is crowded or nearly empty. Counts and instants are kept in two arrays
-/// rather than one of pairs, which would pad each pair to 16 bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct SlidingWindow {
-    head: i64,
-    /// The sum of `counts`.
-    total: u32,
-    /// Bit `s` is set when slot `s` counts any admission.
-    filled: u32,
-    counts: [u32; SLOTS],
-    latest: [i64; SLOTS],
-}
-
-/// The live sub-windows of a window at one instant.
-struct Tally {
-    /// Admissions counted.
-    counted: u32,
-    /// The earliest latest admission among the sub-windows that count, if any counts.
-    earliest: Option<i64>,
-}
-
-fn window_nanos(policy: RatePolicy) -> i64 {
-    i64::from(policy.window_seconds()) * NANOS_PER_SECOND
-}
-
-/// Sub-window width: the window divided into `SUB_WINDOWS`, rounded up.
-fn width(window: i64) -> i64 {
-    (window + SUB_WINDOWS as i64 - 1) / SUB_WINDOWS as i64
-}
-
-fn slot_of(index: i64) -> usize {
-    index.rem_euclid(SLOTS as i64) as usize
-}
-
-impl SlidingWindow {
-    fn empty() -> Self {
-        Self {
-            head: i64::MIN,
-            total: 0,
-            filled: 0,
-            counts: [0; SLOTS],
-            latest: [0; SLOTS],
-        }
-    }
-
-    /// The window of `counts` and `latest`, with `head` as its newest sub-window; `None` if
-    /// the counts add up past what a window can count.
-    fn from_slots(head: i64, counts: [u32; SLOTS], latest: [i64; SLOTS]) -> Option<Self> {
-        let filled = (counts.iter().enumerate())
-            .filter(|&(_, &count)| count > 0)
-            .fold(0, |filled, (slot, _)| filled | 1 << slot);
-        let total = counts
-            .iter()
-            .try_fold(0u32, |total, &n| total.checked_add(n))?;
-        Some(Self {
-            head,
-            total,
-            filled,
-            counts,
-            latest,
-        })
-    }
-
-    /// The non-empty slots by age: the slot of the oldest sub-window of the ring, and a bit
-    /// set whose bit `k` is set when the `k`-th oldest sub-window counts any admission.
-    fn filled_by_age(&self) -> (usize, u32) {
-        let oldest = (slot_of(self.head) + 1) % SLOTS;
-        let by_age = (self.filled >> oldest) | (self.filled << (SLOTS - oldest));
-        (oldest, by_age & ((1 << SLOTS) - 1))
-    }
-
-    /// The non-empty slots, oldest sub-window first.
-    fn filled_oldest_first(&self) -> impl Iterator<Item = usize> {
-        let (oldest, mut by_age) = self.filled_by_age();
-        std::iter::from_fn(move || {
-            (by_age != 0).then(|| {
-                let age = by_age.trailing_zeros() as usize;
-                by_age &= by_age - 1;
-                (oldest + age) % SLOTS
-            })
-        })
-    }
-
-    /// The instant to judge at: `now`, or the latest admission if the clock went back, so a
-    /// clock stepping backwards can never free capacity.
-    fn effective_now(&self, now: i64) -> i64 {
-        let (oldest, by_age) = self.filled_by_age();
-        if by_age == 0 {
-            return now;
-        }
-        let newest = (oldest + (u32::BITS - 1 - by_age.leading_zeros()) as usize) % SLOTS;
-        now.max(self.latest[newest])
-    }
-
-    /// The sub-window `t` lies in: most often the head, which two multiplications confirm,
-    /// sparing the division (tens of cycles).
-    fn index_of(&self, t: i64, width: i64) -> i64 {
-        let head_start = self.head.checked_mul(width);
-        let in_head = head_start.is_some_and(|start| {
-            start <= t && t.checked_sub(width).is_some_and(|before| before < start)
-        });
-        if in_head {
-            self.head
-        } else {
-            t.div_euclid(width)
-        }
-    }
-
-    /// Makes sub-window `index` the head, clearing those that fall out of the ring.
-    fn advance_to(&mut self, index: i64) {
-        if index <= self.head {
-            return;
-        }
-        if self.head == i64::MIN || index - self.head >= SLOTS as i64 {
-            *self = Self {
-                head: index,
-                ..Self::empty()
-            };
-            return;
-        }
-        for i in self.head + 1..=index {
-            let slot = slot_of(i);
-            self.total -= self.counts[slot];
-            self.filled &= !(1 << slot);
-            self.counts[slot] = 0;
-            self.latest[slot] = 0;
-        }
-        self.head = index;
-    }
-
-    /// Counts `count` admissions, the latest at `latest`, in sub-window `index`, which
-    /// becomes the head if it is later.
-    fn admit(&mut self, index: i64, latest: i64, count: u32) {
-        self.advance_to(index);
-        let slot = slot_of(index);
-        // An empty slot's `latest` is meaningless (0): before 1970 it would win a `max`.
-        let was_filled = self.filled & 1 << slot != 0;
-        self.latest[slot] = if was_filled {
-            self.latest[slot].max(latest)
-        } else {
-            latest
-        };
-        self.counts[slot] += count;
-        self.total += count;
-        self.filled |= 1 << slot;
-    }
-
-    /// The sub-windows whose latest admission is inside `(t - window, t]`: all but the
-    /// oldest ones, which are skipped from the ring's old end.
-    fn tally(&self, t: i64, window: i64) -> Tally {
-        // `None` when the window reaches past the earliest instant: then it holds them all.
-        let since = t.checked_sub(window);
-        let mut counted = self.total;
-        for slot in self.filled_oldest_first() {
-            if since.is_none_or(|since| self.latest[slot] > since) {
-                return Tally {
-                    counted,
-                    earliest: Some(self.latest[slot]),
-                };
-            }
-            counted -= self.counts[slot];
-        }
-        Tally {
-            counted,
-            earliest: None,
-        }
-    }
-
-    /// Re-cuts the window for a new width, moving each admission to the sub-window of its
-    /// sub-window's latest admission: later, never earlier, so nothing is under-counted.
-    fn recut(&self, width: i64) -> Self {
-        let mut recut = Self::empty();
-        for slot in self.filled_oldest_first() {
-            let latest = self.latest[slot];
-            recut.admit(latest.div_euclid(width), latest, self.counts[slot]);
-        }
-        recut
+    fn cut(&self) -> Cut {
+        Cut::of(self.policy.window_seconds())
     }
 }
 
@@ -334,35 +140,57 @@ impl Verdict {
 
 /// Counts one check at `now` under `policy` in `record`, if the window allows it.
 fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) -> Verdict {
-    let window = window_nanos(policy);
-    let width = width(window);
     if record.policy.window_seconds() != policy.window_seconds() {
-        record.window = record.window.recut(width);
+        let cut = Cut::of(policy.window_seconds());
+        record.window = record.window.recut(record.cut(), cut);
     }
     record.policy = policy;
+    let cut = record.cut();
     let state = &mut record.window;
     let now = now.nanos();
-    let t = state.effective_now(now);
-    state.advance_to(state.index_of(t, width));
-    let mut tally = state.tally(t, window);
+    let t = state.effective_now(now, cut);
+    state.advance_to_instant(t, cut);
+    let mut tally = state.tally(t, cut);
     let allowed = tally.counted < policy.max_requests();
     if allowed {
-        state.admit(state.head, t, 1);
-        // `t` is the latest instant in the window, so it is the earliest only if alone.
+        let kept = state.admit(t, 1, cut);
+        // The latest instant in the window, so the earliest only if alone.
         tally.counted += 1;
-        tally.earliest.get_or_insert(t);
+        tally.earliest.get_or_insert(kept);
     }
-    Verdict::new(now, window, policy.max_requests(), &tally, allowed)
+    Verdict::new(now, cut.window, policy.max_requests(), &tally, allowed)
 }
 
 fn peek(record: &LimitRecord, now: Timestamp) -> (u32, Decision) {
-    let window = window_nanos(record.policy);
+    let cut = record.cut();
     let now = now.nanos();
-    let t = record.window.effective_now(now);
-    let tally = record.window.tally(t, window);
+    let t = record.window.effective_now(now, cut);
+    let tally = record.window.tally(t, cut);
     let allowed = tally.counted < record.policy.max_requests();
-    let verdict = Verdict::new(now, window, record.policy.max_requests(), &tally, allowed);
+    let verdict = Verdict::new(
+        now,
+        cut.window,
+        record.policy.max_requests(),
+        &tally,
+        allowed,
+    );
     (tally.counted, verdict.decision())
+}
+
+/// Counts one check of a limit the backend updates in place, without a transaction (see
+/// [`Backend::update_limit_now`]); `None` when it cannot: then [`check`] in a transaction.
+pub(crate) fn check_in_place(
+    backend: &dyn Backend,
+    clock: &dyn Clock,
+    owner: UserId,
+    name: &LimitName,
+    policy: RatePolicy,
+) -> Option<Verdict> {
+    let mut verdict = None;
+    backend.update_limit_now(clock, owner, name, &mut |now, record| {
+        verdict = Some(check_record(record, policy, now));
+    });
+    verdict
 }
 
 /// Counts one check; the caller makes the [`Decision`] from the verdict after the
@@ -467,7 +295,7 @@ mod tests {
         check_record(&mut record, policy, at(0));
         let mut bytes = record.to_bytes();
         for slot in 0..2 {
-            bytes[16 + slot * 12..16 + slot * 12 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            bytes[16 + slot * 8..16 + slot * 8 + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         }
         assert!(matches!(
             LimitRecord::from_bytes(&bytes),
@@ -542,51 +370,12 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_sub_window_of_an_instant_is_found_with_or_without_dividing() {
-        let width = 625_000_000;
-        let mut window = SlidingWindow::empty();
-        for t in [
-            -1,
-            0,
-            1,
-            width - 1,
-            width,
-            5 * width + 7,
-            5 * width - 1,
-            i64::MIN,
-            i64::MAX,
-        ] {
-            assert_eq!(window.index_of(t, width), t.div_euclid(width), "{t}");
-            window.head = t.div_euclid(width);
-            for delta in [-width, -1, 0, 1, width] {
-                if let Some(near) = t.checked_add(delta) {
-                    assert_eq!(
-                        window.index_of(near, width),
-                        near.div_euclid(width),
-                        "{near}"
-                    );
-                }
-            }
-        }
-    }
-
-    /// What the ring's ends tell, computed the long way: from every slot.
-    fn scanned(window: &SlidingWindow, now: i64, length: i64) -> (i64, u32, Option<i64>) {
-        let admitted =
-            || (window.counts.iter().zip(&window.latest)).filter(|&(&count, _)| count > 0);
-        let t = admitted().map(|(_, &latest)| latest).fold(now, i64::max);
-        let live = || admitted().filter(|&(_, &latest)| latest > t - length);
-        let counted = live().map(|(&count, _)| count).sum();
-        (t, counted, live().map(|(_, &latest)| latest).min())
-    }
-
     proptest::proptest! {
         #[test]
         fn the_ring_ends_tell_what_every_slot_tells(
-            steps in proptest::collection::vec((-3_000i64..9_000, 0usize..4), 1..120)
+            steps in proptest::collection::vec((-3_000i64..9_000, 0usize..5), 1..120)
         ) {
-            let policies = [(3, 10), (50, 10), (2, 3), (20, 40)]
+            let policies = [(3, 10), (50, 10), (2, 3), (20, 40), (5, 100)]
                 .map(|(max, secs)| RatePolicy::new(max, secs).unwrap());
             let mut record = LimitRecord::new(policies[0]);
             let mut ms = 0;
@@ -594,15 +383,14 @@ mod tests {
                 ms += step;
                 let policy = policies[policy];
                 let window = &record.window;
-                let length = window_nanos(record.policy);
+                let cut = record.cut();
                 let now = at(ms).nanos();
-                let (t, counted, earliest) = scanned(window, now, length);
-                proptest::prop_assert_eq!(window.effective_now(now), t);
-                let tally = window.tally(t, length);
+                let (t, counted, earliest) = window.scanned(now, cut);
+                proptest::prop_assert_eq!(window.effective_now(now, cut), t);
+                let tally = window.tally(t, cut);
                 proptest::prop_assert_eq!((tally.counted, tally.earliest), (counted, earliest));
-                let rebuilt = SlidingWindow::from_slots(window.head, window.counts, window.latest)
-                    .expect("a window's counts fit");
-                proptest::prop_assert_eq!(window, &rebuilt);
+                let stored = LimitRecord::from_bytes(&record.to_bytes());
+                proptest::prop_assert_eq!(stored.as_ref().ok(), Some(&record));
                 check_record(&mut record, policy, at(ms));
             }
         }
@@ -616,7 +404,18 @@ mod tests {
             record = check_at(Some(record), policy, ms).0;
         }
         assert_eq!(LimitRecord::from_bytes(&record.to_bytes()).unwrap(), record);
-        assert!(LimitRecord::from_bytes(&[0; 3]).is_err());
+        let sized = |len: usize| {
+            let mut bytes = record.to_bytes()[..8].to_vec();
+            bytes.resize(len, 0);
+            LimitRecord::from_bytes(&bytes)
+        };
+        for len in [0, 3, 8, 12, 151, 153, 219, 221] {
+            assert!(sized(len).is_err(), "{len} bytes");
+        }
+        // The current form and the form of earlier versions.
+        for len in [152, 220] {
+            assert_eq!(sized(len).unwrap().policy, policy, "{len} bytes");
+        }
     }
 
     #[test]
