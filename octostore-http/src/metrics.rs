@@ -1,9 +1,15 @@
 //! `GET /metrics`: requests by route and status, a latency histogram by route, live locks.
 //! Routes are labelled by template (`/locks/{name}`), never by the names in the path.
 
+use std::sync::OnceLock;
+
+use parking_lot::RwLock;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
+
+use crate::routes::{template, template_index, TEMPLATE_COUNT};
 
 /// The server's metrics.
 pub struct Metrics {
@@ -11,6 +17,26 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     live_locks: IntGauge,
+    /// The children of `requests` and `latency` already used, by route (the templates, then
+    /// "unmatched"), so that counting a request neither formats nor hashes its labels.
+    routes: Box<[RouteMetrics]>,
+}
+
+/// The methods whose counters are kept in [`RouteMetrics`]; any other method (a client may
+/// send any token) is counted through the vector's own lookup.
+const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+
+/// At most this many (method, status) counters are kept per route; more go through the
+/// vector's own lookup.
+const CACHED_PER_ROUTE: usize = 16;
+
+/// One route's metric children, created on first use (as `with_label_values` creates them,
+/// so the exposition lists the same series).
+#[derive(Default)]
+struct RouteMetrics {
+    latency: OnceLock<Histogram>,
+    /// (index in [`METHODS`], status) and its counter.
+    requests: RwLock<Vec<((u8, u16), IntCounter)>>,
 }
 
 impl Metrics {
@@ -52,16 +78,51 @@ impl Metrics {
             requests,
             latency,
             live_locks,
+            routes: (0..=TEMPLATE_COUNT)
+                .map(|_| RouteMetrics::default())
+                .collect(),
         }
     }
 
     /// Counts one answered request.
     pub fn observe(&self, path: &str, method: &str, status: u16, seconds: f64) {
-        let route = crate::routes::template_of(path).map_or("unmatched", |(t, _)| t);
-        self.requests
-            .with_label_values(&[route, method, &status.to_string()])
-            .inc();
-        self.latency.with_label_values(&[route]).observe(seconds);
+        let index = template_index(path);
+        let route = index.map_or("unmatched", template);
+        let cached = &self.routes[index.unwrap_or(TEMPLATE_COUNT)];
+        self.count_request(cached, route, method, status);
+        cached
+            .latency
+            .get_or_init(|| self.latency.with_label_values(&[route]))
+            .observe(seconds);
+    }
+
+    /// Counts a request of `route`, `method` and `status` on the route's cached counter if
+    /// it has one.
+    fn count_request(&self, cached: &RouteMetrics, route: &str, method: &str, status: u16) {
+        let create = || {
+            self.requests
+                .with_label_values(&[route, method, &status.to_string()])
+        };
+        let Some(m) = METHODS.iter().position(|&known| known == method) else {
+            return create().inc();
+        };
+        let key = (m as u8, status);
+        let counted = |requests: &[((u8, u16), IntCounter)]| {
+            let found = requests.iter().find(|(k, _)| *k == key);
+            found.map(|(_, counter)| counter.inc()).is_some()
+        };
+        if counted(&cached.requests.read()) {
+            return;
+        }
+        let mut requests = cached.requests.write();
+        if counted(&requests) {
+            return;
+        }
+        let counter = create();
+        counter.inc();
+        if requests.len() < CACHED_PER_ROUTE {
+            requests.push((key, counter));
+        }
     }
 
     /// The exposition text, with the live-lock gauge set to `live_locks`.
@@ -90,5 +151,39 @@ mod tests {
         ));
         assert!(text.contains(r#"route="unmatched""#));
         assert!(text.contains("octostore_live_locks 3"));
+    }
+
+    #[test]
+    fn cached_counters_count_every_request() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.observe("/locks/a/release", "POST", 200, 0.001);
+        }
+        metrics.observe("/locks/b/release", "BREW", 200, 0.001);
+        // More statuses on one route than the cache keeps.
+        for status in 400..(400 + CACHED_PER_ROUTE as u16 + 4) {
+            metrics.observe("/locks", "GET", status, 0.001);
+            metrics.observe("/locks", "GET", status, 0.001);
+        }
+        let text = metrics.render(0);
+        assert!(text.contains(
+            r#"octostore_http_requests_total{method="POST",route="/locks/{name}/release",status="200"} 3"#
+        ));
+        assert!(text.contains(
+            r#"octostore_http_requests_total{method="BREW",route="/locks/{name}/release",status="200"} 1"#
+        ));
+        for status in 400..(400 + CACHED_PER_ROUTE as u16 + 4) {
+            let line = format!(
+                r#"octostore_http_requests_total{{method="GET",route="/locks",status="{status}"}} 2"#
+            );
+            assert!(text.contains(&line), "missing {line}");
+        }
+        assert!(text.contains(
+            r#"octostore_http_request_duration_seconds_count{route="/locks/{name}/release"} 4"#
+        ));
+        assert!(
+            !text.contains(r#"route="/flags""#),
+            "no series before a request"
+        );
     }
 }

@@ -37,31 +37,84 @@ pub fn all(app: &App) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Each path template of the API and the methods it answers, for metrics labels and `Allow`.
-pub fn template_of(path: &str) -> Option<(&'static str, &'static str)> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    Some(match segments.as_slice() {
-        ["health"] => ("/health", "GET"),
-        ["metrics"] => ("/metrics", "GET"),
-        ["openapi.yaml"] => ("/openapi.yaml", "GET"),
-        ["auth", "github"] => ("/auth/github", "GET"),
-        ["auth", "github", "callback"] => ("/auth/github/callback", "GET"),
-        ["auth", "token", "rotate"] => ("/auth/token/rotate", "POST"),
-        ["locks"] => ("/locks", "GET"),
-        ["locks", _] => ("/locks/{name}", "GET"),
-        ["locks", _, "acquire"] => ("/locks/{name}/acquire", "POST"),
-        ["locks", _, "release"] => ("/locks/{name}/release", "POST"),
-        ["locks", _, "renew"] => ("/locks/{name}/renew", "POST"),
-        ["limits"] => ("/limits", "GET"),
-        ["limits", _] => ("/limits/{name}", "GET, DELETE"),
-        ["limits", _, "check"] => ("/limits/{name}/check", "POST"),
-        ["flags"] => ("/flags", "GET"),
-        ["flags", _] => ("/flags/{name}", "PUT, GET, DELETE"),
-        ["config"] => ("/config", "GET"),
-        ["config", _] => ("/config/{key}", "PUT, GET, DELETE"),
-        ["config", _, "history"] => ("/config/{key}/history", "GET"),
+/// Each path template of the API and the methods it answers, for metrics labels and `Allow`,
+/// in the order of [`template_index`].
+const TEMPLATES: [(&str, &str); 19] = [
+    ("/health", "GET"),
+    ("/metrics", "GET"),
+    ("/openapi.yaml", "GET"),
+    ("/auth/github", "GET"),
+    ("/auth/github/callback", "GET"),
+    ("/auth/token/rotate", "POST"),
+    ("/locks", "GET"),
+    ("/locks/{name}", "GET"),
+    ("/locks/{name}/acquire", "POST"),
+    ("/locks/{name}/release", "POST"),
+    ("/locks/{name}/renew", "POST"),
+    ("/limits", "GET"),
+    ("/limits/{name}", "GET, DELETE"),
+    ("/limits/{name}/check", "POST"),
+    ("/flags", "GET"),
+    ("/flags/{name}", "PUT, GET, DELETE"),
+    ("/config", "GET"),
+    ("/config/{key}", "PUT, GET, DELETE"),
+    ("/config/{key}/history", "GET"),
+];
+
+/// How many path templates the API has: [`template_index`] answers below this.
+pub const TEMPLATE_COUNT: usize = TEMPLATES.len();
+
+/// The index in [`TEMPLATES`] of the path template that `path` matches (any segment, the
+/// empty one included, matches a name), without allocating: it runs for every request.
+pub fn template_index(path: &str) -> Option<usize> {
+    // The segments, split by hand: `str::split` costs more than the match below.
+    let path = path.trim_start_matches('/');
+    let mut segments = [None; 3];
+    let (mut count, mut start) = (0, 0);
+    for (i, byte) in path.bytes().enumerate() {
+        if byte == b'/' {
+            *segments.get_mut(count)? = Some(&path[start..i]);
+            count += 1;
+            start = i + 1;
+        }
+    }
+    *segments.get_mut(count)? = Some(&path[start..]);
+    let [Some(first), second, third] = segments else {
+        unreachable!("the first segment is always set")
+    };
+    Some(match (first, second, third) {
+        ("health", None, None) => 0,
+        ("metrics", None, None) => 1,
+        ("openapi.yaml", None, None) => 2,
+        ("auth", Some("github"), None) => 3,
+        ("auth", Some("github"), Some("callback")) => 4,
+        ("auth", Some("token"), Some("rotate")) => 5,
+        ("locks", None, None) => 6,
+        ("locks", Some(_), None) => 7,
+        ("locks", Some(_), Some("acquire")) => 8,
+        ("locks", Some(_), Some("release")) => 9,
+        ("locks", Some(_), Some("renew")) => 10,
+        ("limits", None, None) => 11,
+        ("limits", Some(_), None) => 12,
+        ("limits", Some(_), Some("check")) => 13,
+        ("flags", None, None) => 14,
+        ("flags", Some(_), None) => 15,
+        ("config", None, None) => 16,
+        ("config", Some(_), None) => 17,
+        ("config", Some(_), Some("history")) => 18,
         _ => return None,
     })
+}
+
+/// The path template `path` matches and the methods it answers, for metrics labels and
+/// `Allow`.
+pub fn template_of(path: &str) -> Option<(&'static str, &'static str)> {
+    template_index(path).map(|i| TEMPLATES[i])
+}
+
+/// The template of index `index` (from [`template_index`]).
+pub fn template(index: usize) -> &'static str {
+    TEMPLATES[index].0
 }
 
 /// 405 with `Allow` for a known path asked with a method it does not answer. A request with
@@ -108,4 +161,45 @@ fn query() -> impl Filter<Extract = (Vec<(String, String)>,), Error = warp::Reje
 /// A 200 JSON answer.
 fn ok<T: serde::Serialize>(body: &T) -> octostore_core::Result<Response> {
     Ok(json(StatusCode::OK, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_their_templates() {
+        let cases = [
+            ("/health", Some("/health")),
+            ("//health", Some("/health")),
+            ("/health/", None),
+            ("", None),
+            ("/", None),
+            ("/locks", Some("/locks")),
+            ("/locks/", Some("/locks/{name}")),
+            ("/locks/a", Some("/locks/{name}")),
+            ("/locks//acquire", Some("/locks/{name}/acquire")),
+            ("/locks/a/acquire", Some("/locks/{name}/acquire")),
+            ("/locks/a/acquire/", None),
+            ("/locks/a/b", None),
+            ("/auth/github", Some("/auth/github")),
+            ("/auth/github/callback", Some("/auth/github/callback")),
+            ("/auth/x/callback", None),
+            ("/config/k/history", Some("/config/{key}/history")),
+            ("/config/k/history/x", None),
+            ("/nope/x/y/z", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(template_of(path).map(|(t, _)| t), want, "{path}");
+        }
+        assert_eq!(
+            template_of("/flags/f"),
+            Some(("/flags/{name}", "PUT, GET, DELETE"))
+        );
+        // Each template is the one its own paths match.
+        for (template, _) in TEMPLATES {
+            let path = template.replace("{name}", "n").replace("{key}", "k");
+            assert_eq!(template_of(&path).map(|(t, _)| t), Some(template));
+        }
+    }
 }
