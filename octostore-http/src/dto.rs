@@ -14,6 +14,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// An instant as chrono serializes it (RFC 3339, UTC as `Z`, as many fractional digits as
+/// it has: none, 3, 6 or 9), formatted into a string first: chrono's own `Serialize` writes
+/// it character by character through serde_json's escaping writer, which costs more.
+fn rfc3339<S: serde::Serializer>(
+    at: &DateTime<Utc>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
 /// `status` of a lock answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -31,6 +41,7 @@ pub struct LockResponse {
     pub name: String,
     pub lease_id: Uuid,
     pub fencing_token: u64,
+    #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
     pub holder: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -95,6 +106,7 @@ pub struct LockInfo {
     pub holder: String,
     pub lease_id: Uuid,
     pub fencing_token: u64,
+    #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
@@ -143,6 +155,7 @@ pub struct LockConflict {
 pub struct ConflictingLock {
     pub name: String,
     pub holder: String,
+    #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
@@ -157,6 +170,7 @@ pub struct Released {
 pub struct LimitDecision {
     pub allowed: bool,
     pub remaining: u32,
+    #[serde(serialize_with = "rfc3339")]
     pub reset_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
@@ -192,6 +206,7 @@ pub struct LimitInfo {
     pub current_count: u32,
     pub remaining: u32,
     pub allowed: bool,
+    #[serde(serialize_with = "rfc3339")]
     pub reset_at: DateTime<Utc>,
     /// Extension: as in a check's answer, present when a check would be denied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,7 +260,9 @@ pub struct FlagInfo {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<u8>,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -299,7 +316,9 @@ pub struct ConfigInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub version: u64,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -335,6 +354,7 @@ pub struct VersionInfo {
     pub value: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -371,7 +391,9 @@ pub struct ConfigListItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub version: u64,
+    #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -437,4 +459,28 @@ pub struct ErrorBody {
     pub error: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn instants_are_written_as_chrono_writes_them() {
+        #[derive(Serialize)]
+        struct Ours(#[serde(serialize_with = "rfc3339")] DateTime<Utc>);
+        let second = Utc.with_ymd_and_hms(2026, 11, 28, 9, 5, 7).unwrap();
+        for nanos in [0, 1, 1_000, 120_000_000, 123_000, 123_456_789, 999_999_999] {
+            let at = second + chrono::Duration::nanoseconds(nanos);
+            let theirs = serde_json::to_string(&at).unwrap();
+            assert_eq!(serde_json::to_string(&Ours(at)).unwrap(), theirs);
+        }
+        let at = Utc.with_ymd_and_hms(1, 1, 1, 0, 0, 0).unwrap();
+        assert_eq!(
+            serde_json::to_string(&Ours(at)).unwrap(),
+            serde_json::to_string(&at).unwrap()
+        );
+    }
 }
