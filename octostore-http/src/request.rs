@@ -2,6 +2,7 @@
 //! layer's body deadline passes), its JSON fields with errors that name the field, and
 //! percent-encoded path names.
 
+use std::borrow::Cow;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -80,7 +81,7 @@ async fn discard<B: Buf>(mut stream: Pin<&mut impl Stream<Item = Result<B, warp:
 /// A path segment, percent-decoded; `field` names it in the error. A `%` not followed by two
 /// hex digits is refused rather than kept, so that one name has one spelling besides its
 /// percent-encodings.
-pub fn path_name(raw: &str, field: &'static str) -> Result<String> {
+pub fn path_name<'a>(raw: &'a str, field: &'static str) -> Result<Cow<'a, str>> {
     let bytes = raw.as_bytes();
     let stray_percent = bytes.iter().enumerate().any(|(i, &b)| {
         b == b'%'
@@ -96,7 +97,6 @@ pub fn path_name(raw: &str, field: &'static str) -> Result<String> {
     }
     percent_encoding::percent_decode_str(raw)
         .decode_utf8()
-        .map(|s| s.into_owned())
         .map_err(|_| Error::invalid(field, "is not valid UTF-8 once percent-decoded"))
 }
 
