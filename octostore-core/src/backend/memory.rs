@@ -50,7 +50,7 @@ struct State {
     tokens: HashMap<TokenHash, TokenRecord>,
     leases: Leases,
     last_fencing_token: u64,
-    limits: HashMap<Owned<LimitName>, LimitRecord>,
+    limits: Limits,
     flags: HashMap<Owned<FlagName>, Flag>,
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
     config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, ConfigVersion>>,
@@ -123,6 +123,64 @@ impl Leases {
             hash_table::Entry::Occupied(stored) => Some(stored.remove().0),
             hash_table::Entry::Vacant(_) => None,
         }
+    }
+}
+
+/// The rate limits, each beside its key in a 192-byte bucket aligned to a cache line: a
+/// check finds the key, the window's head and its newest sub-window in one line.
+#[derive(Default)]
+struct Limits {
+    table: HashTable<StoredLimit>,
+    hasher: DefaultHashBuilder,
+}
+
+#[repr(C, align(64))]
+struct StoredLimit {
+    owner: UserId,
+    name: LimitName,
+    record: LimitRecord,
+}
+
+const _: () = assert!(std::mem::size_of::<StoredLimit>() == 3 * 64);
+
+impl Limits {
+    fn hash(&self, owner: UserId, name: &str) -> u64 {
+        self.hasher.hash_one(OwnedRef { owner, name })
+    }
+
+    fn get(&self, owner: UserId, name: &str) -> Option<&LimitRecord> {
+        let hash = self.hash(owner, name);
+        let found = self
+            .table
+            .find(hash, |l| l.owner == owner && l.name.as_str() == name);
+        found.map(|l| &l.record)
+    }
+
+    fn get_mut(&mut self, owner: UserId, name: &str) -> Option<&mut LimitRecord> {
+        let hash = self.hash(owner, name);
+        let found = (self.table).find_mut(hash, |l| l.owner == owner && l.name.as_str() == name);
+        found.map(|l| &mut l.record)
+    }
+
+    /// Adds a limit the table does not hold.
+    fn insert(&mut self, owner: UserId, name: &LimitName, record: LimitRecord) {
+        let hasher = &self.hasher;
+        let stored = StoredLimit {
+            owner,
+            name: name.clone(),
+            record,
+        };
+        self.table
+            .insert_unique(self.hash(owner, name.as_str()), stored, |l| {
+                hasher.hash_one(OwnedRef::new(l.owner, &l.name))
+            });
+    }
+
+    /// Whether the limit was there.
+    fn remove(&mut self, owner: UserId, name: &str) -> bool {
+        let hash = self.hash(owner, name);
+        let found = (self.table).find_entry(hash, |l| l.owner == owner && l.name.as_str() == name);
+        found.map(|entry| entry.remove()).is_ok()
     }
 }
 
@@ -218,7 +276,7 @@ impl Backend for MemoryBackend {
     ) -> bool {
         let mut state = self.state.lock();
         let now = clock.timestamp();
-        let record = state.limits.get_mut(&OwnedRef::new(owner, name));
+        let record = state.limits.get_mut(owner, name.as_str());
         record.map(|record| update(now, record)).is_some()
     }
 
@@ -368,19 +426,14 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn limit(&mut self, owner: UserId, name: &LimitName) -> Result<Option<LimitRecord>> {
-        let key = OwnedRef::new(owner, name);
-        Ok(self.state.limits.get(&key).cloned())
+        Ok(self.state.limits.get(owner, name.as_str()).cloned())
     }
 
     fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()> {
-        match self.state.limits.get_mut(&OwnedRef::new(owner, name)) {
+        match self.state.limits.get_mut(owner, name.as_str()) {
             Some(stored) => stored.clone_from(record),
             None => {
-                let key = Owned {
-                    owner,
-                    name: name.clone(),
-                };
-                self.state.limits.insert(key, record.clone());
+                self.state.limits.insert(owner, name, record.clone());
                 self.state.names_mut(owner).limits.insert(name.clone());
             }
         }
@@ -394,16 +447,12 @@ impl Tx for MemoryTx<'_> {
         name: &LimitName,
         update: &mut dyn FnMut(&mut LimitRecord),
     ) -> Result<bool> {
-        let key = OwnedRef::new(owner, name);
-        Ok(self.state.limits.get_mut(&key).map(update).is_some())
+        let record = self.state.limits.get_mut(owner, name.as_str());
+        Ok(record.map(update).is_some())
     }
 
     fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool> {
-        let existed = self
-            .state
-            .limits
-            .remove(&OwnedRef::new(owner, name))
-            .is_some();
+        let existed = self.state.limits.remove(owner, name.as_str());
         if existed {
             self.state.names_mut(owner).limits.remove(name);
         }
@@ -418,7 +467,10 @@ impl Tx for MemoryTx<'_> {
         Ok(names
             .limits
             .iter()
-            .map(|n| (n.clone(), limits[&OwnedRef::new(owner, n)].clone()))
+            .map(|n| {
+                let record = limits.get(owner, n.as_str());
+                (n.clone(), record.expect("an indexed limit").clone())
+            })
             .collect())
     }
 
@@ -428,17 +480,17 @@ impl Tx for MemoryTx<'_> {
 
     fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize> {
         let State { limits, names, .. } = &mut *self.state;
-        let before = limits.len();
-        limits.retain(|key, record| {
-            let kept = keep(record);
+        let before = limits.table.len();
+        limits.table.retain(|l| {
+            let kept = keep(&l.record);
             if !kept {
-                if let Some(names) = names.get_mut(&key.owner) {
-                    names.limits.remove(&key.name);
+                if let Some(names) = names.get_mut(&l.owner) {
+                    names.limits.remove(&l.name);
                 }
             }
             kept
         });
-        Ok(before - limits.len())
+        Ok(before - limits.table.len())
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {

@@ -53,6 +53,7 @@ pub struct LimitSummary {
 
 /// What a backend stores for one limit: a fixed size whatever `max_requests` is.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)] // In this order: what every check reads comes first, in one cache line.
 pub struct LimitRecord {
     /// The policy of the latest check.
     pub policy: RatePolicy,
@@ -139,6 +140,7 @@ impl Verdict {
 }
 
 /// Counts one check at `now` under `policy` in `record`, if the window allows it.
+#[inline]
 fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) -> Verdict {
     if record.policy.window_seconds() != policy.window_seconds() {
         let cut = Cut::of(policy.window_seconds());

@@ -39,6 +39,7 @@ impl Cut {
     }
 
     /// The instant `offset` nanoseconds into sub-window `index`.
+    #[inline]
     fn instant(self, index: i64, offset: i64) -> i64 {
         let start = index.checked_mul(self.width);
         match start.and_then(|start| start.checked_add(offset)) {
@@ -80,18 +81,20 @@ impl Slot {
     }
 }
 
-/// The last [`SLOTS`] sub-windows, oldest first: `slots[k]` is sub-window
-/// `head - SUB_WINDOWS + k`, so the head is the last slot. Moving the head shifts the slots
-/// down (once per sub-window at most; 136 bytes), which spares every read a remainder.
+/// The last [`SLOTS`] sub-windows, newest first: `slots[k]` is sub-window `head - k`, so
+/// the head is the first slot, in the cache line of the record's other fields. Moving the
+/// head shifts the slots up (once per sub-window at most; 136 bytes), which spares every
+/// read a remainder.
 ///
 /// **Invariant:** a slot's latest admission lies in its sub-window (an admission goes to the
-/// head, at an instant no earlier than the head's start). So the latest admissions of the non-empty slots grow
-/// with their sub-windows: the newest one is the latest admission of all, and the slots that
+/// head, at an instant no earlier than the head's start). So the latest admissions of the
+/// non-empty slots grow with their sub-windows: the newest one is the latest admission of all, and the slots that
 /// still count at an instant (latest admission inside the window) are the newest ones, after
 /// those that no longer do. With the running `total` and the bit set of non-empty slots, a
 /// check reads only the newest non-empty slot and the oldest ones up to the first that
 /// counts: usually two slots, not 17.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[repr(C)] // In this order: the head's slot shares a cache line with the fields before it.
 pub(super) struct SlidingWindow {
     head: i64,
     /// The sum of the counts.
@@ -110,7 +113,7 @@ pub(super) struct Tally {
 }
 
 /// The head's slot.
-const HEAD: usize = SUB_WINDOWS;
+const HEAD: usize = 0;
 
 impl SlidingWindow {
     pub(super) fn empty() -> Self {
@@ -123,22 +126,25 @@ impl SlidingWindow {
     }
 
     /// The latest admission of `slots[k]`.
+    #[inline]
     fn latest_at(&self, k: usize, cut: Cut) -> i64 {
-        cut.instant(self.head - (HEAD - k) as i64, self.slots[k].offset())
+        cut.instant(self.head - k as i64, self.slots[k].offset())
     }
 
     /// The instant to judge at: `now`, or the latest admission if the clock went back, so a
     /// clock stepping backwards can never free capacity.
+    #[inline]
     pub(super) fn effective_now(&self, now: i64, cut: Cut) -> i64 {
         if self.filled == 0 {
             return now;
         }
-        let newest = (u32::BITS - 1 - self.filled.leading_zeros()) as usize;
+        let newest = self.filled.trailing_zeros() as usize;
         now.max(self.latest_at(newest, cut))
     }
 
     /// The sub-window `t` lies in: most often the head, which two multiplications confirm,
     /// sparing the division (tens of cycles).
+    #[inline]
     fn index_of(&self, t: i64, cut: Cut) -> i64 {
         let head_start = self.head.checked_mul(cut.width);
         let in_head = head_start.is_some_and(|start| {
@@ -154,10 +160,17 @@ impl SlidingWindow {
     }
 
     /// Makes sub-window `index` the head, forgetting those that fall out.
+    #[inline]
     fn advance_to(&mut self, index: i64) {
-        if index <= self.head {
-            return;
+        if index > self.head {
+            self.shift_to(index);
         }
+    }
+
+    /// [`advance_to`](Self::advance_to) a later sub-window: once per sub-window at most, so
+    /// kept out of line, away from the checks within the head.
+    #[inline(never)]
+    fn shift_to(&mut self, index: i64) {
         if self.head == i64::MIN || index - self.head >= SLOTS as i64 {
             *self = Self {
                 head: index,
@@ -166,16 +179,17 @@ impl SlidingWindow {
             return;
         }
         let by = (index - self.head) as usize;
-        for gone in &self.slots[..by] {
+        for gone in &self.slots[SLOTS - by..] {
             self.total -= gone.count();
         }
-        self.slots.copy_within(by.., 0);
-        self.slots[SLOTS - by..].fill(Slot::default());
-        self.filled >>= by;
+        self.slots.copy_within(..SLOTS - by, by);
+        self.slots[..by].fill(Slot::default());
+        self.filled = (self.filled << by) & ((1 << SLOTS) - 1);
         self.head = index;
     }
 
     /// Moves the head to the sub-window of `t` if that is later, forgetting what falls out.
+    #[inline]
     pub(super) fn advance_to_instant(&mut self, t: i64, cut: Cut) {
         let index = self.index_of(t, cut);
         self.advance_to(index);
@@ -184,6 +198,7 @@ impl SlidingWindow {
     /// Counts `count` admissions at `t` in the sub-window of `t`, which becomes the head if
     /// it is later; or in the head if `t` is before the head's start (the clock went back):
     /// then at the head's start, later than `t`, never earlier. Returns the instant kept.
+    #[inline]
     pub(super) fn admit(&mut self, t: i64, count: u32, cut: Cut) -> i64 {
         let index = self.index_of(t, cut);
         let (index, t) = if index >= self.head {
@@ -212,6 +227,7 @@ impl SlidingWindow {
 
     /// The sub-windows whose latest admission is inside `(t - window, t]`: all but the
     /// oldest ones, which are skipped from the old end.
+    #[inline]
     pub(super) fn tally(&self, t: i64, cut: Cut) -> Tally {
         // `None` when the window reaches past the earliest instant: then it holds them all.
         let since = t.checked_sub(cut.window);
@@ -233,12 +249,13 @@ impl SlidingWindow {
     }
 
     /// The non-empty slots, oldest first.
+    #[inline]
     fn filled_oldest_first(&self) -> impl Iterator<Item = usize> {
         let mut filled = self.filled;
         std::iter::from_fn(move || {
             (filled != 0).then(|| {
-                let k = filled.trailing_zeros() as usize;
-                filled &= filled - 1;
+                let k = (u32::BITS - 1 - filled.leading_zeros()) as usize;
+                filled &= !(1 << k);
                 k
             })
         })
@@ -265,7 +282,7 @@ impl SlidingWindow {
         Self::rebuilt(self.admissions(from), to)
     }
 
-    /// Bytes of the stored form: the head (8), then each slot, oldest first (8).
+    /// Bytes of the stored form: the head (8), then each slot, newest first (8).
     pub(super) const ENCODED_LEN: usize = 8 + SLOTS * 8;
     /// The form before packed slots: the head (8), then per slot `i % SLOTS` (sub-window
     /// `i`) its count (4) and its latest admission in nanoseconds since the epoch (8).
@@ -397,7 +414,7 @@ mod tests {
     fn old_bytes(window: &SlidingWindow, cut: Cut) -> Vec<u8> {
         let mut by_slot = [(0u32, 0i64); SLOTS];
         for k in window.filled_oldest_first() {
-            let index = window.head - (HEAD - k) as i64;
+            let index = window.head - k as i64;
             let slot = index.rem_euclid(SLOTS as i64) as usize;
             by_slot[slot] = (window.slots[k].count(), window.latest_at(k, cut));
         }
