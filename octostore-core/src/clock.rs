@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use parking_lot::Mutex;
 
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
-const SECONDS_PER_DAY: i64 = 86_400;
+const NANOS_PER_DAY: i64 = 86_400 * NANOS_PER_SECOND;
 /// Days from 0001-01-01 (day 1 of the common era, as chrono counts) to 1970-01-01.
 const DAYS_FROM_CE_TO_UNIX_EPOCH: i64 = 719_163;
 
@@ -42,28 +42,36 @@ impl Timestamp {
     /// The same instant as a calendar date and time.
     ///
     /// Finding the date of a day number is most of the conversion's cost (~15 ns, where the
-    /// rest takes ~2), so each thread remembers the last day it converted: answers about
-    /// now (a lease's expiry, a window's reset) fall on the same few days.
+    /// rest takes ~2), so each thread remembers the last day it converted and where it
+    /// starts: answers about now (a lease's expiry, a window's reset) fall on the same days.
     pub fn to_datetime(self) -> DateTime<Utc> {
         thread_local! {
             static LAST_DAY: Cell<Option<(i64, NaiveDate)>> = const { Cell::new(None) };
         }
-        let seconds = self.0.div_euclid(NANOS_PER_SECOND);
-        let nanos = self.0.rem_euclid(NANOS_PER_SECOND) as u32;
-        let day = seconds.div_euclid(SECONDS_PER_DAY);
-        let second_of_day = seconds.rem_euclid(SECONDS_PER_DAY) as u32;
-        let date = LAST_DAY.with(|last| match last.get() {
-            Some((cached, date)) if cached == day => date,
-            _ => {
-                let date = (i32::try_from(day + DAYS_FROM_CE_TO_UNIX_EPOCH).ok())
-                    .and_then(NaiveDate::from_num_days_from_ce_opt)
-                    .expect("every i64 of nanoseconds is a date chrono knows");
-                last.set(Some((day, date)));
-                date
+        let (into_day, date) = LAST_DAY.with(|last| {
+            if let Some((start, date)) = last.get() {
+                let into = self.0.checked_sub(start);
+                if let Some(into) = into.filter(|into| (0..NANOS_PER_DAY).contains(into)) {
+                    return (into, date);
+                }
             }
+            let day = self.0.div_euclid(NANOS_PER_DAY);
+            let date = (i32::try_from(day + DAYS_FROM_CE_TO_UNIX_EPOCH).ok())
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .expect("every i64 of nanoseconds is a date chrono knows");
+            // The first day of the range starts before it: it is never remembered.
+            if let Some(start) = day.checked_mul(NANOS_PER_DAY) {
+                last.set(Some((start, date)));
+            }
+            (self.0.rem_euclid(NANOS_PER_DAY), date)
         });
-        let time = NaiveTime::from_num_seconds_from_midnight_opt(second_of_day, nanos)
-            .expect("a second of the day and its nanoseconds");
+        let into_day = into_day as u64;
+        let per_second = NANOS_PER_SECOND as u64;
+        let time = NaiveTime::from_num_seconds_from_midnight_opt(
+            (into_day / per_second) as u32,
+            (into_day % per_second) as u32,
+        )
+        .expect("a second of the day and its nanoseconds");
         date.and_time(time).and_utc()
     }
 }
