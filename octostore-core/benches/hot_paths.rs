@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use octostore_core::{
     Api, Clock, ConfigKey, FlagName, LimitName, LockName, Login, Percentage, Quotas, RatePolicy,
@@ -120,6 +121,17 @@ fn rate_limits(c: &mut Criterion) {
         })
     });
 
+    // The same, answering the remaining capacity as every one of our checks does.
+    let informed = RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>();
+    let mut next = keys.iter().cycle();
+    group.bench_function("governor_keyed_with_state_information", |b| {
+        b.iter(|| {
+            let key = next.next().expect("an endless cycle");
+            let snapshot = informed.check_key(key).expect("allowed");
+            black_box(snapshot.remaining_burst_capacity());
+        })
+    });
+
     // governor's mutex-and-HashMap store: the same shape as our memory backend.
     let hashmap = RateLimiter::hashmap(quota);
     let mut next = keys.iter().cycle();
@@ -130,7 +142,7 @@ fn rate_limits(c: &mut Criterion) {
         })
     });
 
-    // What each of our checks pays to read the wall clock (governor reads the TSC instead).
+    // What each of our checks pays to read the wall clock.
     group.bench_function("system_clock_timestamp", |b| {
         b.iter(|| black_box(SystemClock).timestamp())
     });
