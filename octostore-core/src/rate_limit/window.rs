@@ -277,7 +277,9 @@ impl SlidingWindow {
         rebuilt
     }
 
-    /// The window cut anew by `to` (it was cut by `from`).
+    /// The window cut anew by `to` (it was cut by `from`): rare, so kept out of the check.
+    #[cold]
+    #[inline(never)]
     pub(super) fn recut(&self, from: Cut, to: Cut) -> Self {
         Self::rebuilt(self.admissions(from), to)
     }
