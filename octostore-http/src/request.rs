@@ -29,6 +29,16 @@ pub fn body_within(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Reject
         .and_then(move |length: Option<u64>, stream| read_capped(length, stream, limit))
 }
 
+/// The request body as [`body_within`] reads it, its refusal included as a value: for a
+/// route that answers the refusal itself (the body is gone, no other route can read it).
+pub fn read_body(
+    limit: u64,
+) -> impl Filter<Extract = (Result<Bytes, Rejection>,), Error = Rejection> + Clone {
+    warp::header::optional::<u64>("content-length")
+        .and(warp::body::stream())
+        .then(move |length: Option<u64>, stream| read_capped(length, stream, limit))
+}
+
 async fn read_capped(
     length: Option<u64>,
     stream: impl Stream<Item = Result<impl Buf, warp::Error>>,

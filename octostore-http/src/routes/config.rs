@@ -54,7 +54,7 @@ fn config_key(raw: &str) -> Result<ConfigKey> {
     ConfigKey::parse(&path_name(raw, "key")?)
 }
 
-async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let key = config_key(&raw)?;
         let mut body = JsonBody::parse(&body)?;
@@ -69,7 +69,7 @@ async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Respo
     .await
 }
 
-async fn get(
+pub(super) async fn get(
     raw: String,
     app: App,
     token: Option<String>,

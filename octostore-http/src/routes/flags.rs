@@ -47,7 +47,7 @@ fn flag_name(raw: &str) -> Result<FlagName> {
     FlagName::parse(&path_name(raw, "name")?)
 }
 
-async fn set(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn set(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let name = flag_name(&raw)?;
         let body = JsonBody::parse(&body)?;
@@ -62,7 +62,7 @@ async fn set(raw: String, app: App, token: Option<String>, body: Bytes) -> Respo
     .await
 }
 
-async fn evaluate(
+pub(super) async fn evaluate(
     raw: String,
     app: App,
     token: Option<String>,

@@ -59,7 +59,7 @@ fn decision(d: &octostore_core::Decision) -> Result<Response> {
     Ok(response)
 }
 
-async fn check(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn check(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let name = limit_name(&raw)?;
         let body = JsonBody::parse(&body)?;

@@ -57,7 +57,7 @@ fn lock_name(raw: &str) -> Result<LockName> {
     LockName::parse(&path_name(raw, "name")?)
 }
 
-async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let name = lock_name(&raw)?;
         let body = JsonBody::parse(&body)?;
@@ -72,7 +72,7 @@ async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> R
     .await
 }
 
-async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let name = lock_name(&raw)?;
         let lease_id = LeaseId(JsonBody::parse(&body)?.uuid("lease_id")?);
@@ -85,7 +85,7 @@ async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> R
     .await
 }
 
-async fn renew(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn renew(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
     app.as_user(token, move |session| {
         let name = lock_name(&raw)?;
         let body = JsonBody::parse(&body)?;

@@ -3,6 +3,7 @@
 
 mod auth;
 mod config;
+mod fast;
 mod flags;
 mod limits;
 mod locks;
@@ -21,6 +22,12 @@ use crate::error::{json, method_not_allowed};
 
 /// Every route of the API.
 pub fn all(app: &App) -> BoxedFilter<(Response,)> {
+    fast::routes(app).or(by_tag(app)).unify().boxed()
+}
+
+/// Every route, tried tag by tag (the busiest are matched first by [`fast`], to the same
+/// handlers).
+fn by_tag(app: &App) -> BoxedFilter<(Response,)> {
     system::routes(app)
         .or(auth::routes(app))
         .unify()
