@@ -11,9 +11,26 @@ use warp::{Rejection, Reply};
 
 use crate::dto::{ConflictingLock, ErrorBody, LockConflict};
 
-/// A JSON answer with `status`.
+/// A JSON answer with `status`: what `warp::reply::with_status(warp::reply::json(body),
+/// status)` answers, serialized into a buffer that holds most answers without growing.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    warp::reply::with_status(warp::reply::json(body), status).into_response()
+    let mut buffer = Vec::with_capacity(256);
+    let mut response = match serde_json::to_writer(&mut buffer, body) {
+        Ok(()) => {
+            let mut response = Response::new(buffer.into());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+        Err(e) => {
+            tracing::error!("reply::json error: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    *response.status_mut() = status;
+    response
 }
 
 fn error_json(status: StatusCode, error: &str, details: Option<&str>) -> Response {
