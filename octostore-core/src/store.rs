@@ -1,6 +1,7 @@
 //! The facade: a [`Store`] joins a backend, a clock and [`Settings`], and runs each operation
 //! as one transaction of the backend; a [`Session`] is the store acting for one user.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -9,7 +10,7 @@ use uuid::Uuid;
 
 use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, Concurrency, Tx};
+use crate::backend::{Backend, Concurrency, Retained, Tx};
 use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
@@ -65,6 +66,10 @@ impl Default for Settings {
         }
     }
 }
+
+/// How many records a [`Store::sweep`] reads per transaction: about a millisecond of a
+/// SQLite file's time.
+pub const SWEEP_BATCH: NonZeroUsize = NonZeroUsize::new(1_000).expect("not zero");
 
 /// What a [`Store::sweep`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -341,7 +346,7 @@ impl Store {
     pub fn live_lease_count(&self) -> Result<usize> {
         self.transact_now(|tx, now, _| {
             let mut live = 0;
-            tx.retain_leases(&mut |lease| {
+            tx.retain_leases(None, usize::MAX, &mut |lease| {
                 live += usize::from(lease.is_live(now));
                 true
             })?;
@@ -350,14 +355,41 @@ impl Store {
     }
 
     /// Deletes expired leases and limits that counted nothing in their window. Neither is
-    /// visible to any operation, so a sweep changes no answer; it only frees space.
+    /// visible to any operation, so a sweep changes no answer; it only frees space. It reads
+    /// [`SWEEP_BATCH`] records per transaction, so other operations run between its
+    /// transactions instead of waiting for the whole store to be read.
     pub fn sweep(&self) -> Result<Swept> {
-        self.transact_now(|tx, now, _| {
-            Ok(Swept {
-                leases: tx.retain_leases(&mut |lease| lease.is_live(now))?,
-                limits: tx.retain_limits(&mut |limit| !limit.is_idle(now))?,
-            })
+        self.sweep_in_batches(SWEEP_BATCH)
+    }
+
+    /// [`sweep`](Self::sweep), reading at most `batch` records per transaction.
+    pub fn sweep_in_batches(&self, batch: NonZeroUsize) -> Result<Swept> {
+        let max = batch.get();
+        Ok(Swept {
+            leases: self.sweep_steps(|tx, now, after| {
+                tx.retain_leases(after, max, &mut |lease| lease.is_live(now))
+            })?,
+            limits: self.sweep_steps(|tx, now, after| {
+                tx.retain_limits(after, max, &mut |limit| !limit.is_idle(now))
+            })?,
         })
+    }
+
+    /// Runs `step`, each time in a transaction of its own, from the first record to the end;
+    /// how many records it deleted.
+    fn sweep_steps<K>(
+        &self,
+        mut step: impl FnMut(&mut dyn Tx, Timestamp, Option<&K>) -> Result<Retained<K>>,
+    ) -> Result<usize> {
+        let (mut deleted, mut after) = (0, None);
+        loop {
+            let done = self.transact_now(|tx, now, _| step(tx, now, after.as_ref()))?;
+            deleted += done.deleted;
+            match done.next {
+                Some(next) => after = Some(next),
+                None => return Ok(deleted),
+            }
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use hashbrown::hash_table;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
-use super::{Backend, Concurrency, Tx};
+use super::{Backend, Concurrency, Retained, Tx};
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
@@ -405,7 +405,13 @@ impl Tx for MemoryTx<'_> {
         Ok(self.state.count(owner, |n| n.leases.len()))
     }
 
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
+    /// Reads every lease at once, whatever `max`: a pass over memory, with no I/O to wait for.
+    fn retain_leases(
+        &mut self,
+        _after: Option<&LockName>,
+        _max: usize,
+        keep: &mut dyn FnMut(&LeaseRecord) -> bool,
+    ) -> Result<Retained<LockName>> {
         let doomed: Vec<LockName> = self
             .state
             .leases
@@ -417,7 +423,10 @@ impl Tx for MemoryTx<'_> {
         for name in &doomed {
             self.delete_lease(name)?;
         }
-        Ok(doomed.len())
+        Ok(Retained {
+            deleted: doomed.len(),
+            next: None,
+        })
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {
@@ -478,7 +487,13 @@ impl Tx for MemoryTx<'_> {
         Ok(self.state.count(owner, |n| n.limits.len()))
     }
 
-    fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize> {
+    /// Reads every limit at once, as [`retain_leases`](Self::retain_leases) does.
+    fn retain_limits(
+        &mut self,
+        _after: Option<&(UserId, LimitName)>,
+        _max: usize,
+        keep: &mut dyn FnMut(&LimitRecord) -> bool,
+    ) -> Result<Retained<(UserId, LimitName)>> {
         let State { limits, names, .. } = &mut *self.state;
         let before = limits.table.len();
         limits.table.retain(|l| {
@@ -490,7 +505,10 @@ impl Tx for MemoryTx<'_> {
             }
             kept
         });
-        Ok(before - limits.table.len())
+        Ok(Retained {
+            deleted: before - limits.table.len(),
+            next: None,
+        })
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {

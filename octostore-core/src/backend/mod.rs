@@ -88,6 +88,16 @@ pub enum Concurrency {
     Parallel,
 }
 
+/// What one step of a sweep ([`Tx::retain_leases`], [`Tx::retain_limits`]) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained<K> {
+    /// How many records it deleted.
+    pub deleted: usize,
+    /// The key of the last record it read if it stopped at its `max`: the next step starts
+    /// after it. `None` once it has read to the end.
+    pub next: Option<K>,
+}
+
 /// The reads and writes one transaction may make. Owner-scoped records are keyed by
 /// (owner, name); locks by name alone.
 ///
@@ -128,8 +138,14 @@ pub trait Tx {
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
-    /// Keeps the leases for which `keep` is true, deletes the others; how many it deleted.
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize>;
+    /// Keeps the leases for which `keep` is true and deletes the others, reading them in
+    /// name order after `after`, at most `max` (a backend without I/O may read them all).
+    fn retain_leases(
+        &mut self,
+        after: Option<&LockName>,
+        max: usize,
+        keep: &mut dyn FnMut(&LeaseRecord) -> bool,
+    ) -> Result<Retained<LockName>>;
     /// A fencing token greater than every one issued before.
     fn next_fencing_token(&mut self) -> Result<FencingToken>;
 
@@ -159,8 +175,15 @@ pub trait Tx {
     fn limits_of(&mut self, owner: UserId) -> Result<Vec<(LimitName, LimitRecord)>>;
     /// How many limits the owner has.
     fn count_limits_of(&mut self, owner: UserId) -> Result<usize>;
-    /// Keeps the limits for which `keep` is true, deletes the others; how many it deleted.
-    fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize>;
+    /// Keeps the limits for which `keep` is true and deletes the others, reading them in
+    /// (owner, name) order after `after`, at most `max`, as
+    /// [`retain_leases`](Self::retain_leases) does.
+    fn retain_limits(
+        &mut self,
+        after: Option<&(UserId, LimitName)>,
+        max: usize,
+        keep: &mut dyn FnMut(&LimitRecord) -> bool,
+    ) -> Result<Retained<(UserId, LimitName)>>;
 
     /// The owner's flag.
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>>;

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::names::{ClientId, FlagName, LockName, Login};
+use crate::names::{ClientId, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
 /// The columns [`user`] reads, in order.
@@ -108,6 +108,11 @@ fn u64_at(row: &dyn Columns, i: usize) -> Result<u64> {
     u64::try_from(row.int(i)?).map_err(|_| corrupt("number"))
 }
 
+/// `max` as a SQL `LIMIT`.
+pub(crate) fn sql_limit(max: usize) -> i64 {
+    i64::try_from(max).unwrap_or(i64::MAX)
+}
+
 /// A stored count.
 pub(crate) fn count(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| corrupt("count"))
@@ -168,6 +173,15 @@ pub(crate) fn lease(row: &dyn Columns) -> Result<LeaseRecord> {
 /// A rate-limit record, from its one column at `i`.
 pub(crate) fn limit_record(row: &dyn Columns, i: usize) -> Result<LimitRecord> {
     LimitRecord::from_bytes(&row.bytes(i)?)
+}
+
+/// A limit with its key, from the columns `owner, name, record`.
+pub(crate) fn keyed_limit(row: &dyn Columns) -> Result<(UserId, LimitName, LimitRecord)> {
+    Ok((
+        UserId(uuid_at(row, 0)?),
+        name_at(row, 1, LimitName::parse)?,
+        limit_record(row, 2)?,
+    ))
 }
 
 /// A flag, from [`flag_columns!`].

@@ -197,7 +197,32 @@ fn idle_limits_do_not_pile_up_without_sweeps(open: Open) {
     assert!(stored <= 5, "{stored} idle limits were still stored");
 }
 
+fn a_sweep_in_small_batches_forgets_every_idle_limit(open: Open) {
+    let h = open(Settings::default());
+    let users = ["alice", "bob", "carol"];
+    for user in users {
+        for i in 0..3 {
+            let idle = name(&format!("idle-{i}"));
+            h.user(user).check(&idle, policy(3, 1)).unwrap();
+        }
+    }
+    h.advance_secs(1);
+    for user in users {
+        h.user(user).check(&name("busy"), policy(3, 60)).unwrap();
+    }
+    // Two limits a transaction: the same names under each owner, resumed after (owner, name).
+    let batch = std::num::NonZeroUsize::new(2).unwrap();
+    assert_eq!(h.store.sweep_in_batches(batch).unwrap().limits, 9);
+    assert_eq!(h.store.sweep_in_batches(batch).unwrap().limits, 0);
+    for user in users {
+        let limits = h.user(user).limits().unwrap();
+        let names: Vec<&str> = limits.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["busy"], "{user}");
+    }
+}
+
 each_backend!(
+    a_sweep_in_small_batches_forgets_every_idle_limit,
     idle_limits_do_not_pile_up_without_sweeps,
     counts_down_then_denies_with_a_retry_time,
     the_window_slides,

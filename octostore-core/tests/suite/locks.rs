@@ -239,6 +239,29 @@ fn sweep_frees_expired_leases_and_changes_no_answer(open: Open) {
     assert_eq!(h.store.sweep().unwrap().leases, 0);
 }
 
+fn a_sweep_in_small_batches_frees_every_expired_lease(open: Open) {
+    let h = open(Settings::default());
+    let users = ["alice", "bob", "carol"];
+    let mut kept = Vec::new();
+    for user in users {
+        let session = h.user(user);
+        for i in 0..3 {
+            let gone = name(&format!("{user}-gone-{i}"));
+            session.acquire(&gone, ttl(5), None).unwrap();
+        }
+        let lease = session.acquire(&name(&format!("{user}-kept")), ttl(100), None);
+        kept.push(lease.unwrap().lease);
+    }
+    h.advance_secs(5);
+    // Two leases a transaction: the sweep resumes after the last name it read, 6 times.
+    let batch = std::num::NonZeroUsize::new(2).unwrap();
+    assert_eq!(h.store.sweep_in_batches(batch).unwrap().leases, 9);
+    assert_eq!(h.store.sweep_in_batches(batch).unwrap().leases, 0);
+    for (user, lease) in users.into_iter().zip(kept) {
+        assert_eq!(h.user(user).locks().unwrap(), [lease]);
+    }
+}
+
 fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
     let h = open(Settings {
         quotas: Quotas {
@@ -259,6 +282,7 @@ fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
 }
 
 each_backend!(
+    a_sweep_in_small_batches_frees_every_expired_lease,
     dead_leases_do_not_pile_up_without_sweeps,
     acquire_release_and_reacquire,
     another_user_gets_a_conflict_naming_the_holder,

@@ -10,7 +10,7 @@ use crate::backend::rows::{
     self, config_head_columns, config_version_columns, flag_columns, id, lease_columns, nanos,
     token_columns, user_columns, Columns,
 };
-use crate::backend::Tx;
+use crate::backend::{Retained, Tx};
 use crate::bounds::Percentage;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
@@ -252,18 +252,33 @@ impl Tx for SqliteTx<'_> {
         self.count("SELECT COUNT(*) FROM leases WHERE owner = ?1", owner)
     }
 
-    fn retain_leases(&mut self, keep: &mut dyn FnMut(&LeaseRecord) -> bool) -> Result<usize> {
-        let doomed: Vec<LeaseRecord> = self.rows(
-            concat!("SELECT ", lease_columns!(), " FROM leases"),
-            [],
+    fn retain_leases(
+        &mut self,
+        after: Option<&LockName>,
+        max: usize,
+        keep: &mut dyn FnMut(&LeaseRecord) -> bool,
+    ) -> Result<Retained<LockName>> {
+        // Every name is longer than "".
+        let after = after.map_or("", LockName::as_str);
+        let read: Vec<LeaseRecord> = self.rows(
+            concat!(
+                "SELECT ",
+                lease_columns!(),
+                " FROM leases WHERE name > ?1 ORDER BY name LIMIT ?2"
+            ),
+            params![after, rows::sql_limit(max)],
             rows::lease,
         )?;
         let mut deleted = 0;
-        for l in doomed.iter().filter(|l| !keep(l)) {
+        for l in read.iter().filter(|l| !keep(l)) {
             self.delete_lease(&l.name)?;
             deleted += 1;
         }
-        Ok(deleted)
+        let next = read.last().filter(|_| read.len() >= max);
+        Ok(Retained {
+            deleted,
+            next: next.map(|l| l.name.clone()),
+        })
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {
@@ -324,19 +339,30 @@ impl Tx for SqliteTx<'_> {
         self.count("SELECT COUNT(*) FROM limits WHERE owner = ?1", owner)
     }
 
-    fn retain_limits(&mut self, keep: &mut dyn FnMut(&LimitRecord) -> bool) -> Result<usize> {
-        let all = self.rows("SELECT owner, name, record FROM limits", [], |row| {
-            Ok((row.bytes(0)?, row.text(1)?, rows::limit_record(row, 2)?))
-        })?;
+    fn retain_limits(
+        &mut self,
+        after: Option<&(UserId, LimitName)>,
+        max: usize,
+        keep: &mut dyn FnMut(&LimitRecord) -> bool,
+    ) -> Result<Retained<(UserId, LimitName)>> {
+        // Every owner is longer than the empty blob.
+        let (after_owner, after_name) = after.map_or((&[][..], ""), |(owner, name)| {
+            (owner.0.as_bytes(), name.as_str())
+        });
+        let read = self.rows(
+            "SELECT owner, name, record FROM limits WHERE (owner, name) > (?1, ?2) \
+             ORDER BY owner, name LIMIT ?3",
+            params![after_owner, after_name, rows::sql_limit(max)],
+            rows::keyed_limit,
+        )?;
         let mut deleted = 0;
-        for (owner, name, _) in all.iter().filter(|(_, _, record)| !keep(record)) {
-            self.exec(
-                "DELETE FROM limits WHERE owner = ?1 AND name = ?2",
-                params![owner, name],
-            )?;
+        for (owner, name, _) in read.iter().filter(|(_, _, record)| !keep(record)) {
+            self.delete_limit(*owner, name)?;
             deleted += 1;
         }
-        Ok(deleted)
+        let next = read.last().filter(|_| read.len() >= max);
+        let next = next.map(|(owner, name, _)| (*owner, name.clone()));
+        Ok(Retained { deleted, next })
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {
