@@ -79,12 +79,24 @@ impl App {
     where
         F: FnOnce(&Store) -> Result<Response> + Send + 'static,
     {
+        self.run_then(op, |response| response).await
+    }
+
+    /// Runs `op` where the backend runs best and answers with `reply` of its value (made on
+    /// this thread, not the store's: on a file the committer runs one operation at a time) or
+    /// with its error.
+    async fn run_then<T, F, R>(&self, op: F, reply: R) -> Response
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+        R: FnOnce(T) -> Response,
+    {
         let outcome = match &self.runner {
             Runner::Inline => Some(op(&self.store)),
             Runner::Committer(committer) => {
-                let (reply, answer) = tokio::sync::oneshot::channel();
+                let (sender, answer) = tokio::sync::oneshot::channel();
                 committer.submit(op, move |outcome| {
-                    let _ = reply.send(outcome);
+                    let _ = sender.send(outcome);
                 });
                 answer.await.ok()
             }
@@ -94,7 +106,7 @@ impl App {
             }
         };
         match outcome {
-            Some(Ok(response)) => response,
+            Some(Ok(value)) => reply(value),
             Some(Err(e)) => error_response(&e),
             None => error_response(&Error::Storage("the operation did not finish".into())),
         }
@@ -105,10 +117,28 @@ impl App {
     where
         F: FnOnce(&Session) -> Result<Response> + Send + 'static,
     {
+        self.as_user_then(token, op, |response| response).await
+    }
+
+    /// Authenticates `token`, then runs `op` as its user and answers with `reply` of its
+    /// value, made off the store's thread (see [`run_then`](Self::run_then)). A handler
+    /// parses its request before and passes the outcome in `op`, which returns a parse
+    /// error only after authentication, as if it had parsed there.
+    pub(crate) async fn as_user_then<T, F, R>(
+        &self,
+        token: Option<String>,
+        op: F,
+        reply: R,
+    ) -> Response
+    where
+        T: Send + 'static,
+        F: FnOnce(&Session) -> Result<T> + Send + 'static,
+        R: FnOnce(T) -> Response,
+    {
         let Some(token) = token else {
             return unauthorized();
         };
-        self.run(move |store| op(&store.authenticate(&token)?))
+        self.run_then(move |store| op(&store.authenticate(&token)?), reply)
             .await
     }
 }

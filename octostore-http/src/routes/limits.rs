@@ -7,7 +7,7 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, with_app};
+use super::{bearer, ok, reply, with_app};
 use crate::app::App;
 use crate::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
 use crate::request::{body_within, path_name, JsonBody};
@@ -49,29 +49,38 @@ fn limit_name(raw: &str) -> Result<LimitName> {
 }
 
 /// The decision as JSON, with `Retry-After` when denied.
-fn decision(d: &octostore_core::Decision) -> Result<Response> {
-    let mut response = ok(&LimitDecision::from(d))?;
+fn decision(d: &octostore_core::Decision) -> Response {
+    let mut response = reply(&LimitDecision::from(d));
     if let Some(seconds) = d.retry_after_seconds {
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
-    Ok(response)
+    response
 }
 
 pub(super) async fn check(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
+    // Parsed here, off the store's thread; an error is answered after authentication.
+    let request = (|| {
         let name = limit_name(&raw)?;
         let body = JsonBody::parse(&body)?;
         let policy = RatePolicy::new(body.int("max_requests")?, body.int("window_seconds")?)?;
-        decision(&session.check(&name, policy)?)
-    })
+        Ok((name, policy))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, policy) = request?;
+            session.check(&name, policy)
+        },
+        |d| decision(&d),
+    )
     .await
 }
 
 async fn status(raw: String, app: App, token: Option<String>) -> Response {
     app.as_user(token, move |session| {
-        decision(&session.limit_status(&limit_name(&raw)?)?)
+        Ok(decision(&session.limit_status(&limit_name(&raw)?)?))
     })
     .await
 }

@@ -6,7 +6,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, with_app};
+use super::{bearer, ok, reply, with_app};
 use crate::app::App;
 use crate::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
 use crate::request::{body_within, path_name, JsonBody};
@@ -58,7 +58,8 @@ fn lock_name(raw: &str) -> Result<LockName> {
 }
 
 pub(super) async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
+    // Parsed here, off the store's thread; an error is answered after authentication.
+    let request = (|| {
         let name = lock_name(&raw)?;
         let body = JsonBody::parse(&body)?;
         let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
@@ -66,37 +67,63 @@ pub(super) async fn acquire(raw: String, app: App, token: Option<String>, body: 
             .optional_str("client_id")?
             .map(ClientId::parse)
             .transpose()?;
-        let grant = session.acquire(&name, ttl, client_id.as_ref())?;
-        ok(&LockResponse::new(grant.status, &grant.lease))
-    })
+        Ok((name, ttl, client_id))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, ttl, client_id) = request?;
+            session.acquire(&name, ttl, client_id.as_ref())
+        },
+        |grant| reply(&LockResponse::new(grant.status, &grant.lease)),
+    )
     .await
 }
 
 pub(super) async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
-        let name = lock_name(&raw)?;
-        let lease_id = LeaseId(JsonBody::parse(&body)?.uuid("lease_id")?);
-        session.release(&name, lease_id)?;
-        ok(&Released {
-            status: LockState::Released,
-            message: "Lock released".into(),
-        })
-    })
+    let request = (|| {
+        Ok((
+            lock_name(&raw)?,
+            LeaseId(JsonBody::parse(&body)?.uuid("lease_id")?),
+        ))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, lease_id) = request?;
+            session.release(&name, lease_id)
+        },
+        |()| {
+            reply(&Released {
+                status: LockState::Released,
+                message: "Lock released".into(),
+            })
+        },
+    )
     .await
 }
 
 pub(super) async fn renew(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
+    let request = (|| {
         let name = lock_name(&raw)?;
         let body = JsonBody::parse(&body)?;
         let lease_id = LeaseId(body.uuid("lease_id")?);
         let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
-        let lease = session.renew(&name, lease_id, ttl)?;
-        ok(&LockResponse::new(
-            octostore_core::AcquireStatus::Held,
-            &lease,
-        ))
-    })
+        Ok((name, lease_id, ttl))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, lease_id, ttl) = request?;
+            session.renew(&name, lease_id, ttl)
+        },
+        |lease| {
+            reply(&LockResponse::new(
+                octostore_core::AcquireStatus::Held,
+                &lease,
+            ))
+        },
+    )
     .await
 }
 

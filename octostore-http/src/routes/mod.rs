@@ -167,7 +167,12 @@ fn query() -> impl Filter<Extract = (Vec<(String, String)>,), Error = warp::Reje
 
 /// A 200 JSON answer.
 fn ok<T: serde::Serialize>(body: &T) -> octostore_core::Result<Response> {
-    Ok(json(StatusCode::OK, body))
+    Ok(reply(body))
+}
+
+/// A 200 JSON answer, for [`App::as_user_then`].
+fn reply<T: serde::Serialize>(body: &T) -> Response {
+    json(StatusCode::OK, body)
 }
 
 #[cfg(test)]

@@ -96,6 +96,28 @@ fn every_protected_operation_without_a_valid_token_is_401_with_a_bearer_challeng
 }
 
 #[test]
+fn a_bad_token_is_401_before_a_bad_body_or_name_is_422() {
+    let api = Api::start();
+    let caller = api.with_token("octo_not-a-token");
+    for (method, path, body) in body_operations() {
+        // The name segment made unparsable: a stray '%'.
+        let mut segments: Vec<&str> = path.split('/').collect();
+        segments[2] = "%zz";
+        let bad_name = segments.join("/");
+        for (path, body) in [
+            (path, "not json".to_owned()),
+            (path, "{}".to_owned()),
+            (path, "[]".to_owned()),
+            (bad_name.as_str(), body.to_string()),
+        ] {
+            let reply = caller.raw(method.clone(), path, body.clone());
+            assert_eq!(reply.status, 401, "{method} {path} {body}: {reply:?}");
+            reply.unauthorized();
+        }
+    }
+}
+
+#[test]
 fn every_protected_operation_with_a_valid_token_is_answered() {
     let api = Api::start();
     // The bearer scheme is case-insensitive.
