@@ -6,7 +6,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, query, with_app};
+use super::{bearer, ok, query, reply, with_app};
 use crate::app::App;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::request::{body_within, path_name, JsonBody};
@@ -55,7 +55,8 @@ fn config_key(raw: &str) -> Result<ConfigKey> {
 }
 
 pub(super) async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
+    // Parsed here, off the store's thread; an error is answered after authentication.
+    let request = (|| {
         let key = config_key(&raw)?;
         let mut body = JsonBody::parse(&body)?;
         let description = body
@@ -63,9 +64,16 @@ pub(super) async fn put(raw: String, app: App, token: Option<String>, body: Byte
             .map(Description::new)
             .transpose()?;
         let value = body.take_value("value")?;
-        let entry = session.put_config(&key, value, description)?;
-        ok(&ConfigInfo::from(entry))
-    })
+        Ok((key, value, description))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (key, value, description) = request?;
+            session.put_config(&key, value, description)
+        },
+        |entry| reply(&ConfigInfo::from(entry)),
+    )
     .await
 }
 
@@ -75,7 +83,7 @@ pub(super) async fn get(
     token: Option<String>,
     query: Vec<(String, String)>,
 ) -> Response {
-    app.as_user(token, move |session| {
+    let request = (|| {
         let key = config_key(&raw)?;
         let version = match query.iter().find(|(k, _)| k == "version") {
             Some((_, v)) => Some(
@@ -84,8 +92,16 @@ pub(super) async fn get(
             ),
             None => None,
         };
-        ok(&ConfigInfo::from(session.get_config(&key, version)?))
-    })
+        Ok((key, version))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (key, version) = request?;
+            session.get_config(&key, version)
+        },
+        |entry| reply(&ConfigInfo::from(entry)),
+    )
     .await
 }
 

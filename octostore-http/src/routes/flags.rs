@@ -6,7 +6,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, query, with_app};
+use super::{bearer, ok, query, reply, with_app};
 use crate::app::App;
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 use crate::request::{body_within, path_name, JsonBody};
@@ -48,7 +48,8 @@ fn flag_name(raw: &str) -> Result<FlagName> {
 }
 
 pub(super) async fn set(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
-    app.as_user(token, move |session| {
+    // Parsed here, off the store's thread; an error is answered after authentication.
+    let request = (|| {
         let name = flag_name(&raw)?;
         let body = JsonBody::parse(&body)?;
         let enabled = body.bool("enabled")?;
@@ -56,9 +57,16 @@ pub(super) async fn set(raw: String, app: App, token: Option<String>, body: Byte
             .optional_int("percentage")?
             .map(Percentage::new)
             .transpose()?;
-        let flag = session.set_flag(&name, enabled, percentage)?;
-        ok(&FlagInfo::from(&flag))
-    })
+        Ok((name, enabled, percentage))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, enabled, percentage) = request?;
+            session.set_flag(&name, enabled, percentage)
+        },
+        |flag| reply(&FlagInfo::from(&flag)),
+    )
     .await
 }
 
@@ -68,18 +76,28 @@ pub(super) async fn evaluate(
     token: Option<String>,
     query: Vec<(String, String)>,
 ) -> Response {
-    app.as_user(token, move |session| {
+    let request = (|| {
         let name = flag_name(&raw)?;
         let subject = match query.iter().find(|(k, _)| k == "subject") {
             Some((_, subject)) => Some(Subject::parse(subject)?),
             None => None,
         };
-        let enabled = session.evaluate_flag(&name, subject.as_ref())?;
-        ok(&FlagEvaluation {
-            name: name.to_string(),
-            enabled,
-        })
-    })
+        Ok((name, subject))
+    })();
+    app.as_user_then(
+        token,
+        move |session| {
+            let (name, subject) = request?;
+            let enabled = session.evaluate_flag(&name, subject.as_ref())?;
+            Ok((name, enabled))
+        },
+        |(name, enabled)| {
+            reply(&FlagEvaluation {
+                name: name.to_string(),
+                enabled,
+            })
+        },
+    )
     .await
 }
 

@@ -115,6 +115,11 @@ fn a_bad_token_is_401_before_a_bad_body_or_name_is_422() {
             reply.unauthorized();
         }
     }
+    for path in ["/config/c?version=x", "/config/%zz", "/flags/%zz?subject=s"] {
+        let reply = caller.send(Method::GET, path, None, None);
+        assert_eq!(reply.status, 401, "GET {path}: {reply:?}");
+        reply.unauthorized();
+    }
 }
 
 #[test]
