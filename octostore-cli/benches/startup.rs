@@ -1,6 +1,8 @@
 //! How long `octostore serve` takes to answer on a SQLite file that holds 1 000 000 objects
 //! (500 000 live locks, 250 000 rate limits, 250 000 config keys, over 2 000 users): from the
-//! spawn to the first /health answer, and to the first authenticated lock acquire.
+//! spawn to the first /health answer, and to the first authenticated lock acquire. Then a
+//! sweep of that file beside a client acquiring and releasing a lock in a loop: how long the
+//! sweep takes and the longest the client waits meanwhile.
 //!
 //! `cargo bench -p octostore-cli --bench startup`
 
@@ -8,6 +10,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use octostore_core::{
@@ -137,6 +140,7 @@ fn main() {
         assert!(ok(port, &acquire), "the first acquire failed");
         to_acquire.push(began.elapsed());
     }
+    sweep_beside_a_client(&path, &token);
     to_health.sort();
     to_acquire.sort();
     println!(
@@ -147,4 +151,39 @@ fn main() {
         to_acquire[STARTS / 2],
         to_acquire[STARTS - 1]
     );
+}
+
+/// Sweeps the file while another thread acquires and releases a lock in a loop on the same
+/// store, and prints the sweep's time and the client's longest cycle meanwhile.
+fn sweep_beside_a_client(path: &Path, token: &str) {
+    let backend = octostore_core::SqliteBackend::open(path).unwrap();
+    let store = Store::builder().backend(backend).build();
+    let me = store.authenticate(token).unwrap();
+    let (name, ttl) = (
+        LockName::parse("beside-the-sweep").unwrap(),
+        Ttl::seconds(5).unwrap(),
+    );
+    let sweeping = AtomicBool::new(true);
+    std::thread::scope(|s| {
+        let sweep = s.spawn(|| {
+            let began = Instant::now();
+            let swept = store.sweep().unwrap();
+            sweeping.store(false, Ordering::Relaxed);
+            (began.elapsed(), swept)
+        });
+        let (mut cycles, mut longest) = (0, Duration::ZERO);
+        while sweeping.load(Ordering::Relaxed) {
+            let began = Instant::now();
+            let grant = me.acquire(&name, ttl, None).unwrap();
+            me.release(&name, grant.lease.lease_id).unwrap();
+            longest = longest.max(began.elapsed());
+            cycles += 1;
+        }
+        let (took, swept) = sweep.join().unwrap();
+        println!(
+            "sweep of 1 000 000 objects: {took:.1?} ({} leases, {} limits deleted); \
+             {cycles} lock cycles beside it, the longest {longest:.1?}",
+            swept.leases, swept.limits
+        );
+    });
 }
