@@ -98,6 +98,29 @@ pub struct Retained<K> {
     pub next: Option<K>,
 }
 
+impl<K> Retained<K> {
+    /// The step that read `read` (in key order, at most `max` records): deletes with `delete`
+    /// each record `keep` rejects; `key` names the last one for the next step.
+    pub(crate) fn step<T>(
+        read: &[T],
+        max: usize,
+        mut keep: impl FnMut(&T) -> bool,
+        mut delete: impl FnMut(&T) -> Result<()>,
+        key: impl Fn(&T) -> K,
+    ) -> Result<Self> {
+        let mut deleted = 0;
+        for record in read.iter().filter(|r| !keep(r)) {
+            delete(record)?;
+            deleted += 1;
+        }
+        let last = read.last().filter(|_| read.len() >= max);
+        Ok(Self {
+            deleted,
+            next: last.map(key),
+        })
+    }
+}
+
 /// The reads and writes one transaction may make. Owner-scoped records are keyed by
 /// (owner, name); locks by name alone.
 ///

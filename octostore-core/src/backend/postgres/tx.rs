@@ -308,16 +308,13 @@ impl Tx for PostgresTx<'_> {
             &[&after, &rows::sql_limit(max)],
             rows::lease,
         )?;
-        let mut deleted = 0;
-        for lease in read.iter().filter(|l| !keep(l)) {
-            self.delete_lease(&lease.name)?;
-            deleted += 1;
-        }
-        let next = read.last().filter(|_| read.len() >= max);
-        Ok(Retained {
-            deleted,
-            next: next.map(|l| l.name.clone()),
-        })
+        Retained::step(
+            &read,
+            max,
+            |lease| keep(lease),
+            |lease| self.delete_lease(&lease.name),
+            |lease| lease.name.clone(),
+        )
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {
@@ -385,14 +382,13 @@ impl Tx for PostgresTx<'_> {
             &[&after_owner, &after_name, &rows::sql_limit(max)],
             rows::keyed_limit,
         )?;
-        let mut deleted = 0;
-        for (owner, name, _) in read.iter().filter(|(_, _, record)| !keep(record)) {
-            self.delete_limit(*owner, name)?;
-            deleted += 1;
-        }
-        let next = read.last().filter(|_| read.len() >= max);
-        let next = next.map(|(owner, name, _)| (*owner, name.clone()));
-        Ok(Retained { deleted, next })
+        Retained::step(
+            &read,
+            max,
+            |(_, _, record)| keep(record),
+            |(owner, name, _)| self.delete_limit(*owner, name).map(drop),
+            |(owner, name, _)| (*owner, name.clone()),
+        )
     }
 
     fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {
