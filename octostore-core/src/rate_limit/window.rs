@@ -1,5 +1,5 @@
-//! The sliding window of one limit: the last sub-windows in a fixed 160 bytes, and their
-//! encoding for the backends that store a limit as one value.
+//! The sliding window of one limit: the last sub-windows in a fixed 152 bytes (160 with the
+//! limit's policy), and their encoding for the backends that store a limit as one value.
 //!
 //! Sized for the check's speed: a check reads the head of the record and one or two 8-byte
 //! slots, so a limit costs about three cache lines whatever its `max_requests`.
@@ -88,9 +88,9 @@ impl Slot {
 ///
 /// **Invariant:** a slot's latest admission lies in its sub-window (an admission goes to the
 /// head, at an instant no earlier than the head's start). So the latest admissions of the
-/// non-empty slots grow with their sub-windows: the newest one is the latest admission of all, and the slots that
-/// still count at an instant (latest admission inside the window) are the newest ones, after
-/// those that no longer do. With the running `total` and the bit set of non-empty slots, a
+/// non-empty slots grow with their sub-windows: the newest one is the latest admission of
+/// all, and the slots that still count at an instant (latest admission inside the window) are
+/// the newest ones, after those that no longer do. With the running `total` and the bit set of non-empty slots, a
 /// check reads only the newest non-empty slot and the oldest ones up to the first that
 /// counts: usually two slots, not 17.
 #[derive(Debug, Clone, PartialEq, Eq)]
