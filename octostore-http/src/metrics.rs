@@ -22,9 +22,10 @@ pub struct Metrics {
     routes: Box<[RouteMetrics]>,
 }
 
-/// The methods whose counters are kept in [`RouteMetrics`]; any other method (a client may
-/// send any token) is counted through the vector's own lookup.
+/// The methods counted under their own name; any other (a client may send any token) is
+/// counted as [`OTHER_METHOD`], so that made-up methods cannot add series without end.
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+const OTHER_METHOD: &str = "other";
 
 /// At most this many (method, status) counters are kept per route; more go through the
 /// vector's own lookup.
@@ -35,7 +36,7 @@ const CACHED_PER_ROUTE: usize = 16;
 #[derive(Default)]
 struct RouteMetrics {
     latency: OnceLock<Histogram>,
-    /// (index in [`METHODS`], status) and its counter.
+    /// (index in [`METHODS`], or its length for any other method; status) and its counter.
     requests: RwLock<Vec<((u8, u16), IntCounter)>>,
 }
 
@@ -99,14 +100,13 @@ impl Metrics {
     /// Counts a request of `route`, `method` and `status` on the route's cached counter if
     /// it has one.
     fn count_request(&self, cached: &RouteMetrics, route: &str, method: &str, status: u16) {
+        let m = METHODS.iter().position(|&known| known == method);
+        let method = m.map_or(OTHER_METHOD, |m| METHODS[m]);
         let create = || {
             self.requests
                 .with_label_values(&[route, method, &status.to_string()])
         };
-        let Some(m) = METHODS.iter().position(|&known| known == method) else {
-            return create().inc();
-        };
-        let key = (m as u8, status);
+        let key = (m.unwrap_or(METHODS.len()) as u8, status);
         let counted = |requests: &[((u8, u16), IntCounter)]| {
             let found = requests.iter().find(|(k, _)| *k == key);
             found.map(|(_, counter)| counter.inc()).is_some()
@@ -159,7 +159,9 @@ mod tests {
         for _ in 0..3 {
             metrics.observe("/locks/a/release", "POST", 200, 0.001);
         }
-        metrics.observe("/locks/b/release", "BREW", 200, 0.001);
+        for made_up in ["BREW", "PROPFIND", "X-1", "X-2"] {
+            metrics.observe("/locks/b/release", made_up, 200, 0.001);
+        }
         // More statuses on one route than the cache keeps.
         for status in 400..(400 + CACHED_PER_ROUTE as u16 + 4) {
             metrics.observe("/locks", "GET", status, 0.001);
@@ -170,8 +172,9 @@ mod tests {
             r#"octostore_http_requests_total{method="POST",route="/locks/{name}/release",status="200"} 3"#
         ));
         assert!(text.contains(
-            r#"octostore_http_requests_total{method="BREW",route="/locks/{name}/release",status="200"} 1"#
+            r#"octostore_http_requests_total{method="other",route="/locks/{name}/release",status="200"} 4"#
         ));
+        assert!(!text.contains("BREW"), "a made-up method is not a label");
         for status in 400..(400 + CACHED_PER_ROUTE as u16 + 4) {
             let line = format!(
                 r#"octostore_http_requests_total{{method="GET",route="/locks",status="{status}"}} 2"#
@@ -179,7 +182,7 @@ mod tests {
             assert!(text.contains(&line), "missing {line}");
         }
         assert!(text.contains(
-            r#"octostore_http_request_duration_seconds_count{route="/locks/{name}/release"} 4"#
+            r#"octostore_http_request_duration_seconds_count{route="/locks/{name}/release"} 7"#
         ));
         assert!(
             !text.contains(r#"route="/flags""#),
