@@ -148,19 +148,48 @@ fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) ->
     }
     record.policy = policy;
     let cut = record.cut();
-    let state = &mut record.window;
-    let now = now.nanos();
-    let t = state.effective_now(now, cut);
-    state.advance_to_instant(t, cut);
-    let mut tally = state.tally(t, cut);
-    let allowed = tally.counted < policy.max_requests();
+    let (now, max) = (now.nanos(), policy.max_requests());
+    let (allowed, tally) = match count_in_head(&mut record.window, now, cut, max) {
+        Some(counted) => counted,
+        None => count(&mut record.window, now, cut, max),
+    };
+    Verdict::new(now, cut.window, max, &tally, allowed)
+}
+
+/// Counts one admission at `now` in `window` if it counts fewer than `max`: whether it did,
+/// and the tally after.
+fn count(window: &mut SlidingWindow, now: i64, cut: Cut, max: u32) -> (bool, Tally) {
+    let t = window.effective_now(now, cut);
+    window.advance_to_instant(t, cut);
+    let mut tally = window.tally(t, cut);
+    let allowed = tally.counted < max;
     if allowed {
-        let kept = state.admit(t, 1, cut);
+        let kept = window.admit(t, 1, cut);
         // The latest instant in the window, so the earliest only if alone.
         tally.counted += 1;
         tally.earliest.get_or_insert(kept);
     }
-    Verdict::new(now, cut.window, policy.max_requests(), &tally, allowed)
+    (allowed, tally)
+}
+
+/// [`count`] in a few instructions when `now` falls in the window's head (most checks do);
+/// `None` when it cannot tell.
+#[inline]
+fn count_in_head(
+    window: &mut SlidingWindow,
+    now: i64,
+    cut: Cut,
+    max: u32,
+) -> Option<(bool, Tally)> {
+    let in_head = window.tally_in_head(now, cut)?;
+    let mut tally = in_head.tally;
+    let allowed = tally.counted < max;
+    if allowed {
+        window.admit_in_head(&in_head);
+        tally.counted += 1;
+        tally.earliest.get_or_insert(now);
+    }
+    Some((allowed, tally))
 }
 
 fn peek(record: &LimitRecord, now: Timestamp) -> (u32, Decision) {
@@ -372,10 +401,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_check_in_the_head_after_its_latest_admission_takes_the_short_path() {
+        let policy = RatePolicy::new(2, 16).unwrap();
+        let cut = Cut::of(16);
+        let (record, _) = check_at(None, policy, 0);
+        let mut window = record.window;
+        let now = |ms| at(ms).nanos();
+        assert!(count_in_head(&mut window, now(10), cut, 2).is_some_and(|(allowed, _)| allowed));
+        assert!(count_in_head(&mut window, now(20), cut, 2).is_some_and(|(allowed, _)| !allowed));
+        // Before the head's latest admission (the clock went back), or past the head.
+        assert!(count_in_head(&mut window, now(5), cut, 2).is_none());
+        assert!(count_in_head(&mut window, now(1_000), cut, 2).is_none());
+    }
+
     proptest::proptest! {
         #[test]
         fn the_ring_ends_tell_what_every_slot_tells(
-            steps in proptest::collection::vec((-3_000i64..9_000, 0usize..5), 1..120)
+            // Long steps, and short ones that mostly stay in the head's sub-window.
+            steps in proptest::collection::vec(
+                (proptest::prop_oneof![-3_000i64..9_000, 0i64..200], 0usize..5),
+                1..120,
+            )
         ) {
             let policies = [(3, 10), (50, 10), (2, 3), (20, 40), (5, 100)]
                 .map(|(max, secs)| RatePolicy::new(max, secs).unwrap());
@@ -393,6 +440,18 @@ mod tests {
                 proptest::prop_assert_eq!((tally.counted, tally.earliest), (counted, earliest));
                 let stored = LimitRecord::from_bytes(&record.to_bytes());
                 proptest::prop_assert_eq!(stored.as_ref().ok(), Some(&record));
+                // The short path, where it answers, answers as the general one.
+                let (max, mut general) = (policy.max_requests(), record.window.clone());
+                if policy.window_seconds() == record.policy.window_seconds() {
+                    let mut short = record.window.clone();
+                    if let Some((allowed, tally)) = count_in_head(&mut short, now, cut, max) {
+                        let (expected, by_all) = count(&mut general, now, cut, max);
+                        proptest::prop_assert_eq!(allowed, expected);
+                        proptest::prop_assert_eq!(tally.counted, by_all.counted);
+                        proptest::prop_assert_eq!(tally.earliest, by_all.earliest);
+                        proptest::prop_assert_eq!(short, general);
+                    }
+                }
                 check_record(&mut record, policy, at(ms));
             }
         }

@@ -105,11 +105,19 @@ pub(super) struct SlidingWindow {
 }
 
 /// The live sub-windows of a window at one instant.
+#[derive(Clone, Copy)]
 pub(super) struct Tally {
     /// Admissions counted.
     pub(super) counted: u32,
     /// The earliest latest admission among the sub-windows that count, if any counts.
     pub(super) earliest: Option<i64>,
+}
+
+/// What [`SlidingWindow::tally_in_head`] found: the tally, and how far into the head's
+/// sub-window the instant judged at lies.
+pub(super) struct InHead {
+    into: i64,
+    pub(super) tally: Tally,
 }
 
 /// The head's slot.
@@ -223,6 +231,50 @@ impl SlidingWindow {
         self.total += after - before;
         self.filled |= 1 << HEAD;
         t
+    }
+
+    /// [`effective_now`](Self::effective_now), [`advance_to_instant`](Self::advance_to_instant)
+    /// and [`tally`](Self::tally) at `now` in a few instructions, for the common case: `now`
+    /// in the head's sub-window, no earlier than its latest admission, while the oldest
+    /// sub-window still counts. Then `now` is the instant to judge at, the head stays, and
+    /// every sub-window counts. `None` otherwise: the general path answers.
+    #[inline]
+    pub(super) fn tally_in_head(&self, now: i64, cut: Cut) -> Option<InHead> {
+        let start = self.head.checked_mul(cut.width)?;
+        let into = now.checked_sub(start)?;
+        if !(0..cut.width).contains(&into) || self.slots[HEAD].offset() > into {
+            return None;
+        }
+        if self.filled == 0 {
+            let tally = Tally {
+                counted: 0,
+                earliest: None,
+            };
+            return Some(InHead { into, tally });
+        }
+        let oldest = (u32::BITS - 1 - self.filled.leading_zeros()) as usize;
+        // Its latest admission, and the window's start, from the head's start: both within
+        // a few windows of 0, so the arithmetic cannot overflow.
+        let latest = self.slots[oldest].offset() - oldest as i64 * cut.width;
+        if latest <= into - cut.window {
+            return None;
+        }
+        let tally = Tally {
+            counted: self.total,
+            earliest: Some(start + latest),
+        };
+        Some(InHead { into, tally })
+    }
+
+    /// [`admit`](Self::admit)s one admission at the instant [`tally_in_head`](Self::tally_in_head)
+    /// judged.
+    #[inline]
+    pub(super) fn admit_in_head(&mut self, at: &InHead) {
+        let head = self.slots[HEAD];
+        debug_assert!(head.count() < Slot::MAX_COUNT && head.offset() <= at.into);
+        self.slots[HEAD] = Slot::new(head.count() + 1, at.into);
+        self.total += 1;
+        self.filled |= 1 << HEAD;
     }
 
     /// The sub-windows whose latest admission is inside `(t - window, t]`: all but the
