@@ -405,6 +405,17 @@ impl Session {
     pub fn user(&self) -> &User {
         &self.user
     }
+
+    /// A check the backend could not make in place: of a new limit, or on a backend without
+    /// such a path. Out of line, so the path in place stays short.
+    #[inline(never)]
+    fn check_in_transaction(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
+        let owner = self.user.id;
+        let verdict = self.store.transact_now(|tx, now, s| {
+            rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
+        })?;
+        Ok(verdict.decision())
+    }
 }
 
 impl Api for Session {
@@ -442,15 +453,13 @@ impl Api for Session {
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
         let inner = &*self.store.inner;
         let owner = self.user.id;
-        let in_place =
-            rate_limit::check_in_place(&*inner.backend, &*inner.clock, owner, name, policy);
-        let verdict = match in_place {
-            Some(verdict) => verdict,
-            None => self.store.transact_now(|tx, now, s| {
-                rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
-            })?,
-        };
-        Ok(verdict.decision())
+        match inner
+            .backend
+            .check_limit_now(&*inner.clock, owner, name, policy)
+        {
+            Some(decision) => Ok(decision),
+            None => self.check_in_transaction(name, policy),
+        }
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {

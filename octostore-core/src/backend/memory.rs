@@ -20,6 +20,7 @@ use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
 use super::{Backend, Concurrency, Retained, Tx};
+use crate::bounds::RatePolicy;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
@@ -27,7 +28,7 @@ use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::lock::{FencingToken, LeaseId, LeaseRecord};
 use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::LimitRecord;
+use crate::rate_limit::{Decision, LimitRecord};
 
 /// Keeps everything in this process's memory.
 #[derive(Default)]
@@ -267,17 +268,17 @@ impl Backend for MemoryBackend {
         Concurrency::NonBlocking
     }
 
-    fn update_limit_now(
+    fn check_limit_now(
         &self,
         clock: &dyn Clock,
         owner: UserId,
         name: &LimitName,
-        update: &mut dyn FnMut(Timestamp, &mut LimitRecord),
-    ) -> bool {
+        policy: RatePolicy,
+    ) -> Option<Decision> {
         let mut state = self.state.lock();
         let now = clock.timestamp();
-        let record = state.limits.get_mut(owner, name.as_str());
-        record.map(|record| update(now, record)).is_some()
+        let record = state.limits.get_mut(owner, name.as_str())?;
+        Some(record.check(policy, now))
     }
 
     fn transact(

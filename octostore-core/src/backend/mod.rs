@@ -26,6 +26,7 @@ mod rows;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+use crate::bounds::RatePolicy;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
 use crate::error::Result;
@@ -33,7 +34,7 @@ use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::lock::{FencingToken, LeaseRecord};
 use crate::names::{ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::LimitRecord;
+use crate::rate_limit::{Decision, LimitRecord};
 
 /// A storage engine.
 pub trait Backend: Send + Sync {
@@ -49,20 +50,21 @@ pub trait Backend: Send + Sync {
     /// How a server should run operations on this backend to get the most out of it.
     fn concurrency(&self) -> Concurrency;
 
-    /// Runs `update` on the owner's stored limit at the clock's instant, atomically but
-    /// without a transaction, if the backend has such a path; whether it found the limit
-    /// there. By default it has none and answers `false`: the caller then runs a transaction.
-    /// The memory backend takes it for the hottest operation, the check of an existing rate
-    /// limit: one lookup under its mutex, where a transaction's layers cost twice that.
-    fn update_limit_now(
+    /// Checks the owner's stored limit under `policy` at the clock's instant
+    /// ([`LimitRecord::check`]), atomically but without a transaction, if the backend has
+    /// such a path; `None` if it has none or holds no such limit: the caller then runs a
+    /// transaction. By default it has none. The memory backend takes it for the hottest
+    /// operation, the check of an existing rate limit: one lookup under its mutex, where a
+    /// transaction's layers cost twice that.
+    fn check_limit_now(
         &self,
         clock: &dyn Clock,
         owner: UserId,
         name: &LimitName,
-        update: &mut dyn FnMut(Timestamp, &mut LimitRecord),
-    ) -> bool {
-        let _ = (clock, owner, name, update);
-        false
+        policy: RatePolicy,
+    ) -> Option<Decision> {
+        let _ = (clock, owner, name, policy);
+        None
     }
 
     /// Runs `work`, whose transactions on this thread may be committed together when it

@@ -12,9 +12,9 @@ mod window;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{Backend, Tx};
+use crate::backend::Tx;
 use crate::bounds::RatePolicy;
-use crate::clock::{Clock, Timestamp};
+use crate::clock::Timestamp;
 use crate::error::{Error, Resource, Result};
 use crate::identity::UserId;
 use crate::names::LimitName;
@@ -89,6 +89,14 @@ impl LimitRecord {
         self.window.tally(t, cut).counted == 0
     }
 
+    /// Counts one check at `now` under `policy`, if the window allows it: the rule of a
+    /// check, for a backend that updates a record in place
+    /// ([`Backend::check_limit_now`](crate::Backend::check_limit_now)).
+    #[inline]
+    pub fn check(&mut self, policy: RatePolicy, now: Timestamp) -> Decision {
+        check_record(self, policy, now).decision()
+    }
+
     /// A limit that has counted nothing yet.
     fn new(policy: RatePolicy) -> Self {
         Self {
@@ -157,7 +165,8 @@ fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) ->
 }
 
 /// Counts one admission at `now` in `window` if it counts fewer than `max`: whether it did,
-/// and the tally after.
+/// and the tally after. Out of line, so the short path stays short.
+#[inline(never)]
 fn count(window: &mut SlidingWindow, now: i64, cut: Cut, max: u32) -> (bool, Tally) {
     let t = window.effective_now(now, cut);
     window.advance_to_instant(t, cut);
@@ -206,22 +215,6 @@ fn peek(record: &LimitRecord, now: Timestamp) -> (u32, Decision) {
         allowed,
     );
     (tally.counted, verdict.decision())
-}
-
-/// Counts one check of a limit the backend updates in place, without a transaction (see
-/// [`Backend::update_limit_now`]); `None` when it cannot: then [`check`] in a transaction.
-pub(crate) fn check_in_place(
-    backend: &dyn Backend,
-    clock: &dyn Clock,
-    owner: UserId,
-    name: &LimitName,
-    policy: RatePolicy,
-) -> Option<Verdict> {
-    let mut verdict = None;
-    backend.update_limit_now(clock, owner, name, &mut |now, record| {
-        verdict = Some(check_record(record, policy, now));
-    });
-    verdict
 }
 
 /// Counts one check; the caller makes the [`Decision`] from the verdict after the
