@@ -48,20 +48,18 @@ impl Timestamp {
         thread_local! {
             static LAST_DAY: Cell<Option<(i64, NaiveDate)>> = const { Cell::new(None) };
         }
-        let (into_day, date) = LAST_DAY.with(|last| {
-            if let Some((start, date)) = last.get() {
-                let into = self.0.checked_sub(start);
-                if let Some(into) = into.filter(|into| (0..NANOS_PER_DAY).contains(into)) {
-                    return (into, date);
-                }
-            }
+        let remembered = LAST_DAY.get().and_then(|(start, date)| {
+            let into = self.0.checked_sub(start)?;
+            (0..NANOS_PER_DAY).contains(&into).then_some((into, date))
+        });
+        let (into_day, date) = remembered.unwrap_or_else(|| {
             let day = self.0.div_euclid(NANOS_PER_DAY);
             let date = (i32::try_from(day + DAYS_FROM_CE_TO_UNIX_EPOCH).ok())
                 .and_then(NaiveDate::from_num_days_from_ce_opt)
                 .expect("every i64 of nanoseconds is a date chrono knows");
             // The first day of the range starts before it: it is never remembered.
             if let Some(start) = day.checked_mul(NANOS_PER_DAY) {
-                last.set(Some((start, date)));
+                LAST_DAY.set(Some((start, date)));
             }
             (self.0.rem_euclid(NANOS_PER_DAY), date)
         });
@@ -157,21 +155,27 @@ impl Clock for SystemClock {
     fn timestamp(&self) -> Timestamp {
         let counter = counter();
         let ticks = counter.raw();
-        ANCHOR.with(|anchor| {
-            if let Some(a) = anchor.get() {
-                let since = counter.delta_as_nanos(a.ticks, ticks);
-                if since < ANCHOR_NANOS {
-                    return Timestamp(a.wall.saturating_add(since as i64));
-                }
+        if let Some(a) = ANCHOR.get() {
+            let since = counter.delta_as_nanos(a.ticks, ticks);
+            if since < ANCHOR_NANOS {
+                return Timestamp(a.wall.saturating_add(since as i64));
             }
-            let wall = wall_clock_nanos();
-            let after = counter.raw();
-            if counter.delta_as_nanos(ticks, after) < MAX_READ_NANOS {
-                anchor.set(Some(Anchor { ticks: after, wall }));
-            }
-            Timestamp(wall)
-        })
+        }
+        reanchor(counter, ticks)
     }
+}
+
+/// Reads the wall clock, and pairs it with the counter for this thread's next reads if the
+/// read was quick. Once a millisecond, so kept out of line.
+#[cold]
+#[inline(never)]
+fn reanchor(counter: &quanta::Clock, ticks: u64) -> Timestamp {
+    let wall = wall_clock_nanos();
+    let after = counter.raw();
+    if counter.delta_as_nanos(ticks, after) < MAX_READ_NANOS {
+        ANCHOR.set(Some(Anchor { ticks: after, wall }));
+    }
+    Timestamp(wall)
 }
 
 /// `CLOCK_REALTIME` in nanoseconds, read with `clock_gettime` itself (`SystemTime::now` and
