@@ -1,13 +1,15 @@
 //! How long `octostore serve` takes to answer on a SQLite file that holds 1 000 000 objects
 //! (500 000 live locks, 250 000 rate limits, 250 000 config keys, over 2 000 users): from the
-//! spawn to the first /health answer, and to the first authenticated lock acquire. Then a
-//! sweep of that file beside a client acquiring and releasing a lock in a loop: how long the
-//! sweep takes and the longest the client waits meanwhile.
+//! spawn to the first /health answer, and to the first authenticated lock acquire. Then, each
+//! beside a client acquiring and releasing a lock in a loop, a count of the live locks (what
+//! `/metrics` shows) in one transaction and in batches, and a sweep of that file: how long
+//! each takes and the longest the client waits meanwhile.
 //!
 //! `cargo bench -p octostore-cli --bench startup`
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,7 +142,22 @@ fn main() {
         assert!(ok(port, &acquire), "the first acquire failed");
         to_acquire.push(began.elapsed());
     }
-    sweep_beside_a_client(&path, &token);
+    beside_a_client(&path, &token, |store| {
+        let all = NonZeroUsize::MAX;
+        let live = store.live_lease_count_in_batches(all).unwrap();
+        format!("live lock count in one transaction ({live} live)")
+    });
+    beside_a_client(&path, &token, |store| {
+        let live = store.live_lease_count().unwrap();
+        format!("live lock count in batches ({live} live)")
+    });
+    beside_a_client(&path, &token, |store| {
+        let swept = store.sweep().unwrap();
+        format!(
+            "sweep of 1 000 000 objects ({} leases, {} limits deleted)",
+            swept.leases, swept.limits
+        )
+    });
     to_health.sort();
     to_acquire.sort();
     println!(
@@ -153,9 +170,9 @@ fn main() {
     );
 }
 
-/// Sweeps the file while another thread acquires and releases a lock in a loop on the same
-/// store, and prints the sweep's time and the client's longest cycle meanwhile.
-fn sweep_beside_a_client(path: &Path, token: &str) {
+/// Runs `work` on the file while another thread acquires and releases a lock in a loop on the
+/// same store, and prints what `work` says, its time and the client's longest cycle meanwhile.
+fn beside_a_client(path: &Path, token: &str, work: impl FnOnce(&Store) -> String + Send) {
     let backend = octostore_core::SqliteBackend::open(path).unwrap();
     let store = Store::builder().backend(backend).build();
     let me = store.authenticate(token).unwrap();
@@ -163,27 +180,23 @@ fn sweep_beside_a_client(path: &Path, token: &str) {
         LockName::parse("beside-the-sweep").unwrap(),
         Ttl::seconds(5).unwrap(),
     );
-    let sweeping = AtomicBool::new(true);
+    let working = AtomicBool::new(true);
     std::thread::scope(|s| {
-        let sweep = s.spawn(|| {
+        let work = s.spawn(|| {
             let began = Instant::now();
-            let swept = store.sweep().unwrap();
-            sweeping.store(false, Ordering::Relaxed);
-            (began.elapsed(), swept)
+            let said = work(&store);
+            working.store(false, Ordering::Relaxed);
+            (began.elapsed(), said)
         });
         let (mut cycles, mut longest) = (0, Duration::ZERO);
-        while sweeping.load(Ordering::Relaxed) {
+        while working.load(Ordering::Relaxed) {
             let began = Instant::now();
             let grant = me.acquire(&name, ttl, None).unwrap();
             me.release(&name, grant.lease.lease_id).unwrap();
             longest = longest.max(began.elapsed());
             cycles += 1;
         }
-        let (took, swept) = sweep.join().unwrap();
-        println!(
-            "sweep of 1 000 000 objects: {took:.1?} ({} leases, {} limits deleted); \
-             {cycles} lock cycles beside it, the longest {longest:.1?}",
-            swept.leases, swept.limits
-        );
+        let (took, said) = work.join().unwrap();
+        println!("{said}: {took:.1?}; {cycles} lock cycles beside it, the longest {longest:.1?}");
     });
 }

@@ -342,16 +342,24 @@ impl Store {
         }
     }
 
-    /// How many locks are held by a live lease right now.
+    /// How many locks are held by a live lease right now. Like a sweep, it reads
+    /// [`SWEEP_BATCH`] leases per transaction, so writes run between its transactions; the
+    /// count is not one snapshot, which a gauge does not need.
     pub fn live_lease_count(&self) -> Result<usize> {
-        self.transact_now(|tx, now, _| {
-            let mut live = 0;
-            tx.retain_leases(None, usize::MAX, &mut |lease| {
+        self.live_lease_count_in_batches(SWEEP_BATCH)
+    }
+
+    /// [`live_lease_count`](Self::live_lease_count), reading at most `batch` leases per
+    /// transaction.
+    pub fn live_lease_count_in_batches(&self, batch: NonZeroUsize) -> Result<usize> {
+        let mut live = 0;
+        self.sweep_steps(|tx, now, after| {
+            tx.retain_leases(after, batch.get(), &mut |lease| {
                 live += usize::from(lease.is_live(now));
                 true
-            })?;
-            Ok(live)
-        })
+            })
+        })?;
+        Ok(live)
     }
 
     /// Deletes expired leases and limits that counted nothing in their window. Neither is

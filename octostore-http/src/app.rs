@@ -100,16 +100,28 @@ impl App {
                 });
                 answer.await.ok()
             }
-            Runner::Pool => {
-                let store = self.store.clone();
-                tokio::task::spawn_blocking(move || op(&store)).await.ok()
-            }
+            Runner::Pool => self.on_pool(op).await,
         };
-        match outcome {
-            Some(Ok(value)) => reply(value),
-            Some(Err(e)) => error_response(&e),
-            None => error_response(&Error::Storage("the operation did not finish".into())),
-        }
+        respond(outcome, reply)
+    }
+
+    /// Runs `op` on the blocking pool, beside the store's runner: for work that makes
+    /// transactions of its own and would hold the committer, or a runtime thread, too long.
+    pub(crate) async fn run_beside<F>(&self, op: F) -> Response
+    where
+        F: FnOnce(&Store) -> Result<Response> + Send + 'static,
+    {
+        respond(self.on_pool(op).await, |response| response)
+    }
+
+    /// `op`'s outcome on the blocking pool; `None` if it did not finish.
+    async fn on_pool<T, F>(&self, op: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&store)).await.ok()
     }
 
     /// Authenticates `token`, then runs `op` as its user (see [`run`](Self::run)).
@@ -140,5 +152,15 @@ impl App {
         };
         self.run_then(move |store| op(&store.authenticate(&token)?), reply)
             .await
+    }
+}
+
+/// The response to an operation's outcome: `reply` of its value, its error, or a storage
+/// error if it did not finish.
+fn respond<T>(outcome: Option<Result<T>>, reply: impl FnOnce(T) -> Response) -> Response {
+    match outcome {
+        Some(Ok(value)) => reply(value),
+        Some(Err(e)) => error_response(&e),
+        None => error_response(&Error::Storage("the operation did not finish".into())),
     }
 }

@@ -262,6 +262,27 @@ fn a_sweep_in_small_batches_frees_every_expired_lease(open: Open) {
     }
 }
 
+fn the_live_lease_count_reads_every_batch_and_skips_the_dead(open: Open) {
+    let h = open(Settings::default());
+    for user in ["alice", "bob", "carol"] {
+        let session = h.user(user);
+        session
+            .acquire(&name(&format!("{user}-short")), ttl(5), None)
+            .unwrap();
+        for i in 0..2 {
+            let long = name(&format!("{user}-long-{i}"));
+            session.acquire(&long, ttl(100), None).unwrap();
+        }
+    }
+    let batch = std::num::NonZeroUsize::new(2).unwrap();
+    assert_eq!(h.store.live_lease_count_in_batches(batch).unwrap(), 9);
+    h.advance_secs(5);
+    assert_eq!(h.store.live_lease_count_in_batches(batch).unwrap(), 6);
+    assert_eq!(h.store.live_lease_count().unwrap(), 6);
+    // Counting deletes nothing: the dead are still there for the sweep.
+    assert_eq!(h.store.sweep().unwrap().leases, 3);
+}
+
 fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
     let h = open(Settings {
         quotas: Quotas {
@@ -283,6 +304,7 @@ fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
 
 each_backend!(
     a_sweep_in_small_batches_frees_every_expired_lease,
+    the_live_lease_count_reads_every_batch_and_skips_the_dead,
     dead_leases_do_not_pile_up_without_sweeps,
     acquire_release_and_reacquire,
     another_user_gets_a_conflict_naming_the_holder,

@@ -33,9 +33,12 @@ fn text(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
+/// The live locks are counted on the blocking pool, beside the store's runner, in batches
+/// (`Store::live_lease_count`): on the committer, one scrape of a large file would hold every
+/// write for the whole count.
 async fn metrics(app: App) -> Response {
     let metrics = app.metrics.clone();
-    app.run(move |store| {
+    app.run_beside(move |store| {
         let body = metrics.render(store.live_lease_count()?);
         let mut response = body.into_response();
         response.headers_mut().insert(
