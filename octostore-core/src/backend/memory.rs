@@ -31,15 +31,28 @@ use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::{Decision, LimitRecord};
 
 /// Keeps everything in this process's memory.
-#[derive(Default)]
 pub struct MemoryBackend {
     state: Mutex<State>,
+    /// The hasher of the limits' table, also here so that a check hashes its key before it
+    /// takes the mutex.
+    limit_hasher: DefaultHashBuilder,
 }
 
 impl MemoryBackend {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        let state = State::default();
+        let limit_hasher = state.limits.hasher.clone();
+        Self {
+            state: Mutex::new(state),
+            limit_hasher,
+        }
     }
 }
 
@@ -158,7 +171,11 @@ impl Limits {
     }
 
     fn get_mut(&mut self, owner: UserId, name: &str) -> Option<&mut LimitRecord> {
-        let hash = self.hash(owner, name);
+        self.get_mut_hashed(self.hash(owner, name), owner, name)
+    }
+
+    /// [`get_mut`](Self::get_mut) with the key's hash already made.
+    fn get_mut_hashed(&mut self, hash: u64, owner: UserId, name: &str) -> Option<&mut LimitRecord> {
         let found = (self.table).find_mut(hash, |l| l.owner == owner && l.name.as_str() == name);
         found.map(|l| &mut l.record)
     }
@@ -275,9 +292,14 @@ impl Backend for MemoryBackend {
         name: &LimitName,
         policy: RatePolicy,
     ) -> Option<Decision> {
-        let mut state = self.state.lock();
+        // Hashing the key and reading the clock need no lock: done first, they overlap with
+        // taking it, where after it they would wait for it (its atomic instruction is a
+        // fence). A check that then waits for the lock is judged at the instant it came, as
+        // if it had come a little before the one holding the lock.
+        let hash = self.limit_hasher.hash_one(OwnedRef::new(owner, name));
         let now = clock.timestamp();
-        let record = state.limits.get_mut(owner, name.as_str())?;
+        let mut state = self.state.lock();
+        let record = state.limits.get_mut_hashed(hash, owner, name.as_str())?;
         Some(record.check(policy, now))
     }
 
@@ -701,5 +723,28 @@ mod tests {
         assert!(borrowed.equivalent(&owned));
         let other = OwnedRef::new(UserId(uuid::Uuid::from_u128(8)), &name);
         assert!(!other.equivalent(&owned));
+    }
+
+    #[test]
+    fn a_stored_limit_is_checked_in_place() {
+        let backend = MemoryBackend::new();
+        let clock = crate::ManualClock::new(chrono::DateTime::UNIX_EPOCH);
+        let (owner, name) = (
+            UserId(uuid::Uuid::from_u128(7)),
+            LimitName::parse("api").unwrap(),
+        );
+        let policy = RatePolicy::new(2, 60).unwrap();
+        assert_eq!(backend.check_limit_now(&clock, owner, &name, policy), None);
+        let now = clock.timestamp();
+        let first = &mut |tx: &mut dyn Tx| {
+            crate::rate_limit::check(tx, now, 10, owner, &name, policy).map(|_| ())
+        };
+        backend.transact(&clock, first).unwrap();
+        // The hash made before the lock finds what the table's own hasher placed.
+        let decision = backend
+            .check_limit_now(&clock, owner, &name, policy)
+            .unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.remaining, 0);
     }
 }
