@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, TimeDelta, Utc};
 use octostore_core::{Committer, Concurrency, Error, Result, Session, Store};
 use warp::reply::Response;
 
@@ -29,7 +30,15 @@ pub struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) body_limit: u64,
     runner: Runner,
+    last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
 }
+
+/// A count of the live locks and when it was made, by the store's clock (see
+/// [`App::live_locks`]).
+type LiveCount = (DateTime<Utc>, usize);
+
+/// How long a count of the live locks is shown again rather than made anew.
+const LIVE_COUNT_REUSED_FOR: TimeDelta = TimeDelta::seconds(1);
 
 /// Where operations run, by the backend's [`Concurrency`].
 #[derive(Clone)]
@@ -66,6 +75,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             body_limit,
             runner,
+            last_live_count: Arc::default(),
         })
     }
 
@@ -105,13 +115,23 @@ impl App {
         respond(outcome, reply)
     }
 
-    /// Runs `op` on the blocking pool, beside the store's runner: for work that makes
-    /// transactions of its own and would hold the committer, or a runtime thread, too long.
-    pub(crate) async fn run_beside<F>(&self, op: F) -> Response
-    where
-        F: FnOnce(&Store) -> Result<Response> + Send + 'static,
-    {
-        respond(self.on_pool(op).await, |response| response)
+    /// How many locks are held right now (for `/metrics`), counted on the blocking pool
+    /// beside the store's runner, in batches (`Store::live_lease_count`): on the committer, a
+    /// count of a large file would hold every write for its whole length. `/metrics` is public,
+    /// so one count runs at a time and is shown again for [`LIVE_COUNT_REUSED_FOR`] of the
+    /// store's clock: scrapes, however many, cost at most one count a second.
+    pub(crate) async fn live_locks(&self) -> Result<usize> {
+        let mut last = self.last_live_count.lock().await;
+        let now = self.store.now();
+        if let Some((at, live)) = *last {
+            if (TimeDelta::zero()..LIVE_COUNT_REUSED_FOR).contains(&(now - at)) {
+                return Ok(live);
+            }
+        }
+        let counted = self.on_pool(|store| store.live_lease_count()).await;
+        let live = counted.unwrap_or_else(|| Err(not_finished()))?;
+        *last = Some((now, live));
+        Ok(live)
     }
 
     /// `op`'s outcome on the blocking pool; `None` if it did not finish.
@@ -161,6 +181,10 @@ fn respond<T>(outcome: Option<Result<T>>, reply: impl FnOnce(T) -> Response) -> 
     match outcome {
         Some(Ok(value)) => reply(value),
         Some(Err(e)) => error_response(&e),
-        None => error_response(&Error::Storage("the operation did not finish".into())),
+        None => error_response(&not_finished()),
     }
+}
+
+fn not_finished() -> Error {
+    Error::Storage("the operation did not finish".into())
 }

@@ -7,6 +7,7 @@ use warp::{Filter, Reply};
 
 use super::with_app;
 use crate::app::App;
+use crate::error::error_response;
 
 /// The contract this server implements: the seed API plus documented extensions.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -33,19 +34,16 @@ fn text(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-/// The live locks are counted on the blocking pool, beside the store's runner, in batches
-/// (`Store::live_lease_count`): on the committer, one scrape of a large file would hold every
-/// write for the whole count.
 async fn metrics(app: App) -> Response {
-    let metrics = app.metrics.clone();
-    app.run_beside(move |store| {
-        let body = metrics.render(store.live_lease_count()?);
-        let mut response = body.into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        Ok(response)
-    })
-    .await
+    match app.live_locks().await {
+        Ok(live) => {
+            let mut response = app.metrics.render(live).into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => error_response(&e),
+    }
 }

@@ -47,6 +47,10 @@ fn metrics_count_requests_by_route_and_show_live_locks() {
     alice
         .release("secret-project-x", text(&lease["lease_id"]))
         .ok();
+    // Within a second of the last count, scrapes show it again: the count reads every lease.
+    let metrics = api.anonymous().get("/metrics").body;
+    assert!(metrics.contains("octostore_live_locks 2"), "{metrics}");
+    api.advance(chrono::Duration::milliseconds(1_000));
     let metrics = api.anonymous().get("/metrics").body;
     assert!(metrics.contains("octostore_live_locks 1"), "{metrics}");
     // An expired lease is not live, swept or not.
