@@ -434,9 +434,9 @@ mod tests {
                 let stored = LimitRecord::from_bytes(&record.to_bytes());
                 proptest::prop_assert_eq!(stored.as_ref().ok(), Some(&record));
                 // The short path, where it answers, answers as the general one.
-                let (max, mut general) = (policy.max_requests(), record.window.clone());
+                let max = policy.max_requests();
                 if policy.window_seconds() == record.policy.window_seconds() {
-                    let mut short = record.window.clone();
+                    let (mut short, mut general) = (record.window.clone(), record.window.clone());
                     if let Some((allowed, tally)) = count_in_head(&mut short, now, cut, max) {
                         let (expected, by_all) = count(&mut general, now, cut, max);
                         proptest::prop_assert_eq!(allowed, expected);
