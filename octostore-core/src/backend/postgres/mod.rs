@@ -252,10 +252,14 @@ fn is_conflict(e: &postgres::Error) -> bool {
     })
 }
 
-/// Whether the connection is gone: closed, or ended by the server (SQLSTATE class 08,
-/// connection exception, or 57P, an administrator's or a restart's shutdown).
+/// Whether the connection is gone: closed, ended by the server (SQLSTATE class 08,
+/// connection exception, or 57P, an administrator's or a restart's shutdown), or failed
+/// under the client (an I/O error: a server that ends a connection may reset the socket
+/// before the client reads why).
 fn connection_lost(e: &postgres::Error) -> bool {
+    let io = std::error::Error::source(e).is_some_and(|cause| cause.is::<std::io::Error>());
     e.is_closed()
+        || io
         || e.code()
             .is_some_and(|code| code.code().starts_with("08") || code.code().starts_with("57P"))
 }
