@@ -9,8 +9,8 @@
 //! lookup; a per-owner index of names answers the counts and lists that quotas and listings
 //! need, and changes only when a record is created or deleted. The maps are `hashbrown`'s
 //! with its default hasher, foldhash: several times faster than `std`'s SipHash on short keys,
-//! and still seeded at random per map, so keys chosen by callers cannot be aimed at one bucket
-//! ahead of time (names are also short: at most 128 characters).
+//! and still seeded at random (per map; the limits' per process), so keys chosen by callers
+//! cannot be aimed at one bucket ahead of time (names are also short: at most 128 characters).
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
@@ -31,28 +31,15 @@ use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::{Decision, LimitRecord};
 
 /// Keeps everything in this process's memory.
+#[derive(Default)]
 pub struct MemoryBackend {
     state: Mutex<State>,
-    /// The hasher of the limits' table, also here so that a check hashes its key before it
-    /// takes the mutex.
-    limit_hasher: DefaultHashBuilder,
 }
 
 impl MemoryBackend {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-}
-
-impl Default for MemoryBackend {
-    fn default() -> Self {
-        let state = State::default();
-        let limit_hasher = state.limits.hasher.clone();
-        Self {
-            state: Mutex::new(state),
-            limit_hasher,
-        }
     }
 }
 
@@ -141,11 +128,12 @@ impl Leases {
 }
 
 /// The rate limits, each beside its key in a 192-byte bucket aligned to a cache line: a
-/// check finds the key, the window's head and its newest sub-window in one line.
+/// check finds the key, the window's head and its newest sub-window in one line. Keys are
+/// hashed with one hasher per process (seeded at random, like every map's here), so that a
+/// check can hash its key before it takes the mutex ([`Limits::hash`] needs no table).
 #[derive(Default)]
 struct Limits {
     table: HashTable<StoredLimit>,
-    hasher: DefaultHashBuilder,
 }
 
 #[repr(C, align(64))]
@@ -158,12 +146,14 @@ struct StoredLimit {
 const _: () = assert!(std::mem::size_of::<StoredLimit>() == 3 * 64);
 
 impl Limits {
-    fn hash(&self, owner: UserId, name: &str) -> u64 {
-        self.hasher.hash_one(OwnedRef { owner, name })
+    fn hash(owner: UserId, name: &str) -> u64 {
+        static HASHER: std::sync::LazyLock<DefaultHashBuilder> =
+            std::sync::LazyLock::new(DefaultHashBuilder::default);
+        HASHER.hash_one(OwnedRef { owner, name })
     }
 
     fn get(&self, owner: UserId, name: &str) -> Option<&LimitRecord> {
-        let hash = self.hash(owner, name);
+        let hash = Self::hash(owner, name);
         let found = self
             .table
             .find(hash, |l| l.owner == owner && l.name.as_str() == name);
@@ -171,7 +161,7 @@ impl Limits {
     }
 
     fn get_mut(&mut self, owner: UserId, name: &str) -> Option<&mut LimitRecord> {
-        self.get_mut_hashed(self.hash(owner, name), owner, name)
+        self.get_mut_hashed(Self::hash(owner, name), owner, name)
     }
 
     /// [`get_mut`](Self::get_mut) with the key's hash already made.
@@ -182,21 +172,20 @@ impl Limits {
 
     /// Adds a limit the table does not hold.
     fn insert(&mut self, owner: UserId, name: &LimitName, record: LimitRecord) {
-        let hasher = &self.hasher;
         let stored = StoredLimit {
             owner,
             name: name.clone(),
             record,
         };
         self.table
-            .insert_unique(self.hash(owner, name.as_str()), stored, |l| {
-                hasher.hash_one(OwnedRef::new(l.owner, &l.name))
+            .insert_unique(Self::hash(owner, name.as_str()), stored, |l| {
+                Self::hash(l.owner, l.name.as_str())
             });
     }
 
     /// Whether the limit was there.
     fn remove(&mut self, owner: UserId, name: &str) -> bool {
-        let hash = self.hash(owner, name);
+        let hash = Self::hash(owner, name);
         let found = (self.table).find_entry(hash, |l| l.owner == owner && l.name.as_str() == name);
         found.map(|entry| entry.remove()).is_ok()
     }
@@ -296,7 +285,7 @@ impl Backend for MemoryBackend {
         // taking it, where after it they would wait for it (its atomic instruction is a
         // fence). A check that then waits for the lock is judged at the instant it came, as
         // if it had come a little before the one holding the lock.
-        let hash = self.limit_hasher.hash_one(OwnedRef::new(owner, name));
+        let hash = Limits::hash(owner, name.as_str());
         let now = clock.timestamp();
         let mut state = self.state.lock();
         let record = state.limits.get_mut_hashed(hash, owner, name.as_str())?;
@@ -740,7 +729,7 @@ mod tests {
             crate::rate_limit::check(tx, now, 10, owner, &name, policy).map(|_| ())
         };
         backend.transact(&clock, first).unwrap();
-        // The hash made before the lock finds what the table's own hasher placed.
+        // The hash made before the lock finds what the table placed.
         let decision = backend
             .check_limit_now(&clock, owner, &name, policy)
             .unwrap();
