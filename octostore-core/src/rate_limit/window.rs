@@ -122,6 +122,8 @@ pub(super) struct InHead {
 
 /// The head's slot.
 const HEAD: usize = 0;
+/// The oldest sub-window's slot.
+const LAST: usize = SLOTS - 1;
 
 impl SlidingWindow {
     pub(super) fn empty() -> Self {
@@ -252,7 +254,16 @@ impl SlidingWindow {
             };
             return Some(InHead { into, tally });
         }
-        let oldest = (u32::BITS - 1 - self.filled.leading_zeros()) as usize;
+        // The oldest non-empty slot, where the checks of a steady stream find it: the last
+        // slot, or the head alone. Both are fixed places, so the CPU reads the slot while
+        // `filled` still loads, where an index computed from `filled` would wait for it.
+        let oldest = if self.filled & 1 << LAST != 0 {
+            LAST
+        } else if self.filled == 1 << HEAD {
+            HEAD
+        } else {
+            (u32::BITS - 1 - self.filled.leading_zeros()) as usize
+        };
         // Its latest admission, and the window's start, from the head's start: both within
         // a few windows of 0, so the arithmetic cannot overflow.
         let latest = self.slots[oldest].offset() - oldest as i64 * cut.width;
