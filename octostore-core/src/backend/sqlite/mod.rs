@@ -13,6 +13,7 @@
 //! out from blocks whose reservation is committed with an fsync, and every open skips to the
 //! end of the reserved block, past any token a lost commit may have handed out.
 
+mod checkpoint;
 mod schema;
 mod tx;
 
@@ -180,6 +181,7 @@ impl SqliteBackend {
                 Err(Attempt::NeedFencingBlock) => unreachable!("no fencing token is issued"),
             }
         }
+        checkpoint::move_off_commits(&mut conn, checkpoint::Marks::DEFAULT).map_err(storage)?;
         Ok(Self {
             writer: ReentrantMutex::new(RefCell::new(Writer {
                 conn,
