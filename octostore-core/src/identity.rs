@@ -167,10 +167,9 @@ pub(crate) fn issue_token(tx: &mut dyn Tx, now: Timestamp, user: UserId) -> Resu
     Ok(token)
 }
 
-pub(crate) fn authenticate(tx: &mut dyn Tx, secret: &str) -> Result<User> {
-    let record = tx
-        .token(&TokenHash::of(secret))?
-        .ok_or(Error::Unauthorized)?;
+/// The user of the token with hash `token`.
+pub(crate) fn authenticate(tx: &mut dyn Tx, token: &TokenHash) -> Result<User> {
+    let record = tx.token(token)?.ok_or(Error::Unauthorized)?;
     tx.user(record.user)?.ok_or(Error::Unauthorized)
 }
 

@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod flag;
 pub mod identity;
+mod known_tokens;
 pub mod lock;
 pub mod names;
 pub mod rate_limit;

@@ -16,7 +16,8 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
 use crate::error::Result;
 use crate::flag::{self, Flag};
-use crate::identity::{self, Token, TokenRecord, User, UserId};
+use crate::identity::{self, Token, TokenHash, TokenRecord, User, UserId};
+use crate::known_tokens::KnownTokens;
 use crate::lock::{self, Lease, LeaseId, LockGrant, LockStatus};
 use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
 use crate::rate_limit::{self, Decision, LimitSummary};
@@ -106,6 +107,7 @@ struct Inner {
     backend: Box<dyn Backend>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    known_tokens: KnownTokens,
 }
 
 /// Builds a [`Store`] from parts; every part has a default.
@@ -155,6 +157,7 @@ impl StoreBuilder {
                 backend: self.backend,
                 clock: self.clock,
                 settings,
+                known_tokens: KnownTokens::default(),
             }),
         }
     }
@@ -245,7 +248,12 @@ impl Store {
     /// Runs `work`, whose operations on this thread may be committed together when it ends
     /// (see [`Backend::group`]): they are durable only once this returns `Ok`.
     pub fn group(&self, mut work: impl FnMut()) -> Result<()> {
-        self.inner.backend.group(&*self.inner.clock, &mut work)
+        let committed = self.inner.backend.group(&*self.inner.clock, &mut work);
+        if committed.is_err() {
+            // A token or user read in the group may not have been committed.
+            self.inner.known_tokens.forget_all();
+        }
+        committed
     }
 
     /// Runs `op` as one transaction that needs no time: the clock is not read. `op` may run
@@ -258,6 +266,13 @@ impl Store {
             Ok(())
         })?;
         Ok(out.expect("a committed transaction ran its operation"))
+    }
+
+    /// `outcome`, of a transaction that may have changed tokens or users, once what the store
+    /// knows of tokens is forgotten (whatever the outcome).
+    fn after_identity_change<R>(&self, outcome: Result<R>) -> Result<R> {
+        self.inner.known_tokens.forget_all();
+        outcome
     }
 
     /// Runs `op` as one transaction at the instant the transaction reads from the clock.
@@ -274,12 +289,12 @@ impl Store {
     /// Creates a local user; [`Error::Conflict`](crate::Error::Conflict) if the login is
     /// taken (regardless of case).
     pub fn create_user(&self, login: &Login) -> Result<User> {
-        self.transact(|tx, _| identity::create_local_user(tx, login))
+        self.after_identity_change(self.transact(|tx, _| identity::create_local_user(tx, login)))
     }
 
     /// The user with this login, created as a local user if there is none.
     pub fn local_user(&self, login: &Login) -> Result<User> {
-        self.transact(|tx, _| identity::local_user(tx, login))
+        self.after_identity_change(self.transact(|tx, _| identity::local_user(tx, login)))
     }
 
     /// Creates or updates the user GitHub knows as `github_id`: the same GitHub account
@@ -290,7 +305,10 @@ impl Store {
         login: &Login,
         avatar_url: Option<&str>,
     ) -> Result<User> {
-        self.transact(|tx, _| identity::upsert_github_user(tx, github_id, login, avatar_url))
+        let upsert = |tx: &mut dyn Tx, _: &Settings| {
+            identity::upsert_github_user(tx, github_id, login, avatar_url)
+        };
+        self.after_identity_change(self.transact(upsert))
     }
 
     /// The user with this login, if any.
@@ -307,7 +325,9 @@ impl Store {
 
     /// Issues a new bearer token for `user`; the secret is returned only here.
     pub fn issue_token(&self, user: UserId) -> Result<Token> {
-        self.transact_now(|tx, now, _| identity::issue_token(tx, now, user))
+        self.after_identity_change(
+            self.transact_now(|tx, now, _| identity::issue_token(tx, now, user)),
+        )
     }
 
     /// The user's tokens (hashes only), oldest first.
@@ -319,18 +339,31 @@ impl Store {
 
     /// Revokes the user's token with this id.
     pub fn revoke_token(&self, user: UserId, token_id: Uuid) -> Result<()> {
-        self.transact(|tx, _| identity::revoke_token(tx, user, token_id))
+        self.after_identity_change(
+            self.transact(|tx, _| identity::revoke_token(tx, user, token_id)),
+        )
     }
 
     /// Replaces the token `secret` with a new one, atomically: `secret` stops working at once.
     pub fn rotate_token(&self, secret: &str) -> Result<Token> {
-        self.transact_now(|tx, now, _| identity::rotate_token(tx, now, secret))
+        self.after_identity_change(
+            self.transact_now(|tx, now, _| identity::rotate_token(tx, now, secret)),
+        )
     }
 
     /// The session of the user `secret` belongs to, or
     /// [`Error::Unauthorized`](crate::Error::Unauthorized).
     pub fn authenticate(&self, secret: &str) -> Result<Session> {
-        let user = self.transact(|tx, _| identity::authenticate(tx, secret))?;
+        let token = TokenHash::of(secret);
+        let known = &self.inner.known_tokens;
+        let user = match known.user(&token, self.inner.backend.outside_writes()?) {
+            Ok(user) => user,
+            Err(since) => {
+                let user = self.transact(|tx, _| identity::authenticate(tx, &token))?;
+                known.learn(since, token, &user);
+                user
+            }
+        };
         Ok(self.session(user))
     }
 

@@ -67,6 +67,14 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// A number that moves whenever another process or node may have committed a write,
+    /// and stays while only this backend writes; `None` if the backend cannot tell. The
+    /// store remembers which user each token belongs to only while it stays (see
+    /// `known_tokens`). By default the backend cannot tell.
+    fn outside_writes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+
     /// Runs `work`, whose transactions on this thread may be committed together when it
     /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
     /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some

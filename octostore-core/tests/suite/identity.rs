@@ -106,6 +106,41 @@ fn github_users_keep_their_identity_across_renames(open: Open) {
     assert_eq!(h.store.users().unwrap().len(), 2);
 }
 
+/// Each change is seen by the next authentication, though the token was just authenticated
+/// (a file's store remembers the users of tokens it has authenticated).
+fn a_token_authenticated_before_a_change_is_judged_after_it(open: Open) {
+    let h = open(Default::default());
+    let user = h
+        .store
+        .upsert_github_user(42, &login("octocat"), None)
+        .unwrap();
+    let (revoked, rotated) = (
+        h.store.issue_token(user.id).unwrap(),
+        h.store.issue_token(user.id).unwrap(),
+    );
+    let kept = h.store.issue_token(user.id).unwrap();
+    for token in [&revoked, &rotated, &kept] {
+        assert_eq!(h.store.authenticate(token.expose()).unwrap().user(), &user);
+    }
+    let revoked_id = (h.store.tokens(user.id).unwrap().into_iter())
+        .find(|t| t.hash == TokenHash::of(revoked.expose()))
+        .unwrap()
+        .id;
+    h.store.revoke_token(user.id, revoked_id).unwrap();
+    h.store.rotate_token(rotated.expose()).unwrap();
+    for gone in [&revoked, &rotated] {
+        assert!(matches!(
+            h.store.authenticate(gone.expose()),
+            Err(Error::Unauthorized)
+        ));
+    }
+    h.store
+        .upsert_github_user(42, &login("octo-cat"), None)
+        .unwrap();
+    let session = h.store.authenticate(kept.expose()).unwrap();
+    assert_eq!(session.user().login.as_str(), "octo-cat");
+}
+
 fn tokens_need_an_existing_user(open: Open) {
     let h = open(Default::default());
     let ghost = octostore_core::UserId(uuid::Uuid::new_v4());
@@ -121,5 +156,6 @@ each_backend!(
     rotation_kills_the_old_token_at_once,
     revocation_is_by_id_and_per_user,
     github_users_keep_their_identity_across_renames,
+    a_token_authenticated_before_a_change_is_judged_after_it,
     tokens_need_an_existing_user,
 );

@@ -31,6 +31,38 @@ fn fencing_tokens_keep_growing_across_reopens() {
     }
 }
 
+/// A server and the CLI share a file: a token the server has just authenticated, then revoked
+/// or its user renamed by the other process, is judged anew by the server.
+#[test]
+fn another_processs_token_changes_are_seen_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let (server, cli) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+    let user = cli
+        .upsert_github_user(42, &Login::parse("octocat").unwrap(), None)
+        .unwrap();
+    let (revoked, kept) = (
+        cli.issue_token(user.id).unwrap(),
+        cli.issue_token(user.id).unwrap(),
+    );
+    for token in [&revoked, &kept] {
+        assert_eq!(server.authenticate(token.expose()).unwrap().user(), &user);
+    }
+    let id = (cli.tokens(user.id).unwrap().into_iter())
+        .find(|t| t.hash == octostore_core::TokenHash::of(revoked.expose()))
+        .unwrap()
+        .id;
+    cli.revoke_token(user.id, id).unwrap();
+    assert!(matches!(
+        server.authenticate(revoked.expose()),
+        Err(Error::Unauthorized)
+    ));
+    cli.upsert_github_user(42, &Login::parse("octo-cat").unwrap(), None)
+        .unwrap();
+    let session = server.authenticate(kept.expose()).unwrap();
+    assert_eq!(session.user().login.as_str(), "octo-cat");
+}
+
 #[test]
 fn data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

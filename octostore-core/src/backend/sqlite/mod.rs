@@ -339,6 +339,18 @@ impl Backend for SqliteBackend {
         Concurrency::Serial
     }
 
+    /// SQLite's `data_version`, which moves with every commit of another connection to the
+    /// file (another process's, such as the CLI's), and not with this one's.
+    fn outside_writes(&self) -> Result<Option<u64>> {
+        let guard = self.writer.lock();
+        let writer = guard.borrow();
+        let mut statement = (writer.conn)
+            .prepare_cached("PRAGMA data_version")
+            .map_err(storage)?;
+        let version: i64 = statement.query_row([], |row| row.get(0)).map_err(storage)?;
+        Ok(Some(version as u64))
+    }
+
     fn group(&self, _clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
         let guard = self.writer.lock();
         if guard.borrow().grouping != Grouping::Off {
