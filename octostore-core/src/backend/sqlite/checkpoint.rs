@@ -91,12 +91,16 @@ mod tests {
 
     use super::*;
 
-    /// A new file in WAL mode, its log moved off commits at `marks`, with one table.
-    fn open(path: &Path, marks: Marks) -> Connection {
-        let mut conn = Connection::open(path).unwrap();
+    /// A mark never reached.
+    const NEVER: c_int = c_int::MAX;
+
+    /// A new file `db` in `dir`, in WAL mode, with one table, its log moved off commits at
+    /// these marks.
+    fn open(dir: &Path, nudge: c_int, catch_up: c_int) -> Connection {
+        let mut conn = Connection::open(dir.join("db")).unwrap();
         conn.pragma_update(None, "journal_mode", "WAL").unwrap();
         conn.execute_batch("CREATE TABLE t (v BLOB)").unwrap();
-        move_off_commits(&mut conn, marks).unwrap();
+        move_off_commits(&mut conn, Marks { nudge, catch_up }).unwrap();
         conn
     }
 
@@ -115,15 +119,8 @@ mod tests {
     #[test]
     fn the_thread_checkpoints_what_the_writer_committed() {
         let dir = tempfile::tempdir().unwrap();
+        let conn = open(dir.path(), 20, NEVER);
         let file = dir.path().join("db");
-        let never = c_int::MAX;
-        let conn = open(
-            &file,
-            Marks {
-                nudge: 20,
-                catch_up: never,
-            },
-        );
         let before = size(&file);
         // Without a checkpoint the rows stay in the log: the file does not grow.
         commit_rows(&conn, 4);
@@ -140,16 +137,8 @@ mod tests {
     #[test]
     fn the_writer_catches_up_so_the_log_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("db");
         // No thread: the writer alone checkpoints, so the bound is exact.
-        let never = c_int::MAX;
-        let conn = open(
-            &file,
-            Marks {
-                nudge: never,
-                catch_up: 40,
-            },
-        );
+        let conn = open(dir.path(), NEVER, 40);
         let wal = dir.path().join("db-wal");
         let mut longest = 0;
         for _ in 0..200 {
