@@ -47,6 +47,12 @@ impl KnownTokens {
         token: &TokenHash,
         outside_writes: Option<u64>,
     ) -> std::result::Result<User, Since> {
+        if outside_writes.is_none() {
+            return Err(Since {
+                outside_writes,
+                changes: 0,
+            });
+        }
         let mut state = self.state.lock();
         if state.outside_writes != outside_writes {
             state.outside_writes = outside_writes;
@@ -56,17 +62,19 @@ impl KnownTokens {
             outside_writes,
             changes: state.changes,
         };
-        let known = outside_writes.and_then(|_| state.users.get(token).cloned());
-        known.ok_or(since)
+        state.users.get(token).cloned().ok_or(since)
     }
 
     /// Remembers that `token` is `user`'s, as a lookup begun at `since` read, if nothing
     /// changed since.
     pub(crate) fn learn(&self, since: Since, token: TokenHash, user: &User) {
+        if since.outside_writes.is_none() {
+            return;
+        }
         let mut state = self.state.lock();
         let unchanged =
             since.changes == state.changes && since.outside_writes == state.outside_writes;
-        if since.outside_writes.is_none() || !unchanged {
+        if !unchanged {
             return;
         }
         if state.users.len() >= CAPACITY {

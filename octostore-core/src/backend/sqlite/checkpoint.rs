@@ -63,7 +63,7 @@ pub(super) fn move_off_commits(conn: &mut Connection, marks: Marks) -> rusqlite:
 /// still catches up itself.
 fn start(path: PathBuf) -> SyncSender<()> {
     let (nudge, nudges) = mpsc::sync_channel::<()>(1);
-    let spawned = std::thread::Builder::new()
+    let _detached = std::thread::Builder::new()
         .name("octostore-checkpoint".into())
         .spawn(move || {
             // The connection learns that the file is in WAL mode (or checkpoints nothing) when
@@ -80,7 +80,6 @@ fn start(path: PathBuf) -> SyncSender<()> {
                 let _ = conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::PASSIVE);
             }
         });
-    drop(spawned);
     nudge
 }
 
