@@ -118,16 +118,18 @@ mod tests {
     #[test]
     fn the_thread_checkpoints_what_the_writer_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = open(dir.path(), 20, NEVER);
+        let conn = open(dir.path(), 40, NEVER);
         let file = dir.path().join("db");
         let before = size(&file);
-        // Without a checkpoint the rows stay in the log: the file does not grow.
+        // Under the nudge (4 rows: 16 to 24 pages of log), the rows stay in the log: the file
+        // does not grow.
         commit_rows(&conn, 4);
         assert_eq!(size(&file), before);
-        // Past the nudge, the thread copies them into the file; the writer never does here.
-        commit_rows(&conn, 4);
+        // Past it (16 rows: 64 pages at least), the thread copies them into the file; the
+        // writer never does here.
+        commit_rows(&conn, 12);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while size(&file) < before + 8 * 16384 {
+        while size(&file) < before + 16 * 16384 {
             assert!(Instant::now() < deadline, "no checkpoint in 30 s");
             std::thread::sleep(Duration::from_millis(5));
         }
