@@ -67,8 +67,21 @@ fn a_group_that_outruns_a_fencing_block_keeps_tokens_increasing_across_reopens()
     let store = Store::open(&path).unwrap();
     let me = session(&store, "me");
     let ttl = Ttl::seconds(60).unwrap();
-    let mut tokens: Vec<FencingToken> = Vec::new();
-    // 2 500 acquires in one group cross two reservations of 1 024 tokens.
+    let first = me.acquire(&LockName::parse("first").unwrap(), ttl, None);
+    let mut tokens: Vec<FencingToken> = vec![first.unwrap().lease.fencing_token];
+    // A block holds a million tokens: skip to a thousand before its end (forward only, as
+    // if they had been handed out), so the group below runs out of it midway.
+    let file = rusqlite::Connection::open(&path).unwrap();
+    let moved = file.execute(
+        "UPDATE fencing SET last_issued = reserved_through - 1000 WHERE last_issued < reserved_through - 1000",
+        [],
+    );
+    assert_eq!(moved.unwrap(), 1);
+    let reserved = || -> i64 {
+        let sql = "SELECT reserved_through FROM fencing";
+        file.query_row(sql, [], |row| row.get(0)).unwrap()
+    };
+    let block_end = reserved();
     store
         .group(|| {
             for i in 0..2500 {
@@ -80,6 +93,7 @@ fn a_group_that_outruns_a_fencing_block_keeps_tokens_increasing_across_reopens()
         })
         .unwrap();
     assert!(tokens.windows(2).all(|w| w[0] < w[1]));
+    assert!(reserved() > block_end, "the group reserved a block midway");
     drop((me, store));
     let reopened = Store::open(&path).unwrap();
     let me = session(&reopened, "me");
