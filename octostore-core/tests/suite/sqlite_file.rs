@@ -63,6 +63,35 @@ fn another_processs_token_changes_are_seen_at_once() {
     assert_eq!(session.user().login.as_str(), "octo-cat");
 }
 
+/// Inside a group the server reads the other process's writes once, as none can commit while
+/// the group's transaction is open; a group begun after the other process's revoke sees it.
+#[test]
+fn a_revoke_between_groups_is_seen_by_the_next_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.db");
+    let (server, cli) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+    let user = cli.create_user(&Login::parse("octocat").unwrap()).unwrap();
+    let token = cli.issue_token(user.id).unwrap();
+    let me = server.session(server.local_user(&Login::parse("me").unwrap()).unwrap());
+    let lock = LockName::parse("l").unwrap();
+    let mut session = None;
+    let in_a_group = |session: &mut Option<_>| {
+        server
+            .group(|| {
+                // A write first, so the group's transaction is open when the token is judged.
+                me.acquire(&lock, Ttl::seconds(60).unwrap(), None).unwrap();
+                *session = Some(server.authenticate(token.expose()));
+            })
+            .unwrap();
+    };
+    in_a_group(&mut session);
+    assert_eq!(session.take().unwrap().unwrap().user(), &user);
+    let id = cli.tokens(user.id).unwrap()[0].id;
+    cli.revoke_token(user.id, id).unwrap();
+    in_a_group(&mut session);
+    assert!(matches!(session.unwrap(), Err(Error::Unauthorized)));
+}
+
 #[test]
 fn data_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();

@@ -115,6 +115,9 @@ pub struct SqliteBackend {
 struct Writer {
     conn: Connection,
     grouping: Grouping,
+    /// [`Backend::outside_writes`] as read inside the open group's transaction, which holds
+    /// the file's write lock: no other connection can commit until it ends.
+    data_version_in_group: Option<u64>,
 }
 
 /// Whether transactions are being grouped into one, and whether that one has begun.
@@ -189,6 +192,7 @@ impl SqliteBackend {
             writer: ReentrantMutex::new(RefCell::new(Writer {
                 conn,
                 grouping: Grouping::Off,
+                data_version_in_group: None,
             })),
             durability,
         })
@@ -293,6 +297,7 @@ impl SqliteBackend {
             if writer.grouping == Grouping::Pending {
                 begin(&writer.conn)?;
                 writer.grouping = Grouping::Open;
+                writer.data_version_in_group = None;
             }
             let savepoint = Savepoint::start(&writer.conn)?;
             let mut tx = tx::SqliteTx::new(&writer.conn, clock);
@@ -343,12 +348,21 @@ impl Backend for SqliteBackend {
     /// file (another process's, such as the CLI's), and not with this one's.
     fn outside_writes(&self) -> Result<Option<u64>> {
         let guard = self.writer.lock();
-        let writer = guard.borrow();
+        let mut writer = guard.borrow_mut();
+        let open = writer.grouping == Grouping::Open;
+        if let (true, Some(version)) = (open, writer.data_version_in_group) {
+            return Ok(Some(version));
+        }
         let mut statement = (writer.conn)
             .prepare_cached("PRAGMA data_version")
             .map_err(storage)?;
         let version: i64 = statement.query_row([], |row| row.get(0)).map_err(storage)?;
-        Ok(Some(version as u64))
+        drop(statement);
+        let version = version as u64;
+        if open {
+            writer.data_version_in_group = Some(version);
+        }
+        Ok(Some(version))
     }
 
     fn group(&self, _clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
