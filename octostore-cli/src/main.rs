@@ -14,7 +14,7 @@ use octostore_core::Error;
 use crate::args::{Cli, Command};
 
 /// The server allocates and frees a few buffers per request (hyper's read buffer among them,
-/// 8 KiB each): mimalloc takes 5–10 % less of the server's CPU a request than glibc's malloc
+/// 8 KiB each): mimalloc takes 4–10 % less of the server's CPU a request than glibc's malloc
 /// (BENCHMARKS.md, "What made it fast").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
