@@ -2,7 +2,9 @@
 # One command for the HTTP benchmark: builds octostore, starts it (SQLite file, the default,
 # and memory), Redis 7 with AOF (everysec) and etcd 3.4 as references, drives each with
 # keep-alive connections from wrk / redis-benchmark on 127.0.0.1 only, prints a table and
-# our ratios to the references, and stops everything it started.
+# our ratios to the references, and stops everything it started. Beside each workload's
+# throughput and latency, the server's own CPU time a request (user + system, all its
+# threads): on a shared 2-core guest, a steadier measure of its cost than requests a second.
 #
 #   bench/run.sh                 # 10 s per workload, 64 connections
 #   DURATION=5 CONNECTIONS=32 bench/run.sh
@@ -45,17 +47,26 @@ wait_for() { # URL-or-port, what
 }
 
 rows=()
-record() { # server workload RESULT-line
+record() { # server workload RESULT-line server-CPU-µs
   read -r _ rps p50 p99 errors _ <<<"$3"
-  rows+=("$1|$2|$rps|$p50|$p99|$errors")
+  rows+=("$1|$2|$rps|$p50|$p99|$errors|$(per_request "$4" "$((rps * DURATION))")")
 }
 
-wrk_run() { # server url workload script [env...]
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+cpu_us() { # pid: its CPU time so far (user + system), in µs
+  awk -v us="$TICK_US" '{ print ($14 + $15) * us }' "/proc/$1/stat"
+}
+per_request() { # µs requests
+  awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", c / n; else print "-" }'
+}
+
+wrk_run() { # server url workload script [env...]  (the server is the last process started)
   local server=$1 url=$2 workload=$3 script=$4; shift 4
-  local line
+  local line before
+  before=$(cpu_us "${pids[-1]}")
   line=$(env "$@" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
     -s "bench/wrk/$script" "$url" | grep '^RESULT')
-  record "$server" "$workload" "$line"
+  record "$server" "$workload" "$line" "$(($(cpu_us "${pids[-1]}") - before))"
 }
 
 octostore_workloads() { # server url tokens
@@ -102,13 +113,14 @@ redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save "" --appendonly yes \
   --appendfsync everysec --dir "$work" --logfile "$work/redis.log" &
 pids+=($!)
 wait_for "$PORT_REDIS" "redis"
-redis_run() { # workload command...
-  local csv
+redis_run() { # requests workload command...
+  local csv before
+  before=$(cpu_us "${pids[-1]}")
   csv=$(redis-benchmark -h 127.0.0.1 -p "$PORT_REDIS" -c "$CONNECTIONS" -n "$1" -r 1000000 \
     --csv "${@:3}" | tail -1)
   # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
   IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${csv//\"/}"
-  rows+=("redis aof|$2|${rps%.*}|$p50|$p99|0")
+  rows+=("redis aof|$2|${rps%.*}|$p50|$p99|0|$(per_request "$(($(cpu_us "${pids[-1]}") - before))" "$1")")
 }
 redis_run 1000000 "SET NX PX" SET "lock:__rand_int__" holder NX PX 30000
 redis_run 1000000 "DEL" DEL "lock:__rand_int__"
@@ -127,10 +139,12 @@ lease=$(curl -sf -X POST -d '{"TTL":600}' "http://127.0.0.1:$PORT_ETCD/v3/lease/
 wrk_run "etcd 3.4" "http://127.0.0.1:$PORT_ETCD" "txn lock acquire+release" etcd_lock.lua LEASE="$lease"
 kill "${pids[-1]}"
 
-printf '\n%-17s %-26s %10s %9s %9s %7s\n' server workload "req/s" "p50 ms" "p99 ms" errors
+printf '\n%-17s %-26s %10s %9s %9s %7s %11s\n' server workload "req/s" "p50 ms" "p99 ms" errors \
+  "cpu µs/req"
 for row in "${rows[@]}"; do
-  IFS='|' read -r server workload rps p50 p99 errors <<<"$row"
-  printf '%-17s %-26s %10s %9s %9s %7s\n' "$server" "$workload" "$rps" "$p50" "$p99" "$errors"
+  IFS='|' read -r server workload rps p50 p99 errors cpu <<<"$row"
+  printf '%-17s %-26s %10s %9s %9s %7s %11s\n' "$server" "$workload" "$rps" "$p50" "$p99" \
+    "$errors" "$cpu"
 done
 rps_of() {
   local row s w r
