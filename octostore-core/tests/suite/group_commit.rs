@@ -4,8 +4,8 @@
 use std::sync::mpsc;
 
 use octostore_core::{
-    Api, Committer, ConfigKey, Error, FencingToken, LockName, LockStatus, Login, Session, Store,
-    Ttl,
+    Api, Backend, Committer, ConfigKey, Error, FencingToken, LockName, LockStatus, Login, Session,
+    SqliteBackend, Store, SystemClock, Ttl,
 };
 
 fn session(store: &Store, login: &str) -> Session {
@@ -180,4 +180,39 @@ fn a_committer_job_that_panics_loses_only_its_own_answer() {
     );
     let answers: Vec<_> = rx.iter().collect();
     assert_eq!(answers, ["the next job"]);
+}
+
+/// In a group an operation's writes are undone if it fails, even after writing, while the
+/// operations around it, reading or writing, keep theirs.
+#[test]
+fn a_grouped_operation_that_fails_after_writing_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = SqliteBackend::open(dir.path().join("u.db")).unwrap();
+    let clock = SystemClock::default();
+    let next_token = || {
+        let mut token = None;
+        let issued = backend.transact(&clock, &mut |tx| {
+            token = Some(tx.next_fencing_token()?.0);
+            Ok(())
+        });
+        issued.map(|()| token.unwrap())
+    };
+    let first = next_token().unwrap();
+    let mut in_group = Vec::new();
+    backend
+        .group(&clock, &mut || {
+            let failed = backend.transact(&clock, &mut |tx| {
+                tx.next_fencing_token()?;
+                Err(Error::Conflict("a failure after a write".into()))
+            });
+            assert!(matches!(failed, Err(Error::Conflict(_))), "{failed:?}");
+            let lock = LockName::parse("read-only").unwrap();
+            backend
+                .transact(&clock, &mut |tx| tx.lease(&lock).map(drop))
+                .unwrap();
+            in_group.push(next_token().unwrap());
+        })
+        .unwrap();
+    assert_eq!(in_group, [first + 1]);
+    assert_eq!(next_token().unwrap(), first + 2);
 }
