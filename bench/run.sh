@@ -114,13 +114,14 @@ redis-server --port "$PORT_REDIS" --bind 127.0.0.1 --save "" --appendonly yes \
 pids+=($!)
 wait_for "$PORT_REDIS" "redis"
 redis_run() { # requests workload command...
-  local csv before
+  local csv before cpu
   before=$(cpu_us "${pids[-1]}")
   csv=$(redis-benchmark -h 127.0.0.1 -p "$PORT_REDIS" -c "$CONNECTIONS" -n "$1" -r 1000000 \
     --csv "${@:3}" | tail -1)
   # "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
   IFS=, read -r _ rps _ _ p50 _ p99 _ <<<"${csv//\"/}"
-  rows+=("redis aof|$2|${rps%.*}|$p50|$p99|0|$(per_request "$(($(cpu_us "${pids[-1]}") - before))" "$1")")
+  cpu=$(per_request "$(($(cpu_us "${pids[-1]}") - before))" "$1")
+  rows+=("redis aof|$2|${rps%.*}|$p50|$p99|0|$cpu")
 }
 redis_run 1000000 "SET NX PX" SET "lock:__rand_int__" holder NX PX 30000
 redis_run 1000000 "DEL" DEL "lock:__rand_int__"
