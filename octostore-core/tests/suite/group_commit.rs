@@ -188,7 +188,7 @@ fn a_committer_job_that_panics_loses_only_its_own_answer() {
 fn a_grouped_operation_that_fails_after_writing_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let backend = SqliteBackend::open(dir.path().join("u.db")).unwrap();
-    let clock = SystemClock::default();
+    let clock = SystemClock;
     let next_token = || {
         let mut token = None;
         let issued = backend.transact(&clock, &mut |tx| {
