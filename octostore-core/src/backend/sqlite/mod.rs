@@ -350,15 +350,13 @@ impl Backend for SqliteBackend {
         let guard = self.writer.lock();
         let mut writer = guard.borrow_mut();
         let open = writer.grouping == Grouping::Open;
-        if let (true, Some(version)) = (open, writer.data_version_in_group) {
+        if let Some(version) = writer.data_version_in_group.filter(|_| open) {
             return Ok(Some(version));
         }
-        let mut statement = (writer.conn)
+        let version = (writer.conn)
             .prepare_cached("PRAGMA data_version")
-            .map_err(storage)?;
-        let version: i64 = statement.query_row([], |row| row.get(0)).map_err(storage)?;
-        drop(statement);
-        let version = version as u64;
+            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
+            .map_err(storage)? as u64;
         if open {
             writer.data_version_in_group = Some(version);
         }
