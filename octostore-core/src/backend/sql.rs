@@ -1,0 +1,567 @@
+//! [`Tx`] as SQL, written once for every SQL backend.
+//!
+//! A backend supplies a [`Driver`]: how to run one statement inside its transaction, with
+//! [`Param`]s bound, and the little that differs (its clock, its fencing tokens, which
+//! spelling of an [`Upsert`] it runs). Every query is here, in the dialect both SQLite and
+//! PostgreSQL speak: `$N` placeholders whose first appearances run `$1`, `$2`, … in order
+//! (SQLite numbers `$N` by first appearance). Rows decode through `rows`.
+
+use crate::backend::rows::{
+    self, config_head_columns, config_version_columns, flag_columns, id, lease_columns, nanos,
+    token_columns, user_columns, Columns,
+};
+use crate::backend::{Retained, Tx};
+use crate::clock::Timestamp;
+use crate::config::{ConfigHead, ConfigVersion};
+use crate::error::Result;
+use crate::flag::Flag;
+use crate::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::lock::{FencingToken, LeaseRecord};
+use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::rate_limit::LimitRecord;
+
+use Param::{Bool, Bytes, Int, IntOrNull, Text, TextOrNull};
+
+/// A value bound to a placeholder: one of the few SQL types the backends store.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Param<'a> {
+    /// A 64-bit integer.
+    Int(i64),
+    /// A 64-bit integer or NULL.
+    IntOrNull(Option<i64>),
+    /// A boolean (an integer in SQLite).
+    Bool(bool),
+    /// Text.
+    Text(&'a str),
+    /// Text or NULL.
+    TextOrNull(Option<&'a str>),
+    /// A blob.
+    Bytes(&'a [u8]),
+}
+
+/// An insert that replaces the row with the same primary key, spelled both ways:
+/// `INSERT OR REPLACE` (SQLite's cheapest write; it also deletes rows clashing on any other
+/// unique key, so only tables whose one unique key is the primary key have an `Upsert`) and
+/// `INSERT … ON CONFLICT (primary key) DO UPDATE`. Made by [`upsert!`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Upsert {
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    pub(crate) replace: &'static str,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) on_conflict: &'static str,
+}
+
+/// An [`Upsert`] from what follows `INSERT INTO` and what follows `ON CONFLICT`.
+macro_rules! upsert {
+    ($into:expr, $on_conflict:expr $(,)?) => {
+        Upsert {
+            replace: concat!("INSERT OR REPLACE INTO ", $into),
+            on_conflict: concat!("INSERT INTO ", $into, " ON CONFLICT ", $on_conflict),
+        }
+    };
+}
+
+/// One SQL backend's transaction: statements in, rows out. Statements are `'static` so that
+/// a driver may keep them prepared, keyed by their text.
+pub(crate) trait Driver {
+    /// Runs a query; every row it answers, read by `read`.
+    fn rows<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param],
+        read: impl Fn(&dyn Columns) -> Result<T>,
+    ) -> Result<Vec<T>>;
+    /// Runs a query; its first row, read by `read`.
+    fn row<T>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param],
+        read: impl Fn(&dyn Columns) -> Result<T>,
+    ) -> Result<Option<T>>;
+    /// Runs a statement; how many rows it changed.
+    fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64>;
+    /// The spelling of `upsert` this backend runs.
+    fn upsert(upsert: Upsert) -> &'static str;
+    /// [`Tx::now`].
+    fn now(&mut self) -> Result<Timestamp>;
+    /// [`Tx::next_fencing_token`].
+    fn next_fencing_token(&mut self) -> Result<FencingToken>;
+}
+
+/// The count a `SELECT COUNT(*) … WHERE owner = $1` answers.
+fn count(driver: &mut impl Driver, sql: &'static str, owner: UserId) -> Result<usize> {
+    let n = driver.row(sql, &[Bytes(&id(owner.0))], |row| row.int(0))?;
+    rows::count(n.ok_or_else(|| rows::corrupt("count"))?)
+}
+
+impl<D: Driver> Tx for D {
+    fn now(&mut self) -> Result<Timestamp> {
+        Driver::now(self)
+    }
+
+    fn user(&mut self, user_id: UserId) -> Result<Option<User>> {
+        self.row(
+            concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1"),
+            &[Bytes(&id(user_id.0))],
+            rows::user,
+        )
+    }
+
+    fn user_by_login(&mut self, login: &Login) -> Result<Option<User>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE login_folded = $1"
+            ),
+            &[Text(&login.folded())],
+            rows::user,
+        )
+    }
+
+    fn user_by_github_id(&mut self, github_id: u64) -> Result<Option<User>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE github_id = $1"
+            ),
+            &[Int(github_id as i64)],
+            rows::user,
+        )
+    }
+
+    fn put_user(&mut self, u: &User) -> Result<()> {
+        self.exec(
+            // An upsert on the id alone: a clash on login or GitHub id is an error, never a
+            // silent replacement of another user.
+            "INSERT INTO users (id, login, login_folded, avatar_url, github_id)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET login = $2, login_folded = $3, avatar_url = $4,
+             github_id = $5",
+            &[
+                Bytes(&id(u.id.0)),
+                Text(u.login.as_str()),
+                Text(&u.login.folded()),
+                TextOrNull(u.avatar_url.as_deref()),
+                IntOrNull(rows::github_id(u)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn users(&mut self) -> Result<Vec<User>> {
+        self.rows(
+            concat!("SELECT ", user_columns!(), " FROM users"),
+            &[],
+            rows::user,
+        )
+    }
+
+    fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>> {
+        self.row(
+            concat!("SELECT ", token_columns!(), " FROM tokens WHERE hash = $1"),
+            &[Bytes(&hash.0)],
+            rows::token,
+        )
+    }
+
+    fn put_token(&mut self, t: &TokenRecord) -> Result<()> {
+        self.exec(
+            // Not an `Upsert`: the token id is unique too, and a clash on it is an error, never
+            // a silent replacement of another token.
+            "INSERT INTO tokens (hash, id, user_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (hash) DO UPDATE SET id = $2, user_id = $3, created_at = $4",
+            &[
+                Bytes(&t.hash.0),
+                Bytes(&id(t.id)),
+                Bytes(&id(t.user.0)),
+                Int(nanos(t.created_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_token(&mut self, hash: &TokenHash) -> Result<bool> {
+        Ok(self.exec("DELETE FROM tokens WHERE hash = $1", &[Bytes(&hash.0)])? > 0)
+    }
+
+    fn tokens_of(&mut self, owner: UserId) -> Result<Vec<TokenRecord>> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                token_columns!(),
+                " FROM tokens WHERE user_id = $1"
+            ),
+            &[Bytes(&id(owner.0))],
+            rows::token,
+        )
+    }
+
+    fn lease(&mut self, name: &LockName) -> Result<Option<LeaseRecord>> {
+        self.row(
+            concat!("SELECT ", lease_columns!(), " FROM leases WHERE name = $1"),
+            &[Text(name.as_str())],
+            rows::lease,
+        )
+    }
+
+    fn put_lease(&mut self, l: &LeaseRecord) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "leases (",
+                    lease_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                "(name) DO UPDATE SET owner = $2, client_id = $3, lease_id = $4,
+                 fencing_token = $5, expires_at = $6",
+            )),
+            &[
+                Text(l.name.as_str()),
+                Bytes(&id(l.owner.0)),
+                TextOrNull(l.client_id.as_ref().map(ClientId::as_str)),
+                Bytes(&id(l.lease_id.0)),
+                Int(l.fencing_token.0 as i64),
+                Int(nanos(l.expires_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_lease(&mut self, name: &LockName) -> Result<()> {
+        self.exec("DELETE FROM leases WHERE name = $1", &[Text(name.as_str())])
+            .map(drop)
+    }
+
+    fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
+        self.rows(
+            concat!("SELECT ", lease_columns!(), " FROM leases WHERE owner = $1"),
+            &[Bytes(&id(owner.0))],
+            rows::lease,
+        )
+    }
+
+    fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
+        count(self, "SELECT COUNT(*) FROM leases WHERE owner = $1", owner)
+    }
+
+    fn retain_leases(
+        &mut self,
+        after: Option<&LockName>,
+        max: usize,
+        keep: &mut dyn FnMut(&LeaseRecord) -> bool,
+    ) -> Result<Retained<LockName>> {
+        // Every name is longer than "".
+        let after = after.map_or("", LockName::as_str);
+        let read = self.rows(
+            concat!(
+                "SELECT ",
+                lease_columns!(),
+                " FROM leases WHERE name > $1 ORDER BY name LIMIT $2"
+            ),
+            &[Text(after), Int(rows::sql_limit(max))],
+            rows::lease,
+        )?;
+        Retained::step(
+            &read,
+            max,
+            |lease| keep(lease),
+            |lease| self.delete_lease(&lease.name),
+            |lease| lease.name.clone(),
+        )
+    }
+
+    fn next_fencing_token(&mut self) -> Result<FencingToken> {
+        Driver::next_fencing_token(self)
+    }
+
+    fn limit(&mut self, owner: UserId, name: &LimitName) -> Result<Option<LimitRecord>> {
+        self.row(
+            "SELECT record FROM limits WHERE owner = $1 AND name = $2",
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+            |row| rows::limit_record(row, 0),
+        )
+    }
+
+    fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                "limits (owner, name, record) VALUES ($1, $2, $3)",
+                "(owner, name) DO UPDATE SET record = $3",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(name.as_str()),
+                Bytes(&record.to_bytes()),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM limits WHERE owner = $1 AND name = $2",
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn limits_of(&mut self, owner: UserId) -> Result<Vec<(LimitName, LimitRecord)>> {
+        self.rows(
+            "SELECT name, record FROM limits WHERE owner = $1",
+            &[Bytes(&id(owner.0))],
+            |row| {
+                Ok((
+                    rows::name_at(row, 0, LimitName::parse)?,
+                    rows::limit_record(row, 1)?,
+                ))
+            },
+        )
+    }
+
+    fn count_limits_of(&mut self, owner: UserId) -> Result<usize> {
+        count(self, "SELECT COUNT(*) FROM limits WHERE owner = $1", owner)
+    }
+
+    fn retain_limits(
+        &mut self,
+        after: Option<&(UserId, LimitName)>,
+        max: usize,
+        keep: &mut dyn FnMut(&LimitRecord) -> bool,
+    ) -> Result<Retained<(UserId, LimitName)>> {
+        // Every owner is longer than the empty blob.
+        let (after_owner, after_name) = after.map_or((&[][..], ""), |(owner, name)| {
+            (owner.0.as_bytes(), name.as_str())
+        });
+        let read = self.rows(
+            "SELECT owner, name, record FROM limits WHERE (owner, name) > ($1, $2) \
+             ORDER BY owner, name LIMIT $3",
+            &[
+                Bytes(after_owner),
+                Text(after_name),
+                Int(rows::sql_limit(max)),
+            ],
+            rows::keyed_limit,
+        )?;
+        Retained::step(
+            &read,
+            max,
+            |(_, _, record)| keep(record),
+            |(owner, name, _)| self.delete_limit(*owner, name).map(drop),
+            |(owner, name, _)| (*owner, name.clone()),
+        )
+    }
+
+    fn flag(&mut self, owner: UserId, name: &FlagName) -> Result<Option<Flag>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                flag_columns!(),
+                " FROM flags WHERE owner = $1 AND name = $2"
+            ),
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+            rows::flag,
+        )
+    }
+
+    fn put_flag(&mut self, owner: UserId, f: &Flag) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "flags (owner, ",
+                    flag_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                "(owner, name) DO UPDATE SET enabled = $3, percentage = $4,
+                 created_at = $5, updated_at = $6",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(f.name.as_str()),
+                Bool(f.enabled),
+                IntOrNull(f.percentage.map(|p| p.get().into())),
+                Int(nanos(f.created_at)),
+                Int(nanos(f.updated_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_flag(&mut self, owner: UserId, name: &FlagName) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM flags WHERE owner = $1 AND name = $2",
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn flags_of(&mut self, owner: UserId) -> Result<Vec<Flag>> {
+        self.rows(
+            concat!("SELECT ", flag_columns!(), " FROM flags WHERE owner = $1"),
+            &[Bytes(&id(owner.0))],
+            rows::flag,
+        )
+    }
+
+    fn count_flags_of(&mut self, owner: UserId) -> Result<usize> {
+        count(self, "SELECT COUNT(*) FROM flags WHERE owner = $1", owner)
+    }
+
+    fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                config_head_columns!(),
+                " FROM config_heads WHERE owner = $1 AND key = $2"
+            ),
+            &[Bytes(&id(owner.0)), Text(key.as_str())],
+            |row| rows::config_head(row, 0),
+        )
+    }
+
+    fn put_config_head(&mut self, owner: UserId, key: &ConfigKey, head: &ConfigHead) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "config_heads (owner, key, ",
+                    config_head_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5)"
+                ),
+                "(owner, key) DO UPDATE SET latest = $3, oldest = $4, created_at = $5",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(key.as_str()),
+                Int(head.latest as i64),
+                Int(head.oldest as i64),
+                Int(nanos(head.created_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn config_version(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<ConfigVersion>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                config_version_columns!(),
+                " FROM config_versions WHERE owner = $1 AND key = $2 AND version = $3"
+            ),
+            &[Bytes(&id(owner.0)), Text(key.as_str()), Int(version as i64)],
+            rows::config_version,
+        )
+    }
+
+    /// Reads the description alone, without parsing the version's value.
+    fn config_description(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<Option<Option<String>>> {
+        self.row(
+            "SELECT description FROM config_versions
+             WHERE owner = $1 AND key = $2 AND version = $3",
+            &[Bytes(&id(owner.0)), Text(key.as_str()), Int(version as i64)],
+            |row| row.text_or_null(0),
+        )
+    }
+
+    fn put_config_version(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        v: &ConfigVersion,
+    ) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "config_versions (owner, key, ",
+                    config_version_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                "(owner, key, version) DO UPDATE SET value = $4, description = $5,
+                 created_at = $6",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(key.as_str()),
+                Int(v.version as i64),
+                Text(&v.value.to_string()),
+                TextOrNull(v.description.as_deref()),
+                Int(nanos(v.created_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_config_versions_before(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        version: u64,
+    ) -> Result<()> {
+        self.exec(
+            "DELETE FROM config_versions WHERE owner = $1 AND key = $2 AND version < $3",
+            &[Bytes(&id(owner.0)), Text(key.as_str()), Int(version as i64)],
+        )
+        .map(drop)
+    }
+
+    fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                config_version_columns!(),
+                " FROM config_versions WHERE owner = $1 AND key = $2"
+            ),
+            &[Bytes(&id(owner.0)), Text(key.as_str())],
+            rows::config_version,
+        )
+    }
+
+    fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
+        let owner = id(owner.0);
+        let keyed = [Bytes(&owner), Text(key.as_str())];
+        self.exec(
+            "DELETE FROM config_versions WHERE owner = $1 AND key = $2",
+            &keyed,
+        )?;
+        let n = self.exec(
+            "DELETE FROM config_heads WHERE owner = $1 AND key = $2",
+            &keyed,
+        )?;
+        Ok(n > 0)
+    }
+
+    fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>> {
+        self.rows(
+            concat!(
+                "SELECT key, ",
+                config_head_columns!(),
+                " FROM config_heads WHERE owner = $1"
+            ),
+            &[Bytes(&id(owner.0))],
+            |row| {
+                Ok((
+                    rows::name_at(row, 0, ConfigKey::parse)?,
+                    rows::config_head(row, 1)?,
+                ))
+            },
+        )
+    }
+
+    fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
+        count(
+            self,
+            "SELECT COUNT(*) FROM config_heads WHERE owner = $1",
+            owner,
+        )
+    }
+}
