@@ -76,6 +76,39 @@ pub(crate) trait Columns {
     fn bytes(&self, i: usize) -> Result<Vec<u8>>;
 }
 
+/// Implements [`Columns`] for a backend's row type by `$column(row, i)`, a function generic
+/// over the column's Rust type that reads it with the driver's own conversions.
+macro_rules! columns_by {
+    ($row:ty, $column:ident) => {
+        impl $crate::backend::rows::Columns for $row {
+            fn int(&self, i: usize) -> $crate::error::Result<i64> {
+                $column(self, i)
+            }
+
+            fn int_or_null(&self, i: usize) -> $crate::error::Result<Option<i64>> {
+                $column(self, i)
+            }
+
+            fn boolean(&self, i: usize) -> $crate::error::Result<bool> {
+                $column(self, i)
+            }
+
+            fn text(&self, i: usize) -> $crate::error::Result<String> {
+                $column(self, i)
+            }
+
+            fn text_or_null(&self, i: usize) -> $crate::error::Result<Option<String>> {
+                $column(self, i)
+            }
+
+            fn bytes(&self, i: usize) -> $crate::error::Result<Vec<u8>> {
+                $column(self, i)
+            }
+        }
+    };
+}
+pub(crate) use columns_by;
+
 /// The error for a stored value that does not decode.
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::Storage(format!("corrupt {what} in the database"))
@@ -168,6 +201,16 @@ pub(crate) fn lease(row: &dyn Columns) -> Result<LeaseRecord> {
         fencing_token: FencingToken(u64_at(row, 4)?),
         expires_at: instant_at(row, 5)?,
     })
+}
+
+/// A record with its name: the name in column 0 (validated by `parse`), the record read by
+/// `record` from column 1 on.
+pub(crate) fn named<N, T>(
+    row: &dyn Columns,
+    parse: fn(&str) -> Result<N>,
+    record: fn(&dyn Columns, usize) -> Result<T>,
+) -> Result<(N, T)> {
+    Ok((name_at(row, 0, parse)?, record(row, 1)?))
 }
 
 /// A rate-limit record, from its one column at `i`.

@@ -311,12 +311,7 @@ impl<D: Driver> Tx for D {
         self.rows(
             "SELECT name, record FROM limits WHERE owner = $1",
             &[Bytes(&id(owner.0))],
-            |row| {
-                Ok((
-                    rows::name_at(row, 0, LimitName::parse)?,
-                    rows::limit_record(row, 1)?,
-                ))
-            },
+            |row| rows::named(row, LimitName::parse, rows::limit_record),
         )
     }
 
@@ -548,12 +543,7 @@ impl<D: Driver> Tx for D {
                 " FROM config_heads WHERE owner = $1"
             ),
             &[Bytes(&id(owner.0))],
-            |row| {
-                Ok((
-                    rows::name_at(row, 0, ConfigKey::parse)?,
-                    rows::config_head(row, 1)?,
-                ))
-            },
+            |row| rows::named(row, ConfigKey::parse, rows::config_head),
         )
     }
 

@@ -135,28 +135,4 @@ fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
     row.try_get(i).map_err(|e| storage(&e))
 }
 
-impl Columns for Row {
-    fn int(&self, i: usize) -> Result<i64> {
-        column(self, i)
-    }
-
-    fn int_or_null(&self, i: usize) -> Result<Option<i64>> {
-        column(self, i)
-    }
-
-    fn boolean(&self, i: usize) -> Result<bool> {
-        column(self, i)
-    }
-
-    fn text(&self, i: usize) -> Result<String> {
-        column(self, i)
-    }
-
-    fn text_or_null(&self, i: usize) -> Result<Option<String>> {
-        column(self, i)
-    }
-
-    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
-        column(self, i)
-    }
-}
+rows::columns_by!(Row, column);

@@ -124,28 +124,4 @@ fn column<T: FromSql>(row: &Row, i: usize) -> Result<T> {
     row.get(i).map_err(storage)
 }
 
-impl Columns for Row<'_> {
-    fn int(&self, i: usize) -> Result<i64> {
-        column(self, i)
-    }
-
-    fn int_or_null(&self, i: usize) -> Result<Option<i64>> {
-        column(self, i)
-    }
-
-    fn boolean(&self, i: usize) -> Result<bool> {
-        column(self, i)
-    }
-
-    fn text(&self, i: usize) -> Result<String> {
-        column(self, i)
-    }
-
-    fn text_or_null(&self, i: usize) -> Result<Option<String>> {
-        column(self, i)
-    }
-
-    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
-        column(self, i)
-    }
-}
+rows::columns_by!(Row<'_>, column);
