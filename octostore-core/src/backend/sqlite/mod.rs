@@ -115,9 +115,6 @@ pub struct SqliteBackend {
 struct Writer {
     conn: Connection,
     grouping: Grouping,
-    /// [`Backend::outside_writes`] as read inside the open group's transaction, which holds
-    /// the file's write lock: no other connection can commit until it ends.
-    data_version_in_group: Option<u64>,
 }
 
 /// Whether transactions are being grouped into one, and whether that one has begun.
@@ -125,7 +122,11 @@ struct Writer {
 enum Grouping {
     Off,
     Pending,
-    Open,
+    Open {
+        /// [`Backend::outside_writes`] once read in this transaction, which holds the file's
+        /// write lock: no other connection can commit until it ends.
+        data_version: Option<u64>,
+    },
 }
 
 pub(crate) fn storage(e: rusqlite::Error) -> Error {
@@ -192,7 +193,6 @@ impl SqliteBackend {
             writer: ReentrantMutex::new(RefCell::new(Writer {
                 conn,
                 grouping: Grouping::Off,
-                data_version_in_group: None,
             })),
             durability,
         })
@@ -296,8 +296,7 @@ impl SqliteBackend {
         loop {
             if writer.grouping == Grouping::Pending {
                 begin(&writer.conn)?;
-                writer.grouping = Grouping::Open;
-                writer.data_version_in_group = None;
+                writer.grouping = Grouping::Open { data_version: None };
             }
             let savepoint = Savepoint::start(&writer.conn)?;
             let mut tx = tx::SqliteTx::new(&writer.conn, clock);
@@ -349,16 +348,18 @@ impl Backend for SqliteBackend {
     fn outside_writes(&self) -> Result<Option<u64>> {
         let guard = self.writer.lock();
         let mut writer = guard.borrow_mut();
-        let open = writer.grouping == Grouping::Open;
-        if let Some(version) = writer.data_version_in_group.filter(|_| open) {
+        if let Grouping::Open {
+            data_version: Some(version),
+        } = writer.grouping
+        {
             return Ok(Some(version));
         }
         let version = (writer.conn)
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
             .map_err(storage)? as u64;
-        if open {
-            writer.data_version_in_group = Some(version);
+        if let Grouping::Open { data_version } = &mut writer.grouping {
+            *data_version = Some(version);
         }
         Ok(Some(version))
     }
@@ -384,7 +385,10 @@ impl GroupEnd<'_> {
         let cell = self.0;
         std::mem::forget(self);
         let mut writer = cell.borrow_mut();
-        if std::mem::replace(&mut writer.grouping, Grouping::Off) != Grouping::Open {
+        if !matches!(
+            std::mem::replace(&mut writer.grouping, Grouping::Off),
+            Grouping::Open { .. }
+        ) {
             return Ok(());
         }
         run(&writer.conn, "COMMIT").map_err(|e| {
@@ -397,7 +401,10 @@ impl GroupEnd<'_> {
 impl Drop for GroupEnd<'_> {
     fn drop(&mut self) {
         let mut writer = self.0.borrow_mut();
-        if std::mem::replace(&mut writer.grouping, Grouping::Off) == Grouping::Open {
+        if matches!(
+            std::mem::replace(&mut writer.grouping, Grouping::Off),
+            Grouping::Open { .. }
+        ) {
             let _ = run(&writer.conn, "ROLLBACK");
         }
     }
