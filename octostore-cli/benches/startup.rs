@@ -53,7 +53,7 @@ fn fill(path: &Path) -> String {
     );
     for chunk in 0..1000 {
         store
-            .group(|| {
+            .group(Instant::now() + Duration::from_secs(60), || {
                 for i in chunk * 1000..(chunk + 1) * 1000 {
                     let me = &users[i % USERS];
                     if i < LOCKS {

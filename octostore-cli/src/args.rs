@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use clap_complete::Shell;
-use octostore_http::ConnectionLimits;
+use octostore_http::{ConnectionLimits, QueueLimits};
 
 /// Exit codes, for scripts (also in `--help`).
 pub const EXIT_CODES: &str = "\
@@ -126,6 +126,8 @@ pub struct ServeArgs {
     pub quotas: QuotaArgs,
     #[command(flatten)]
     pub connections: ConnectionArgs,
+    #[command(flatten)]
+    pub queue: QueueArgs,
 }
 
 /// GitHub sign-in; the client id, secret and redirect URL enable it together.
@@ -209,6 +211,29 @@ pub struct ConnectionArgs {
         value_parser = timeout
     )]
     pub idle_timeout: humantime::Duration,
+}
+
+/// How many operations may wait for the store, and how long: past either, 503 with
+/// Retry-After, the operation not run.
+#[derive(Debug, Args)]
+pub struct QueueArgs {
+    /// Operations waiting for the store (queued or running) at once; more are answered 503.
+    #[arg(
+        long,
+        env = "OCTOSTORE_MAX_QUEUED",
+        default_value_t = QueueLimits::default().max_queued,
+        value_parser = at_least_one
+    )]
+    pub max_queued: usize,
+    /// How long an operation may wait for the store to start it (behind other operations, or
+    /// for another process holding the file); then 503, the operation not run.
+    #[arg(
+        long,
+        env = "OCTOSTORE_QUEUE_TIMEOUT",
+        default_value_t = QueueLimits::default().timeout.into(),
+        value_parser = timeout
+    )]
+    pub queue_timeout: humantime::Duration,
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {

@@ -29,7 +29,7 @@ fn exit_code(err: &Error) -> u8 {
         | Error::TooLarge { .. } => 2,
         Error::NotFound { .. } => 3,
         Error::Unauthorized => 4,
-        Error::Storage(_) => 5,
+        Error::Storage(_) | Error::Unavailable(_) => 5,
     }
 }
 

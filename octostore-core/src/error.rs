@@ -98,9 +98,14 @@ pub enum Error {
         limit: usize,
     },
     /// The storage backend failed; the operation may or may not have taken effect only if
-    /// the backend says so in the message (HTTP 500/503, exit code 5).
+    /// the backend says so in the message (HTTP 500, exit code 5).
     #[error("storage failure: {0}")]
     Storage(String),
+    /// The store could not take the operation in time (the file held by another process past
+    /// the caller's deadline, too many operations queued): it was not run, and may be sent
+    /// again (HTTP 503 with `Retry-After`, exit code 5).
+    #[error("store busy, the operation was not run: {0}")]
+    Unavailable(String),
 }
 
 impl Error {
@@ -117,6 +122,19 @@ impl Error {
         Error::NotFound {
             what,
             name: name.to_string(),
+        }
+    }
+}
+
+impl Error {
+    /// The same error again, for another caller of one failed group or queue: the variants
+    /// that storage reports are rebuilt as they are, any other is reported as a storage
+    /// failure naming it.
+    pub(crate) fn again(&self) -> Self {
+        match self {
+            Error::Unavailable(reason) => Error::Unavailable(reason.clone()),
+            Error::Storage(reason) => Error::Storage(reason.clone()),
+            other => Error::Storage(other.to_string()),
         }
     }
 }

@@ -54,7 +54,7 @@ pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Concurrency, Tx};
 pub use bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use committer::Committer;
+pub use committer::{Caller, Committer};
 pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
 pub use error::{Error, Resource, Result};
 pub use flag::{bucket as flag_bucket, Flag};

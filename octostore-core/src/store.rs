@@ -3,6 +3,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -246,9 +247,10 @@ impl Store {
     }
 
     /// Runs `work`, whose operations on this thread may be committed together when it ends
-    /// (see [`Backend::group`]): they are durable only once this returns `Ok`.
-    pub fn group(&self, mut work: impl FnMut()) -> Result<()> {
-        let committed = self.inner.backend.group(&*self.inner.clock, &mut work);
+    /// (see [`Backend::group`]): they are durable only once this returns `Ok`. Waiting for
+    /// another process's writes ends at `give_up_at`, failing the group.
+    pub fn group(&self, give_up_at: Instant, mut work: impl FnMut()) -> Result<()> {
+        let committed = (self.inner.backend).group(&*self.inner.clock, give_up_at, &mut work);
         if committed.is_err() {
             // A token or user read in the group may not have been committed.
             self.inner.known_tokens.forget_all();

@@ -3,9 +3,11 @@
 //! [`Runner`]), so storage I/O never stalls the async runtime.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use octostore_core::{Committer, Concurrency, Error, Result, Session, Store};
+use octostore_core::{Caller, Committer, Concurrency, Error, Result, Session, Store};
+use tokio::sync::Semaphore;
 use warp::reply::Response;
 
 use crate::error::{error_response, unauthorized};
@@ -20,6 +22,30 @@ pub struct ServerOptions {
     /// The cap on connections and the timeouts for slow or idle clients; `App::new` ignores
     /// it, [`serve_with`](crate::serve_with) takes it.
     pub connections: crate::ConnectionLimits,
+    /// How many operations may wait for the store, and for how long.
+    pub queue: QueueLimits,
+}
+
+/// How many operations may wait for the store, and for how long: past either, a request is
+/// answered 503 with `Retry-After` and its operation is not run.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    /// Operations queued or running at once (at least 1).
+    pub max_queued: usize,
+    /// How long an operation may wait for the store (for the operations queued before it,
+    /// or for another process holding the file) before it starts.
+    pub timeout: Duration,
+}
+
+impl Default for QueueLimits {
+    /// 4 096 operations (a tenth of a second of work for the file's committer); 10 s, well
+    /// within the 30 s that HTTP clients commonly wait.
+    fn default() -> Self {
+        Self {
+            max_queued: 4096,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Everything a request handler needs. Cheap to clone.
@@ -30,6 +56,7 @@ pub struct App {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) body_limit: u64,
     runner: Runner,
+    queue_timeout: Duration,
     last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
 }
 
@@ -48,8 +75,9 @@ enum Runner {
     Inline,
     /// A file: queued to the committer thread, which commits what queued up together.
     Committer(Committer),
-    /// A database server: on the blocking pool, many connections at once.
-    Pool,
+    /// A database server: on the blocking pool, many connections at once, as many
+    /// operations queued or running as the semaphore has permits.
+    Pool { slots: Arc<Semaphore>, max: usize },
 }
 
 impl App {
@@ -61,13 +89,17 @@ impl App {
             .github
             .map(|settings| GithubOAuth::new(settings).map(Arc::new))
             .transpose()?;
+        let max_queued = options.queue.max_queued.max(1);
         let runner = match store.concurrency() {
             Concurrency::NonBlocking => Runner::Inline,
             Concurrency::Serial => Runner::Committer(
-                Committer::start(store.clone())
+                Committer::start(store.clone(), max_queued)
                     .map_err(|e| Error::Storage(format!("cannot start the committer: {e}")))?,
             ),
-            Concurrency::Parallel => Runner::Pool,
+            Concurrency::Parallel => Runner::Pool {
+                slots: Arc::new(Semaphore::new(max_queued)),
+                max: max_queued,
+            },
         };
         Ok(Self {
             store,
@@ -75,6 +107,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             body_limit,
             runner,
+            queue_timeout: options.queue.timeout,
             last_live_count: Arc::default(),
         })
     }
@@ -94,24 +127,44 @@ impl App {
 
     /// Runs `op` where the backend runs best and answers with `reply` of its value (made on
     /// this thread, not the store's: on a file the committer runs one operation at a time) or
-    /// with its error.
+    /// with its error. Queued (committer, pool), `op` runs only if it starts within the queue
+    /// timeout and while this request is still wanted: a client that disconnects drops this
+    /// future, and with it `present`.
     async fn run_then<T, F, R>(&self, op: F, reply: R) -> Response
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response,
     {
+        let present = Arc::new(());
+        let caller = Caller::until(Instant::now() + self.queue_timeout).present_while(&present);
         let outcome = match &self.runner {
             Runner::Inline => Some(op(&self.store)),
             Runner::Committer(committer) => {
                 let (sender, answer) = tokio::sync::oneshot::channel();
-                committer.submit(op, move |outcome| {
+                let queued = committer.submit(caller, op, move |outcome| {
                     let _ = sender.send(outcome);
                 });
-                answer.await.ok()
+                match queued {
+                    Ok(()) => answer.await.ok(),
+                    Err(full) => Some(Err(full)),
+                }
             }
-            Runner::Pool => self.on_pool(op).await,
+            Runner::Pool { slots, max } => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let op = move |store: &Store| {
+                        let _slot = slot;
+                        caller.still_waiting()?;
+                        op(store)
+                    };
+                    self.on_pool(op).await
+                }
+                Err(_) => Some(Err(Error::Unavailable(format!(
+                    "{max} operations are already queued or running"
+                )))),
+            },
         };
+        drop(present);
         respond(outcome, reply)
     }
 

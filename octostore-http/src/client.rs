@@ -419,6 +419,8 @@ fn error_from(status: StatusCode, body: &[u8], target: Option<Target<'_>>, sent:
             },
             _ => unexpected(format!("429 {error} ({details})")),
         },
+        // The server's own 503 (a gateway's has no such body): the operation was not run.
+        StatusCode::SERVICE_UNAVAILABLE => Error::Unavailable(error),
         _ if status.is_server_error() => server_error(status, &error),
         _ if details.is_empty() => unexpected(format!("{status}: {error}")),
         _ => unexpected(format!("{status}: {error} ({details})")),
@@ -553,6 +555,7 @@ impl Client {
         let hide = |text: String| text.replace(token.as_str(), HIDDEN_TOKEN);
         match err {
             Error::Storage(m) => Error::Storage(hide(m)),
+            Error::Unavailable(m) => Error::Unavailable(hide(m)),
             Error::Conflict(m) => Error::Conflict(hide(m)),
             Error::Invalid { field, reason } => Error::Invalid {
                 field,

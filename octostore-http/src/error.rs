@@ -41,6 +41,9 @@ fn error_json(status: StatusCode, error: &str, details: Option<&str>) -> Respons
     json(status, &body)
 }
 
+/// The `Retry-After` of a 503: the store was busy, and one second is long for it.
+const RETRY_UNAVAILABLE_AFTER_SECONDS: u64 = 1;
+
 /// The HTTP status of each kind of core error.
 pub fn status_of(err: &Error) -> StatusCode {
     match err {
@@ -51,6 +54,7 @@ pub fn status_of(err: &Error) -> StatusCode {
         Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -93,6 +97,13 @@ pub fn error_response(err: &Error) -> Response {
         Error::Storage(message) => {
             tracing::error!(%message, "storage failure");
             error_json(status, "storage failure", None)
+        }
+        Error::Unavailable(reason) => {
+            tracing::warn!(%reason, "operation not run");
+            let mut response = error_json(status, &err.to_string(), None);
+            let retry = HeaderValue::from(RETRY_UNAVAILABLE_AFTER_SECONDS);
+            response.headers_mut().insert(header::RETRY_AFTER, retry);
+            response
         }
         _ => error_json(status, &err.to_string(), None),
     }

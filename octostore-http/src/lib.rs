@@ -39,7 +39,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
-pub use app::{App, ServerOptions};
+pub use app::{App, QueueLimits, ServerOptions};
 pub use client::Client;
 pub use oauth::GithubSettings;
 pub use server::ConnectionLimits;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Store};
-use octostore_http::{App, ConnectionLimits, GithubSettings, ServerOptions};
+use octostore_http::{App, ConnectionLimits, GithubSettings, QueueLimits, ServerOptions};
 
 use crate::args::{ConnectionArgs, GithubArgs, ServeArgs, StoreArgs};
 
@@ -70,6 +70,10 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         ServerOptions {
             github: github(args.github)?,
             connections,
+            queue: QueueLimits {
+                max_queued: args.queue.max_queued,
+                timeout: args.queue.queue_timeout.into(),
+            },
         },
     )?;
     let runtime = tokio::runtime::Runtime::new()

@@ -28,6 +28,8 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+use std::time::Instant;
+
 use crate::bounds::RatePolicy;
 use crate::clock::{Clock, Timestamp};
 use crate::config::{ConfigHead, ConfigVersion};
@@ -80,9 +82,12 @@ pub trait Backend: Send + Sync {
     /// Runs `work`, whose transactions on this thread may be committed together when it
     /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
     /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some
-    /// of them may have been committed and some not. By default each commits on its own.
-    fn group(&self, clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
-        let _ = clock;
+    /// of them may have been committed and some not, and every transaction of the group
+    /// after the failure failed too. The group waits for other processes' writes until
+    /// `give_up_at` at most, then fails with [`Error::Unavailable`](crate::Error::Unavailable)
+    /// (nothing of it was run). By default each transaction commits on its own.
+    fn group(&self, clock: &dyn Clock, give_up_at: Instant, work: &mut dyn FnMut()) -> Result<()> {
+        let _ = (clock, give_up_at);
         work();
         Ok(())
     }

@@ -1,5 +1,8 @@
 //! What only a file backend has: reopening, schema versions, fencing across restarts.
 
+use std::time::{Duration, Instant};
+
+use octostore_core::backend::sqlite::faults::Fault;
 use octostore_core::{Api, Durability, Error, LockName, Login, SqliteBackend, Store, Ttl};
 
 fn acquire_and_release(store: &Store, lock: &str) -> u64 {
@@ -77,7 +80,7 @@ fn a_revoke_between_groups_is_seen_by_the_next_group() {
     let mut session = None;
     let in_a_group = |session: &mut Option<_>| {
         server
-            .group(|| {
+            .group(Instant::now() + Duration::from_secs(60), || {
                 // A write first, so the group's transaction is open when the token is judged.
                 me.acquire(&lock, Ttl::seconds(60).unwrap(), None).unwrap();
                 *session = Some(server.authenticate(token.expose()));
@@ -88,6 +91,44 @@ fn a_revoke_between_groups_is_seen_by_the_next_group() {
     assert_eq!(session.take().unwrap().unwrap().user(), &user);
     let id = cli.tokens(user.id).unwrap()[0].id;
     cli.revoke_token(user.id, id).unwrap();
+    in_a_group(&mut session);
+    assert!(matches!(session.unwrap(), Err(Error::Unauthorized)));
+}
+
+/// Another process revokes a token the server knows just before the server's group takes
+/// the file: the group's first request with that token is refused.
+#[test]
+fn a_revoke_just_before_a_group_begins_is_seen_by_that_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let backend = SqliteBackend::open(&path).unwrap();
+    let faults = backend.faults();
+    let (server, cli) = (
+        Store::builder().backend(backend).build(),
+        Store::open(&path).unwrap(),
+    );
+    let user = cli.create_user(&Login::parse("octocat").unwrap()).unwrap();
+    let token = cli.issue_token(user.id).unwrap();
+    let lock = LockName::parse("l").unwrap();
+    let mut session = None;
+    let in_a_group = |session: &mut Option<_>| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        server
+            .group(deadline, || {
+                let me = server.authenticate(token.expose());
+                if let Ok(me) = &me {
+                    me.acquire(&lock, Ttl::seconds(60).unwrap(), None).unwrap();
+                }
+                *session = Some(me);
+            })
+            .unwrap();
+    };
+    in_a_group(&mut session);
+    assert_eq!(session.take().unwrap().unwrap().user(), &user);
+    let id = cli.tokens(user.id).unwrap()[0].id;
+    faults.arm(Fault::BeforeBegin(Box::new(move || {
+        cli.revoke_token(user.id, id).unwrap()
+    })));
     in_a_group(&mut session);
     assert!(matches!(session.unwrap(), Err(Error::Unauthorized)));
 }

@@ -14,6 +14,8 @@
 //! end of the reserved block, past any token a lost commit may have handed out.
 
 mod checkpoint;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 mod schema;
 mod tx;
 
@@ -22,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use parking_lot::ReentrantMutex;
-use rusqlite::{Connection, ErrorCode, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode};
 
 use super::{Backend, Concurrency, Tx};
 use crate::clock::Clock;
@@ -76,29 +78,33 @@ fn initialize(conn: &mut Connection, durability: Durability) -> std::result::Res
 }
 
 /// Retries of an operation SQLite answered "busy" without waiting, with a growing pause,
-/// for at most [`BUSY_TIMEOUT`] in all.
+/// until a deadline.
 struct Patience {
     deadline: Instant,
     pause: Duration,
 }
 
 impl Patience {
-    fn new() -> Self {
+    fn until(deadline: Instant) -> Self {
         Self {
-            deadline: Instant::now() + BUSY_TIMEOUT,
+            deadline,
             pause: Duration::from_millis(1),
         }
     }
 
-    /// Waits before the next try, or fails once the time is up.
+    /// The time left, zero once it is up.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Waits before the next try, or fails once the time is up: the operation was not run.
     fn wait(&mut self) -> Result<()> {
-        if Instant::now() >= self.deadline {
-            return Err(Error::Storage(format!(
-                "the database stayed locked by another process for over {}s",
-                BUSY_TIMEOUT.as_secs()
-            )));
+        if self.left().is_zero() {
+            return Err(Error::Unavailable(
+                "the database stayed locked by another process until the deadline".into(),
+            ));
         }
-        std::thread::sleep(self.pause);
+        std::thread::sleep(self.pause.min(self.left()));
         self.pause = (self.pause * 2).min(Duration::from_millis(100));
         Ok(())
     }
@@ -113,20 +119,40 @@ pub struct SqliteBackend {
 }
 
 struct Writer {
-    conn: Connection,
+    db: Db,
     grouping: Grouping,
 }
 
-/// Whether transactions are being grouped into one, and whether that one has begun.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// The writer's connection, and the faults armed at its transaction boundaries.
+struct Db {
+    conn: Connection,
+    #[cfg(feature = "fault-injection")]
+    faults: std::sync::Arc<faults::Faults>,
+}
+
+/// Whether transactions are being grouped into one.
 enum Grouping {
     Off,
+    On(Group),
+}
+
+/// A group's transaction and how long its `BEGIN` may wait for other processes.
+struct Group {
+    give_up_at: Instant,
+    state: GroupState,
+}
+
+enum GroupState {
+    /// No transaction yet: the next operation begins it.
     Pending,
     Open {
         /// [`Backend::outside_writes`] once read in this transaction, which holds the file's
         /// write lock: no other connection can commit until it ends.
         data_version: Option<u64>,
     },
+    /// A `BEGIN` or `COMMIT` of the group failed, so its operations so far are not (all)
+    /// committed: every later operation of the group, and the group itself, fail with this.
+    Failed(Error),
 }
 
 pub(crate) fn storage(e: rusqlite::Error) -> Error {
@@ -141,11 +167,9 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Why one attempt at a transaction did not commit.
+/// Why opening a file did not succeed.
 pub(super) enum Attempt {
-    /// The fencing block is used up: reserve another and run the operation again.
-    NeedFencingBlock,
-    /// Another process held the file for longer than the busy timeout.
+    /// Another process held the file: try again.
     Busy,
     Failed(Error),
 }
@@ -177,7 +201,7 @@ impl SqliteBackend {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // Processes opening a new file together race to switch it to WAL and to create the
         // schema; SQLite answers the losers "busy" at once, without waiting: they try again.
-        let mut patience = Patience::new();
+        let mut patience = Patience::until(Instant::now() + BUSY_TIMEOUT);
         loop {
             match initialize(&mut conn, durability) {
                 Ok(()) => break,
@@ -185,13 +209,16 @@ impl SqliteBackend {
                 Err(Attempt::Failed(e)) => {
                     return Err(Error::Storage(format!("{}: {e}", path.display())))
                 }
-                Err(Attempt::NeedFencingBlock) => unreachable!("no fencing token is issued"),
             }
         }
         checkpoint::move_off_commits(&mut conn, checkpoint::Marks::DEFAULT).map_err(storage)?;
         Ok(Self {
             writer: ReentrantMutex::new(RefCell::new(Writer {
-                conn,
+                db: Db {
+                    conn,
+                    #[cfg(feature = "fault-injection")]
+                    faults: Default::default(),
+                },
                 grouping: Grouping::Off,
             })),
             durability,
@@ -203,26 +230,16 @@ impl SqliteBackend {
         self.durability
     }
 
-    fn attempt(
-        &self,
-        conn: &mut Connection,
-        clock: &dyn Clock,
-        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
-    ) -> std::result::Result<(), Attempt> {
-        let transaction = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut tx = tx::SqliteTx::new(&transaction, clock);
-        let outcome = op(&mut tx);
-        if tx.fencing_block_exhausted() {
-            return Err(Attempt::NeedFencingBlock);
-        }
-        outcome.map_err(Attempt::Failed)?;
-        transaction.commit()?;
-        Ok(())
+    /// The faults armed for this backend's transaction boundaries (feature
+    /// `fault-injection`, for tests).
+    #[cfg(feature = "fault-injection")]
+    pub fn faults(&self) -> std::sync::Arc<faults::Faults> {
+        self.writer.lock().borrow().db.faults.clone()
     }
 
     /// Reserves the next block of fencing tokens in a transaction of its own, committed with
     /// an fsync whatever the durability, before any token of the block is handed out.
-    fn reserve_fencing_block(&self, conn: &mut Connection) -> Result<()> {
+    fn reserve_fencing_block(&self, conn: &Connection) -> Result<()> {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(storage)?;
         let reserved = conn.execute(
@@ -240,15 +257,62 @@ fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
-/// Takes the file's write lock, waiting for other processes as a transaction does.
-fn begin(conn: &Connection) -> Result<()> {
-    let mut patience = Patience::new();
-    loop {
-        match run(conn, "BEGIN IMMEDIATE") {
-            Ok(()) => return Ok(()),
-            Err(e) if is_busy(&e) => patience.wait()?,
-            Err(e) => return Err(storage(e)),
+/// The transaction boundaries, where the fault-injection feature's faults strike.
+impl Db {
+    /// Takes the file's write lock (`BEGIN IMMEDIATE`), waiting for other processes until
+    /// `give_up_at`; past it the operation was not run ([`Error::Unavailable`]).
+    fn begin(&self, give_up_at: Instant) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        self.faults.at_begin()?;
+        let mut patience = Patience::until(give_up_at);
+        loop {
+            self.conn.busy_timeout(patience.left()).map_err(storage)?;
+            match run(&self.conn, "BEGIN IMMEDIATE") {
+                Ok(()) => return Ok(()),
+                Err(e) if is_busy(&e) => patience.wait()?,
+                Err(e) => return Err(storage(e)),
+            }
         }
+    }
+
+    /// Commits the transaction. If that fails, the transaction is rolled back, whatever
+    /// SQLite left (after an I/O error it has rolled back; after "busy" it is still open), so
+    /// the connection is ready for the next one.
+    fn commit(&self) -> Result<()> {
+        #[cfg(feature = "fault-injection")]
+        let committed = self.faults.at_commit(&self.conn);
+        #[cfg(not(feature = "fault-injection"))]
+        let committed = Ok(());
+        committed
+            .and_then(|()| run(&self.conn, "COMMIT"))
+            .map_err(|e| {
+                self.roll_back();
+                storage(e)
+            })
+    }
+
+    /// Rolls the open transaction back, if there is one.
+    fn roll_back(&self) {
+        if !self.conn.is_autocommit() {
+            let _ = run(&self.conn, "ROLLBACK");
+        }
+    }
+}
+
+/// Rolls back the transaction of an operation that failed or panicked (on drop).
+struct Transaction<'d>(&'d Db);
+
+impl Transaction<'_> {
+    fn commit(self) -> Result<()> {
+        let db = self.0;
+        std::mem::forget(self);
+        db.commit()
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        self.0.roll_back();
     }
 }
 
@@ -284,34 +348,65 @@ fn roll_back_to_savepoint(conn: &Connection) -> rusqlite::Result<()> {
     run(conn, "ROLLBACK TO op").and_then(|()| run(conn, "RELEASE op"))
 }
 
+impl Group {
+    /// The group's transaction, begun here if it has not begun yet; the group's failure if
+    /// it has failed.
+    fn open(&mut self, db: &Db) -> Result<()> {
+        match &self.state {
+            GroupState::Open { .. } => Ok(()),
+            GroupState::Failed(e) => Err(e.again()),
+            GroupState::Pending => match db.begin(self.give_up_at) {
+                Ok(()) => {
+                    self.state = GroupState::Open { data_version: None };
+                    Ok(())
+                }
+                Err(e) => Err(self.fail(e)),
+            },
+        }
+    }
+
+    /// Marks the group failed with `e` (its operations so far are not all committed, and no
+    /// later one will run); returns `e` for the operation that met it.
+    fn fail(&mut self, e: Error) -> Error {
+        let again = e.again();
+        self.state = GroupState::Failed(e);
+        again
+    }
+}
+
 impl SqliteBackend {
     /// One operation of a group: a savepoint inside the group's transaction, begun here if
     /// it has not begun yet.
     fn transact_grouped(
         &self,
-        writer: &mut Writer,
+        db: &Db,
+        group: &mut Group,
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         loop {
-            if writer.grouping == Grouping::Pending {
-                begin(&writer.conn)?;
-                writer.grouping = Grouping::Open { data_version: None };
-            }
-            let savepoint = Savepoint::start(&writer.conn)?;
-            let mut tx = tx::SqliteTx::new(&writer.conn, clock);
+            group.open(db)?;
+            let savepoint = Savepoint::start(&db.conn)?;
+            let mut tx = tx::SqliteTx::new(&db.conn, clock);
             let outcome = op(&mut tx);
             if tx.fencing_block_exhausted() {
-                // Commit what the group did so far, reserve (synced), and begin anew.
-                savepoint.undo()?;
-                writer.grouping = Grouping::Pending;
-                run(&writer.conn, "COMMIT").map_err(storage)?;
-                self.reserve_fencing_block(&mut writer.conn)?;
+                // Commit what the group did so far, reserve (synced), and begin anew. If
+                // either fails, so does the whole group: its operations so far may be lost.
+                let committed = savepoint.undo().and_then(|()| db.commit());
+                group.state = GroupState::Pending;
+                committed
+                    .and_then(|()| self.reserve_fencing_block(&db.conn))
+                    .map_err(|e| group.fail(e))?;
                 continue;
             }
             return match outcome {
                 Ok(()) => savepoint.keep(),
-                Err(e) => savepoint.undo().and(Err(e)),
+                // A failed operation whose writes cannot be undone would be committed with
+                // the group's: fail the group instead.
+                Err(e) => match savepoint.undo() {
+                    Ok(()) => Err(e),
+                    Err(undo) => Err(group.fail(undo)),
+                },
             };
         }
     }
@@ -325,17 +420,23 @@ impl Backend for SqliteBackend {
     ) -> Result<()> {
         let guard = self.writer.lock();
         let mut writer = guard.borrow_mut();
-        if writer.grouping != Grouping::Off {
-            return self.transact_grouped(&mut writer, clock, op);
+        let Writer { db, grouping } = &mut *writer;
+        if let Grouping::On(group) = grouping {
+            return self.transact_grouped(db, group, clock, op);
         }
-        let mut patience = Patience::new();
+        let give_up_at = Instant::now() + BUSY_TIMEOUT;
         loop {
-            match self.attempt(&mut writer.conn, clock, op) {
-                Ok(()) => return Ok(()),
-                Err(Attempt::NeedFencingBlock) => self.reserve_fencing_block(&mut writer.conn)?,
-                Err(Attempt::Busy) => patience.wait()?,
-                Err(Attempt::Failed(e)) => return Err(e),
+            db.begin(give_up_at)?;
+            let transaction = Transaction(db);
+            let mut tx = tx::SqliteTx::new(&db.conn, clock);
+            let outcome = op(&mut tx);
+            if tx.fencing_block_exhausted() {
+                drop(transaction);
+                self.reserve_fencing_block(&db.conn)?;
+                continue;
             }
+            outcome?;
+            return transaction.commit();
         }
     }
 
@@ -344,37 +445,53 @@ impl Backend for SqliteBackend {
     }
 
     /// SQLite's `data_version`, which moves with every commit of another connection to the
-    /// file (another process's, such as the CLI's), and not with this one's.
+    /// file (another process's, such as the CLI's), and not with this one's. In a group it
+    /// is read inside the group's transaction, begun first if need be: once it holds the
+    /// write lock, no other connection can commit, so a revocation committed before the
+    /// read is seen and none can come between the read and the operations that trust it.
     fn outside_writes(&self) -> Result<Option<u64>> {
         let guard = self.writer.lock();
         let mut writer = guard.borrow_mut();
-        if let Grouping::Open {
-            data_version: Some(version),
-        } = writer.grouping
-        {
-            return Ok(Some(version));
-        }
-        let version = (writer.conn)
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
-            .map_err(storage)? as u64;
-        if let Grouping::Open { data_version } = &mut writer.grouping {
-            *data_version = Some(version);
-        }
+        let Writer { db, grouping } = &mut *writer;
+        let Grouping::On(group) = grouping else {
+            return read_data_version(&db.conn).map(Some);
+        };
+        group.open(db)?;
+        let version = match &mut group.state {
+            GroupState::Open {
+                data_version: Some(version),
+            } => *version,
+            GroupState::Open { data_version } => {
+                let version = read_data_version(&db.conn)?;
+                *data_version = Some(version);
+                version
+            }
+            _ => unreachable!("an opened group is open"),
+        };
         Ok(Some(version))
     }
 
-    fn group(&self, _clock: &dyn Clock, work: &mut dyn FnMut()) -> Result<()> {
+    fn group(&self, _clock: &dyn Clock, give_up_at: Instant, work: &mut dyn FnMut()) -> Result<()> {
         let guard = self.writer.lock();
-        if guard.borrow().grouping != Grouping::Off {
+        if matches!(guard.borrow().grouping, Grouping::On(_)) {
             work(); // already inside a group, which commits it
             return Ok(());
         }
-        guard.borrow_mut().grouping = Grouping::Pending;
+        guard.borrow_mut().grouping = Grouping::On(Group {
+            give_up_at,
+            state: GroupState::Pending,
+        });
         let ended = GroupEnd(&guard);
         work();
         ended.commit()
     }
+}
+
+fn read_data_version(conn: &Connection) -> Result<u64> {
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut statement| statement.query_row([], |row| row.get::<_, i64>(0)))
+        .map(|version| version as u64)
+        .map_err(storage)
 }
 
 /// Ends a group: commits its transaction, or rolls it back if the work panicked (on drop).
@@ -385,27 +502,21 @@ impl GroupEnd<'_> {
         let cell = self.0;
         std::mem::forget(self);
         let mut writer = cell.borrow_mut();
-        if !matches!(
-            std::mem::replace(&mut writer.grouping, Grouping::Off),
-            Grouping::Open { .. }
-        ) {
-            return Ok(());
+        let Grouping::On(group) = std::mem::replace(&mut writer.grouping, Grouping::Off) else {
+            unreachable!("a group ends once")
+        };
+        match group.state {
+            GroupState::Pending => Ok(()),
+            GroupState::Open { .. } => writer.db.commit(),
+            GroupState::Failed(e) => Err(e),
         }
-        run(&writer.conn, "COMMIT").map_err(|e| {
-            let _ = run(&writer.conn, "ROLLBACK");
-            storage(e)
-        })
     }
 }
 
 impl Drop for GroupEnd<'_> {
     fn drop(&mut self) {
         let mut writer = self.0.borrow_mut();
-        if matches!(
-            std::mem::replace(&mut writer.grouping, Grouping::Off),
-            Grouping::Open { .. }
-        ) {
-            let _ = run(&writer.conn, "ROLLBACK");
-        }
+        writer.grouping = Grouping::Off;
+        writer.db.roll_back();
     }
 }
