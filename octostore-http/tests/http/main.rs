@@ -3,6 +3,7 @@
 mod support;
 
 mod api;
+mod busy_store;
 mod client;
 mod hostile;
 mod oauth;

@@ -477,10 +477,14 @@ impl Backend for SqliteBackend {
             work(); // already inside a group, which commits it
             return Ok(());
         }
-        guard.borrow_mut().grouping = Grouping::On(Group {
+        let mut group = Group {
             give_up_at,
             state: GroupState::Pending,
-        });
+        };
+        // Begun before the work, which can then tell whether its callers still wait once the
+        // file is had; a failure stays in the group, for each of its operations to meet.
+        let _ = group.open(&guard.borrow().db);
+        guard.borrow_mut().grouping = Grouping::On(group);
         let ended = GroupEnd(&guard);
         work();
         ended.commit()
