@@ -1,4 +1,8 @@
-//! What only a file backend has: reopening, schema versions, fencing across restarts.
+//! What only a file backend has: reopening, schema versions, fencing across restarts, file
+//! modes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 
 use std::time::{Duration, Instant};
 
@@ -201,4 +205,52 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
         vec![b'x'; 8192],
         "nothing overwritten"
     );
+}
+
+const PRIVATE_DB: &str = "OCTOSTORE_TEST_PRIVATE_DB";
+
+/// A new file and its `-wal` and `-shm` are its owner's alone even under `umask 000`. The
+/// umask is the whole process's, so the file is made by a child: this binary, re-run on
+/// `child_opens_a_file_under_umask_000`, which checks the three files while it has them open.
+#[test]
+fn a_new_file_and_its_wal_and_shm_are_owner_only_whatever_the_umask() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("private.db");
+    let child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+            "sqlite_file::child_opens_a_file_under_umask_000",
+        ])
+        .env(PRIVATE_DB, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    assert!(stdout.contains("CHECKED 3 files"), "the child ran: {stdout}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+#[ignore = "a child process of a_new_file_and_its_wal_and_shm_are_owner_only_whatever_the_umask"]
+fn child_opens_a_file_under_umask_000() {
+    let path = std::env::var(PRIVATE_DB).expect("a child of another test");
+    // SAFETY: umask has no preconditions; this process is this test's alone.
+    unsafe { libc::umask(0) };
+    let store = Store::open(&path).unwrap();
+    // A write: the log and its index exist now.
+    acquire_and_release(&store, "private");
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{path}{suffix}");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is {:o}", mode & 0o777);
+    }
+    println!("CHECKED 3 files");
 }

@@ -159,6 +159,25 @@ pub(crate) fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(format!("sqlite: {e}"))
 }
 
+/// Creates the file at `path` readable and writable by its owner alone, whatever the umask,
+/// unless it exists (it is then left as it is): SQLite gives the `-wal` and `-shm` files it
+/// makes beside it the main file's mode.
+fn create_owner_only(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::Storage(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// "Busy": another connection holds what this one needs; it passes once that one is done.
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
@@ -194,6 +213,7 @@ impl SqliteBackend {
     /// a newer octostore is refused.
     pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self> {
         let path = path.as_ref();
+        create_owner_only(path)?;
         let mut conn = Connection::open(path)
             .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
