@@ -127,14 +127,24 @@ impl App {
 
     /// Runs `op` where the backend runs best and answers with `reply` of its value (made on
     /// this thread, not the store's: on a file the committer runs one operation at a time) or
-    /// with its error. Queued (committer, pool), `op` runs only if it starts within the queue
-    /// timeout and while this request is still wanted: a client that disconnects drops this
-    /// future, and with it `present`.
+    /// with its error.
     async fn run_then<T, F, R>(&self, op: F, reply: R) -> Response
     where
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response,
+    {
+        respond(self.outcome(op).await, reply)
+    }
+
+    /// `op`'s outcome, run where the backend runs best; `None` if it did not finish. Queued
+    /// (committer, pool), `op` runs only if it starts within the queue timeout and while this
+    /// request is still wanted: a client that disconnects drops this future, and with it
+    /// `present`.
+    async fn outcome<T, F>(&self, op: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
         let present = Arc::new(());
         let caller = Caller::until(Instant::now() + self.queue_timeout).present_while(&present);
@@ -165,7 +175,14 @@ impl App {
             },
         };
         drop(present);
-        respond(outcome, reply)
+        outcome
+    }
+
+    /// Whether `token` is good, asked where the backend runs best: for a request whose body
+    /// is read past a few KiB only once its token is known good (`request::read_body`).
+    pub(crate) async fn authenticate(&self, token: String) -> Result<()> {
+        let outcome = self.outcome(move |store| store.authenticate(&token).map(drop));
+        outcome.await.unwrap_or_else(|| Err(not_finished()))
     }
 
     /// How many locks are held right now (for `/metrics`), counted on the blocking pool

@@ -143,6 +143,13 @@ pub struct BodyTooLarge {
 
 impl warp::reject::Reject for BodyTooLarge {}
 
+/// A request refused before its body was read: its token is missing, or not good (or could
+/// not be checked). Answered as the error is.
+#[derive(Debug)]
+pub struct Refused(pub Error);
+
+impl warp::reject::Reject for Refused {}
+
 /// A request body that did not arrive within the server's body timeout (see
 /// `ConnectionLimits::body_timeout`): the error of the body, then the rejection.
 #[derive(Debug)]
@@ -178,6 +185,8 @@ pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "request body too large",
             Some(&details),
         ))
+    } else if let Some(Refused(error)) = rejection.find() {
+        error_response(error)
     } else if rejection.find::<BodyTimedOut>().is_some() {
         closing(error_json(
             StatusCode::REQUEST_TIMEOUT,

@@ -1,9 +1,9 @@
-//! Reading requests: the body (capped: nothing past the cap is kept; 408 once the connection
-//! layer's body deadline passes), its JSON fields with errors that name the field, and
-//! percent-encoded path names.
+//! Reading requests: the body (capped: nothing past the cap is kept, nor past a few KiB until
+//! the token is known good; 408 once the connection layer's body deadline passes), its JSON
+//! fields with errors that name the field, and percent-encoded path names.
 
 use std::borrow::Cow;
-use std::pin::Pin;
+use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -11,58 +11,103 @@ use futures_util::{Stream, StreamExt};
 use octostore_core::{Error, Result};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use warp::{Filter, Rejection};
+use warp::Rejection;
 
-use crate::error::{BodyTimedOut, BodyTooLarge};
+use crate::error::{BodyTimedOut, BodyTooLarge, Refused};
 
 /// How much of a refused body is still read (and thrown away), and for how long, so that a
-/// client still sending it reads the 413 instead of a reset connection. Past either bound the
-/// connection is closed.
+/// client still sending it reads the answer (413, or 401 for a bad token) instead of a reset
+/// connection. Past either bound the connection is closed.
 const DISCARD_AT_MOST: u64 = 16 * 1024 * 1024;
 const DISCARD_FOR_AT_MOST: Duration = Duration::from_secs(5);
 
-/// The request body, refused with 413 once it is known to exceed `limit` bytes: from
-/// `Content-Length`, or when the bytes read so far pass it. Nothing past the limit is kept.
-pub fn body_within(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |length: Option<u64>, stream| read_capped(length, stream, limit))
-}
+/// How much of a request body is kept before the request's token is known good. A larger
+/// body (by its `Content-Length`, or once more of it has arrived) waits for the token to be
+/// authenticated first, so a client without a good token makes the server keep and parse at
+/// most this much.
+pub const UNAUTHENTICATED_BODY_BYTES: u64 = 4 * 1024;
 
-/// The request body as [`body_within`] reads it, its refusal included as a value: for a
-/// route that answers the refusal itself (the body is gone, no other route can read it).
-pub fn read_body(
-    limit: u64,
-) -> impl Filter<Extract = (Result<Bytes, Rejection>,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .then(move |length: Option<u64>, stream| read_capped(length, stream, limit))
-}
-
-async fn read_capped(
+/// The body of a request that has a token, refused with 413 once it is known to exceed
+/// `limit` bytes (from `Content-Length`, or when the bytes read so far pass it), and kept past
+/// [`UNAUTHENTICATED_BODY_BYTES`] only once `authenticate` has found the token good; if it
+/// does not, its error is the rejection ([`refuse`]). Nothing past the limit is kept.
+pub async fn read_body<S, B, A, F>(
     length: Option<u64>,
-    stream: impl Stream<Item = Result<impl Buf, warp::Error>>,
+    mut stream: S,
     limit: u64,
-) -> Result<Bytes, Rejection> {
-    let mut stream = std::pin::pin!(stream);
-    let too_large = |stream| async move {
-        if length.is_none_or(|l| l <= DISCARD_AT_MOST) {
-            discard(stream).await;
+    authenticate: A,
+) -> Result<Bytes, Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
+    B: Buf + Send + 'static,
+    A: FnOnce() -> F,
+    F: Future<Output = Result<()>>,
+{
+    let mut authenticate = Some(authenticate);
+    if length.is_some_and(|l| l > UNAUTHENTICATED_BODY_BYTES) {
+        if let Err(e) = earned(&mut authenticate).await {
+            return Err(refuse(length, stream, e));
         }
-        Err(warp::reject::custom(BodyTooLarge { limit }))
-    };
+    }
     if length.is_some_and(|l| l > limit) {
-        return too_large(stream).await;
+        return Err(too_large(length, stream, limit).await);
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(unreadable)?;
-        if (body.len() + chunk.remaining()) as u64 > limit {
-            return too_large(stream).await;
+        let read = (body.len() + chunk.remaining()) as u64;
+        if read > UNAUTHENTICATED_BODY_BYTES {
+            if let Err(e) = earned(&mut authenticate).await {
+                return Err(refuse(length, stream, e));
+            }
+        }
+        if read > limit {
+            return Err(too_large(length, stream, limit).await);
         }
         body.put(chunk);
     }
     Ok(body.freeze())
+}
+
+/// Whether the token is good, asked once (and only once the body is known to be larger than
+/// an unauthenticated request may send).
+async fn earned<A, F>(authenticate: &mut Option<A>) -> Result<()>
+where
+    A: FnOnce() -> F,
+    F: Future<Output = Result<()>>,
+{
+    match authenticate.take() {
+        Some(authenticate) => authenticate().await,
+        None => Ok(()),
+    }
+}
+
+/// The rejection for a request refused before its body was read (its token is missing or
+/// not good): answered at once, while the rest of the body, if not too large, is read and
+/// thrown away on a task of its own, so that a client still sending it reads the answer
+/// rather than a reset connection.
+pub fn refuse<S, B>(length: Option<u64>, stream: S, error: Error) -> Rejection
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
+    B: Buf + Send + 'static,
+{
+    if length.is_none_or(|l| l > 0 && l <= DISCARD_AT_MOST) {
+        tokio::spawn(discard(stream));
+    }
+    warp::reject::custom(Refused(error))
+}
+
+/// 413, once what is left of the body, if not too large, has been read and thrown away, so
+/// that a client still sending it reads the answer.
+async fn too_large<S, B>(length: Option<u64>, stream: S, limit: u64) -> Rejection
+where
+    S: Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: Buf,
+{
+    if length.is_none_or(|l| l <= DISCARD_AT_MOST) {
+        discard(stream).await;
+    }
+    warp::reject::custom(BodyTooLarge { limit })
 }
 
 /// The rejection for a body that could not be read: 408 when its deadline passed; otherwise
@@ -75,7 +120,7 @@ fn unreadable(error: warp::Error) -> Rejection {
 }
 
 /// Reads the rest of a refused body without keeping it, within the discard bounds.
-async fn discard<B: Buf>(mut stream: Pin<&mut impl Stream<Item = Result<B, warp::Error>>>) {
+async fn discard<B: Buf>(mut stream: impl Stream<Item = Result<B, warp::Error>> + Unpin) {
     let mut discarded = 0u64;
     let _ = tokio::time::timeout(DISCARD_FOR_AT_MOST, async {
         while let Some(Ok(chunk)) = stream.next().await {

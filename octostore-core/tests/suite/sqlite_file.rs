@@ -233,7 +233,10 @@ fn a_new_file_and_its_wal_and_shm_are_owner_only_whatever_the_umask() {
         "{stdout}{}",
         String::from_utf8_lossy(&child.stderr)
     );
-    assert!(stdout.contains("CHECKED 3 files"), "the child ran: {stdout}");
+    assert!(
+        stdout.contains("CHECKED 3 files"),
+        "the child ran: {stdout}"
+    );
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }

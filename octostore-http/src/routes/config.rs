@@ -6,17 +6,16 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, query, reply, with_app};
+use super::{bearer, bearer_and_body, ok, query, reply, with_app};
 use crate::app::App;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
-use crate::request::{body_within, path_name, JsonBody};
+use crate::request::{path_name, JsonBody};
 
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let put = warp::path!("config" / String)
         .and(warp::put())
         .and(with_app(app))
-        .and(bearer())
-        .and(body_within(app.body_limit))
+        .and(bearer_and_body(app))
         .then(put);
     let get = warp::path!("config" / String)
         .and(warp::get())

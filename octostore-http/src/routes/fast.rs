@@ -7,7 +7,8 @@
 //! filters match such a request to the same handler, so the answer is the same; anything
 //! else (another method, an empty segment, a trailing slash...) is left to them untouched.
 //! Once a request is taken here it is answered here, its body errors included (413, 408), as
-//! the per-tag filters would have: its body is then read, and cannot be read again.
+//! the per-tag filters would have: its body is then read (as far as its token earns), and
+//! cannot be read again.
 
 use bytes::Bytes;
 use warp::http::Method;
@@ -15,9 +16,8 @@ use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::{bearer, config, flags, limits, locks, query, with_app};
+use super::{bearer, bearer_and_read_body, config, flags, limits, locks, query, with_app};
 use crate::app::App;
-use crate::request::read_body;
 
 /// A route that reads a body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,11 +40,9 @@ enum WithQuery {
 /// The busiest routes, or a not-found rejection (which leaves the request to the per-tag
 /// filters, as if this were not there).
 pub fn routes(app: &App) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
-    let limit = app.body_limit;
     let with_body = matched(with_body)
         .and(with_app(app))
-        .and(bearer())
-        .and(read_body(limit))
+        .and(bearer_and_read_body(app))
         .then(
             |(route, name): (WithBody, String),
              app: App,

@@ -7,17 +7,16 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, reply, with_app};
+use super::{bearer, bearer_and_body, ok, reply, with_app};
 use crate::app::App;
 use crate::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
-use crate::request::{body_within, path_name, JsonBody};
+use crate::request::{path_name, JsonBody};
 
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let check = warp::path!("limits" / String / "check")
         .and(warp::post())
         .and(with_app(app))
-        .and(bearer())
-        .and(body_within(app.body_limit))
+        .and(bearer_and_body(app))
         .then(check);
     let status = warp::path!("limits" / String)
         .and(warp::get())

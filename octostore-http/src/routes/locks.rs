@@ -6,30 +6,26 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 use warp::Filter;
 
-use super::{bearer, ok, reply, with_app};
+use super::{bearer, bearer_and_body, ok, reply, with_app};
 use crate::app::App;
 use crate::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
-use crate::request::{body_within, path_name, JsonBody};
+use crate::request::{path_name, JsonBody};
 
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let body = || body_within(app.body_limit);
     let acquire = warp::path!("locks" / String / "acquire")
         .and(warp::post())
         .and(with_app(app))
-        .and(bearer())
-        .and(body())
+        .and(bearer_and_body(app))
         .then(acquire);
     let release = warp::path!("locks" / String / "release")
         .and(warp::post())
         .and(with_app(app))
-        .and(bearer())
-        .and(body())
+        .and(bearer_and_body(app))
         .then(release);
     let renew = warp::path!("locks" / String / "renew")
         .and(warp::post())
         .and(with_app(app))
-        .and(bearer())
-        .and(body())
+        .and(bearer_and_body(app))
         .then(renew);
     let status = warp::path!("locks" / String)
         .and(warp::get())

@@ -11,14 +11,17 @@ mod system;
 
 use std::convert::Infallible;
 
+use bytes::Bytes;
+use octostore_core::Error;
 use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
-use warp::Filter;
+use warp::{Filter, Rejection};
 
 use crate::app::App;
 use crate::error::{json, method_not_allowed};
+use crate::request::{read_body, refuse};
 
 /// Every route of the API.
 pub fn all(app: &App) -> BoxedFilter<(Response,)> {
@@ -158,6 +161,43 @@ fn bearer() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Cl
                 .eq_ignore_ascii_case("bearer")
                 .then(|| token.trim().to_owned())
         })
+}
+
+/// The bearer token, and the body read only as far as the token earns (see
+/// [`read_body`]): with no token, not at all. The body's refusal (401, 413, 408) is a value,
+/// for a route that answers it itself (the body is gone: no other route can read it).
+fn bearer_and_read_body(
+    app: &App,
+) -> impl Filter<Extract = (Option<String>, Result<Bytes, Rejection>), Error = Rejection> + Clone {
+    with_app(app)
+        .and(bearer())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(
+            |app: App, token: Option<String>, length: Option<u64>, stream| async move {
+                let body = match token.clone() {
+                    None => Err(refuse(length, stream, Error::Unauthorized)),
+                    Some(token) => {
+                        let limit = app.body_limit;
+                        read_body(length, stream, limit, || app.authenticate(token)).await
+                    }
+                };
+                (token, body)
+            },
+        )
+        .untuple_one()
+}
+
+/// The bearer token and the body, as [`bearer_and_read_body`] reads them, the body's refusal
+/// a rejection.
+fn bearer_and_body(
+    app: &App,
+) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
+    bearer_and_read_body(app)
+        .and_then(
+            |token, body: Result<Bytes, Rejection>| async move { body.map(|body| (token, body)) },
+        )
+        .untuple_one()
 }
 
 /// The query string as pairs; a malformed one is a 422 by [`crate::error::recover`].

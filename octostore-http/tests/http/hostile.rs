@@ -1,5 +1,5 @@
-//! Hostile clients on raw sockets: a body far over the cap, clients that trickle their head or
-//! body, thousands of idle keep-alive connections, the cap on connections, a flood of invalid
+//! Hostile clients on raw sockets: a body far over the cap, a large body without a good token,
+//! clients that trickle their head or body, thousands of idle keep-alive connections, the cap on connections, a flood of invalid
 //! tokens, JSON nested to the parser's limit, and names that play with percent-encoding and
 //! dot segments. Every wait has a deadline, and the servers that time clients out do so in
 //! fractions of a second.
@@ -295,6 +295,53 @@ fn a_body_far_over_the_cap_is_refused_before_it_is_sent() {
     // ...and the server does not wait for them.
     assert!(client.closed_within(DEADLINE));
     nothing_stored(&server, &token);
+}
+
+/// A request without a good token is refused once the server has kept a few KiB of its body
+/// at most: answered 401 while the client still has most of a 100 KiB body of invalid JSON
+/// to send, whether its `Content-Length` announced it or its chunks bring it. The rest is
+/// read and thrown away, so the connection then serves the next request.
+#[test]
+fn a_large_body_without_a_good_token_is_refused_before_it_is_sent() {
+    const LENGTH: usize = 100 * 1024;
+    const SENT_FIRST: usize = 5 * 1024;
+    let server = Server::start();
+    let token = server.token("alice");
+    let forged = format!("octo_{}", uuid::Uuid::new_v4().simple());
+    let body = b"{ not json ".repeat(LENGTH / 11 + 1)[..LENGTH].to_vec();
+    for auth in [Some(forged.as_str()), None] {
+        for chunked in [false, true] {
+            let case = format!("token {auth:?}, chunked {chunked}");
+            let mut client = Raw::connect(&server);
+            let mut head = "PUT /config/c HTTP/1.1\r\nHost: octostore\r\n\
+                            Content-Type: application/json\r\n"
+                .to_owned();
+            if let Some(token) = auth {
+                head += &format!("Authorization: Bearer {token}\r\n");
+            }
+            head += &if chunked {
+                "Transfer-Encoding: chunked\r\n\r\n".to_owned()
+            } else {
+                format!("Content-Length: {LENGTH}\r\n\r\n")
+            };
+            let frame = |part: &[u8]| match chunked {
+                true => [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat(),
+                false => part.to_vec(),
+            };
+            client.send(&[head.as_bytes(), &frame(&body[..SENT_FIRST])].concat());
+            let answer = client.answer();
+            answer.error(401);
+            assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{case}");
+            let mut rest = frame(&body[SENT_FIRST..]);
+            if chunked {
+                rest.extend_from_slice(b"0\r\n\r\n");
+            }
+            client.send(&rest);
+            client
+                .request("GET", "/config/c", Some(&token), b"")
+                .error(404);
+        }
+    }
 }
 
 #[test]
