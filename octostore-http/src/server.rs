@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -95,10 +96,10 @@ pub async fn run(
     let mut shutdown = pin!(shutdown);
     let mut cap_warned: Option<Instant> = None;
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     pause_after(e).await;
                     continue;
@@ -136,6 +137,7 @@ pub async fn run(
         let service = Service {
             routes: RefCell::new(warp::service(routes.clone())),
             conn: conn.clone(),
+            peer: Peer(peer),
         };
         let connection = graceful.watch(http.serve_connection(io, service));
         tokio::spawn(watch(connection, conn));
@@ -398,13 +400,20 @@ impl hyper::rt::Write for Watched {
     }
 }
 
-/// The routes as the connection's hyper service: each request's body gets its deadline, and
-/// the connection's phase follows the request.
+/// The routes as the connection's hyper service: each request's body gets its deadline and
+/// the request the connection's [`Peer`], and the connection's phase follows the request.
 struct Service<S> {
     /// Borrowed only for the call, which returns a future that owns what it needs.
     routes: RefCell<S>,
     conn: Arc<Conn>,
+    peer: Peer,
 }
+
+/// The address of the other end of a request's connection, in the request's extensions
+/// (`warp::ext::optional::<Peer>()`): the client's, or its proxy's (no forwarded header is
+/// trusted).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer(pub SocketAddr);
 
 impl<S> hyper::service::Service<Request<Incoming>> for Service<S>
 where
@@ -417,7 +426,8 @@ where
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let deadline = self.conn.enter(Phase::Busy) + self.conn.shared.limits.body_timeout;
-        let request = request.map(|body| TimedBody { body, deadline });
+        let mut request = request.map(|body| TimedBody { body, deadline });
+        request.extensions_mut().insert(self.peer);
         Answer {
             response: self.routes.borrow_mut().call(request),
             conn: self.conn.clone(),

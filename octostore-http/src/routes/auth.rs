@@ -1,14 +1,16 @@
 //! `/auth`: token rotation, and GitHub sign-in.
 //!
-//! Sign-in: `GET /auth/github` redirects to GitHub with a fresh single-use `state`; GitHub
-//! sends the user back to `GET /auth/github/callback?code=..&state=..`, which redeems the
-//! state, exchanges the code, reads the GitHub user, upserts the user and answers a new
-//! token. The code, the state and both tokens are never logged.
+//! Sign-in: `GET /auth/github` redirects to GitHub with a fresh single-use `state` and a PKCE
+//! challenge, and sets the sign-in cookie on the browser (429 once the client's address has
+//! begun too many); GitHub sends the user back to `GET /auth/github/callback?code=..&state=..`,
+//! which redeems the state with the cookie, exchanges the code with the PKCE verifier, reads
+//! the GitHub user, upserts the user and answers a new token, clearing the cookie. The code,
+//! the state, the cookie and both tokens are never logged.
 
 use oauth2::url::form_urlencoded;
 use octostore_core::{Error, Login};
 use warp::filters::BoxedFilter;
-use warp::http::header::{CACHE_CONTROL, LOCATION};
+use warp::http::header::{CACHE_CONTROL, LOCATION, RETRY_AFTER, SET_COOKIE};
 use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -17,7 +19,11 @@ use super::{bearer, ok, with_app};
 use crate::app::App;
 use crate::dto::{ErrorBody, NewToken, SignedIn, UserInfo};
 use crate::error::{error_response, json, unauthorized};
-use crate::oauth::{denial, SignInError, StateProblem};
+use crate::oauth::{
+    denial, GithubOAuth, Origin, SignInError, StateProblem, TooManyBegun, COOKIE,
+    MAX_BEGUN_PER_ORIGIN,
+};
+use crate::server::Peer;
 
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let rotate = warp::path!("auth" / "token" / "rotate")
@@ -28,11 +34,13 @@ pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     let github = warp::path!("auth" / "github")
         .and(warp::get())
         .and(with_app(app))
+        .and(warp::ext::optional::<Peer>())
         .map(begin);
     let callback = warp::path!("auth" / "github" / "callback")
         .and(warp::get())
         .and(with_app(app))
         .and(raw_query())
+        .and(warp::cookie::optional::<String>(COOKIE))
         .then(callback);
     rotate.or(github).unify().or(callback).unify().boxed()
 }
@@ -56,29 +64,71 @@ fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infalli
     warp::query::raw().or(warp::any().map(String::new)).unify()
 }
 
-/// `GET /auth/github`: 302 to GitHub's authorize page with a fresh state.
-fn begin(app: App) -> Response {
+/// `GET /auth/github`: 302 to GitHub's authorize page with a fresh state, setting the
+/// sign-in cookie; 429 once the client's address has begun too many.
+fn begin(app: App, peer: Option<Peer>) -> Response {
     let Some(oauth) = &app.oauth else {
         return not_configured();
     };
-    let url = oauth.authorize_url(app.store().now());
-    let Ok(location) = HeaderValue::from_str(url.as_str()) else {
+    let origin = Origin::of(peer.map(|Peer(addr)| addr.ip()));
+    let begun = match oauth.begin(origin, app.store().now()) {
+        Ok(begun) => begun,
+        Err(too_many) => {
+            tracing::info!(?origin, "too many sign-ins begun from one address");
+            return too_many_begun(too_many);
+        }
+    };
+    let (Ok(location), Ok(cookie)) = (
+        HeaderValue::from_str(begun.url.as_str()),
+        HeaderValue::from_str(&begun.set_cookie),
+    ) else {
         return error_response(&Error::Storage(
-            "GitHub's authorize URL is not a valid header".into(),
+            "GitHub's authorize URL or the sign-in cookie is not a valid header".into(),
         ));
     };
     let mut response = StatusCode::FOUND.into_response();
     response.headers_mut().insert(LOCATION, location);
+    response.headers_mut().insert(SET_COOKIE, cookie);
     no_store(&mut response);
     response
 }
 
-/// `GET /auth/github/callback`: the state first (a forged callback goes no further), then
-/// the code.
-async fn callback(app: App, query: String) -> Response {
+/// 429 with `Retry-After`: whole seconds, rounded up, so that a client waiting this long is
+/// let in.
+fn too_many_begun(too_many: TooManyBegun) -> Response {
+    let seconds = (too_many.retry_after.num_milliseconds().max(1) as u64).div_ceil(1000);
+    let mut response = json(
+        StatusCode::TOO_MANY_REQUESTS,
+        &ErrorBody {
+            error: "too many sign-ins from this address".into(),
+            details: Some(format!(
+                "at most {MAX_BEGUN_PER_ORIGIN} sign-ins may begin from one address in 10 \
+                 minutes; try again in {seconds} s"
+            )),
+        },
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    no_store(&mut response);
+    response
+}
+
+/// `GET /auth/github/callback`: the state and the browser's cookie first (a forged callback
+/// goes no further), then the code. Every answer clears the cookie.
+async fn callback(app: App, query: String, cookie: Option<String>) -> Response {
     let Some(oauth) = app.oauth.clone() else {
         return not_configured();
     };
+    let mut response = sign_in(&app, &oauth, &query, cookie.as_deref()).await;
+    if let Ok(clear) = HeaderValue::from_str(&oauth.clear_cookie()) {
+        response.headers_mut().insert(SET_COOKIE, clear);
+    }
+    no_store(&mut response);
+    response
+}
+
+async fn sign_in(app: &App, oauth: &GithubOAuth, query: &str, cookie: Option<&str>) -> Response {
     let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -89,9 +139,10 @@ async fn callback(app: App, query: String) -> Response {
             .map(|(_, value)| value.as_str())
             .filter(|value| !value.is_empty())
     };
-    if let Err(e) = oauth.redeem_state(param("state"), app.store().now()) {
-        return sign_in_failed(&e);
-    }
+    let verifier = match oauth.redeem_state(param("state"), cookie, app.store().now()) {
+        Ok(verifier) => verifier,
+        Err(e) => return sign_in_failed(&e),
+    };
     let Some(code) = param("code") else {
         if let Some(error) = param("error") {
             return sign_in_failed(&denial(Some(error)));
@@ -101,25 +152,22 @@ async fn callback(app: App, query: String) -> Response {
             "missing: GitHub sends it with the redirect to this callback",
         ));
     };
-    let github = match oauth.github_user(code.to_owned()).await {
+    let github = match oauth.github_user(code.to_owned(), verifier).await {
         Ok(github) => github,
         Err(e) => return sign_in_failed(&e),
     };
-    let mut response = app
-        .run(move |store| {
-            let login = Login::parse(&github.login)?;
-            let avatar_url = github.avatar_url.as_deref().filter(|url| !url.is_empty());
-            let user = store.upsert_github_user(github.id, &login, avatar_url)?;
-            let token = store.issue_token(user.id)?;
-            tracing::info!(github_id = github.id, login = %user.login, "signed in with GitHub");
-            ok(&SignedIn {
-                token: token.expose().to_owned(),
-                user: UserInfo::from(&user),
-            })
+    app.run(move |store| {
+        let login = Login::parse(&github.login)?;
+        let avatar_url = github.avatar_url.as_deref().filter(|url| !url.is_empty());
+        let user = store.upsert_github_user(github.id, &login, avatar_url)?;
+        let token = store.issue_token(user.id)?;
+        tracing::info!(github_id = github.id, login = %user.login, "signed in with GitHub");
+        ok(&SignedIn {
+            token: token.expose().to_owned(),
+            user: UserInfo::from(&user),
         })
-        .await;
-    no_store(&mut response);
-    response
+    })
+    .await
 }
 
 /// The answer to a sign-in that did not go through; it never repeats the code or state.
@@ -147,6 +195,19 @@ fn sign_in_failed(err: &SignInError) -> Response {
             unauthorized,
             "sign-in state expired",
             format!("a state is good for 10 minutes; {again}"),
+        ),
+        SignInError::State(StateProblem::NoCookie) => (
+            unauthorized,
+            "sign-in not begun in this browser",
+            format!(
+                "the callback needs the {COOKIE} cookie that /auth/github set on the browser \
+                 that began the sign-in (are cookies enabled?); {again}"
+            ),
+        ),
+        SignInError::State(StateProblem::WrongCookie) => (
+            unauthorized,
+            "sign-in state not this browser's",
+            format!("this browser began another sign-in than this state's; {again}"),
         ),
         SignInError::Denied(code) => (
             unauthorized,

@@ -1,5 +1,6 @@
 //! GitHub sign-in, end to end over HTTP against a fake GitHub on 127.0.0.1: the redirect,
-//! the callback's state checks, the code exchange, the user upsert, and GitHub failing.
+//! the callback's state and cookie checks, the code exchange (PKCE checked by the fake as
+//! GitHub does), the user upsert, GitHub failing, and the cap on sign-ins begun per address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,6 +9,7 @@ use std::thread::JoinHandle;
 
 use chrono::Duration;
 use oauth2::url::Url;
+use oauth2::{PkceCodeChallenge, PkceCodeVerifier};
 use octostore_core::{Login, Settings, UserSource};
 use octostore_http::{GithubSettings, ServerOptions};
 use parking_lot::Mutex;
@@ -39,8 +41,9 @@ struct Account {
 #[derive(Default)]
 struct Github {
     accounts: HashMap<u64, Account>,
-    /// Codes issued and not yet exchanged, and whose they are.
-    codes: HashMap<String, u64>,
+    /// Codes issued and not yet exchanged: whose they are, and the PKCE challenge of the
+    /// authorize request they answered, if it had one.
+    codes: HashMap<String, (u64, Option<String>)>,
     /// Access tokens issued, and whose they are.
     tokens: HashMap<String, u64>,
     issued: u64,
@@ -108,12 +111,18 @@ impl FakeGithub {
         );
     }
 
-    /// The code GitHub hands the browser once `id`'s owner agrees to sign in.
-    fn code_for(&self, id: u64) -> String {
+    /// The code GitHub hands the browser once `id`'s owner agrees to `sign_in`: bound to
+    /// the PKCE challenge of its authorize URL.
+    fn code_for(&self, id: u64, sign_in: &SignIn) -> String {
+        let query = query_of(&sign_in.url);
+        let challenge = query.get("code_challenge").cloned();
+        if challenge.is_some() {
+            assert_eq!(query["code_challenge_method"], "S256");
+        }
         let mut github = self.github.lock();
         github.issued += 1;
         let code = format!("{:020x}", 0xC0DE_0000 + github.issued);
-        github.codes.insert(code.clone(), id);
+        github.codes.insert(code.clone(), (id, challenge));
         code
     }
 
@@ -185,9 +194,19 @@ fn exchange(
         return refuse("unsupported_grant_type");
     }
     let mut github = github.lock();
-    let Some(id) = field("code").and_then(|code| github.codes.remove(code)) else {
+    let Some((id, challenge)) = field("code").and_then(|code| github.codes.remove(code)) else {
         return refuse("bad_verification_code");
     };
+    // RFC 7636: the verifier's SHA-256 must be the authorize request's challenge.
+    if let Some(challenge) = challenge {
+        let verified = field("code_verifier").is_some_and(|verifier| {
+            let verifier = PkceCodeVerifier::new(verifier.to_owned());
+            PkceCodeChallenge::from_code_verifier_sha256(&verifier).as_str() == challenge
+        });
+        if !verified {
+            return refuse("bad_verification_code");
+        }
+    }
     github.issued += 1;
     let access_token = format!("gho_fake{:032x}", github.issued);
     github.tokens.insert(access_token.clone(), id);
@@ -286,37 +305,62 @@ fn http() -> Client {
         .unwrap()
 }
 
-/// `GET /auth/github`, answered with a redirect: its `Location`.
-fn begin(server: &Server) -> Url {
+/// A sign-in begun at `/auth/github`: GitHub's authorize URL, its state, and the cookie
+/// set on the browser (as its `Cookie` header sends it back).
+struct SignIn {
+    url: Url,
+    state: String,
+    cookie: String,
+}
+
+/// `GET /auth/github` from 127.0.0.1, answered with a redirect.
+fn begin(server: &Server) -> SignIn {
     let response = http().get(server.url("/auth/github")).send().unwrap();
     assert_eq!(response.status(), StatusCode::FOUND);
-    let location = response.headers()["location"].to_str().unwrap();
-    Url::parse(location).unwrap()
+    let url = Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let (cookie, _) = set_cookie.split_once(';').unwrap();
+    SignIn {
+        state: query_of(&url)["state"].clone(),
+        url,
+        cookie: cookie.to_owned(),
+    }
 }
 
 fn query_of(url: &Url) -> HashMap<String, String> {
     url.query_pairs().into_owned().collect()
 }
 
-/// A fresh state from `/auth/github`.
-fn state(server: &Server) -> String {
-    query_of(&begin(server))["state"].clone()
-}
-
-/// The callback with these query parameters: its status and JSON body.
-fn callback(server: &Server, params: &[(&str, &str)]) -> (StatusCode, Value) {
+/// The callback with these query parameters and this `Cookie` header: its status, JSON body
+/// and `Set-Cookie` (which must remove the sign-in cookie).
+fn callback(server: &Server, cookie: Option<&str>, params: &[(&str, &str)]) -> (StatusCode, Value) {
     let url = Url::parse_with_params(&server.url("/auth/github/callback"), params).unwrap();
-    let response = http().get(url.as_str()).send().unwrap();
+    let mut request = http().get(url.as_str());
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().unwrap();
     let status = response.status();
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.starts_with("octostore_sign_in=; Max-Age=0; Path=/auth/github/callback;"),
+        "{set_cookie}"
+    );
     let body = response.json::<Value>().unwrap();
     (status, body)
 }
 
+/// The callback for `sign_in` with `code`, as its browser makes it.
+fn finish(server: &Server, sign_in: &SignIn, code: &str) -> (StatusCode, Value) {
+    let params = [("code", code), ("state", sign_in.state.as_str())];
+    callback(server, Some(&sign_in.cookie), &params)
+}
+
 /// A whole sign-in as GitHub account `id`: its answer, which must be 200.
 fn sign_in(server: &Server, fake: &FakeGithub, id: u64) -> Value {
-    let state = state(server);
-    let code = fake.code_for(id);
-    let (status, body) = callback(server, &[("code", &code), ("state", &state)]);
+    let begun = begin(server);
+    let code = fake.code_for(id, &begun);
+    let (status, body) = finish(server, &begun, &code);
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
@@ -347,7 +391,7 @@ fn assert_no_echo(body: &Value, secrets: &[&str]) {
 // Tests.
 
 #[test]
-fn sign_in_redirects_to_github_with_a_fresh_state() {
+fn sign_in_redirects_to_github_with_a_fresh_state_a_pkce_challenge_and_a_cookie() {
     let fake = FakeGithub::start();
     let server = server_for(&fake);
     let response = http().get(server.url("/auth/github")).send().unwrap();
@@ -362,11 +406,32 @@ fn sign_in_redirects_to_github_with_a_fresh_state() {
     assert_eq!(query["response_type"], "code");
     assert_eq!(query["scope"], "read:user");
     assert!(query["state"].len() >= 16, "{}", query["state"]);
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["code_challenge"].len(), 43, "a SHA-256 in base64url");
     assert!(!location.as_str().contains(CLIENT_SECRET));
+    // The cookie: for the callback's path alone, out of scripts' reach, sent on GitHub's
+    // redirect but not on other sites' requests, over HTTPS only (the public URL is HTTPS).
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap();
+    let (pair, attributes) = set_cookie.split_once("; ").unwrap();
+    assert_eq!(
+        attributes,
+        "Max-Age=600; Path=/auth/github/callback; HttpOnly; SameSite=Lax; Secure"
+    );
+    let nonce = pair.strip_prefix("octostore_sign_in=").unwrap();
+    assert!(
+        nonce.len() >= 43 && !location.as_str().contains(nonce),
+        "{nonce}"
+    );
+
+    let again = begin(&server);
     assert_ne!(
-        state(&server),
-        query["state"],
+        again.state, query["state"],
         "each sign-in has its own state"
+    );
+    assert_ne!(again.cookie, pair, "and its own cookie");
+    assert_ne!(
+        query_of(&again.url)["code_challenge"],
+        query["code_challenge"]
     );
 }
 
@@ -404,21 +469,123 @@ fn an_unknown_or_missing_state_is_refused_before_github_is_asked() {
     let fake = FakeGithub::start();
     fake.account(1, "mona");
     let server = server_for(&fake);
-    let code = fake.code_for(1);
+    let begun = begin(&server);
+    let code = fake.code_for(1, &begun);
+    let cookie = Some(begun.cookie.as_str());
     let forged = "Zm9yZ2VkLXN0YXRlLXZhbHVl";
-    let (status, body) = callback(&server, &[("code", &code), ("state", forged)]);
+    let (status, body) = callback(&server, cookie, &[("code", &code), ("state", forged)]);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "unknown sign-in state");
     assert_no_echo(&body, &[&code, forged]);
 
-    let (status, body) = callback(&server, &[("code", &code)]);
+    let (status, body) = callback(&server, cookie, &[("code", &code)]);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "missing sign-in state");
 
-    // The code was never sent to GitHub, so it is still good with a real state.
-    let state = state(&server);
-    let (status, body) = callback(&server, &[("code", &code), ("state", &state)]);
+    // The code was never sent to GitHub, so it is still good with its own state.
+    let (status, body) = finish(&server, &begun, &code);
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Login CSRF: a callback link made by someone else (their state and code) reaches a
+/// browser without their cookie; and a state leaked from a URL is of no use without its
+/// browser's cookie. Neither goes further than the state; the state stays good for its own
+/// browser.
+#[test]
+fn a_callback_without_the_browsers_cookie_is_refused() {
+    let fake = FakeGithub::start();
+    fake.account(1, "mona");
+    let server = server_for(&fake);
+    let begun = begin(&server);
+    let code = fake.code_for(1, &begun);
+    let params = [("code", code.as_str()), ("state", begun.state.as_str())];
+
+    let (status, body) = callback(&server, None, &params);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "sign-in not begun in this browser");
+    assert_no_echo(&body, &[&code, &begun.state, &begun.cookie]);
+
+    let other_browser = begin(&server);
+    let (status, body) = callback(&server, Some(&other_browser.cookie), &params);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "sign-in state not this browser's");
+    let forged = "octostore_sign_in=Zm9yZ2VkLW5vbmNlLXZhbHVlLXRoYXQtaXMtbG9uZy1lbm91Z2g";
+    let (status, _) = callback(&server, Some(forged), &params);
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    assert!(
+        fake.github.lock().codes.contains_key(&code),
+        "GitHub not asked"
+    );
+    assert!(server
+        .store
+        .user_by_login(&Login::parse("mona").unwrap())
+        .unwrap()
+        .is_none());
+    let (status, body) = finish(&server, &begun, &code);
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A code stolen on its way to the victim's callback (from a log, a `Referer`, a proxy) is
+/// redeemed by the thief with a sign-in of their own, state and cookie included: GitHub
+/// refuses it, as the thief's PKCE verifier is not the one the code was issued for.
+#[test]
+fn a_stolen_code_is_refused_with_the_thiefs_own_state_and_cookie() {
+    let fake = FakeGithub::start();
+    fake.account(1, "victim");
+    let server = server_for(&fake);
+    let victims = begin(&server);
+    let stolen = fake.code_for(1, &victims);
+
+    let thiefs = begin(&server);
+    let (status, body) = finish(&server, &thiefs, &stolen);
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "GitHub refused the authorization code");
+    assert_no_echo(&body, &[&stolen, &thiefs.state]);
+    assert!(server
+        .store
+        .user_by_login(&Login::parse("victim").unwrap())
+        .unwrap()
+        .is_none());
+}
+
+/// `/auth/github` from one address, at most so many times in 10 minutes, keeps no one else's
+/// sign-in out: neither one pending nor one begun during the flood. (The server knows its
+/// clients by their connection's address; the flood comes from 127.0.0.2.)
+#[test]
+fn one_address_flooding_sign_ins_keeps_no_other_address_out() {
+    const BEGUN_PER_ADDRESS: usize = 16;
+    let fake = FakeGithub::start();
+    fake.account(1, "mona");
+    let server = server_for(&fake);
+    let pending = begin(&server);
+
+    let flooder = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let flood = || flooder.get(server.url("/auth/github")).send().unwrap();
+    for _ in 0..BEGUN_PER_ADDRESS {
+        assert_eq!(flood().status(), StatusCode::FOUND);
+    }
+    for _ in 0..100 {
+        let refused = flood();
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "600");
+        assert!(refused.headers().get("set-cookie").is_none());
+        let body: Value = refused.json().unwrap();
+        assert_eq!(body["error"], "too many sign-ins from this address");
+    }
+
+    let code = fake.code_for(1, &pending);
+    assert_eq!(finish(&server, &pending, &code).0, StatusCode::OK);
+    sign_in(&server, &fake, 1);
+
+    // Once 10 minutes have passed since its sign-ins began, the address may begin more.
+    server.advance(Duration::minutes(10));
+    assert_eq!(flood().status(), StatusCode::FOUND);
 }
 
 #[test]
@@ -426,16 +593,16 @@ fn a_state_is_single_use() {
     let fake = FakeGithub::start();
     fake.account(1, "mona");
     let server = server_for(&fake);
-    let state = state(&server);
-    let code = fake.code_for(1);
-    let (status, _) = callback(&server, &[("code", &code), ("state", &state)]);
+    let begun = begin(&server);
+    let code = fake.code_for(1, &begun);
+    let (status, _) = finish(&server, &begun, &code);
     assert_eq!(status, StatusCode::OK);
 
-    let again = fake.code_for(1);
-    let (status, body) = callback(&server, &[("code", &again), ("state", &state)]);
+    let again = fake.code_for(1, &begun);
+    let (status, body) = finish(&server, &begun, &again);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "sign-in state already used");
-    assert_no_echo(&body, &[&again, &state]);
+    assert_no_echo(&body, &[&again, &begun.state]);
 }
 
 #[test]
@@ -444,23 +611,23 @@ fn a_state_expires_after_ten_minutes_of_the_servers_clock() {
     fake.account(1, "mona");
     let server = server_for(&fake);
 
-    let state = self::state(&server);
+    let begun = begin(&server);
     server.advance(Duration::minutes(10) - Duration::seconds(1));
-    let code = fake.code_for(1);
-    let (status, body) = callback(&server, &[("code", &code), ("state", &state)]);
+    let code = fake.code_for(1, &begun);
+    let (status, body) = finish(&server, &begun, &code);
     assert_eq!(
         status,
         StatusCode::OK,
         "a state is good just short of 10 minutes: {body}"
     );
 
-    let state = self::state(&server);
+    let begun = begin(&server);
     server.advance(Duration::minutes(10));
-    let code = fake.code_for(1);
-    let (status, body) = callback(&server, &[("code", &code), ("state", &state)]);
+    let code = fake.code_for(1, &begun);
+    let (status, body) = finish(&server, &begun, &code);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "sign-in state expired");
-    assert_no_echo(&body, &[&code, &state]);
+    assert_no_echo(&body, &[&code, &begun.state]);
 }
 
 #[test]
@@ -469,11 +636,7 @@ fn a_code_github_refuses_is_401() {
     fake.account(1, "mona");
     let server = server_for(&fake);
 
-    let state = self::state(&server);
-    let (status, body) = callback(
-        &server,
-        &[("code", "0123456789abcdef0123"), ("state", &state)],
-    );
+    let (status, body) = finish(&server, &begin(&server), "0123456789abcdef0123");
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "GitHub refused the authorization code");
     assert!(body["details"]
@@ -482,33 +645,37 @@ fn a_code_github_refuses_is_401() {
         .contains("bad_verification_code"));
 
     // A code is good for one exchange at GitHub too.
-    let code = fake.code_for(1);
-    let state = self::state(&server);
-    assert_eq!(
-        callback(&server, &[("code", &code), ("state", &state)]).0,
-        StatusCode::OK
-    );
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("code", &code), ("state", &state)]);
+    let begun = begin(&server);
+    let code = fake.code_for(1, &begun);
+    assert_eq!(finish(&server, &begun, &code).0, StatusCode::OK);
+    let begun = begin(&server);
+    let (status, body) = finish(&server, &begun, &code);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
-    assert_no_echo(&body, &[&code, &state]);
+    assert_no_echo(&body, &[&code, &begun.state]);
 }
 
 #[test]
 fn a_callback_without_a_code_is_422_or_401_if_github_says_why() {
     let fake = FakeGithub::start();
     let server = server_for(&fake);
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("state", &state)]);
+    let begun = begin(&server);
+    let (status, body) = callback(&server, Some(&begun.cookie), &[("state", &begun.state)]);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["details"], "code");
 
     // The user clicked "Cancel" on GitHub.
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("error", "access_denied"), ("state", &state)]);
+    let begun = begin(&server);
+    let params = [("error", "access_denied"), ("state", begun.state.as_str())];
+    let (status, body) = callback(&server, Some(&begun.cookie), &params);
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], "GitHub did not grant sign-in");
     assert!(body["details"].as_str().unwrap().contains("access_denied"));
+}
+
+/// A whole sign-in as account 1 of `fake` on `server`: its status and body.
+fn attempt(server: &Server, fake: &FakeGithub) -> (StatusCode, Value) {
+    let begun = begin(server);
+    finish(server, &begun, &fake.code_for(1, &begun))
 }
 
 #[test]
@@ -518,16 +685,14 @@ fn github_unreachable_or_answering_garbage_is_502() {
 
     // The web side (token exchange) is down.
     let server = server_with(settings(closed_port_url(), fake.api_url()));
-    let state = state(&server);
-    let (status, body) = callback(&server, &[("code", &fake.code_for(1)), ("state", &state)]);
+    let (status, body) = attempt(&server, &fake);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"], "GitHub is unreachable");
     drop(server);
 
     // The API (user) is down.
     let server = server_with(settings(fake.web_url(), closed_port_url()));
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("code", &fake.code_for(1)), ("state", &state)]);
+    let (status, body) = attempt(&server, &fake);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     drop(server);
 
@@ -535,8 +700,7 @@ fn github_unreachable_or_answering_garbage_is_502() {
     let mut wrong_secret = settings(fake.web_url(), fake.api_url());
     wrong_secret.client_secret = "not-the-secret".into();
     let server = server_with(wrong_secret);
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("code", &fake.code_for(1)), ("state", &state)]);
+    let (status, body) = attempt(&server, &fake);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert!(body["details"]
         .as_str()
@@ -548,8 +712,7 @@ fn github_unreachable_or_answering_garbage_is_502() {
     // The API answers HTML instead of the user.
     let server = server_for(&fake);
     fake.answer_garbage_for_user();
-    let state = self::state(&server);
-    let (status, body) = callback(&server, &[("code", &fake.code_for(1)), ("state", &state)]);
+    let (status, body) = attempt(&server, &fake);
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
     assert_eq!(body["error"], "GitHub answered unexpectedly");
 }
@@ -602,8 +765,8 @@ fn a_github_login_taken_by_another_user_is_409() {
     fake.account(77, "hubot");
     let server = server_for(&fake);
     let local = server.token("hubot");
-    let state = state(&server);
-    let (status, body) = callback(&server, &[("code", &fake.code_for(77)), ("state", &state)]);
+    let begun = begin(&server);
+    let (status, body) = finish(&server, &begun, &fake.code_for(77, &begun));
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(
         get(&server, "/locks", &local).0,
