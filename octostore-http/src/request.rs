@@ -22,9 +22,10 @@ const DISCARD_AT_MOST: u64 = 16 * 1024 * 1024;
 const DISCARD_FOR_AT_MOST: Duration = Duration::from_secs(5);
 
 /// How much of a request body is kept before the request's token is known good. A larger
-/// body (by its `Content-Length`, or once more of it has arrived) waits for the token to be
-/// authenticated first, so a client without a good token makes the server keep and parse at
-/// most this much.
+/// body waits for the token to be authenticated first: at once when its `Content-Length`
+/// says so (nothing of it read), else once more of it has arrived (the chunk that passed
+/// this held, unparsed, meanwhile). So a client without a good token makes the server parse
+/// at most this much.
 pub const UNAUTHENTICATED_BODY_BYTES: u64 = 4 * 1024;
 
 /// The body of a request that has a token, refused with 413 once it is known to exceed
