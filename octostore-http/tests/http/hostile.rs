@@ -14,7 +14,9 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use octostore_core::Settings;
+use std::sync::Arc;
+
+use octostore_core::{Settings, SqliteBackend, Store};
 use octostore_http::{ConnectionLimits, ServerOptions};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -256,7 +258,13 @@ fn healthy(http: &reqwest::blocking::Client, server: &Server) {
 /// Asserts that alice has no config `c`: the refused request stored nothing.
 #[track_caller]
 fn nothing_stored(server: &Server, token: &str) {
-    Raw::connect(server)
+    nothing_stored_on(&mut Raw::connect(server), token);
+}
+
+/// [`nothing_stored`], asked on `client`'s connection.
+#[track_caller]
+fn nothing_stored_on(client: &mut Raw, token: &str) {
+    client
         .request("GET", "/config/c", Some(token), b"")
         .error(404);
 }
@@ -297,49 +305,72 @@ fn a_body_far_over_the_cap_is_refused_before_it_is_sent() {
     nothing_stored(&server, &token);
 }
 
+/// A `PUT /config/c` head with `token` if any, its body framed by `Content-Length: length`
+/// or chunked; and the framing of a part of the body.
+fn put_config_head(
+    token: Option<&str>,
+    length: usize,
+    chunked: bool,
+) -> (String, impl Fn(&[u8]) -> Vec<u8>) {
+    let mut head =
+        "PUT /config/c HTTP/1.1\r\nHost: octostore\r\nContent-Type: application/json\r\n"
+            .to_owned();
+    if let Some(token) = token {
+        head += &format!("Authorization: Bearer {token}\r\n");
+    }
+    head += &if chunked {
+        "Transfer-Encoding: chunked\r\n\r\n".to_owned()
+    } else {
+        format!("Content-Length: {length}\r\n\r\n")
+    };
+    let frame = move |part: &[u8]| match chunked {
+        true if part.is_empty() => b"0\r\n\r\n".to_vec(),
+        true => [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat(),
+        false => part.to_vec(),
+    };
+    (head, frame)
+}
+
 /// A request without a good token is refused once the server has kept a few KiB of its body
 /// at most: answered 401 while the client still has most of a 100 KiB body of invalid JSON
 /// to send, whether its `Content-Length` announced it or its chunks bring it. The rest is
-/// read and thrown away, so the connection then serves the next request.
+/// read and thrown away, so the connection then serves the next request. With a good token,
+/// a body as large is read whole. On memory, and on a file (where the token is checked on the
+/// committer).
 #[test]
 fn a_large_body_without_a_good_token_is_refused_before_it_is_sent() {
     const LENGTH: usize = 100 * 1024;
     const SENT_FIRST: usize = 5 * 1024;
-    let server = Server::start();
-    let token = server.token("alice");
-    let forged = format!("octo_{}", uuid::Uuid::new_v4().simple());
-    let body = b"{ not json ".repeat(LENGTH / 11 + 1)[..LENGTH].to_vec();
-    for auth in [Some(forged.as_str()), None] {
+    let dir = tempfile::tempdir().unwrap();
+    let on_file = Store::builder()
+        .backend(SqliteBackend::open(dir.path().join("octostore.db")).unwrap())
+        .build();
+    let on_file = Server::serve(on_file, Arc::default(), ServerOptions::default());
+    for server in [Server::start(), on_file] {
+        let token = server.token("alice");
+        let forged = format!("octo_{}", uuid::Uuid::new_v4().simple());
+        let junk = b"{ not json ".repeat(LENGTH / 11 + 1)[..LENGTH].to_vec();
+        for auth in [Some(forged.as_str()), None] {
+            for chunked in [false, true] {
+                let case = format!("token {auth:?}, chunked {chunked}");
+                let mut client = Raw::connect(&server);
+                let (head, frame) = put_config_head(auth, LENGTH, chunked);
+                client.send(&[head.as_bytes(), &frame(&junk[..SENT_FIRST])].concat());
+                let answer = client.answer();
+                answer.error(401);
+                assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{case}");
+                client.send(&[frame(&junk[SENT_FIRST..]), frame(b"")].concat());
+                nothing_stored_on(&mut client, &token);
+            }
+        }
+        let value = json!({ "value": "v".repeat(50 * 1024) }).to_string();
         for chunked in [false, true] {
-            let case = format!("token {auth:?}, chunked {chunked}");
             let mut client = Raw::connect(&server);
-            let mut head = "PUT /config/c HTTP/1.1\r\nHost: octostore\r\n\
-                            Content-Type: application/json\r\n"
-                .to_owned();
-            if let Some(token) = auth {
-                head += &format!("Authorization: Bearer {token}\r\n");
-            }
-            head += &if chunked {
-                "Transfer-Encoding: chunked\r\n\r\n".to_owned()
-            } else {
-                format!("Content-Length: {LENGTH}\r\n\r\n")
-            };
-            let frame = |part: &[u8]| match chunked {
-                true => [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat(),
-                false => part.to_vec(),
-            };
-            client.send(&[head.as_bytes(), &frame(&body[..SENT_FIRST])].concat());
-            let answer = client.answer();
-            answer.error(401);
-            assert_eq!(answer.header("www-authenticate"), Some("Bearer"), "{case}");
-            let mut rest = frame(&body[SENT_FIRST..]);
-            if chunked {
-                rest.extend_from_slice(b"0\r\n\r\n");
-            }
-            client.send(&rest);
-            client
-                .request("GET", "/config/c", Some(&token), b"")
-                .error(404);
+            let (head, frame) = put_config_head(Some(&token), value.len(), chunked);
+            let (first, rest) = value.as_bytes().split_at(SENT_FIRST);
+            let request = [head.as_bytes(), &frame(first), &frame(rest), &frame(b"")].concat();
+            client.send(&request);
+            assert_eq!(client.answer().json(200)["key"], "c");
         }
     }
 }
