@@ -12,9 +12,8 @@
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
-
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use octostore_core::{Settings, SqliteBackend, Store};
 use octostore_http::{ConnectionLimits, ServerOptions};
