@@ -324,6 +324,8 @@ fn a_group_whose_commit_fails_answers_every_caller_with_an_error() {
     );
     first.unwrap();
     started.1.recv().unwrap();
+    // One failing commit for the first job's group, one for the group of the three behind it.
+    faults.arm(Fault::CommitRolledBack);
     faults.arm(Fault::CommitRolledBack);
     for name in ["a", "b", "c"] {
         let answers = answers.clone();
