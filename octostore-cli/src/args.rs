@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use clap_complete::Shell;
+use octostore_core::Ttl;
 use octostore_http::{ConnectionLimits, QueueLimits};
 
 /// Exit codes, for scripts (also in `--help`).
@@ -244,7 +245,8 @@ fn at_least_one(text: &str) -> Result<usize, String> {
     }
 }
 
-/// A server timeout: `500ms`, `10s`, `2m`, or a number of seconds; not zero.
+/// A server timeout: `500ms`, `10s`, `2m`, or a number of seconds; not zero, at most
+/// [`LONGEST`].
 fn timeout(text: &str) -> Result<humantime::Duration, String> {
     match duration(text)? {
         Duration::ZERO => Err("must be longer than zero".into()),
@@ -277,11 +279,29 @@ pub enum TokenCommand {
     Rotate,
 }
 
-/// How long to keep trying: `500ms`, `30s`, `2m`, or a number of seconds.
+/// The longest duration any flag takes: longer is surely a mistake, and far longer would
+/// overflow the clock's instants.
+const LONGEST: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A duration flag: `500ms`, `30s`, `2m`, or a number of seconds; at most [`LONGEST`].
 fn duration(text: &str) -> Result<Duration, String> {
-    match text.parse::<u64>() {
-        Ok(seconds) => Ok(Duration::from_secs(seconds)),
-        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    let duration = match text.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string())?,
+    };
+    if duration > LONGEST {
+        return Err("must be at most 30 days".into());
+    }
+    Ok(duration)
+}
+
+/// A TTL in seconds, within what the core's `Ttl` accepts.
+fn ttl(text: &str) -> Result<i64, String> {
+    let max = i64::from(Ttl::MAX_SECONDS);
+    match text.parse::<i64>() {
+        Ok(seconds) if (1..=max).contains(&seconds) => Ok(seconds),
+        Ok(_) => Err(format!("must be 1 to {max} seconds")),
+        Err(e) => Err(format!("must be 1 to {max} seconds ({e})")),
     }
 }
 
@@ -291,9 +311,10 @@ pub struct AcquireArgs {
     /// The lock.
     pub name: String,
     /// Seconds the lease lasts unless renewed (1 to 3600).
-    #[arg(long)]
+    #[arg(long, value_parser = ttl)]
     pub ttl: i64,
-    /// Keep trying this long while another holds the lock (500ms, 30s, 2m, or seconds).
+    /// Keep trying this long while another holds the lock (500ms, 30s, 2m, or seconds; at
+    /// most 30 days).
     #[arg(long, value_parser = duration)]
     pub wait: Option<Duration>,
     /// Who this process is among those sharing the token (default: a fresh id per run).
@@ -321,7 +342,7 @@ pub enum LockCommand {
         #[arg(long)]
         lease: uuid::Uuid,
         /// Seconds from now (1 to 3600).
-        #[arg(long)]
+        #[arg(long, value_parser = ttl)]
         ttl: i64,
     },
     /// Who holds the lock (exit 0 either way).

@@ -40,7 +40,9 @@ use warp::reply::Response;
 
 use crate::error::BodyTimedOut;
 
-/// How many connections the server holds and how long it waits for each client.
+/// How many connections the server holds and how long it waits for each client. A timeout
+/// longer than a year counts as a year: as good as never, and an instant so far ahead still
+/// fits the clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
     /// Connections served at once (at least 1). At the cap, new connections wait (one
@@ -75,6 +77,9 @@ impl Default for ConnectionLimits {
 /// How long to pause after a failed accept (out of file descriptors, most likely) before
 /// trying again, rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
+
+/// The longest timeout kept (see [`ConnectionLimits`]).
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// How often, at most, reaching the cap is logged.
 const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -205,6 +210,12 @@ struct Shared {
 
 impl Shared {
     fn new(limits: ConnectionLimits) -> Self {
+        let limits = ConnectionLimits {
+            header_timeout: limits.header_timeout.min(LONGEST_TIMEOUT),
+            body_timeout: limits.body_timeout.min(LONGEST_TIMEOUT),
+            idle_timeout: limits.idle_timeout.min(LONGEST_TIMEOUT),
+            ..limits
+        };
         Self {
             limits,
             shortest: limits
@@ -489,5 +500,26 @@ impl Body for TimedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_too_long_for_an_instant_is_kept_as_a_year() {
+        let shared = Arc::new(Shared::new(ConnectionLimits {
+            max_connections: 1,
+            header_timeout: Duration::MAX,
+            body_timeout: Duration::MAX,
+            idle_timeout: Duration::MAX,
+        }));
+        let conn = Conn::new(shared);
+        let now = Instant::now();
+        let check = conn.next_check(now).expect("a new connection is not late");
+        assert!(check > now && check <= now + LONGEST_TIMEOUT);
+        conn.enter(Phase::Idle);
+        assert!(conn.next_check(Instant::now()).is_some());
     }
 }

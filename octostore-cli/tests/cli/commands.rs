@@ -238,3 +238,59 @@ fn help_documents_the_exit_codes_and_completions_exist() {
             .contains("octostore"));
     }
 }
+
+#[test]
+fn huge_durations_and_ttls_are_usage_errors() {
+    let env = Env::local();
+    env.run(&["lock", "acquire", "held", "--ttl", "60"])
+        .expect(0);
+    let huge = "18446744073709551615";
+    for (args, message) in [
+        (
+            vec!["lock", "acquire", "held", "--ttl", "60", "--wait", huge],
+            "must be at most 30 days",
+        ),
+        (
+            vec!["lock", "acquire", "x", "--ttl", "18446744073709551615"],
+            "must be 1 to 3600 seconds",
+        ),
+        (
+            vec!["lock", "acquire", "x", "--ttl", "3601"],
+            "must be 1 to 3600 seconds",
+        ),
+        (
+            vec![
+                "lock",
+                "renew",
+                "x",
+                "--lease",
+                "00000000-0000-4000-8000-000000000000",
+                "--ttl",
+                "0",
+            ],
+            "must be 1 to 3600 seconds",
+        ),
+        (
+            vec![
+                "lock", "run", "x", "--ttl", "60", "--wait", "1000000d", "--", "true",
+            ],
+            "must be at most 30 days",
+        ),
+    ] {
+        let run = env.run(&args).expect(2);
+        assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
+    }
+    // The address is taken, so a server that wrongly started would fail to listen (5).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    for flag in ["--header-timeout", "--body-timeout", "--idle-timeout"] {
+        let run = env
+            .run(&["serve", "--memory", "--bind", &bind, flag, huge])
+            .expect(2);
+        assert!(
+            run.stderr.contains(flag) && run.stderr.contains("must be at most 30 days"),
+            "{flag}: {}",
+            run.stderr
+        );
+    }
+}
