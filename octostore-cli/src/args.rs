@@ -118,7 +118,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub memory: bool,
     /// At start, issue a token for LOGIN (a local user, created if missing) and write it to
-    /// FILE, readable by its owner only: the way to a first token on --memory. Repeatable.
+    /// FILE, readable by its owner only (replaced whole; a symlink is refused): the way to a
+    /// first token on --memory. Repeatable.
     #[arg(long, value_name = "LOGIN=FILE")]
     pub write_token: Vec<String>,
     #[command(flatten)]
@@ -275,7 +276,8 @@ pub enum TokenCommand {
         #[arg(long = "of")]
         login: Option<String>,
     },
-    /// Replace the token of --server with a new one; prints only the new token.
+    /// Replace the token of --server with a new one; prints only the new token, and replaces
+    /// the token file's contents with it (whole, mode 0600) if the token came from one.
     Rotate,
 }
 

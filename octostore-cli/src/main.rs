@@ -1,9 +1,10 @@
 //! `octostore`: a thin binary over `octostore-core` and `octostore-http`. The command line is
 //! declared in `args.rs`, each command group lives in `cmd/`, `target.rs` picks the local file
-//! or a remote server, and the mapping from errors to exit codes is here.
+//! or a remote server, `secret_file.rs` writes token files, and the mapping from errors to exit codes is here.
 
 mod args;
 mod cmd;
+mod secret_file;
 mod target;
 
 use std::process::ExitCode;

@@ -1,7 +1,6 @@
 //! `octostore serve`: the HTTP server, until SIGTERM or ctrl-c.
 
-use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,21 +87,16 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
     })
 }
 
-/// `--write-token LOGIN=FILE`: a new token for the local user LOGIN, in FILE (mode 0600).
+/// `--write-token LOGIN=FILE`: a new token for the local user LOGIN, in FILE (replaced whole,
+/// mode 0600, never through a symlink).
 fn write_token(store: &Store, request: &str) -> Result<()> {
     let (login, path) = request
         .split_once('=')
         .ok_or_else(|| Error::invalid("write-token", "expected LOGIN=FILE"))?;
     let user = store.local_user(&Login::parse(login)?)?;
     let token = store.issue_token(user.id)?;
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut file| writeln!(file, "{}", token.expose()));
-    written.map_err(|e| Error::invalid("write-token", format!("cannot write {path}: {e}")))
+    crate::secret_file::write(path.as_ref(), &format!("{}\n", token.expose()))
+        .map_err(|e| Error::invalid("write-token", format!("cannot write {path}: {e}")))
 }
 
 fn github(args: GithubArgs) -> Result<Option<GithubSettings>> {

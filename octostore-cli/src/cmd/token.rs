@@ -28,7 +28,16 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode> {
             let Target::Remote(client) = Target::open(global)? else {
                 return Err(Error::invalid("server", "token rotate needs --server"));
             };
-            println!("{}", client.rotate_token()?);
+            let token = client.rotate_token()?;
+            println!("{token}");
+            if let Some(path) = &global.token_file {
+                crate::secret_file::write(path, &format!("{token}\n")).map_err(|e| {
+                    Error::invalid(
+                        "token_file",
+                        format!("cannot write the new token to {}: {e}", path.display()),
+                    )
+                })?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

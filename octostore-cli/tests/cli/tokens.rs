@@ -51,15 +51,76 @@ fn a_memory_server_writes_the_token_it_was_asked_for_readable_by_its_owner_only(
 }
 
 #[test]
-fn rotation_replaces_the_token() {
+fn rotation_replaces_the_token_and_the_token_file_holds_the_new_one() {
+    use std::os::unix::fs::PermissionsExt;
     let env = Env::remote();
     let old = std::fs::read_to_string(env.path("token")).unwrap();
     let new = env.run(&["token", "rotate"]).expect(0).stdout;
     assert!(new.trim().starts_with("octo_"));
-    env.run(&["lock", "list"]).expect(4); // the token file still holds the old token
-    std::fs::write(env.path("token"), new.trim()).unwrap();
-    env.run(&["lock", "list"]).expect(0);
     assert_ne!(old.trim(), new.trim());
+    let in_file = std::fs::read_to_string(env.path("token")).unwrap();
+    assert_eq!(in_file.trim(), new.trim());
+    let mode = std::fs::metadata(env.path("token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    env.run(&["lock", "list"]).expect(0);
+    let mut with_old = env.command(&["lock", "list"]);
+    with_old
+        .env_remove("OCTOSTORE_TOKEN_FILE")
+        .env("OCTOSTORE_TOKEN", old.trim());
+    assert_eq!(with_old.output().unwrap().status.code(), Some(4));
+}
+
+/// `serve --write-token alice=FILE` on a taken address: the token is written, then the
+/// server fails to listen (exit 5).
+fn write_token_then_fail_to_listen(file: &std::path::Path) -> std::process::Output {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let write_token = format!("alice={}", file.display());
+    octostore()
+        .args([
+            "serve",
+            "--memory",
+            "--bind",
+            &bind,
+            "--write-token",
+            &write_token,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn write_token_replaces_a_readable_file_by_one_its_owner_only_reads() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::local();
+    let file = env.path("token");
+    std::fs::write(&file, "old").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let output = write_token_then_fail_to_listen(&file);
+    assert_eq!(output.status.code(), Some(5), "{output:?}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&file).unwrap().starts_with("octo_"));
+}
+
+#[test]
+fn write_token_refuses_a_symlink_and_leaves_its_target_alone() {
+    let env = Env::local();
+    let target = env.path("elsewhere");
+    std::fs::write(&target, "precious").unwrap();
+    let link = env.path("token");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let output = write_token_then_fail_to_listen(&link);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&link.display().to_string()) && stderr.contains("symlink"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
 }
 
 #[test]
