@@ -18,7 +18,7 @@ Exit codes:
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
   5  server unreachable or storage failure
-  6  lock run: the lease was lost while the command ran
+  6  lock run: the lease was lost while the command ran (or before it could start)
 `lock run` otherwise exits with the command's own status (128+N if killed by signal N).";
 
 /// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store, on a
@@ -355,13 +355,41 @@ pub enum LockCommand {
     /// The caller's live leases.
     List,
     /// Run a command while holding the lock, renewing it in the background.
-    Run {
-        #[command(flatten)]
-        acquire: AcquireArgs,
-        /// The command and its arguments, after `--`.
-        #[arg(last = true, required = true)]
-        command: Vec<String>,
-    },
+    #[command(after_help = LOCK_RUN_HELP)]
+    Run(RunArgs),
+}
+
+/// What `lock run` promises, and on what assumption (also in `--help`).
+const LOCK_RUN_HELP: &str = "\
+The command runs in a process group of its own; SIGINT, SIGTERM and SIGHUP are passed on to
+the whole group. The lease's local end is this process's monotonic instant just before the
+acquire or renew request (the latest confirmed) was sent, plus the TTL; each renewal is
+waited for only until then, and a confirmation arriving later counts as a lost lease. If no
+renewal is confirmed by --term-grace before the lease's end, or one is refused, the group gets
+SIGTERM, then SIGKILL at the lease's end less a margin of 250 ms + 0.1 % of the TTL, and
+`lock run` exits 6, as it does whenever the lease was lost while the command ran. Whatever
+the command leaves running in its group when it exits gets SIGTERM, then SIGKILL a
+--term-grace later, before the lock is released. So no process of the group outlives the lease,
+assuming this machine's clock and the server's tick at the same rate (to within 0.1 %) and
+the server's clock does not jump: the server counts the TTL from when it handled the request,
+which is after it was sent. OCTOSTORE_TOKEN and OCTOSTORE_TOKEN_FILE are removed from the
+command's environment unless --pass-token.";
+
+/// `lock run`: the lock, the command, and how to stop it.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub acquire: AcquireArgs,
+    /// How long before the lease's end the command gets SIGTERM if no renewal was confirmed
+    /// (default: a third of the TTL, at most 5s; at most half the TTL).
+    #[arg(long, value_parser = duration)]
+    pub term_grace: Option<Duration>,
+    /// Leave OCTOSTORE_TOKEN and OCTOSTORE_TOKEN_FILE in the command's environment.
+    #[arg(long)]
+    pub pass_token: bool,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

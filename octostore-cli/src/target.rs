@@ -3,6 +3,7 @@
 //! token. Both are an `octostore_core::Api`, so every command is written once.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use octostore_core::{
     Api, Durability, Error, Login, PostgresBackend, PostgresOptions, Result, Session,
@@ -38,6 +39,14 @@ impl Target {
         match self {
             Target::Embedded(session) => session,
             Target::Remote(client) => client,
+        }
+    }
+
+    /// The operations, for threads that may outlive the caller's wait for them.
+    pub fn into_api(self) -> Arc<dyn Api + Send + Sync> {
+        match self {
+            Target::Embedded(session) => Arc::new(session),
+            Target::Remote(client) => Arc::new(client),
         }
     }
 }

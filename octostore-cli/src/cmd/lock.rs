@@ -15,7 +15,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode> {
     let api = target.api();
     match command {
         LockCommand::Acquire(args) => {
-            let grant = acquire(api, &args)?;
+            let (grant, _) = acquire(api, &args)?;
             print_lease(global.json, &LockResponse::new(grant.status, &grant.lease));
         }
         LockCommand::Release { name, lease } => {
@@ -72,9 +72,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode> {
                 lines.join("\n")
             });
         }
-        LockCommand::Run { acquire, command } => {
-            return super::lock_run::run(api, &acquire, &command);
-        }
+        LockCommand::Run(args) => return super::lock_run::run(target.into_api(), &args),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -97,9 +95,11 @@ fn print_lease(as_json: bool, lease: &LockResponse) {
     });
 }
 
-/// Acquires, retrying while another holds the lock until `--wait` runs out. Every run
-/// without `--client-id` is its own client, so two scripts sharing a token exclude each other.
-pub fn acquire(api: &(dyn Api + Sync), args: &AcquireArgs) -> Result<LockGrant> {
+/// Acquires, retrying while another holds the lock until `--wait` runs out; the grant, and
+/// the instant just before the request that won it was sent (the lease ends no sooner than
+/// that instant plus the TTL). Every run without `--client-id` is its own client, so two
+/// scripts sharing a token exclude each other.
+pub fn acquire(api: &dyn Api, args: &AcquireArgs) -> Result<(LockGrant, Instant)> {
     let name = LockName::parse(&args.name)?;
     let ttl = Ttl::seconds(args.ttl)?;
     let client_id = match &args.client_id {
@@ -109,6 +109,7 @@ pub fn acquire(api: &(dyn Api + Sync), args: &AcquireArgs) -> Result<LockGrant> 
     let deadline = args.wait.map(|wait| Instant::now() + wait);
     let mut pause = Duration::from_millis(50);
     loop {
+        let sent = Instant::now();
         match api.acquire(&name, ttl, Some(&client_id)) {
             Err(Error::LockHeld { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
                 let left = deadline
@@ -117,7 +118,7 @@ pub fn acquire(api: &(dyn Api + Sync), args: &AcquireArgs) -> Result<LockGrant> 
                 std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
-            result => return result,
+            result => return result.map(|grant| (grant, sent)),
         }
     }
 }
