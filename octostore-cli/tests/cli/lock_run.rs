@@ -1,8 +1,10 @@
 //! `lock run`: exclusion between processes, the lease in the environment, lease loss.
 
+use std::path::PathBuf;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
-use crate::support::{wait_for_file, Env};
+use crate::support::{alive, finish, wait_for_file, Env, Proxy};
 
 /// Two `lock run`s on one lock, same user: their commands never overlap, and the second
 /// holder sees a larger fencing token.
@@ -153,4 +155,209 @@ fn signals_reach_the_command_and_the_lock_is_released() {
         .expect(0)
         .json();
     assert_eq!(status["status"], "available");
+}
+
+/// `sh -c` running a grandchild and sleeping; both pids end up in files.
+struct Family {
+    command: PathBuf,
+    grandchild: PathBuf,
+}
+
+impl Family {
+    fn in_env(env: &Env) -> Self {
+        Self {
+            command: env.path("command.pid"),
+            grandchild: env.path("grandchild.pid"),
+        }
+    }
+
+    /// The script: a grandchild in the background, then the command's own sleep.
+    fn script(&self) -> String {
+        format!(
+            "sleep 1000 & echo $! > {}; echo $$ > {}; sleep 1000",
+            self.grandchild.display(),
+            self.command.display()
+        )
+    }
+
+    /// The pids, once both are written.
+    fn pids(&self) -> [i32; 2] {
+        [&self.command, &self.grandchild].map(|path| wait_for_file(path).trim().parse().unwrap())
+    }
+}
+
+impl Drop for Family {
+    /// Ends whichever of them a failed test left running.
+    fn drop(&mut self) {
+        for path in [&self.command, &self.grandchild] {
+            if let Ok(pid) = std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim()
+                .parse()
+            {
+                if alive(pid) {
+                    // SAFETY: kill(2) on a process this test started.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_server_gone_silent_ends_the_group_before_another_client_can_acquire() {
+    let env = Env::remote();
+    let proxy = Proxy::to(env.url());
+    let family = Family::in_env(&env);
+    let run = env
+        .command(&[
+            "lock",
+            "run",
+            "demo",
+            "--ttl",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            &family.script(),
+        ])
+        .env("OCTOSTORE_URL", proxy.url())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = family.pids();
+    proxy.go_silent();
+    // Another client, straight to the server, tries until the lease has ended there.
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let other = env.run(&[
+            "lock",
+            "acquire",
+            "demo",
+            "--ttl",
+            "60",
+            "--client-id",
+            "other",
+        ]);
+        if other.code == 0 {
+            break;
+        }
+        assert_eq!(other.code, 1, "{}", other.stderr);
+        assert!(Instant::now() < until, "the lease never ended");
+    }
+    for pid in pids {
+        assert!(
+            !alive(pid),
+            "process {pid} still runs as another holds the lock"
+        );
+    }
+    let run = finish(run).expect(6);
+    assert!(
+        run.stderr.contains("lost the lease on demo"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_file_held_by_another_writer_ends_the_group_by_the_lease_end() {
+    let env = Env::local();
+    let family = Family::in_env(&env);
+    let ttl = Duration::from_secs(3);
+    let run = env
+        .command(&[
+            "lock",
+            "run",
+            "demo",
+            "--ttl",
+            "3",
+            "--",
+            "sh",
+            "-c",
+            &family.script(),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pids = family.pids();
+    // Another process's writer holds the file: every renewal from now on waits for it.
+    let writer = rusqlite::Connection::open(env.db()).unwrap();
+    writer.busy_timeout(Duration::from_secs(10)).unwrap();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    // Renewals confirmed so far were sent before now: the lease ends within a TTL.
+    let held = Instant::now();
+    let until = held + Duration::from_secs(20);
+    while pids.iter().any(|&pid| alive(pid)) {
+        assert!(Instant::now() < until, "the command was never stopped");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let ended = Instant::now();
+    assert!(
+        ended < held + ttl,
+        "the command ran {:?} after the lease's end",
+        ended - (held + ttl)
+    );
+    writer.execute_batch("ROLLBACK").unwrap();
+    let run = finish(run).expect(6);
+    assert!(
+        run.stderr.contains("lost the lease on demo"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn what_the_command_leaves_running_is_ended_before_the_lock_is_released() {
+    let env = Env::local();
+    let family = Family::in_env(&env);
+    let script = format!("sleep 1000 & echo $! > {}", family.grandchild.display());
+    // Not captured: the grandchild would hold the pipes open.
+    let status = env
+        .command(&[
+            "lock", "run", "tidy", "--ttl", "30", "--", "sh", "-c", &script,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let pid: i32 = wait_for_file(&family.grandchild).trim().parse().unwrap();
+    assert!(!alive(pid), "the grandchild outlived lock run");
+}
+
+#[test]
+fn the_token_stays_out_of_the_commands_environment_unless_passed() {
+    let env = Env::remote();
+    let seen = env.path("seen");
+    let script = format!(
+        "echo ${{OCTOSTORE_TOKEN_FILE:-none}} ${{OCTOSTORE_TOKEN:-none}} > {}",
+        seen.display()
+    );
+    let mut run = env.command(&[
+        "lock", "run", "env", "--ttl", "30", "--", "sh", "-c", &script,
+    ]);
+    run.env("OCTOSTORE_TOKEN", "octo_unused");
+    assert!(run.status().unwrap().success());
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "none none");
+    let mut run = env.command(&[
+        "lock",
+        "run",
+        "env",
+        "--ttl",
+        "30",
+        "--pass-token",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    run.env("OCTOSTORE_TOKEN", "octo_unused");
+    assert!(run.status().unwrap().success());
+    let token_file = env.path("token").display().to_string();
+    assert_eq!(
+        std::fs::read_to_string(&seen).unwrap().trim(),
+        format!("{token_file} octo_unused")
+    );
 }

@@ -1,10 +1,13 @@
 //! Running the built binary: on a local file in a temporary directory, or against a server it
 //! serves itself.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -96,6 +99,11 @@ impl Env {
         env
     }
 
+    /// The server's URL.
+    pub fn url(&self) -> &str {
+        &self.server.as_ref().expect("a server").1
+    }
+
     fn serve(&mut self, store: &[&std::ffi::OsStr], token_file: PathBuf) {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -171,4 +179,87 @@ pub fn wait_for_file(path: &Path) -> String {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     panic!("{} never appeared", path.display());
+}
+
+/// A TCP proxy to a server that can be made to swallow every byte both ways while keeping its
+/// connections open, as a network gone silent does.
+pub struct Proxy {
+    url: String,
+    silent: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    /// A proxy to the server at `url` (`http://HOST:PORT`).
+    pub fn to(url: &str) -> Self {
+        let upstream = url.trim_start_matches("http://").to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = Arc::new(AtomicBool::new(false));
+        let accepting = silent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let client = client.unwrap();
+                let server = TcpStream::connect(&upstream).unwrap();
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let silent = accepting.clone();
+                    std::thread::spawn(move || pump(from, to, &silent));
+                }
+            }
+        });
+        Self { url, silent }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// From now on, every byte either way is dropped.
+    pub fn go_silent(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either closes, dropping the bytes while `silent`.
+fn pump(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool) {
+    let mut buffer = [0; 16 * 1024];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            Ok(_) if silent.load(Ordering::SeqCst) => {}
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).is_err() {
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Whether process `pid` is running (a zombie is not).
+pub fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0;
+    exists
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+}
+
+/// Waits, for at most 30 s, for `child` to exit; its output.
+pub fn finish(mut child: Child) -> Run {
+    let until = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the command did not end within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Run::of(child.wait_with_output().unwrap())
 }
