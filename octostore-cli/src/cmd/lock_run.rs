@@ -272,7 +272,11 @@ impl Holder {
             self.pending = None;
             self.lose("its renewal had no answer by the lease's end", now);
         }
-        if !self.lost && self.stopped_at.is_none() && now >= self.schedule.term_at(self.deadline) {
+        if !self.lost
+            && !self.group_gone
+            && self.stopped_at.is_none()
+            && now >= self.schedule.term_at(self.deadline)
+        {
             self.lose("no renewal was confirmed in time", now);
         }
         if !self.killed && !self.group_gone && now >= self.kill_by() {
@@ -299,8 +303,7 @@ impl Holder {
         }
         let wake = [
             (self.renewing() && self.pending.is_none()).then_some(self.renew_at),
-            self.stopped_at
-                .is_none()
+            (self.stopped_at.is_none() && !self.group_gone)
                 .then(|| self.schedule.term_at(self.deadline)),
             (!self.killed && !self.group_gone).then(|| self.kill_by()),
             (self.pending.is_some() || self.killed).then_some(self.deadline),

@@ -171,10 +171,11 @@ impl Family {
         }
     }
 
-    /// The script: a grandchild in the background, then the command's own sleep.
+    /// The script: a grandchild in the background, then the command's own sleep; both deaf
+    /// to SIGTERM, so that only SIGKILL ends them.
     fn script(&self) -> String {
         format!(
-            "sleep 1000 & echo $! > {}; echo $$ > {}; sleep 1000",
+            "trap '' TERM; sleep 1000 & echo $! > {}; echo $$ > {}; sleep 1000",
             self.grandchild.display(),
             self.command.display()
         )
@@ -359,5 +360,49 @@ fn the_token_stays_out_of_the_commands_environment_unless_passed() {
     assert_eq!(
         std::fs::read_to_string(&seen).unwrap().trim(),
         format!("{token_file} octo_unused")
+    );
+}
+
+#[test]
+fn a_renewal_in_flight_as_the_command_ends_and_never_confirmed_is_a_lost_lease() {
+    let env = Env::remote();
+    let proxy = Proxy::to(env.url());
+    let (started, silent) = (env.path("started"), env.path("silent"));
+    // Renewals every 2 s, SIGTERM only 0.5 s before the lease's end: the command ends by
+    // itself 2.5 s after the proxy went silent, with a renewal sent into the silence.
+    let script = format!(
+        "touch {}; while [ ! -e {} ]; do sleep 0.01; done; sleep 2.5",
+        started.display(),
+        silent.display()
+    );
+    let run = env
+        .command(&[
+            "lock",
+            "run",
+            "quiet",
+            "--ttl",
+            "6",
+            "--term-grace",
+            "500ms",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .env("OCTOSTORE_URL", proxy.url())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while !started.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    proxy.go_silent();
+    std::fs::write(&silent, "").unwrap();
+    let run = finish(run).expect(6);
+    assert!(
+        run.stderr
+            .contains("its renewal had no answer by the lease's end"),
+        "{}",
+        run.stderr
     );
 }
