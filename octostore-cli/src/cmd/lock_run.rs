@@ -15,6 +15,7 @@
 //! command exits is not confirmed by the deadline.
 
 use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Command, ExitCode, ExitStatus};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -158,6 +159,8 @@ struct Holder {
     schedule: Schedule,
     /// The command's process group (its pid).
     group: libc::pid_t,
+    /// The terminal given to the group, to be taken back.
+    terminal: Option<RawFd>,
     events: Receiver<Event>,
     sender: Sender<Event>,
     signals: signal_hook::iterator::Handle,
@@ -209,6 +212,16 @@ impl Holder {
                 command.env_remove(variable);
             }
         }
+        let terminal = foreground_terminal();
+        if let Some(terminal) = terminal {
+            // SAFETY: the closure makes only async-signal-safe calls.
+            unsafe {
+                command.pre_exec(move || {
+                    give_terminal(terminal, libc::getpid());
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .spawn()
             .map_err(|e| Error::invalid("command", format!("cannot run {program}: {e}")))?;
@@ -227,6 +240,7 @@ impl Holder {
             api,
             lease: lease.clone(),
             ttl,
+            terminal,
             schedule,
             group,
             events,
@@ -248,6 +262,10 @@ impl Holder {
     fn run(mut self) -> Result<ExitCode> {
         while !self.step() {}
         self.signals.close();
+        if let Some(terminal) = self.terminal {
+            // SAFETY: getpgrp has no preconditions.
+            give_terminal(terminal, unsafe { libc::getpgrp() });
+        }
         if self.lost {
             eprintln!(
                 "octostore: lost the lease on {} while the command ran",
@@ -410,6 +428,30 @@ impl Holder {
         unsafe {
             libc::kill(-self.group, signal);
         }
+    }
+}
+
+/// The terminal whose foreground this process is in, if any. A command run in a process group
+/// of its own reads it only once that group is in the foreground (else SIGTTIN stops it), so
+/// the group is given the terminal, as a shell gives it to a job, and it is taken back at the
+/// end.
+fn foreground_terminal() -> Option<RawFd> {
+    // SAFETY: isatty, tcgetpgrp and getpgrp only read the state of the descriptor or process.
+    (0..3).find(|&fd| unsafe { libc::isatty(fd) == 1 && libc::tcgetpgrp(fd) == libc::getpgrp() })
+}
+
+/// Makes `group` the terminal's foreground, which a process outside the foreground may do only
+/// with SIGTTOU blocked. Async-signal-safe: it runs in the child between fork and exec.
+fn give_terminal(terminal: RawFd, group: libc::pid_t) {
+    // SAFETY: the signal sets live on this stack; tcsetpgrp only changes the terminal's group.
+    unsafe {
+        let mut ttou: libc::sigset_t = std::mem::zeroed();
+        let mut before: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut ttou);
+        libc::sigaddset(&mut ttou, libc::SIGTTOU);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &ttou, &mut before);
+        libc::tcsetpgrp(terminal, group);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &before, std::ptr::null_mut());
     }
 }
 
