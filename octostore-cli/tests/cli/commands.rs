@@ -276,6 +276,34 @@ fn huge_durations_and_ttls_are_usage_errors() {
             ],
             "must be at most 30 days",
         ),
+        (
+            vec![
+                "lock",
+                "run",
+                "x",
+                "--ttl",
+                "60",
+                "--term-grace",
+                huge,
+                "--",
+                "true",
+            ],
+            "must be at most 30 days",
+        ),
+        (
+            vec![
+                "lock",
+                "run",
+                "x",
+                "--ttl",
+                "60",
+                "--term-grace",
+                "31s",
+                "--",
+                "true",
+            ],
+            "at most half the TTL",
+        ),
     ] {
         let run = env.run(&args).expect(2);
         assert!(run.stderr.contains(message), "{args:?}: {}", run.stderr);
