@@ -143,6 +143,8 @@ impl Schedule {
 enum Event {
     /// The command itself exited.
     Exited(io::Result<ExitStatus>),
+    /// The command was stopped (ctrl-z at the terminal, for instance).
+    Stopped,
     /// The renewal sent at `sent` answered.
     Renewed {
         sent: Instant,
@@ -223,13 +225,13 @@ impl Holder {
                 });
             }
         }
-        let mut child = command
+        let child = command
             .spawn()
             .map_err(|e| Error::invalid("command", format!("cannot run {program}: {e}")))?;
         let (sender, events) = mpsc::channel();
         let exited = sender.clone();
         let group = child.id() as libc::pid_t;
-        std::thread::spawn(move || exited.send(Event::Exited(child.wait())));
+        std::thread::spawn(move || watch(group, &exited));
         let handle = signals.handle();
         let forward = sender.clone();
         std::thread::spawn(move || {
@@ -337,6 +339,7 @@ impl Holder {
             .recv_timeout(wake.saturating_duration_since(now))
         {
             Ok(Event::Exited(status)) => self.status = Some(status),
+            Ok(Event::Stopped) => self.stopped(),
             Ok(Event::Renewed { sent, result }) if self.pending == Some(sent) => {
                 self.pending = None;
                 self.renewed(sent, result);
@@ -350,6 +353,25 @@ impl Holder {
             Err(RecvTimeoutError::Disconnected) => unreachable!("the holder keeps a sender"),
         }
         false
+    }
+
+    /// The command was stopped: with a terminal, this process stops too, so that the shell
+    /// sees its job stopped and takes the terminal back (the lease is not renewed meanwhile);
+    /// once continued, it gives the terminal back to the group and continues it, unless the
+    /// lease has meanwhile run out (the group is then ended as it is, stopped).
+    fn stopped(&self) {
+        let Some(terminal) = self.terminal else {
+            return;
+        };
+        // SAFETY: getpgrp, raise and kill have no memory effects.
+        unsafe {
+            give_terminal(terminal, libc::getpgrp());
+            libc::raise(libc::SIGSTOP);
+        }
+        give_terminal(terminal, self.group);
+        if Instant::now() < self.schedule.term_at(self.deadline) {
+            self.signal(libc::SIGCONT);
+        }
     }
 
     /// Whether renewals are still sent: not once the lease is lost or the group killed.
@@ -428,6 +450,28 @@ impl Holder {
         // SAFETY: kill(2) has no memory effects; the group is the command's, not yet seen gone.
         unsafe {
             libc::kill(-self.group, signal);
+        }
+    }
+}
+
+/// Reports the command's stops and, once, its exit (reaping it).
+fn watch(pid: libc::pid_t, events: &Sender<Event>) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes only `status`.
+        if unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) } < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            let _ = events.send(Event::Exited(Err(error)));
+            return;
+        }
+        if libc::WIFSTOPPED(status) {
+            let _ = events.send(Event::Stopped);
+        } else {
+            let _ = events.send(Event::Exited(Ok(ExitStatus::from_raw(status))));
+            return;
         }
     }
 }
