@@ -369,7 +369,9 @@ renewal is confirmed by --term-grace before the lease's end, or one is refused, 
 SIGTERM, then SIGKILL at the lease's end less a margin of 250 ms + 0.1 % of the TTL, and
 `lock run` exits 6, as it does whenever the lease was lost while the command ran. Whatever
 the command leaves running in its group when it exits gets SIGTERM, then SIGKILL a
---term-grace later, before the lock is released. So no process of the group outlives the lease,
+--term-grace later, before the lock is released. At a terminal the group gets its foreground;
+ctrl-z stops the group and `lock run` (no renewals meanwhile), fg continues both unless the
+lease ran out. So no process of the group outlives the lease,
 assuming this machine's clock and the server's tick at the same rate (to within 0.1 %) and
 the server's clock does not jump: the server counts the TTL from when it handled the request,
 which is after it was sent. OCTOSTORE_TOKEN and OCTOSTORE_TOKEN_FILE are removed from the

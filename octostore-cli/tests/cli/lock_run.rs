@@ -406,3 +406,54 @@ fn a_renewal_in_flight_as_the_command_ends_and_never_confirmed_is_a_lost_lease()
         run.stderr
     );
 }
+
+#[test]
+fn a_command_reads_the_terminal_lock_run_was_started_from() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::CommandExt;
+
+    let env = Env::local();
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: openpty writes the two descriptors.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0);
+    // SAFETY: the descriptors were just opened and are owned here.
+    let (mut master, terminal) = unsafe {
+        (
+            std::fs::File::from_raw_fd(master),
+            std::fs::File::from_raw_fd(slave),
+        )
+    };
+    let seen = env.path("seen");
+    let script = format!("read line; echo $line > {}", seen.display());
+    let mut command = env.command(&[
+        "lock", "run", "tty", "--ttl", "30", "--", "sh", "-c", &script,
+    ]);
+    command
+        .stdin(terminal)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: setsid and ioctl are async-signal-safe. lock run leads a session whose
+    // controlling terminal is the pty, in its foreground, as a shell's job would be.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let run = command.spawn().unwrap();
+    master.write_all(b"typed\n").unwrap();
+    finish(run).expect(0);
+    assert_eq!(std::fs::read_to_string(&seen).unwrap().trim(), "typed");
+}
