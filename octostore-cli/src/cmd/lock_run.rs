@@ -11,9 +11,10 @@
 //! confirmed renewal by `--term-grace` before the deadline (or with a refused one) the group
 //! gets SIGTERM, then SIGKILL at the deadline less [`kill_margin`], and the exit code is 6.
 //! This assumes the two clocks tick at the same rate to within 0.1 % (ntpd slews by at most
-//! 0.05 %; chrony, correcting a large offset, may slew faster) and the server's does not jump. Exit code 6 also when a renewal in flight as the
-//! command exits is not confirmed by the deadline. What the command leaves running in its
-//! group is ended (SIGTERM, SIGKILL a grace later) before the lock is released.
+//! 0.05 %; chrony, correcting a large offset, may slew faster) and the server's does not
+//! jump. Exit code 6 also when a renewal in flight as the command exits is not confirmed by
+//! the deadline. What the command leaves running in its group is ended (SIGTERM, SIGKILL a
+//! grace later) before the lock is released.
 
 use std::io;
 use std::os::fd::RawFd;
