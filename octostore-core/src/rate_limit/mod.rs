@@ -7,6 +7,9 @@
 //! the window's start, so the guarantee holds, and a client at the allowed rate is still
 //! admitted at about `SUB_WINDOWS / (SUB_WINDOWS + 1)` (94%) of that rate, or fully when each
 //! sub-window holds at most one admission.
+//!
+//! The latest check's policy applies. A lowered `max_requests` may find more admissions in
+//! the window than it allows: then `reset_at` waits for all but `max_requests - 1` to leave.
 
 mod window;
 
@@ -121,9 +124,26 @@ pub(crate) struct Verdict {
 }
 
 impl Verdict {
-    /// The answer at `now` for a window that counts `tally`.
-    fn new(now: i64, window: i64, max: u32, tally: &Tally, allowed: bool) -> Self {
-        let reset_at = (tally.earliest).map_or(now, |earliest| earliest.saturating_add(window));
+    /// The answer at `now` for `window`, which counts `tally` under a maximum of `max`.
+    ///
+    /// `reset_at` is when the oldest counting sub-window leaves the window; or, when it
+    /// counts more than `max` (the maximum was lowered), when enough have left that it
+    /// counts fewer than `max`: before then `remaining` stays 0, and a check is denied.
+    #[inline]
+    fn new(
+        now: i64,
+        window: &SlidingWindow,
+        cut: Cut,
+        max: u32,
+        tally: &Tally,
+        allowed: bool,
+    ) -> Self {
+        let last_to_leave = if tally.counted <= max {
+            tally.earliest
+        } else {
+            window.latest_once_left(tally, tally.counted - max + 1, cut)
+        };
+        let reset_at = last_to_leave.map_or(now, |latest| latest.saturating_add(cut.window));
         let retry_after_seconds = (!allowed).then(|| {
             let wait = reset_at.saturating_sub(now).max(1);
             (wait as u64).div_ceil(NANOS_PER_SECOND as u64)
@@ -161,7 +181,7 @@ fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) ->
         Some(counted) => counted,
         None => count(&mut record.window, now, cut, max),
     };
-    Verdict::new(now, cut.window, max, &tally, allowed)
+    Verdict::new(now, &record.window, cut, max, &tally, allowed)
 }
 
 /// Counts one admission at `now` in `window` if it counts fewer than `max`: whether it did,
@@ -206,14 +226,9 @@ fn peek(record: &LimitRecord, now: Timestamp) -> (u32, Decision) {
     let now = now.nanos();
     let t = record.window.effective_now(now, cut);
     let tally = record.window.tally(t, cut);
-    let allowed = tally.counted < record.policy.max_requests();
-    let verdict = Verdict::new(
-        now,
-        cut.window,
-        record.policy.max_requests(),
-        &tally,
-        allowed,
-    );
+    let max = record.policy.max_requests();
+    let allowed = tally.counted < max;
+    let verdict = Verdict::new(now, &record.window, cut, max, &tally, allowed);
     (tally.counted, verdict.decision())
 }
 

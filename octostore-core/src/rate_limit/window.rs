@@ -311,6 +311,23 @@ impl SlidingWindow {
         }
     }
 
+    /// The latest admission of the sub-window whose leaving the window takes `leaving` of the
+    /// admissions that `tally` counts out of it: of the counting sub-windows (from the one
+    /// whose latest admission is `tally.earliest`), oldest first, the one where their counts
+    /// reach `leaving`. `None` if they count fewer.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn latest_once_left(&self, tally: &Tally, leaving: u32, cut: Cut) -> Option<i64> {
+        let earliest = tally.earliest?;
+        let mut left = 0;
+        self.admissions(cut)
+            .skip_while(|&(latest, _)| latest < earliest)
+            .find_map(|(latest, count)| {
+                left += count;
+                (left >= leaving).then_some(latest)
+            })
+    }
+
     /// The non-empty slots, oldest first.
     #[inline]
     fn filled_oldest_first(&self) -> impl Iterator<Item = usize> {

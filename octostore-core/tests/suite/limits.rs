@@ -70,6 +70,37 @@ fn waiting_retry_after_is_enough(open: Open) {
     assert!(alice.check(&name("r"), p).unwrap().allowed);
 }
 
+/// A lowered `max_requests` leaves more admissions in the window than the new maximum: the
+/// denial's wait covers all of them that must leave, not just the oldest, and the status agrees.
+fn waiting_retry_after_is_enough_after_the_maximum_is_lowered(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let start = h.store.now();
+    // One admission a second at 0..=3 s, each in a sub-window of its own (625 ms wide).
+    for _ in 0..4 {
+        assert!(alice.check(&name("l"), policy(4, 10)).unwrap().allowed);
+        h.advance_secs(1);
+    }
+    // At 4 s, a maximum of 2: the admissions at 0, 1 and 2 s must leave (the two at 2 and
+    // 3 s would still fill it), so 12 s; the oldest alone leaves at 10 s.
+    let denied = alice.check(&name("l"), policy(2, 10)).unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.remaining, 0);
+    assert_eq!(denied.reset_at, start + chrono::Duration::seconds(12));
+    assert_eq!(denied.retry_after_seconds, Some(8));
+    assert_eq!(alice.limit_status(&name("l")).unwrap(), denied);
+    h.advance_secs(7);
+    assert!(
+        !alice.check(&name("l"), policy(2, 10)).unwrap().allowed,
+        "at 11 s"
+    );
+    h.advance_secs(1);
+    assert!(
+        alice.check(&name("l"), policy(2, 10)).unwrap().allowed,
+        "at 12 s"
+    );
+}
+
 fn status_does_not_consume_and_reset_forgets(open: Open) {
     let h = open(Settings::default());
     let alice = h.user("alice");
@@ -227,6 +258,7 @@ each_backend!(
     counts_down_then_denies_with_a_retry_time,
     the_window_slides,
     waiting_retry_after_is_enough,
+    waiting_retry_after_is_enough_after_the_maximum_is_lowered,
     status_does_not_consume_and_reset_forgets,
     the_latest_policy_applies,
     reset_at_is_now_when_nothing_counts,

@@ -5,7 +5,8 @@
 //! must hold whatever the counting: the guarantee (at most `max_requests` admissions in
 //! every interval `(t - window, t]`), the meaning of `remaining`, `reset_at` and
 //! `retry_after_seconds`, that waiting `retry_after_seconds` is enough, that a status
-//! consumes nothing, and that an empty window always admits. A second property measures
+//! consumes nothing, and that an empty window always admits. Checks switch a limit between
+//! two maxima, so a lowered maximum can find more admissions in the window than it allows. A second property measures
 //! the admission rate of a client sending exactly at the allowed rate against the exact log.
 
 use std::collections::{HashMap, VecDeque};
@@ -26,10 +27,12 @@ const QUOTA: usize = 2;
 
 #[derive(Debug, Clone)]
 enum Op {
-    /// A check; when denied and `retry`, wait `retry_after_seconds` and check again.
+    /// A check with the limit's first or `second` maximum; when denied and `retry`, wait
+    /// `retry_after_seconds` and check again.
     Check {
         user: usize,
         limit: usize,
+        second: bool,
         retry: bool,
     },
     Status {
@@ -58,8 +61,18 @@ fn op() -> impl Strategy<Value = Op> {
     let user = 0..USERS.len();
     let limit = 0..LIMITS.len();
     prop_oneof![
-        12 => (user.clone(), limit.clone(), prop::bool::weighted(0.3))
-            .prop_map(|(user, limit, retry)| Op::Check { user, limit, retry }),
+        12 => (
+            user.clone(),
+            limit.clone(),
+            prop::bool::weighted(0.2),
+            prop::bool::weighted(0.3)
+        )
+            .prop_map(|(user, limit, second, retry)| Op::Check {
+                user,
+                limit,
+                second,
+                retry
+            }),
         3 => (user.clone(), limit.clone()).prop_map(|(user, limit)| Op::Status { user, limit }),
         2 => (user.clone(), limit.clone()).prop_map(|(user, limit)| Op::Drain { user, limit }),
         1 => (user.clone(), limit).prop_map(|(user, limit)| Op::Reset { user, limit }),
@@ -69,36 +82,53 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// One policy per limit name (the same for every user), fixed for the whole case.
-fn policies() -> impl Strategy<Value = Vec<RatePolicy>> {
+/// Two policies per limit name (the same for every user), fixed for the whole case: one
+/// window, two maxima.
+fn policies() -> impl Strategy<Value = Vec<[RatePolicy; 2]>> {
     prop::collection::vec(
-        (1..=6i64, 1..=10i64).prop_map(|(max, window)| RatePolicy::new(max, window).unwrap()),
+        (1..=6i64, 1..=6i64, 1..=10i64).prop_map(|(first, second, window)| {
+            [first, second].map(|max| RatePolicy::new(max, window).unwrap())
+        }),
         LIMITS.len(),
     )
 }
 
+/// What the store keeps of one limit of one user.
+struct Log {
+    /// The policy of the latest check.
+    policy: RatePolicy,
+    /// The instants of the store's admissions since the limit was created (by a first
+    /// check) or last forgotten, oldest first.
+    admitted: Vec<DateTime<Utc>>,
+}
+
 struct Model {
     now: DateTime<Utc>,
-    policies: Vec<RatePolicy>,
-    /// By (user, limit): the instants of the store's admissions since the limit was created
-    /// (by a first check) or last forgotten, oldest first. Present iff the limit exists.
-    logs: HashMap<(usize, usize), Vec<DateTime<Utc>>>,
+    policies: Vec<[RatePolicy; 2]>,
+    /// By (user, limit). Present iff the limit exists.
+    logs: HashMap<(usize, usize), Log>,
 }
 
 impl Model {
     fn window(&self, limit: usize) -> Duration {
-        Duration::seconds(self.policies[limit].window_seconds().into())
+        Duration::seconds(self.policies[limit][0].window_seconds().into())
     }
 
-    fn max(&self, limit: usize) -> usize {
-        self.policies[limit].max_requests() as usize
+    /// The limit's current policy: that of its latest check.
+    fn policy(&self, user: usize, limit: usize) -> RatePolicy {
+        self.logs[&(user, limit)].policy
+    }
+
+    fn max(&self, user: usize, limit: usize) -> usize {
+        self.policy(user, limit).max_requests() as usize
     }
 
     /// The logged admissions in `(now - window, now]`, oldest first.
     fn inside(&self, user: usize, limit: usize) -> Vec<DateTime<Utc>> {
         let from = self.now - self.window(limit);
         self.logs.get(&(user, limit)).map_or_else(Vec::new, |log| {
-            log.iter()
+            log.admitted
+                .iter()
                 .copied()
                 .filter(|&t| from < t && t <= self.now)
                 .collect()
@@ -115,21 +145,24 @@ struct World {
 /// What any decision at `m.now` must satisfy, given the admissions logged so far.
 fn check_decision(m: &Model, user: usize, limit: usize, d: &Decision) -> Result<(), TestCaseError> {
     let inside = m.inside(user, limit);
-    let max = m.max(limit);
+    let max = m.max(user, limit);
     let window = m.window(limit);
     prop_assert!(
-        d.remaining as usize + inside.len() <= max,
+        d.remaining as usize <= max.saturating_sub(inside.len()),
         "remaining {} with {} admissions in the window, max {}",
         d.remaining,
         inside.len(),
         max
     );
-    match (inside.first(), inside.last()) {
-        (Some(&oldest), Some(&newest)) => prop_assert!(
-            oldest + window <= d.reset_at && d.reset_at <= newest + window,
+    // `remaining` grows once the oldest admission leaves; when the window holds `max` or
+    // more (more after the maximum was lowered), once all but `max - 1` have left.
+    let last_to_leave = inside.get(inside.len().saturating_sub(max));
+    match (last_to_leave, inside.last()) {
+        (Some(&last_to_leave), Some(&newest)) => prop_assert!(
+            last_to_leave + window <= d.reset_at && d.reset_at <= newest + window,
             "reset_at {} outside [{}, {}]",
             d.reset_at,
-            oldest + window,
+            last_to_leave + window,
             newest + window
         ),
         _ => {
@@ -148,15 +181,16 @@ fn check_decision(m: &Model, user: usize, limit: usize, d: &Decision) -> Result<
     Ok(())
 }
 
-/// One check, logged in the model if allowed, with the guarantee checked; `None` if it
-/// would create a limit beyond the quota (and the store agrees).
+/// One check under `policy`, logged in the model if allowed, with the guarantee checked;
+/// `None` if it would create a limit beyond the quota (and the store agrees).
 fn check(
     w: &World,
     m: &mut Model,
     user: usize,
     limit: usize,
+    policy: RatePolicy,
 ) -> Result<Option<Decision>, TestCaseError> {
-    let got = w.users[user].check(&w.limits[limit], m.policies[limit]);
+    let got = w.users[user].check(&w.limits[limit], policy);
     if !m.logs.contains_key(&(user, limit)) {
         // The quota counts limits with something in their window: when the owner's limits
         // reach it, its idle ones are forgotten to make room.
@@ -189,31 +223,37 @@ fn check(
     }
     let d = got.map_err(unexpected)?;
     let before = m.inside(user, limit).len();
+    let log = m.logs.entry((user, limit)).or_insert_with(|| Log {
+        policy,
+        admitted: Vec::new(),
+    });
+    log.policy = policy;
     if before == 0 {
         prop_assert!(d.allowed, "denied with nothing in the window: {:?}", d);
     }
     if d.allowed {
+        let max = policy.max_requests() as usize;
         prop_assert!(
-            before < m.max(limit),
+            before < max,
             "guarantee broken: admitted with {} admissions already in the window, max {}",
             before,
-            m.max(limit)
+            max
         );
-        let now = m.now;
-        m.logs.entry((user, limit)).or_default().push(now);
+        log.admitted.push(m.now);
     }
     check_decision(m, user, limit, &d)?;
     Ok(Some(d))
 }
 
-/// A check of a limit that exists.
+/// A check of a limit that exists, under its current policy.
 fn check_existing(
     w: &World,
     m: &mut Model,
     user: usize,
     limit: usize,
 ) -> Result<Decision, TestCaseError> {
-    check(w, m, user, limit)?.ok_or_else(|| TestCaseError::fail("limit vanished"))
+    let policy = m.policy(user, limit);
+    check(w, m, user, limit, policy)?.ok_or_else(|| TestCaseError::fail("limit vanished"))
 }
 
 /// A status; `None` if the model has no such limit (and the store agrees).
@@ -253,8 +293,14 @@ fn advance(w: &World, m: &mut Model, by: Duration) -> Result<(), TestCaseError> 
 
 fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     match *op {
-        Op::Check { user, limit, retry } => {
-            let Some(d) = check(w, m, user, limit)? else {
+        Op::Check {
+            user,
+            limit,
+            second,
+            retry,
+        } => {
+            let policy = m.policies[limit][usize::from(second)];
+            let Some(d) = check(w, m, user, limit, policy)? else {
                 return Ok(());
             };
             if !d.allowed && retry {
@@ -311,11 +357,13 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             let want_names: Vec<&LimitName> = want.iter().map(|&l| &w.limits[l]).collect();
             prop_assert_eq!(names, want_names);
             for (summary, &limit) in got.iter().zip(&want) {
-                prop_assert_eq!(summary.policy, m.policies[limit]);
+                prop_assert_eq!(summary.policy, m.policy(user, limit));
                 prop_assert_eq!(Some(summary.decision), status(w, m, user, limit)?);
                 prop_assert_eq!(
-                    summary.current_count + summary.decision.remaining,
-                    m.policies[limit].max_requests()
+                    summary.decision.remaining,
+                    m.policy(user, limit)
+                        .max_requests()
+                        .saturating_sub(summary.current_count)
                 );
                 prop_assert!(summary.current_count as usize >= m.inside(user, limit).len());
             }
@@ -339,7 +387,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(open: Open, policies: &[RatePolicy], ops: &[Op]) -> Result<(), TestCaseError> {
+fn run(open: Open, policies: &[[RatePolicy; 2]], ops: &[Op]) -> Result<(), TestCaseError> {
     let h = open(Settings {
         quotas: Quotas {
             limits: QUOTA,
@@ -436,8 +484,9 @@ proptest! {
 
     /// Checks (some retried after `retry_after_seconds`), statuses, drains, resets, lists
     /// and sweeps by three users on three limits (a quota of two each) with random small
-    /// policies, the clock moving by ms to minutes: every decision is consistent with the
-    /// exact log of the store's own admissions, on every backend.
+    /// policies (two maxima a limit, which checks switch between), the clock moving by ms to
+    /// minutes: every decision is consistent with the exact log of the store's own
+    /// admissions, on every backend.
     #[test]
     fn limits_keep_the_guarantee_and_explain_denials(
         policies in policies(),
