@@ -129,7 +129,6 @@ impl Verdict {
     /// `reset_at` is when the oldest counting sub-window leaves the window; or, when it
     /// counts more than `max` (the maximum was lowered), when enough have left that it
     /// counts fewer than `max`: before then `remaining` stays 0, and a check is denied.
-    #[inline]
     fn new(
         now: i64,
         window: &SlidingWindow,
@@ -138,10 +137,11 @@ impl Verdict {
         tally: &Tally,
         allowed: bool,
     ) -> Self {
-        let last_to_leave = if tally.counted <= max {
-            tally.earliest
-        } else {
-            window.latest_once_left(tally, tally.counted - max + 1, cut)
+        let last_to_leave = match tally.earliest {
+            Some(earliest) if tally.counted > max => {
+                window.latest_once_left(earliest, tally.counted - max + 1, cut)
+            }
+            earliest => earliest,
         };
         let reset_at = last_to_leave.map_or(now, |latest| latest.saturating_add(cut.window));
         let retry_after_seconds = (!allowed).then(|| {

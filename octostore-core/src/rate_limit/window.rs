@@ -311,14 +311,13 @@ impl SlidingWindow {
         }
     }
 
-    /// The latest admission of the sub-window whose leaving the window takes `leaving` of the
-    /// admissions that `tally` counts out of it: of the counting sub-windows (from the one
-    /// whose latest admission is `tally.earliest`), oldest first, the one where their counts
-    /// reach `leaving`. `None` if they count fewer.
+    /// The latest admission of the sub-window whose leaving the window takes `leaving`
+    /// admissions out of it: of the sub-windows that count (the oldest of them has its
+    /// latest admission at `earliest`, as a [`Tally`] says), oldest first, the one at which
+    /// their counts reach `leaving`. `None` if they count fewer.
     #[cold]
     #[inline(never)]
-    pub(super) fn latest_once_left(&self, tally: &Tally, leaving: u32, cut: Cut) -> Option<i64> {
-        let earliest = tally.earliest?;
+    pub(super) fn latest_once_left(&self, earliest: i64, leaving: u32, cut: Cut) -> Option<i64> {
         let mut left = 0;
         self.admissions(cut)
             .skip_while(|&(latest, _)| latest < earliest)
