@@ -118,9 +118,14 @@ impl<C: Clock + ?Sized> Clock for Arc<C> {
 /// time the counter measured since (through `quanta`, which calibrates the counter against
 /// the monotonic clock once per process, in about a millisecond, and falls back to that clock
 /// where the counter is not reliable). A read costs ~12 ns instead of `clock_gettime`'s ~30.
-/// The price is an error of at most the counter's calibration error over one anchor period
-/// (well under a microsecond), and a step of that size when a thread re-anchors: the wall
-/// clock itself may step back further when it is corrected, which every rule tolerates.
+///
+/// Within a thread, readings never go back and never stand still for long: a reading that
+/// the counter would put at or before the thread's last one (the counter stalled, or moved
+/// back as the thread changed CPUs) reads the wall clock instead; a wall-clock reading
+/// before the last reading (the counter ran fast) keeps the last reading; and a counter
+/// that lags is caught up with at the next read of the wall clock. So readings run at most
+/// one anchor period (1 ms) ahead of the wall clock. They go back only when the wall clock
+/// itself steps back (it was corrected), which every rule tolerates.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
@@ -130,11 +135,35 @@ const ANCHOR_NANOS: u64 = 1_000_000;
 /// paired with the counter: the pair would be off by the delay.
 const MAX_READ_NANOS: u64 = 10_000;
 
-/// One reading of the wall clock and the counter's value just after it.
-#[derive(Clone, Copy)]
-struct Anchor {
-    ticks: u64,
-    wall: i64,
+/// What [`SystemClock`] reads: a fast counter and the wall clock. [`Os`] in production; the
+/// tests' counter stalls, lags and runs back at will.
+trait Sources {
+    /// The counter's raw value.
+    fn ticks(&self) -> u64;
+    /// The nanoseconds the counter measured from `from` to `to`; 0 unless `to` is later.
+    fn nanos_between(&self, from: u64, to: u64) -> u64;
+    /// The wall clock, in nanoseconds since the Unix epoch.
+    fn wall(&self) -> i64;
+}
+
+/// The CPU's counter through `quanta` (the process's, looked up once a read), and
+/// `CLOCK_REALTIME`.
+struct Os(&'static quanta::Clock);
+
+impl Sources for Os {
+    #[inline]
+    fn ticks(&self) -> u64 {
+        self.0.raw()
+    }
+
+    #[inline]
+    fn nanos_between(&self, from: u64, to: u64) -> u64 {
+        self.0.delta_as_nanos(from, to)
+    }
+
+    fn wall(&self) -> i64 {
+        wall_clock_nanos()
+    }
 }
 
 fn counter() -> &'static quanta::Clock {
@@ -143,8 +172,67 @@ fn counter() -> &'static quanta::Clock {
     &COUNTER
 }
 
+/// One reading of the wall clock and the counter's value just after it.
+#[derive(Clone, Copy)]
+struct Anchor {
+    ticks: u64,
+    wall: i64,
+}
+
+/// What one thread keeps between its readings: its anchor and its last reading. A read
+/// writes only the reading, so the two are cells of their own.
+struct Reader {
+    anchor: Cell<Option<Anchor>>,
+    last: Cell<i64>,
+}
+
+impl Reader {
+    const fn new() -> Self {
+        Self {
+            anchor: Cell::new(None),
+            last: Cell::new(i64::MIN),
+        }
+    }
+
+    /// The anchor's wall time plus what the counter measured since, if that is within the
+    /// anchor period and after the last reading; else a fresh read of the wall clock.
+    #[inline]
+    fn read(&self, sources: &impl Sources) -> i64 {
+        let ticks = sources.ticks();
+        if let Some(a) = self.anchor.get() {
+            let since = sources.nanos_between(a.ticks, ticks);
+            let t = a.wall.saturating_add(since as i64);
+            if since < ANCHOR_NANOS && t > self.last.get() {
+                self.last.set(t);
+                return t;
+            }
+        }
+        self.reanchor(sources, ticks)
+    }
+
+    /// Reads the wall clock, and pairs it with the counter for the next reads if the read
+    /// was quick. Once a millisecond, so kept out of line.
+    #[cold]
+    #[inline(never)]
+    fn reanchor(&self, sources: &impl Sources, ticks: u64) -> i64 {
+        let wall = sources.wall();
+        let after = sources.ticks();
+        let stepped_back = self.anchor.get().is_some_and(|a| wall < a.wall);
+        if sources.nanos_between(ticks, after) < MAX_READ_NANOS {
+            self.anchor.set(Some(Anchor { ticks: after, wall }));
+        }
+        let t = if stepped_back {
+            wall
+        } else {
+            wall.max(self.last.get())
+        };
+        self.last.set(t);
+        t
+    }
+}
+
 thread_local! {
-    static ANCHOR: Cell<Option<Anchor>> = const { Cell::new(None) };
+    static READER: Reader = const { Reader::new() };
 }
 
 impl Clock for SystemClock {
@@ -153,29 +241,9 @@ impl Clock for SystemClock {
     }
 
     fn timestamp(&self) -> Timestamp {
-        let counter = counter();
-        let ticks = counter.raw();
-        if let Some(a) = ANCHOR.get() {
-            let since = counter.delta_as_nanos(a.ticks, ticks);
-            if since < ANCHOR_NANOS {
-                return Timestamp(a.wall.saturating_add(since as i64));
-            }
-        }
-        reanchor(counter, ticks)
+        let os = Os(counter());
+        Timestamp(READER.with(|reader| reader.read(&os)))
     }
-}
-
-/// Reads the wall clock, and pairs it with the counter for this thread's next reads if the
-/// read was quick. Once a millisecond, so kept out of line.
-#[cold]
-#[inline(never)]
-fn reanchor(counter: &quanta::Clock, ticks: u64) -> Timestamp {
-    let wall = wall_clock_nanos();
-    let after = counter.raw();
-    if counter.delta_as_nanos(ticks, after) < MAX_READ_NANOS {
-        ANCHOR.set(Some(Anchor { ticks: after, wall }));
-    }
-    Timestamp(wall)
 }
 
 /// `CLOCK_REALTIME` in nanoseconds, read with `clock_gettime` itself (`SystemTime::now` and
@@ -295,6 +363,98 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A counter and a wall clock that move only when told: a tick is a nanosecond.
+    #[derive(Default)]
+    struct Simulated {
+        ticks: Cell<u64>,
+        wall: Cell<i64>,
+    }
+
+    impl Sources for Simulated {
+        fn ticks(&self) -> u64 {
+            self.ticks.get()
+        }
+
+        fn nanos_between(&self, from: u64, to: u64) -> u64 {
+            to.saturating_sub(from)
+        }
+
+        fn wall(&self) -> i64 {
+            self.wall.get()
+        }
+    }
+
+    proptest::proptest! {
+        /// Steps that move the wall clock forward and the counter forward, not at all, or
+        /// back (as when a thread moves to a CPU whose counter is behind), by any amounts:
+        /// readings never go back, never run a whole anchor period ahead of the wall
+        /// clock, and whenever the counter measured nothing since the last reading, they
+        /// have caught up with the wall clock.
+        #[test]
+        fn readings_keep_to_the_wall_clock_whatever_the_counter_does(
+            steps in proptest::collection::vec(
+                (0i64..3_000_000, proptest::prop_oneof![
+                    proptest::strategy::Just(0i64),
+                    -1_000_000i64..0,
+                    0i64..3_000_000,
+                ]),
+                1..200,
+            )
+        ) {
+            let sources = Simulated {
+                ticks: Cell::new(1 << 40),
+                wall: Cell::new(1_704_067_200_000_000_000),
+            };
+            let reader = Reader::new();
+            let mut last = reader.read(&sources);
+            for (wall_step, counter_step) in steps {
+                sources.wall.set(sources.wall.get() + wall_step);
+                sources.ticks.set(sources.ticks.get().wrapping_add_signed(counter_step));
+                let t = reader.read(&sources);
+                let wall = sources.wall.get();
+                proptest::prop_assert!(t >= last, "went back from {} to {}", last, t);
+                proptest::prop_assert!(t < wall + ANCHOR_NANOS as i64, "{} ahead of {}", t, wall);
+                if counter_step <= 0 {
+                    proptest::prop_assert!(t >= wall, "stood at {} while the wall clock read {}", t, wall);
+                }
+                last = t;
+            }
+        }
+    }
+
+    #[test]
+    fn a_stalled_counter_reads_the_wall_clock_and_a_fast_one_is_never_undone() {
+        let sources = Simulated::default();
+        let reader = Reader::new();
+        assert_eq!(reader.read(&sources), 0);
+        // The counter stops while the wall clock runs.
+        sources.wall.set(5_000_000);
+        assert_eq!(reader.read(&sources), 5_000_000);
+        // The counter measures 900 µs where the wall clock moved 500; at the next anchor
+        // the reading stays at its last until the wall clock passes it.
+        sources.ticks.set(900_000);
+        sources.wall.set(5_500_000);
+        assert_eq!(reader.read(&sources), 5_900_000);
+        sources.ticks.set(1_100_000);
+        sources.wall.set(5_600_000);
+        assert_eq!(reader.read(&sources), 5_900_000);
+        sources.wall.set(6_000_000);
+        assert_eq!(reader.read(&sources), 6_000_000);
+    }
+
+    #[test]
+    fn readings_follow_the_wall_clock_when_it_steps_back() {
+        let sources = Simulated::default();
+        sources.wall.set(10_000_000_000);
+        let reader = Reader::new();
+        assert_eq!(reader.read(&sources), 10_000_000_000);
+        sources.ticks.set(2_000_000);
+        sources.wall.set(4_000_000_000);
+        assert_eq!(reader.read(&sources), 4_000_000_000);
+        sources.ticks.set(2_000_100);
+        assert_eq!(reader.read(&sources), 4_000_000_100);
     }
 
     #[test]
