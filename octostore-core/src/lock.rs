@@ -1,9 +1,17 @@
-//! Locks: leases with a TTL and store-wide fencing tokens.
+//! Locks: leases with a TTL and fencing tokens.
 //!
 //! A lease is live while `now < expires_at`, exactly, whether or not a sweep has run. A lease
 //! belongs to (user, client id): the same pair acquiring again gets the lease it holds;
-//! anyone else gets [`Error::LockHeld`]. Every new lease takes the next fencing token of the
-//! store, so tokens order all acquisitions of all locks.
+//! anyone else gets [`Error::LockHeld`].
+//!
+//! Every new lease takes the store's next fencing token, in the transaction that read the
+//! lock's record. So, on every backend, a lock's tokens strictly increase in the order of its
+//! grants (a grant reads what the one before it wrote, so that one had committed, and taken
+//! its token, before this one took its own); no token is handed out twice; and a token is
+//! greater than every token acknowledged before its acquire began. Across locks, SQLite and
+//! memory hand tokens out in commit order, one transaction at a time; PostgreSQL takes them
+//! from a sequence before the commit, so overlapping acquires of different locks may commit
+//! in another order than their tokens.
 
 use std::fmt;
 
@@ -27,8 +35,9 @@ impl fmt::Display for LeaseId {
     }
 }
 
-/// A number that grows with every lease the store grants. A resource guarded by a lock
-/// rejects writes carrying a token smaller than one it has already seen.
+/// A number granted with every new lease: strictly increasing per lock, never repeated in
+/// the store (the [module docs](self) say what holds across locks). A resource guarded by a
+/// lock rejects writes carrying a token smaller than one it has already seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FencingToken(pub u64);
 
@@ -151,6 +160,7 @@ pub(crate) fn acquire(
         owner: caller.id,
         client_id: client_id.cloned(),
         lease_id: LeaseId(random_uuid()),
+        // Taken after reading the lock's record: the per-lock order rests on it.
         fencing_token: tx.next_fencing_token()?,
         expires_at: now.plus_seconds(ttl.as_secs()).to_datetime(),
     };

@@ -142,7 +142,8 @@ fn config_puts_on_both_nodes_get_every_version_once() {
 
 /// Writers put config versions through both nodes and clients take turns on a lock; node 0
 /// is killed with SIGKILL mid-load. Its clients move to node 1, which keeps serving: every
-/// acknowledged version is in the history with its value, and fencing tokens keep growing.
+/// acknowledged version is in the history with its value, and the lock's fencing tokens keep
+/// growing.
 #[test]
 fn a_node_killed_mid_load_loses_nothing_it_acknowledged() {
     const BEFORE_KILL: usize = 40;

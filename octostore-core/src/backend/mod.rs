@@ -11,7 +11,8 @@
 //!   the last run's writes may persist, and if `op` fails none may.
 //! - Once `transact` returns `Ok`, the writes are as durable as the backend promises.
 //! - Fencing tokens from [`Tx::next_fencing_token`] are strictly greater than every token the
-//!   storage ever handed out, committed or not.
+//!   storage handed out before the call, committed or not. (Concurrent transactions may
+//!   commit in another order than their tokens, as PostgreSQL's do.)
 //! - Records come back exactly as they were put.
 //!
 //! A few reads and writes have provided implementations made of the others (such as

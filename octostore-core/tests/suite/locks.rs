@@ -158,6 +158,9 @@ fn client_ids_make_one_users_processes_contend(open: Open) {
     assert_eq!(other.status, AcquireStatus::Acquired);
 }
 
+/// Each acquire is sent after the previous one was answered, so its token is greater on
+/// every backend, PostgreSQL included (whose tokens of overlapping acquires of different
+/// locks may be answered out of order: `postgres_db` tests that promise).
 fn fencing_tokens_increase_across_all_locks(open: Open) {
     let h = open(Settings::default());
     let alice = h.user("alice");

@@ -16,8 +16,13 @@
 //! another's writes runs at a later instant than it. [`TimeSource::StoreClock`] reads the
 //! store's [`Clock`] instead, for tests that drive a manual clock.
 //!
-//! Fencing tokens come from the sequence `fencing_tokens`: strictly increasing across all
-//! nodes, and never handed out twice, even by a transaction that rolled back.
+//! Fencing tokens come from the sequence `fencing_tokens`: each `nextval` returns more than
+//! every earlier one on any node (the sequence keeps PostgreSQL's default `CACHE 1`), and
+//! none is handed out twice, even by a transaction that rolled back. `nextval` runs before
+//! the commit, so the tokens of two transactions acquiring different locks may commit in
+//! either order: tokens strictly increase per lock (the next grant of a lock reads the row
+//! the previous one wrote, so it begins after that commit) and never repeat, but do not
+//! follow commit order across locks.
 //!
 //! Connections come from an r2d2 pool. Each keeps the statements it prepared, so a query is
 //! one round trip; `r2d2_postgres` pools bare clients, which would prepare every statement

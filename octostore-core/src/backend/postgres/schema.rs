@@ -16,7 +16,9 @@ use crate::error::{Error, Result};
 const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Columns match the SQLite
-/// backend's, so both decode rows with `backend::rows`.
+/// backend's, so both decode rows with `backend::rows`. The sequence `fencing_tokens` keeps
+/// the default `CACHE 1`: with a cache, each connection would hand out a block of its own,
+/// and a lock's next grant could get a smaller token than the one before.
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE users (
     id BYTEA PRIMARY KEY,
