@@ -231,6 +231,24 @@ fn a_grouped_operation_that_fails_after_writing_leaves_nothing() {
     assert_eq!(next_token().unwrap(), first + 2);
 }
 
+/// Holds the committer's thread in a job of its own until the answer sends `()`.
+fn hold(committer: &Committer) -> mpsc::Sender<()> {
+    let (started, running) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holding = committer.submit(
+        Caller::until(soon()),
+        move |_| {
+            started.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        },
+        |_: octostore_core::Result<()>| {},
+    );
+    holding.unwrap();
+    running.recv().unwrap();
+    release
+}
+
 /// A file whose fencing block runs out after `left` more tokens, and a store on it whose
 /// backend's faults the test arms.
 fn store_near_a_block_end(path: &std::path::Path, left: i64) -> (Store, Arc<Faults>) {
@@ -309,22 +327,10 @@ fn a_group_whose_commit_fails_answers_every_caller_with_an_error() {
         .acquire(&lock("first"), Ttl::seconds(1).unwrap(), None)
         .unwrap();
     let committer = Committer::start(store, 64).unwrap();
-    let (started, blocked) = (mpsc::channel(), mpsc::channel::<()>());
     let (answers, heard) = mpsc::channel();
-    // The first job holds the thread until the others are queued, so they share a group.
-    let (started_tx, release) = (started.0, blocked.1);
-    let first = committer.submit(
-        Caller::until(soon()),
-        move |_| {
-            started_tx.send(()).unwrap();
-            release.recv().unwrap();
-            Ok(())
-        },
-        |_: octostore_core::Result<()>| {},
-    );
-    first.unwrap();
-    started.1.recv().unwrap();
-    // One failing commit for the first job's group, one for the group of the three behind it.
+    // The committer is held until the others are queued, so they share a group.
+    let release = hold(&committer);
+    // One failing commit for the holding job's group, one for the group of the three behind it.
     faults.arm(Fault::CommitRolledBack);
     faults.arm(Fault::CommitRolledBack);
     for name in ["a", "b", "c"] {
@@ -340,7 +346,7 @@ fn a_group_whose_commit_fails_answers_every_caller_with_an_error() {
         );
         queued.unwrap();
     }
-    blocked.0.send(()).unwrap();
+    release.send(()).unwrap();
     drop((answers, committer));
     let heard: Vec<_> = heard.iter().collect();
     assert_eq!(heard.len(), 3);
@@ -418,19 +424,7 @@ fn the_committer_skips_callers_that_gave_up_and_bounds_its_queue() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path().join("q.db")).unwrap();
     let committer = Committer::start(store, 2).unwrap();
-    let (started, blocked) = (mpsc::channel(), mpsc::channel::<()>());
-    let (started_tx, release) = (started.0, blocked.1);
-    let first = committer.submit(
-        Caller::until(soon()),
-        move |_| {
-            started_tx.send(()).unwrap();
-            release.recv().unwrap();
-            Ok(())
-        },
-        |_: octostore_core::Result<()>| {},
-    );
-    first.unwrap();
-    started.1.recv().unwrap();
+    let release = hold(&committer);
     let (answers, heard) = mpsc::channel();
     let (ran, runs) = mpsc::channel();
     let submit = move |who: &'static str, caller: Caller| {
@@ -453,7 +447,7 @@ fn the_committer_skips_callers_that_gave_up_and_bounds_its_queue() {
     // Two are queued behind the running one: the queue is full.
     let refused = submit("refused", Caller::until(soon()));
     assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
-    blocked.0.send(()).unwrap();
+    release.send(()).unwrap();
     drop(submit);
     assert_eq!(
         runs.iter().count(),
