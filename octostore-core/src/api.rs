@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
-use crate::config::{ConfigEntry, ConfigSummary, ConfigVersion};
+use crate::config::{ConfigEntry, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::lock::{Lease, LeaseId, LockGrant, LockStatus};
@@ -121,8 +121,38 @@ pub trait Api {
     /// The latest version of the key, or version `version`; a version that does not exist
     /// (0, negative, pruned, not yet written) is not found.
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry>;
-    /// The key's kept versions, oldest first.
-    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>>;
+    /// One page of the key's kept versions, oldest first, and the next page if there are
+    /// newer versions.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("replicas")?;
+    /// for n in 1..=5 {
+    ///     alice.put_config(&key, serde_json::json!(n), None)?;
+    /// }
+    /// let first = alice.config_history_page(&key, HistoryPage::new(None, Some(2))?)?;
+    /// assert_eq!(first.versions.iter().map(|v| v.version).collect::<Vec<_>>(), [1, 2]);
+    /// let next = first.next.unwrap();
+    /// assert_eq!(next, HistoryPage::new(Some(2), Some(2))?);
+    /// let last = alice.config_history_page(&key, HistoryPage::new(Some(4), Some(2))?)?;
+    /// assert_eq!((last.versions.len(), last.next), (1, None));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory>;
+    /// The key's kept versions, oldest first, read page after page: each page is a
+    /// transaction of its own, so a version pruned by a put between two pages is left out.
+    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
+        let mut versions = Vec::new();
+        let mut page = Some(HistoryPage::default());
+        while let Some(next) = page {
+            let read = self.config_history_page(key, next)?;
+            versions.extend(read.versions);
+            page = read.next;
+        }
+        Ok(versions)
+    }
     /// Deletes the key and its history.
     fn delete_config(&self, key: &ConfigKey) -> Result<()>;
     /// The caller's keys, by key.

@@ -4,8 +4,13 @@
 //! [`Settings::config_history`](crate::Settings) versions are kept and older ones pruned.
 //! A put without a description carries the previous version's over; an empty one clears it.
 //! Deleting a key deletes its history, and a later put starts again at version 1.
+//! A history is read in pages ([`HistoryPage`]), so no read holds a whole history at once.
+//! The bytes a user keeps, every kept version of every key, are capped at
+//! [`Settings::config_bytes_per_user`](crate::Settings): storage keeps a running total per
+//! user, which these rules update with every put, prune and delete.
 
 use std::io;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -74,6 +79,69 @@ pub struct ConfigSummary {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Which versions of a key's history to read: at most `limit`, numbered above `after`,
+/// oldest first. The default is the first page of [`HistoryPage::MAX_LIMIT`] versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryPage {
+    after: u64,
+    limit: usize,
+}
+
+impl HistoryPage {
+    /// The most versions one page holds, and how many it holds unless asked for fewer: a
+    /// page of the largest values is a few MiB.
+    pub const MAX_LIMIT: usize = 100;
+
+    /// The page of at most `limit` versions (1 to [`MAX_LIMIT`](Self::MAX_LIMIT); default
+    /// the most) numbered above `after` (default: from the oldest kept).
+    pub fn new(after: Option<u64>, limit: Option<u64>) -> Result<Self> {
+        let limit = match limit {
+            None => Self::MAX_LIMIT,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "limit",
+                        format!("must be 1 to {}, got {n}", Self::MAX_LIMIT),
+                    )
+                })?,
+        };
+        Ok(Self {
+            after: after.unwrap_or(0),
+            limit,
+        })
+    }
+
+    /// The page starts after this version (0: at the oldest kept).
+    pub fn after(&self) -> u64 {
+        self.after
+    }
+
+    /// The most versions the page holds.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Default for HistoryPage {
+    fn default() -> Self {
+        Self {
+            after: 0,
+            limit: Self::MAX_LIMIT,
+        }
+    }
+}
+
+/// One page of a key's history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigHistory {
+    /// The page's versions, oldest first.
+    pub versions: Vec<ConfigVersion>,
+    /// The next page, of the same limit, if the key has newer versions than this page's.
+    pub next: Option<HistoryPage>,
+}
+
 /// Counts bytes written, so a value's JSON size is known without building the text.
 struct ByteCount(usize);
 
@@ -94,6 +162,13 @@ pub fn json_size(value: &Value) -> usize {
     count.0
 }
 
+/// The bytes a version counts against its owner's
+/// [`config_bytes_per_user`](crate::Settings::config_bytes_per_user): its value as compact
+/// JSON (of `value_size` bytes) and its description.
+fn stored_bytes(value_size: usize, description: Option<&str>) -> u64 {
+    (value_size + description.map_or(0, str::len)) as u64
+}
+
 fn entry(key: &ConfigKey, head: &ConfigHead, version: ConfigVersion) -> ConfigEntry {
     ConfigEntry {
         key: key.clone(),
@@ -111,7 +186,7 @@ fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead
 }
 
 /// A version the key's head says is kept, but storage does not have.
-fn lost_version(key: &ConfigKey, version: u64) -> Error {
+pub(crate) fn lost_version(key: &ConfigKey, version: u64) -> Error {
     Error::Storage(format!("config {key} lost its version {version}"))
 }
 
@@ -143,7 +218,10 @@ pub(crate) fn put(
         });
     }
     let now = now.to_datetime();
-    let (head, description) = match tx.config_head(owner, key)? {
+    let stored = tx.config_head(owner, key)?;
+    // The oldest version kept before this put, whose older neighbours it may prune.
+    let kept_from = stored.map(|head| head.oldest);
+    let (head, description) = match stored {
         Some(head) => {
             let description = match description {
                 Some(d) => Some(d.as_str().to_owned()),
@@ -179,15 +257,29 @@ pub(crate) fn put(
             (head, description.map(|d| d.as_str().to_owned()))
         }
     };
+    let description = description.filter(|d| !d.is_empty());
+    let bytes = stored_bytes(size, description.as_deref());
+    let pruned = match kept_from {
+        Some(oldest) if oldest < head.oldest => tx.config_bytes_before(owner, key, head.oldest)?,
+        _ => 0,
+    };
+    let kept = tx.config_bytes_of(owner)?.saturating_sub(pruned) + bytes;
+    if kept > settings.config_bytes_per_user {
+        return Err(Error::QuotaExceeded {
+            what: Resource::ConfigBytes,
+            limit: settings.config_bytes_per_user as usize,
+        });
+    }
     let version = ConfigVersion {
         version: head.latest,
         value: value.clone(),
-        description: description.filter(|d| !d.is_empty()),
+        description,
         created_at: now,
     };
-    tx.put_config_version(owner, key, &version)?;
+    tx.put_config_version(owner, key, &version, bytes)?;
     tx.put_config_head(owner, key, &head)?;
     tx.delete_config_versions_before(owner, key, head.oldest)?;
+    tx.put_config_bytes_of(owner, kept)?;
     Ok(entry(key, &head, version))
 }
 
@@ -209,37 +301,36 @@ pub(crate) fn get(
     Ok(entry(key, &head, version))
 }
 
+/// One page of the key's history, as the versions storage shares (a memory backend keeps
+/// its own copy: the caller copies each out after the transaction), and the next page.
 pub(crate) fn history(
     tx: &mut dyn Tx,
     owner: UserId,
     key: &ConfigKey,
-) -> Result<Vec<ConfigVersion>> {
-    head_of(tx, owner, key)?;
-    let mut versions = tx.config_versions(owner, key)?;
-    versions.sort_by_key(|v| v.version);
-    Ok(versions)
+    page: HistoryPage,
+) -> Result<(Vec<Arc<ConfigVersion>>, Option<HistoryPage>)> {
+    let head = head_of(tx, owner, key)?;
+    let versions = tx.config_versions_after(owner, key, page.after, page.limit)?;
+    let next = versions
+        .last()
+        .filter(|last| last.version < head.latest)
+        .map(|last| HistoryPage {
+            after: last.version,
+            ..page
+        });
+    Ok((versions, next))
 }
 
 pub(crate) fn delete(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<()> {
-    if tx.delete_config(owner, key)? {
-        Ok(())
-    } else {
-        Err(Error::not_found(Resource::Config, key))
-    }
+    let head = head_of(tx, owner, key)?;
+    let freed = tx.config_bytes_before(owner, key, head.latest + 1)?;
+    let kept = tx.config_bytes_of(owner)?.saturating_sub(freed);
+    tx.delete_config(owner, key)?;
+    tx.put_config_bytes_of(owner, kept)
 }
 
 pub(crate) fn list(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<ConfigSummary>> {
-    let mut summaries = Vec::new();
-    for (key, head) in tx.config_heads_of(owner)? {
-        let latest = stored_version(tx, owner, &key, head.latest)?;
-        summaries.push(ConfigSummary {
-            key,
-            description: latest.description,
-            version: head.latest,
-            created_at: head.created_at,
-            updated_at: latest.created_at,
-        });
-    }
+    let mut summaries = tx.config_summaries_of(owner)?;
     summaries.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(summaries)
 }

@@ -20,6 +20,8 @@ pub enum Resource {
     Config,
     /// One version of a config key.
     ConfigVersion,
+    /// The bytes of every kept version of a user's config keys.
+    ConfigBytes,
     /// A user.
     User,
     /// A bearer token.
@@ -34,6 +36,7 @@ impl fmt::Display for Resource {
             Resource::Flag => "feature flag",
             Resource::Config => "config key",
             Resource::ConfigVersion => "config version",
+            Resource::ConfigBytes => "bytes of config values and descriptions (every kept version of every key; delete keys to free some)",
             Resource::User => "user",
             Resource::Token => "token",
         })

@@ -55,7 +55,9 @@ pub use backend::{Backend, Concurrency, Tx};
 pub use bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use committer::{Caller, Committer};
-pub use config::{ConfigEntry, ConfigHead, ConfigSummary, ConfigVersion};
+pub use config::{
+    ConfigEntry, ConfigHead, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage,
+};
 pub use error::{Error, Resource, Result};
 pub use flag::{bucket as flag_bucket, Flag};
 pub use identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};

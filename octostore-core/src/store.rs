@@ -14,7 +14,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
 use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::{self, ConfigEntry, ConfigSummary, ConfigVersion};
+use crate::config::{self, ConfigEntry, ConfigHistory, ConfigSummary, HistoryPage};
 use crate::error::Result;
 use crate::flag::{self, Flag};
 use crate::identity::{self, Token, TokenHash, TokenRecord, User, UserId};
@@ -57,6 +57,9 @@ pub struct Settings {
     pub config_history: usize,
     /// The largest config value, as compact JSON (default 64 KiB).
     pub config_value_max_bytes: usize,
+    /// The most bytes one user's configs may keep: every kept version's value, as compact
+    /// JSON, and description (default 32 MiB). A put past it is refused.
+    pub config_bytes_per_user: u64,
 }
 
 impl Default for Settings {
@@ -65,6 +68,7 @@ impl Default for Settings {
             quotas: Quotas::default(),
             config_history: 1_000,
             config_value_max_bytes: 64 * 1024,
+            config_bytes_per_user: 32 * 1024 * 1024,
         }
     }
 }
@@ -268,6 +272,17 @@ impl Store {
             Ok(())
         })?;
         Ok(out.expect("a committed transaction ran its operation"))
+    }
+
+    /// Runs `op`, which only reads, as one read-only transaction of the backend
+    /// ([`Backend::read`]): on SQLite, beside the writer rather than in its queue.
+    fn read<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+        let mut out = None;
+        self.inner.backend.read(&*self.inner.clock, &mut |tx| {
+            out = Some(op(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("a finished transaction ran its operation"))
     }
 
     /// `outcome`, of a transaction that may have changed tokens or users, once what the store
@@ -577,9 +592,13 @@ impl Api for Session {
             .transact(|tx, _| config::get(tx, self.user.id, key, version))
     }
 
-    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
-        self.store
-            .transact(|tx, _| config::history(tx, self.user.id, key))
+    fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
+        let (versions, next) = self
+            .store
+            .read(|tx| config::history(tx, self.user.id, key, page))?;
+        // Copied out here, after the transaction: a memory backend's mutex is not held for it.
+        let versions = versions.into_iter().map(Arc::unwrap_or_clone).collect();
+        Ok(ConfigHistory { versions, next })
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
@@ -588,6 +607,6 @@ impl Api for Session {
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.store.transact(|tx, _| config::list(tx, self.user.id))
+        self.store.read(|tx| config::list(tx, self.user.id))
     }
 }

@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
 
 use hashbrown::hash_table;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
@@ -22,7 +23,7 @@ use parking_lot::Mutex;
 use super::{Backend, Concurrency, Retained, Tx};
 use crate::bounds::RatePolicy;
 use crate::clock::{Clock, Timestamp};
-use crate::config::{ConfigHead, ConfigVersion};
+use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
@@ -54,8 +55,15 @@ struct State {
     limits: Limits,
     flags: HashMap<Owned<FlagName>, Flag>,
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
-    config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, ConfigVersion>>,
+    config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, StoredVersion>>,
     names: HashMap<UserId, Names>,
+}
+
+/// A config version, shared so that a history page copies its values out after the mutex
+/// is released, and the bytes it counts.
+struct StoredVersion {
+    version: Arc<ConfigVersion>,
+    bytes: u64,
 }
 
 /// The leases, keyed by the name inside each: a live lock costs one stored name, not two.
@@ -246,6 +254,7 @@ struct Names {
     limits: HashSet<LimitName>,
     flags: HashSet<FlagName>,
     configs: HashSet<ConfigKey>,
+    config_bytes: u64,
 }
 
 impl State {
@@ -599,7 +608,8 @@ impl Tx for MemoryTx<'_> {
     ) -> Result<Option<ConfigVersion>> {
         let key = OwnedRef::new(owner, key);
         let versions = self.state.config_versions.get(&key);
-        Ok(versions.and_then(|v| v.get(&version)).cloned())
+        let version = versions.and_then(|v| v.get(&version));
+        Ok(version.map(|v| ConfigVersion::clone(&v.version)))
     }
 
     /// Reads the description alone, without copying the version's value.
@@ -612,7 +622,7 @@ impl Tx for MemoryTx<'_> {
         let key = OwnedRef::new(owner, key);
         let versions = self.state.config_versions.get(&key);
         let version = versions.and_then(|v| v.get(&version));
-        Ok(version.map(|v| v.description.clone()))
+        Ok(version.map(|v| v.version.description.clone()))
     }
 
     fn put_config_version(
@@ -620,6 +630,7 @@ impl Tx for MemoryTx<'_> {
         owner: UserId,
         key: &ConfigKey,
         version: &ConfigVersion,
+        bytes: u64,
     ) -> Result<()> {
         let versions = match self
             .state
@@ -635,7 +646,11 @@ impl Tx for MemoryTx<'_> {
                 self.state.config_versions.entry(owned).or_default()
             }
         };
-        versions.insert(version.version, version.clone());
+        let stored = StoredVersion {
+            version: Arc::new(version.clone()),
+            bytes,
+        };
+        versions.insert(version.version, stored);
         Ok(())
     }
 
@@ -657,13 +672,40 @@ impl Tx for MemoryTx<'_> {
         Ok(())
     }
 
-    fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
+    fn config_versions_after(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<ConfigVersion>>> {
         let key = OwnedRef::new(owner, key);
         let versions = self.state.config_versions.get(&key);
         Ok(versions
             .into_iter()
-            .flat_map(|v| v.values().cloned())
+            .flat_map(|v| v.range(after.saturating_add(1)..))
+            .take(max)
+            .map(|(_, v)| Arc::clone(&v.version))
             .collect())
+    }
+
+    fn config_bytes_before(&mut self, owner: UserId, key: &ConfigKey, version: u64) -> Result<u64> {
+        let key = OwnedRef::new(owner, key);
+        let versions = self.state.config_versions.get(&key);
+        Ok(versions
+            .into_iter()
+            .flat_map(|v| v.range(..version))
+            .map(|(_, v)| v.bytes)
+            .sum())
+    }
+
+    fn config_bytes_of(&mut self, owner: UserId) -> Result<u64> {
+        Ok(self.state.names(owner).map_or(0, |n| n.config_bytes))
+    }
+
+    fn put_config_bytes_of(&mut self, owner: UserId, bytes: u64) -> Result<()> {
+        self.state.names_mut(owner).config_bytes = bytes;
+        Ok(())
     }
 
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
@@ -676,16 +718,31 @@ impl Tx for MemoryTx<'_> {
         Ok(existed)
     }
 
-    fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>> {
+    /// Reads each latest version's description and time, never copying a value.
+    fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>> {
         let Some(names) = self.state.names(owner) else {
             return Ok(Vec::new());
         };
-        let heads = &self.state.config_heads;
-        Ok(names
+        let (heads, versions) = (&self.state.config_heads, &self.state.config_versions);
+        names
             .configs
             .iter()
-            .map(|k| (k.clone(), heads[&OwnedRef::new(owner, k)]))
-            .collect())
+            .map(|key| {
+                let borrowed = OwnedRef::new(owner, key);
+                let head = heads[&borrowed];
+                let latest = versions
+                    .get(&borrowed)
+                    .and_then(|v| v.get(&head.latest))
+                    .ok_or_else(|| crate::config::lost_version(key, head.latest))?;
+                Ok(ConfigSummary {
+                    key: key.clone(),
+                    description: latest.version.description.clone(),
+                    version: head.latest,
+                    created_at: head.created_at,
+                    updated_at: latest.version.created_at,
+                })
+            })
+            .collect()
     }
 
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {

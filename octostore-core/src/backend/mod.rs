@@ -33,7 +33,9 @@ use std::time::Instant;
 
 use crate::bounds::RatePolicy;
 use crate::clock::{Clock, Timestamp};
-use crate::config::{ConfigHead, ConfigVersion};
+use std::sync::Arc;
+
+use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId};
@@ -51,6 +53,14 @@ pub trait Backend: Send + Sync {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
+
+    /// Runs `op`, which only reads, as one transaction that sees every write committed
+    /// before it began and none after. A backend with readers beside its one writer (SQLite)
+    /// runs it there, so that a long read neither waits for writes nor holds them up. By
+    /// default, [`transact`](Self::transact).
+    fn read(&self, clock: &dyn Clock, op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.transact(clock, op)
+    }
 
     /// How a server should run operations on this backend to get the most out of it.
     fn concurrency(&self) -> Concurrency;
@@ -261,12 +271,14 @@ pub trait Tx {
             .config_version(owner, key, version)?
             .map(|v| v.description))
     }
-    /// Stores a version of the owner's key.
+    /// Stores a version of the owner's key, which counts `bytes` (see
+    /// [`config_bytes_before`](Self::config_bytes_before)).
     fn put_config_version(
         &mut self,
         owner: UserId,
         key: &ConfigKey,
         version: &ConfigVersion,
+        bytes: u64,
     ) -> Result<()>;
     /// Deletes the key's versions numbered below `version`.
     fn delete_config_versions_before(
@@ -275,12 +287,27 @@ pub trait Tx {
         key: &ConfigKey,
         version: u64,
     ) -> Result<()>;
-    /// All stored versions of the key, in any order.
-    fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>>;
+    /// The key's stored versions numbered above `after`, oldest first, at most `max`; only
+    /// those are read. Shared, so that a backend keeping versions in memory hands out its
+    /// own without copying their values.
+    fn config_versions_after(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<ConfigVersion>>>;
+    /// The sum of the `bytes` the key's versions numbered below `version` were stored with.
+    fn config_bytes_before(&mut self, owner: UserId, key: &ConfigKey, version: u64) -> Result<u64>;
+    /// The owner's stored total of config bytes (0 if none was stored).
+    fn config_bytes_of(&mut self, owner: UserId) -> Result<u64>;
+    /// Stores the owner's total of config bytes.
+    fn put_config_bytes_of(&mut self, owner: UserId, bytes: u64) -> Result<()>;
     /// Deletes the key's head and all its versions; whether it existed.
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool>;
-    /// The heads of all the owner's keys.
-    fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>>;
+    /// Each of the owner's keys with its latest version's description and time, read
+    /// without the versions' values.
+    fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>>;
     /// How many keys the owner has.
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
 }

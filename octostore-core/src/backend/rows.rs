@@ -11,12 +11,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::bounds::Percentage;
-use crate::config::{ConfigHead, ConfigVersion};
+use crate::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
 use crate::error::{Error, Result};
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::names::{ClientId, FlagName, LimitName, LockName, Login};
+use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 use crate::rate_limit::LimitRecord;
 
 /// The columns [`user`] reads, in order.
@@ -151,6 +151,11 @@ pub(crate) fn count(n: i64) -> Result<usize> {
     usize::try_from(n).map_err(|_| corrupt("count"))
 }
 
+/// A stored number of bytes.
+pub(crate) fn bytes(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| corrupt("config bytes"))
+}
+
 /// A user, from [`user_columns!`].
 pub(crate) fn user(row: &dyn Columns) -> Result<User> {
     Ok(User {
@@ -257,5 +262,22 @@ pub(crate) fn config_version(row: &dyn Columns) -> Result<ConfigVersion> {
         value: serde_json::from_str::<Value>(&row.text(1)?).map_err(|_| corrupt("config value"))?,
         description: row.text_or_null(2)?,
         created_at: instant_at(row, 3)?,
+    })
+}
+
+/// A config key's summary, from its key, [`config_head_columns!`] and its latest version's
+/// `description, created_at` (NULL if the version is missing: storage lost it).
+pub(crate) fn config_summary(row: &dyn Columns) -> Result<ConfigSummary> {
+    let key = name_at(row, 0, ConfigKey::parse)?;
+    let head = config_head(row, 1)?;
+    let Some(updated_at) = row.int_or_null(5)? else {
+        return Err(lost_version(&key, head.latest));
+    };
+    Ok(ConfigSummary {
+        key,
+        description: row.text_or_null(4)?,
+        version: head.latest,
+        created_at: head.created_at,
+        updated_at: DateTime::from_timestamp_nanos(updated_at),
     })
 }

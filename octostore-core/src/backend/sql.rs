@@ -6,13 +6,15 @@
 //! PostgreSQL speak: `$N` placeholders whose first appearances run `$1`, `$2`, … in order
 //! (SQLite numbers `$N` by first appearance). Rows decode through `rows`.
 
+use std::sync::Arc;
+
 use crate::backend::rows::{
     self, config_head_columns, config_version_columns, flag_columns, id, lease_columns, nanos,
     token_columns, user_columns, Columns,
 };
 use crate::backend::{Retained, Tx};
 use crate::clock::Timestamp;
-use crate::config::{ConfigHead, ConfigVersion};
+use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::error::Result;
 use crate::flag::Flag;
 use crate::identity::{TokenHash, TokenRecord, User, UserId};
@@ -473,16 +475,17 @@ impl<D: Driver> Tx for D {
         owner: UserId,
         key: &ConfigKey,
         v: &ConfigVersion,
+        bytes: u64,
     ) -> Result<()> {
         self.exec(
             Self::upsert(upsert!(
                 concat!(
                     "config_versions (owner, key, ",
                     config_version_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                    ", bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 ),
                 "(owner, key, version) DO UPDATE SET value = $4, description = $5,
-                 created_at = $6",
+                 created_at = $6, bytes = $7",
             )),
             &[
                 Bytes(&id(owner.0)),
@@ -491,6 +494,7 @@ impl<D: Driver> Tx for D {
                 Text(&v.value.to_string()),
                 TextOrNull(v.description.as_deref()),
                 Int(nanos(v.created_at)),
+                Int(bytes as i64),
             ],
         )
         .map(drop)
@@ -509,16 +513,62 @@ impl<D: Driver> Tx for D {
         .map(drop)
     }
 
-    fn config_versions(&mut self, owner: UserId, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
+    fn config_versions_after(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        after: u64,
+        max: usize,
+    ) -> Result<Vec<Arc<ConfigVersion>>> {
         self.rows(
             concat!(
                 "SELECT ",
                 config_version_columns!(),
-                " FROM config_versions WHERE owner = $1 AND key = $2"
+                " FROM config_versions WHERE owner = $1 AND key = $2 AND version > $3
+                 ORDER BY version LIMIT $4"
             ),
-            &[Bytes(&id(owner.0)), Text(key.as_str())],
-            rows::config_version,
+            &[
+                Bytes(&id(owner.0)),
+                Text(key.as_str()),
+                Int(after as i64),
+                Int(rows::sql_limit(max)),
+            ],
+            |row| rows::config_version(row).map(Arc::new),
         )
+    }
+
+    fn config_bytes_before(&mut self, owner: UserId, key: &ConfigKey, version: u64) -> Result<u64> {
+        let sum = self.row(
+            "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM config_versions
+             WHERE owner = $1 AND key = $2 AND version < $3",
+            &[
+                Bytes(&id(owner.0)),
+                Text(key.as_str()),
+                Int(i64::try_from(version).unwrap_or(i64::MAX)),
+            ],
+            |row| row.int(0),
+        )?;
+        rows::bytes(sum.ok_or_else(|| rows::corrupt("config bytes"))?)
+    }
+
+    fn config_bytes_of(&mut self, owner: UserId) -> Result<u64> {
+        let total = self.row(
+            "SELECT bytes FROM config_bytes WHERE owner = $1",
+            &[Bytes(&id(owner.0))],
+            |row| row.int(0),
+        )?;
+        rows::bytes(total.unwrap_or(0))
+    }
+
+    fn put_config_bytes_of(&mut self, owner: UserId, bytes: u64) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                "config_bytes (owner, bytes) VALUES ($1, $2)",
+                "(owner) DO UPDATE SET bytes = $2",
+            )),
+            &[Bytes(&id(owner.0)), Int(bytes as i64)],
+        )
+        .map(drop)
     }
 
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
@@ -535,15 +585,14 @@ impl<D: Driver> Tx for D {
         Ok(n > 0)
     }
 
-    fn config_heads_of(&mut self, owner: UserId) -> Result<Vec<(ConfigKey, ConfigHead)>> {
+    fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>> {
         self.rows(
-            concat!(
-                "SELECT key, ",
-                config_head_columns!(),
-                " FROM config_heads WHERE owner = $1"
-            ),
+            "SELECT h.key, h.latest, h.oldest, h.created_at, v.description, v.created_at
+             FROM config_heads h LEFT JOIN config_versions v
+             ON v.owner = h.owner AND v.key = h.key AND v.version = h.latest
+             WHERE h.owner = $1",
             &[Bytes(&id(owner.0))],
-            |row| rows::named(row, ConfigKey::parse, rows::config_head),
+            rows::config_summary,
         )
     }
 

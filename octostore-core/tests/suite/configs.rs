@@ -1,6 +1,7 @@
-//! The config store: versions, history, pruning, descriptions, size cap, delete, list.
+//! The config store: versions, history and its pages, pruning, descriptions, size cap, the
+//! per-user byte cap, delete, list.
 
-use octostore_core::{Api, ConfigKey, Description, Error, Quotas, Settings};
+use octostore_core::{Api, ConfigKey, Description, Error, HistoryPage, Quotas, Resource, Settings};
 use serde_json::json;
 
 use crate::support::{each_backend, Open};
@@ -217,7 +218,131 @@ fn the_config_quota_counts_keys(open: Open) {
     ));
 }
 
+/// The versions of every page from the first, following `next`, and each page's size.
+fn paged(alice: &impl Api, k: &ConfigKey, limit: u64) -> (Vec<u64>, Vec<usize>) {
+    let (mut versions, mut sizes) = (Vec::new(), Vec::new());
+    let mut page = Some(HistoryPage::new(None, Some(limit)).unwrap());
+    while let Some(next) = page {
+        let read = alice.config_history_page(k, next).unwrap();
+        sizes.push(read.versions.len());
+        versions.extend(read.versions.iter().map(|v| v.version));
+        page = read.next;
+    }
+    (versions, sizes)
+}
+
+fn history_pages_cover_the_kept_versions_once_in_order(open: Open) {
+    let h = open(Settings {
+        config_history: 7,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let k = key("paged");
+    for i in 1..=10 {
+        alice.put_config(&k, json!(i), None).unwrap();
+    }
+    // Versions 4 to 10 are kept.
+    assert_eq!(paged(&alice, &k, 3), ((4..=10).collect(), vec![3, 3, 1]));
+    assert_eq!(paged(&alice, &k, 7), ((4..=10).collect(), vec![7]));
+    assert_eq!(paged(&alice, &k, 100), ((4..=10).collect(), vec![7]));
+    let page = alice
+        .config_history_page(&k, HistoryPage::new(Some(5), Some(2)).unwrap())
+        .unwrap();
+    assert_eq!(
+        page.versions
+            .iter()
+            .map(|v| v.value.clone())
+            .collect::<Vec<_>>(),
+        [json!(6), json!(7)]
+    );
+    assert_eq!(page.next, Some(HistoryPage::new(Some(7), Some(2)).unwrap()));
+    let past_the_end = alice
+        .config_history_page(&k, HistoryPage::new(Some(10), None).unwrap())
+        .unwrap();
+    assert_eq!((past_the_end.versions.len(), past_the_end.next), (0, None));
+    assert_eq!(alice.config_history(&k).unwrap().len(), 7);
+    assert!(matches!(
+        alice.config_history_page(&key("nope"), HistoryPage::default()),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+#[test]
+fn a_page_holds_at_most_its_limit() {
+    for bad in [0, HistoryPage::MAX_LIMIT as u64 + 1, u64::MAX] {
+        assert!(matches!(
+            HistoryPage::new(None, Some(bad)),
+            Err(Error::Invalid { field: "limit", .. })
+        ));
+    }
+    assert_eq!(HistoryPage::default().limit(), HistoryPage::MAX_LIMIT);
+}
+
+/// A value of `n` bytes as compact JSON: a string of `n - 2` characters and its quotes.
+fn value_of(n: usize) -> serde_json::Value {
+    json!("x".repeat(n - 2))
+}
+
+fn a_put_past_the_byte_cap_is_refused_and_nothing_is_lost(open: Open) {
+    let h = open(Settings {
+        config_bytes_per_user: 1_000,
+        ..Settings::default()
+    });
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    alice.put_config(&key("a"), value_of(400), None).unwrap();
+    alice
+        .put_config(&key("a"), value_of(300), desc("0123456789"))
+        .unwrap(); // 310
+    alice.put_config(&key("b"), value_of(290), None).unwrap(); // 1 000 in all
+    match alice.put_config(&key("b"), value_of(2), None) {
+        Err(Error::QuotaExceeded {
+            what: Resource::ConfigBytes,
+            limit: 1_000,
+        }) => {}
+        other => panic!("expected the byte quota, got {other:?}"),
+    }
+    assert!(alice.put_config(&key("c"), value_of(2), None).is_err());
+    assert_eq!(alice.config_history(&key("a")).unwrap().len(), 2);
+    assert_eq!(alice.get_config(&key("b"), None).unwrap().version, 1);
+    assert!(matches!(
+        alice.get_config(&key("c"), None),
+        Err(Error::NotFound { .. })
+    ));
+    // The cap is per user.
+    bob.put_config(&key("a"), value_of(1_000), None).unwrap();
+
+    // Deleting a key frees all its versions' bytes.
+    alice.delete_config(&key("a")).unwrap();
+    alice.put_config(&key("c"), value_of(710), None).unwrap();
+    assert!(alice.put_config(&key("c"), value_of(2), None).is_err());
+}
+
+fn pruning_frees_the_bytes_of_the_pruned_versions(open: Open) {
+    let h = open(Settings {
+        config_history: 2,
+        config_bytes_per_user: 1_000,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let k = key("pruned");
+    alice.put_config(&k, value_of(500), None).unwrap();
+    alice.put_config(&k, value_of(500), None).unwrap();
+    // Each put from here prunes a version of 500 bytes as it adds one.
+    for _ in 0..5 {
+        alice.put_config(&k, value_of(500), None).unwrap();
+    }
+    alice.put_config(&k, value_of(400), None).unwrap();
+    alice.put_config(&k, value_of(600), None).unwrap(); // prunes the last 500
+    assert!(alice.put_config(&k, value_of(401), None).is_err()); // 600 + 401
+    alice.put_config(&k, value_of(400), None).unwrap();
+    let kept: Vec<_> = alice.config_history(&k).unwrap();
+    assert_eq!(kept.iter().map(|v| v.version).collect::<Vec<_>>(), [9, 10]);
+}
+
 each_backend!(
+    history_pages_cover_the_kept_versions_once_in_order,
+    a_put_past_the_byte_cap_is_refused_and_nothing_is_lost,
+    pruning_frees_the_bytes_of_the_pruned_versions,
     versions_count_up_and_each_is_kept,
     missing_versions_are_not_found,
     history_is_pruned_to_the_cap,

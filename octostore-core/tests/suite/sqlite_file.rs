@@ -3,7 +3,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
-
 use std::time::{Duration, Instant};
 
 use octostore_core::backend::sqlite::faults::Fault;
@@ -256,4 +255,44 @@ fn child_opens_a_file_under_umask_000() {
         assert_eq!(mode & 0o777, 0o600, "{file} is {:o}", mode & 0o777);
     }
     println!("CHECKED 3 files");
+}
+
+/// History pages and lists are read beside the writer: while another connection holds the
+/// file's write lock (a CLI's transaction, or the server's writer stalled), they are still
+/// answered, where a write would wait for the lock.
+#[test]
+fn history_and_lists_are_read_while_another_connection_holds_the_write_lock() {
+    use octostore_core::{ConfigKey, HistoryPage};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.db");
+    let store = Store::open(&path).unwrap();
+    let alice = store.session(store.local_user(&Login::parse("alice").unwrap()).unwrap());
+    let key = ConfigKey::parse("big").unwrap();
+    for n in 1..=3 {
+        alice.put_config(&key, serde_json::json!(n), None).unwrap();
+    }
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; DELETE FROM config_versions;")
+        .unwrap();
+
+    let (answer, answered) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let page = alice.config_history_page(&key, HistoryPage::new(None, Some(2)).unwrap());
+        let listed = alice.configs();
+        let _ = answer.send((page, listed));
+    });
+    let (page, listed) = answered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("reads wait for no write lock");
+    let page = page.unwrap();
+    assert_eq!(
+        page.versions.iter().map(|v| v.version).collect::<Vec<_>>(),
+        [1, 2],
+        "the last commit, not the other connection's uncommitted delete"
+    );
+    assert!(page.next.is_some());
+    assert_eq!(listed.unwrap()[0].version, 3);
+    other.execute_batch("ROLLBACK").unwrap();
 }

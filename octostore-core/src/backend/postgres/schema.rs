@@ -18,8 +18,11 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// Migration `i` takes the schema from version `i` to `i + 1`. Columns match the SQLite
 /// backend's, so both decode rows with `backend::rows`. The sequence `fencing_tokens` keeps
 /// the default `CACHE 1`: with a cache, each connection would hand out a block of its own,
-/// and a lock's next grant could get a smaller token than the one before.
-const MIGRATIONS: &[&str] = &[r#"
+/// and a lock's next grant could get a smaller token than the one before. The second counts
+/// the bytes of each config version (its value as stored, compact JSON, and its description)
+/// and each owner's total.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id BYTEA PRIMARY KEY,
     login TEXT NOT NULL,
@@ -76,7 +79,20 @@ CREATE TABLE config_versions (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (owner, key, version)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE config_versions ADD COLUMN bytes BIGINT;
+UPDATE config_versions
+SET bytes = octet_length(value) + COALESCE(octet_length(description), 0);
+ALTER TABLE config_versions ALTER COLUMN bytes SET NOT NULL;
+CREATE TABLE config_bytes (
+    owner BYTEA PRIMARY KEY,
+    bytes BIGINT NOT NULL
+);
+INSERT INTO config_bytes (owner, bytes)
+SELECT owner, SUM(bytes) FROM config_versions GROUP BY owner;
+"#,
+];
 
 /// The schema version this binary writes.
 pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
@@ -121,4 +137,50 @@ pub(super) fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
     )
     .map_err(|e| storage(&e))?;
     tx.commit().map_err(|e| storage(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of schema 1 with configs keeps them, each version now counting its bytes
+    /// and each owner its total (run when `OCTOSTORE_TEST_POSTGRES_URL` names a database).
+    #[test]
+    fn config_bytes_are_counted_for_the_versions_already_stored() {
+        let Ok(url) = std::env::var("OCTOSTORE_TEST_POSTGRES_URL") else {
+            eprintln!("OCTOSTORE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        let schema = format!("octostore_migration_{}", std::process::id());
+        let mut client = Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+                 SET search_path = {schema};
+                 CREATE TABLE octostore_schema (id INTEGER PRIMARY KEY, version INTEGER);
+                 INSERT INTO octostore_schema VALUES (0, 1);"
+            ))
+            .unwrap();
+        client.batch_execute(MIGRATIONS[0]).unwrap();
+        client
+            .batch_execute(
+                "INSERT INTO config_versions VALUES ('\\x01', 'a', 1, '\"é\"', 'two', 0);
+                 INSERT INTO config_versions VALUES ('\\x01', 'a', 2, '[1,2]', NULL, 0);
+                 INSERT INTO config_versions VALUES ('\\x02', 'b', 1, '{}', NULL, 0);",
+            )
+            .unwrap();
+        let migrated = migrate(&mut client, Some(&schema));
+        let mut bytes = |sql: &str| -> i64 { client.query_one(sql, &[]).unwrap().get(0) };
+        let counted = [
+            bytes("SELECT bytes FROM config_versions WHERE version = 1 AND key = 'a'"),
+            bytes("SELECT bytes FROM config_bytes WHERE owner = '\\x01'"),
+            bytes("SELECT bytes FROM config_bytes WHERE owner = '\\x02'"),
+        ];
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        assert!(migrated.is_ok());
+        // `"é"` is 4 bytes of UTF-8 (3 characters), `two` 3.
+        assert_eq!(counted, [7, 12, 2]);
+    }
 }

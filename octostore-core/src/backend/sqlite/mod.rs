@@ -16,6 +16,7 @@
 mod checkpoint;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+mod readers;
 mod schema;
 mod tx;
 
@@ -116,6 +117,8 @@ pub struct SqliteBackend {
     /// transactions of its work, on the same thread, run inside its transaction.
     writer: ReentrantMutex<RefCell<Writer>>,
     durability: Durability,
+    /// Connections for [`Backend::read`], beside the writer.
+    readers: readers::Readers,
 }
 
 struct Writer {
@@ -242,6 +245,7 @@ impl SqliteBackend {
                 grouping: Grouping::Off,
             })),
             durability,
+            readers: readers::Readers::new(path),
         })
     }
 
@@ -462,6 +466,10 @@ impl Backend for SqliteBackend {
 
     fn concurrency(&self) -> Concurrency {
         Concurrency::Serial
+    }
+
+    fn read(&self, clock: &dyn Clock, op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.readers.read(clock, op)
     }
 
     /// SQLite's `data_version`, which moves with every commit of another connection to the

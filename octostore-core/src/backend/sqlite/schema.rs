@@ -9,8 +9,13 @@ use rusqlite::{Connection, TransactionBehavior};
 use super::Attempt;
 use crate::error::Error;
 
-/// Migration `i` takes the schema from version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[r#"
+/// Migration `i` takes the schema from version `i` to `i + 1`. The second counts the bytes
+/// of each config version (its value as stored, compact JSON, and its description) and each
+/// owner's total, and moves `value` to the end of the row, so that reading the columns
+/// before it (a list's descriptions, a prune's bytes) leaves a large value's overflow pages
+/// unread.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id BLOB PRIMARY KEY,
     login TEXT NOT NULL,
@@ -72,7 +77,34 @@ CREATE TABLE config_versions (
     created_at INTEGER NOT NULL,
     PRIMARY KEY (owner, key, version)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE config_versions_counted (
+    owner BLOB NOT NULL,
+    key TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    description TEXT,
+    created_at INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (owner, key, version)
+) WITHOUT ROWID;
+INSERT INTO config_versions_counted
+    (owner, key, version, bytes, description, created_at, value)
+SELECT owner, key, version,
+       length(CAST(value AS BLOB)) + COALESCE(length(CAST(description AS BLOB)), 0),
+       description, created_at, value
+FROM config_versions;
+DROP TABLE config_versions;
+ALTER TABLE config_versions_counted RENAME TO config_versions;
+CREATE TABLE config_bytes (
+    owner BLOB PRIMARY KEY,
+    bytes INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO config_bytes (owner, bytes)
+SELECT owner, SUM(bytes) FROM config_versions GROUP BY owner;
+"#,
+];
 
 /// The schema version this binary writes.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -98,5 +130,49 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), Attempt> {
         tx.execute_batch(migration)?;
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file of schema 1 with configs keeps them, each version now counting its bytes and
+    /// each owner its total.
+    #[test]
+    fn config_bytes_are_counted_for_the_versions_already_stored() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO config_versions VALUES (x'01', 'a', 1, '\"é\"', 'two', 0);
+             INSERT INTO config_versions VALUES (x'01', 'a', 2, '[1,2]', NULL, 0);
+             INSERT INTO config_versions VALUES (x'02', 'b', 1, '{}', NULL, 0);",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let bytes = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        // `"é"` is 4 bytes of UTF-8 (3 characters), `two` 3.
+        assert_eq!(
+            bytes("SELECT bytes FROM config_versions WHERE version = 1 AND key = 'a'"),
+            7
+        );
+        assert_eq!(
+            bytes("SELECT bytes FROM config_bytes WHERE owner = x'01'"),
+            12
+        );
+        assert_eq!(
+            bytes("SELECT bytes FROM config_bytes WHERE owner = x'02'"),
+            2
+        );
+        assert_eq!(bytes("SELECT COUNT(*) FROM config_versions"), 3);
+        let value: String = conn
+            .query_row(
+                "SELECT value FROM config_versions WHERE key = 'b'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(value, "{}");
     }
 }
