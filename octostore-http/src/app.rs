@@ -245,6 +245,26 @@ impl App {
     }
 }
 
+impl App {
+    /// Authenticates `token`, then runs `op`, which only reads, as its user, and answers
+    /// with its response, all on the blocking pool whatever the backend: a long read (a
+    /// history page of large values, and its JSON) then neither waits in the committer's
+    /// queue nor holds it or a runtime thread up. The store reads beside its writer
+    /// (`Backend::read`), so the operations queued meanwhile are not held up either.
+    pub(crate) async fn read_as_user<F>(&self, token: Option<String>, op: F) -> Response
+    where
+        F: FnOnce(&Session) -> Result<Response> + Send + 'static,
+    {
+        let Some(token) = token else {
+            return unauthorized();
+        };
+        let outcome = self
+            .on_pool(move |store| op(&store.authenticate(&token)?))
+            .await;
+        respond(outcome, |response| response)
+    }
+}
+
 /// The response to an operation's outcome: `reply` of its value, its error, or a storage
 /// error if it did not finish.
 fn respond<T>(outcome: Option<Result<T>>, reply: impl FnOnce(T) -> Response) -> Response {

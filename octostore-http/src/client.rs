@@ -34,14 +34,14 @@ use std::fmt;
 use std::time::Duration;
 
 use octostore_core::{
-    Api, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Decision, Description,
-    Error, Flag, FlagName, Lease, LeaseId, LimitName, LimitSummary, LockGrant, LockName,
-    LockStatus, Login, Percentage, RatePolicy, Resource, Result, Subject, Ttl,
+    Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
+    Description, Error, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
+    LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Resource, Result, Subject, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::blocking::Client as Http;
-use reqwest::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
@@ -244,7 +244,7 @@ impl Target<'_> {
 struct Call<'a> {
     method: Method,
     path: String,
-    query: Option<(&'static str, String)>,
+    query: Vec<(&'static str, String)>,
     /// The JSON body, serialized.
     body: Option<Vec<u8>>,
     target: Option<Target<'a>>,
@@ -255,7 +255,7 @@ impl<'a> Call<'a> {
         Self {
             method,
             path: path.into(),
-            query: None,
+            query: Vec::new(),
             body: None,
             target: None,
         }
@@ -274,9 +274,28 @@ impl<'a> Call<'a> {
     }
 
     fn query(mut self, name: &'static str, value: String) -> Self {
-        self.query = Some((name, value));
+        self.query.push((name, value));
         self
     }
+}
+
+/// The `after` of the next page that a `Link: <…?after=N&limit=M>; rel="next"` header names.
+fn next_after(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get_all(LINK)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter(|link| link.contains("rel=\"next\""))
+        .find_map(|link| {
+            let target = link.split(['<', '>']).nth(1)?;
+            let query = target.split_once('?')?.1;
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("after="))?
+                .parse()
+                .ok()
+        })
 }
 
 /// An [`Error::Storage`] for an answer no OctoStore server gives.
@@ -414,7 +433,12 @@ fn error_from(status: StatusCode, body: &[u8], target: Option<Target<'_>>, sent:
         }
         StatusCode::TOO_MANY_REQUESTS => match (target, details.parse()) {
             (Some(target), Ok(limit)) => Error::QuotaExceeded {
-                what: target.resource(),
+                // The per-user byte cap on configs, or the quota of the target's kind.
+                what: if error.contains(&Resource::ConfigBytes.to_string()) {
+                    Resource::ConfigBytes
+                } else {
+                    target.resource()
+                },
                 limit,
             },
             _ => unexpected(format!("429 {error} ({details})")),
@@ -472,7 +496,7 @@ impl Client {
 
     /// Whether the server answers `GET /health` (no token needed).
     pub fn health(&self) -> Result<()> {
-        let (status, body) = self.send(&Call::new(Method::GET, "/health"), false)?;
+        let (status, _, body) = self.send(&Call::new(Method::GET, "/health"), false)?;
         if status.is_success() {
             Ok(())
         } else {
@@ -494,10 +518,10 @@ impl Client {
 
     /// Sends `call`, with the token if `authorized`: the status and the body, or why there
     /// is none.
-    fn send(&self, call: &Call<'_>, authorized: bool) -> Result<(StatusCode, Vec<u8>)> {
+    fn send(&self, call: &Call<'_>, authorized: bool) -> Result<(StatusCode, HeaderMap, Vec<u8>)> {
         let mut url = Url::parse(&format!("{}{}", self.base, call.path))
             .map_err(|e| Error::invalid("request", format!("makes no valid URL: {e}")))?;
-        if let Some((name, value)) = &call.query {
+        for (name, value) in &call.query {
             url.query_pairs_mut().append_pair(name, value);
         }
         let mut request = self.http.request(call.method.clone(), url);
@@ -524,26 +548,33 @@ impl Client {
         };
         let response = request.send().map_err(unreachable)?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response.bytes().map_err(unreachable)?;
-        Ok((status, body.to_vec()))
+        Ok((status, headers, body.to_vec()))
     }
 
     /// Sends `call` with the token and decodes a 2xx answer as `T`; any other answer is the
     /// core error the server mapped.
     fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
-        let (status, body) = self.send(&call, true)?;
+        self.call_for_headers(call).map(|(answer, _)| answer)
+    }
+
+    /// [`call`](Self::call), with the answer's headers.
+    fn call_for_headers<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<(T, HeaderMap)> {
+        let (status, headers, body) = self.send(&call, true)?;
         if !status.is_success() {
             let sent = call.body.as_ref().map_or(0, Vec::len);
             return Err(self.scrub(error_from(status, &body, call.target, sent)));
         }
-        serde_json::from_slice(&body).map_err(|e| {
+        let answer = serde_json::from_slice(&body).map_err(|e| {
             self.scrub(unexpected(format!(
                 "{status} to {} {} that does not decode: {e}: {}",
                 call.method,
                 call.path,
                 excerpt(&body, 200)
             )))
-        })
+        })?;
+        Ok((answer, headers))
     }
 
     /// `err` with the token, should any text of it carry it, hidden.
@@ -700,14 +731,22 @@ impl Api for Client {
         converted(self.call::<ConfigInfo>(call)?.into_entry())
     }
 
-    fn config_history(&self, key: &ConfigKey) -> Result<Vec<ConfigVersion>> {
-        let call = Call::on(Method::GET, Target::Config(key), "/history")?;
-        let history: History = self.call(call)?;
-        Ok(history
-            .versions
-            .into_iter()
-            .map(ConfigVersion::from)
-            .collect())
+    fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
+        let call = Call::on(Method::GET, Target::Config(key), "/history")?
+            .query("after", page.after().to_string())
+            .query("limit", page.limit().to_string());
+        let (history, headers): (History, _) = self.call_for_headers(call)?;
+        let next = next_after(&headers)
+            .map(|after| converted(HistoryPage::new(Some(after), Some(page.limit() as u64))))
+            .transpose()?;
+        Ok(ConfigHistory {
+            versions: history
+                .versions
+                .into_iter()
+                .map(ConfigVersion::from)
+                .collect(),
+            next,
+        })
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {

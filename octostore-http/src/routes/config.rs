@@ -1,8 +1,11 @@
-//! `/config`: put, get (`?version=`), history, delete, list.
+//! `/config`: put, get (`?version=`), history (in pages: `?after=&limit=`, the next one in a
+//! `Link` header), delete, list. History and list are reads beside the store's writer
+//! ([`App::read_as_user`]).
 
 use bytes::Bytes;
-use octostore_core::{Api, ConfigKey, Description, Error, Result};
+use octostore_core::{Api, ConfigKey, Description, Error, HistoryPage, Result};
 use warp::filters::BoxedFilter;
+use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Filter;
 
@@ -32,6 +35,7 @@ pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_app(app))
         .and(bearer())
+        .and(query())
         .then(history);
     let list = warp::path!("config")
         .and(warp::get())
@@ -104,12 +108,51 @@ pub(super) async fn get(
     .await
 }
 
-async fn history(raw: String, app: App, token: Option<String>) -> Response {
-    app.as_user(token, move |session| {
-        let versions = session.config_history(&config_key(&raw)?)?;
-        ok(&History {
-            versions: versions.into_iter().map(VersionInfo::from).collect(),
+/// The query parameter `name` as a number of `what`, if given.
+fn number(query: &[(String, String)], name: &'static str, what: &str) -> Result<Option<u64>> {
+    query
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| {
+            v.parse()
+                .map_err(|_| Error::invalid(name, format!("must be {what}")))
         })
+        .transpose()
+}
+
+async fn history(
+    raw: String,
+    app: App,
+    token: Option<String>,
+    query: Vec<(String, String)>,
+) -> Response {
+    let request = (|| {
+        let key = config_key(&raw)?;
+        let after = number(&query, "after", "a version number")?;
+        let limit = number(&query, "limit", "a number of versions")?;
+        Ok((key, HistoryPage::new(after, limit)?))
+    })();
+    app.read_as_user(token, move |session| {
+        let (key, page) = request?;
+        let history = session.config_history_page(&key, page)?;
+        let mut response = reply(&History {
+            versions: history
+                .versions
+                .into_iter()
+                .map(VersionInfo::from)
+                .collect(),
+        });
+        if let Some(next) = history.next {
+            // Relative to this request's URL, so it holds behind a proxy's path prefix too.
+            let link = format!(
+                "<history?after={}&limit={}>; rel=\"next\"",
+                next.after(),
+                next.limit()
+            );
+            let link = HeaderValue::from_str(&link).expect("digits and ASCII");
+            response.headers_mut().insert(header::LINK, link);
+        }
+        Ok(response)
     })
     .await
 }
@@ -123,7 +166,7 @@ async fn delete(raw: String, app: App, token: Option<String>) -> Response {
 }
 
 async fn list(app: App, token: Option<String>) -> Response {
-    app.as_user(token, move |session| {
+    app.read_as_user(token, move |session| {
         let configs = session.configs()?;
         ok(&ConfigList {
             configs: configs.into_iter().map(ConfigListItem::from).collect(),

@@ -9,9 +9,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use octostore_core::{
-    Api, ClientId, ConfigKey, Description, Error, FlagName, LeaseId, LimitName, LimitSummary,
-    LockName, LockStatus, Login, ManualClock, Percentage, Quotas, RatePolicy, Result, Settings,
-    Store, Subject, Ttl,
+    Api, ClientId, ConfigKey, Description, Error, FlagName, HistoryPage, LeaseId, LimitName,
+    LimitSummary, LockName, LockStatus, Login, ManualClock, Percentage, Quotas, RatePolicy, Result,
+    Settings, Store, Subject, Ttl,
 };
 use octostore_http::{Client, ServerOptions};
 use serde_json::json;
@@ -29,6 +29,7 @@ fn settings() -> Settings {
         },
         config_history: 3,
         config_value_max_bytes: 64,
+        config_bytes_per_user: 150,
     }
 }
 
@@ -295,6 +296,13 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
         );
     }
     t.record("history", &alice.config_history(&pool));
+    let first = alice.config_history_page(&pool, HistoryPage::new(None, Some(2)).unwrap());
+    t.record("history's first page of 2", &first);
+    let next = first.ok().and_then(|page| page.next).unwrap();
+    t.record(
+        "history's next page",
+        &alice.config_history_page(&pool, next),
+    );
     t.record(
         "too large",
         &alice.put_config(&pool, json!("x".repeat(100)), None),
@@ -326,6 +334,13 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
         &alice.put_config(&key("c"), json!("ok"), None),
     );
     t.record("bob's keys", &bob.configs());
+    for n in 1..=3 {
+        // 60 bytes each: the third would keep 184 bytes in all.
+        t.record(
+            &format!("a large value, {n}"),
+            &alice.put_config(&key("b"), json!("x".repeat(58)), None),
+        );
+    }
     t
 }
 
@@ -368,6 +383,9 @@ fn the_client_answers_exactly_as_the_embedded_store() {
         "Err(QuotaExceeded { what: Limit, limit: 2 })",
         "Err(QuotaExceeded { what: Flag, limit: 2 })",
         "Err(QuotaExceeded { what: Config, limit: 2 })",
+        "Err(QuotaExceeded { what: ConfigBytes, limit: 150 })",
+        "next: Some(HistoryPage { after: 3, limit: 2 })",
+        "next: None",
         "Err(TooLarge { field: \"value\", size: 102, limit: 64 })",
         "Err(Invalid { field: \"ttl_seconds\"",
         "Ok(Available)",

@@ -1,9 +1,10 @@
-//! `/config`: put, get (`?version=`), history, delete, list; versions and the value cap.
+//! `/config`: put, get (`?version=`), history and its pages, delete, list; versions, the value
+//! cap and the per-user byte cap.
 
 use octostore_core::Settings;
 use serde_json::{json, Value};
 
-use super::{int, time, Api};
+use super::{int, text, time, Api};
 
 #[test]
 fn puts_make_versions_and_get_answers_any_of_them() {
@@ -340,4 +341,143 @@ fn config_keys_are_1_to_100_of_letters_digits_dots_underscores_and_hyphens() {
             .len(),
         5
     );
+}
+
+/// The version numbers of a history answer.
+fn numbers(history: &Value) -> Vec<i64> {
+    history["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| int(&v["version"]))
+        .collect()
+}
+
+#[test]
+fn history_comes_in_pages_each_linking_the_next() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    for value in 1..=5 {
+        alice.put_config("paged", json!({ "value": value })).ok();
+    }
+    // A small history is one page, as without pages.
+    let whole = alice.get("/config/paged/history");
+    assert_eq!(numbers(&whole.ok()), [1, 2, 3, 4, 5]);
+    assert_eq!(whole.header("link"), None);
+
+    let (mut seen, mut links) = (Vec::new(), Vec::new());
+    let mut path = Some("/config/paged/history?limit=2".to_owned());
+    while let Some(next) = path {
+        let page = alice.get(&next);
+        seen.extend(numbers(&page.ok()));
+        path = page.header("link").map(|link| {
+            links.push(link.to_owned());
+            // `<history?…>; rel="next"`, relative to the page's own URL.
+            let target = link.split(['<', '>']).nth(1).unwrap();
+            format!("/config/paged/{target}")
+        });
+    }
+    assert_eq!(seen, [1, 2, 3, 4, 5], "every version once, in order");
+    assert_eq!(
+        links,
+        [
+            "<history?after=2&limit=2>; rel=\"next\"",
+            "<history?after=4&limit=2>; rel=\"next\"",
+        ]
+    );
+    let page = alice.get("/config/paged/history?after=3");
+    assert_eq!(numbers(&page.ok()), [4, 5]);
+    assert_eq!(page.header("link"), None);
+
+    for bad in ["limit=0", "limit=101", "limit=x", "limit=-1"] {
+        alice
+            .get(&format!("/config/paged/history?{bad}"))
+            .invalid("limit");
+    }
+    for bad in ["after=-1", "after=1.5", "after="] {
+        alice
+            .get(&format!("/config/paged/history?{bad}"))
+            .invalid("after");
+    }
+    alice.get("/config/nope/history?limit=2").error(404);
+}
+
+#[test]
+fn a_put_past_the_byte_cap_is_429_and_nothing_is_lost() {
+    let api = Api::with(Settings {
+        config_bytes_per_user: 100,
+        ..Settings::default()
+    });
+    let alice = api.user("alice");
+    let sixty = "x".repeat(58); // 60 bytes as JSON, with its quotes
+    alice.put_config("a", json!({ "value": sixty })).ok();
+    let refused = alice.put_config("b", json!({ "value": sixty })).error(429);
+    assert!(
+        text(&refused["error"]).contains("bytes"),
+        "the message names the byte cap: {refused}"
+    );
+    assert_eq!(refused["details"], "100");
+    assert_eq!(alice.get("/config/a").ok()["value"], sixty.as_str());
+    alice.get("/config/b").error(404);
+    // Another user has a cap of its own; deleting frees the bytes.
+    api.user("bob")
+        .put_config("b", json!({ "value": sixty }))
+        .ok();
+    alice.delete("/config/a").ok();
+    alice.put_config("b", json!({ "value": sixty })).ok();
+}
+
+/// A history page is read beside the SQLite writer: while another process holds the file's
+/// write lock, and so the server's writer waits, the page is still answered.
+#[test]
+fn history_is_answered_while_the_file_is_locked_by_another_process() {
+    use octostore_core::{Api as _, ConfigKey, Login, ManualClock, SqliteBackend, Store};
+    use std::sync::{mpsc, Arc};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octostore.db");
+    let clock = Arc::new(ManualClock::default());
+    let store = Store::builder()
+        .backend(SqliteBackend::open(&path).unwrap())
+        .clock(clock.clone())
+        .build();
+    let api = Api::serve(store, clock);
+    let token = api.server.token("alice");
+    let alice = api.with_token(&token);
+    for value in 1..=3 {
+        alice.put_config("k", json!({ "value": value })).ok();
+    }
+
+    // Another process's group holds the write lock until told to commit.
+    let other = Store::open(&path).unwrap();
+    let me = other.session(other.local_user(&Login::parse("other").unwrap()).unwrap());
+    // The server knows the token again after the other process's writes so far.
+    alice.get("/config/k").ok();
+    let (locked, holding) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        other
+            .group(|| {
+                me.put_config(&ConfigKey::parse("x").unwrap(), json!(1), None)
+                    .unwrap();
+                locked.send(()).unwrap();
+                released.recv().unwrap();
+            })
+            .unwrap();
+    });
+    holding.recv().unwrap();
+    let quick = reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let answer = quick
+        .get(api.server.url("/config/k/history?limit=2"))
+        .bearer_auth(&token)
+        .send();
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let answer = answer.expect("answered without waiting for the write lock");
+    assert_eq!(answer.status(), 200);
+    let history: Value = answer.json().unwrap();
+    assert_eq!(numbers(&history), [1, 2]);
 }
