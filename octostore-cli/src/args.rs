@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use clap_complete::Shell;
-use octostore_core::Ttl;
+use octostore_core::{Settings, Ttl};
 use octostore_http::{ConnectionLimits, QueueLimits};
 
 /// Exit codes, for scripts (also in `--help`).
@@ -175,6 +175,14 @@ pub struct QuotaArgs {
     /// Config keys one user may have.
     #[arg(long, env = "OCTOSTORE_MAX_CONFIGS", default_value_t = 1000)]
     pub max_configs: usize,
+    /// Bytes one user's configs may keep: every kept version's value (compact JSON) and
+    /// description; a put past it is refused.
+    #[arg(
+        long,
+        env = "OCTOSTORE_MAX_CONFIG_BYTES_PER_USER",
+        default_value_t = Settings::default().config_bytes_per_user
+    )]
+    pub max_config_bytes_per_user: u64,
 }
 
 /// The cap on connections and the timeouts for slow or idle clients.
@@ -476,10 +484,17 @@ pub enum ConfigCommand {
         #[arg(long)]
         version: Option<i64>,
     },
-    /// Every kept version, oldest first.
+    /// Every kept version, oldest first; with --limit or --after, one page of them (the next
+    /// page's --after is printed on stderr).
     History {
         /// The key.
         key: String,
+        /// A page of at most N versions (1 to 100).
+        #[arg(long, value_name = "N")]
+        limit: Option<u64>,
+        /// A page of the versions after VERSION.
+        #[arg(long, value_name = "VERSION")]
+        after: Option<u64>,
     },
     /// Delete the key and its history.
     Delete {

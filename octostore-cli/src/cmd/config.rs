@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use octostore_core::{ConfigKey, Description, Error, Result};
+use octostore_core::{ConfigKey, Description, Error, HistoryPage, Result};
 use octostore_http::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 
 use super::print;
@@ -32,8 +32,21 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode> {
             // The value alone, as JSON, so `$(octostore config get KEY)` is the value.
             print(global.json, &entry, || entry.value.to_string());
         }
-        ConfigCommand::History { key } => {
-            let versions = api.config_history(&ConfigKey::parse(&key)?)?;
+        ConfigCommand::History { key, limit, after } => {
+            let key = ConfigKey::parse(&key)?;
+            let versions = if limit.is_none() && after.is_none() {
+                api.config_history(&key)?
+            } else {
+                let page = api.config_history_page(&key, HistoryPage::new(after, limit)?)?;
+                if let Some(next) = page.next {
+                    eprintln!(
+                        "more: octostore config history {key} --after {} --limit {}",
+                        next.after(),
+                        next.limit()
+                    );
+                }
+                page.versions
+            };
             let history = History {
                 versions: versions.into_iter().map(VersionInfo::from).collect(),
             };

@@ -45,6 +45,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
             flags: args.quotas.max_flags,
             configs: args.quotas.max_configs,
         },
+        config_bytes_per_user: args.quotas.max_config_bytes_per_user,
         ..Settings::default()
     };
     let builder = if args.memory {

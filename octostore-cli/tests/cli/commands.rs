@@ -186,6 +186,30 @@ fn every_command(env: &Env) {
             .count(),
         2
     );
+    let first = env
+        .run(&["config", "history", "app.replicas", "--limit", "1"])
+        .expect(0);
+    assert!(first.stdout.starts_with("1 "), "{}", first.stdout);
+    assert_eq!(first.stdout.lines().count(), 1);
+    assert!(
+        first.stderr.contains("--after 1 --limit 1"),
+        "the next page: {}",
+        first.stderr
+    );
+    let last = env
+        .run(&[
+            "config",
+            "history",
+            "app.replicas",
+            "--after",
+            "1",
+            "--json",
+        ])
+        .expect(0);
+    assert_eq!(last.json()["versions"][0]["version"], 2);
+    assert_eq!(last.stderr, "", "no page after the last");
+    env.run(&["config", "history", "app.replicas", "--limit", "0"])
+        .expect(2);
     assert_eq!(
         env.run(&["config", "list", "--json"]).expect(0).json()["configs"][0]["version"],
         2
