@@ -15,7 +15,8 @@
 //!
 //! # Layout
 //! - [`Store`] (`store.rs`) is the facade: a backend, a [`Clock`] and [`Settings`]. Each
-//!   operation is one call to [`Backend::transact`]. [`Session`] is the store acting for one
+//!   operation is one call to [`Backend::transact`] (config history pages and lists, which
+//!   only read, to [`Backend::read`]). [`Session`] is the store acting for one
 //!   user and implements [`Api`], the operations a remote client offers too.
 //! - The rules live once, in one module per primitive, as functions over a [`Tx`] and the
 //!   transaction's `now`: `lock.rs`, `rate_limit.rs`, `flag.rs`, `config.rs`, and
