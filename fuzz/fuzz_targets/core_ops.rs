@@ -293,6 +293,8 @@ fn settings() -> Settings {
         },
         config_history: HISTORY,
         config_value_max_bytes: VALUE_MAX_BYTES,
+        // The model keeps no byte count: the cap is out of its reach (the suite tests it).
+        config_bytes_per_user: u64::MAX,
     }
 }
 

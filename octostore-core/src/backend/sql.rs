@@ -530,7 +530,7 @@ impl<D: Driver> Tx for D {
             &[
                 Bytes(&id(owner.0)),
                 Text(key.as_str()),
-                Int(after as i64),
+                Int(i64::try_from(after).unwrap_or(i64::MAX)),
                 Int(rows::sql_limit(max)),
             ],
             |row| rows::config_version(row).map(Arc::new),

@@ -256,10 +256,12 @@ fn history_pages_cover_the_kept_versions_once_in_order(open: Open) {
         [json!(6), json!(7)]
     );
     assert_eq!(page.next, Some(HistoryPage::new(Some(7), Some(2)).unwrap()));
-    let past_the_end = alice
-        .config_history_page(&k, HistoryPage::new(Some(10), None).unwrap())
-        .unwrap();
-    assert_eq!((past_the_end.versions.len(), past_the_end.next), (0, None));
+    for after in [10, i64::MAX as u64, u64::MAX] {
+        let past_the_end = alice
+            .config_history_page(&k, HistoryPage::new(Some(after), None).unwrap())
+            .unwrap();
+        assert_eq!((past_the_end.versions.len(), past_the_end.next), (0, None));
+    }
     assert_eq!(alice.config_history(&k).unwrap().len(), 7);
     assert!(matches!(
         alice.config_history_page(&key("nope"), HistoryPage::default()),
