@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use warp::reply::Response;
 
 use crate::error::{error_response, unauthorized};
+use crate::large_reads::LargeReads;
 use crate::metrics::Metrics;
 use crate::oauth::{GithubOAuth, GithubSettings};
 
@@ -57,6 +58,7 @@ pub struct App {
     pub(crate) body_limit: u64,
     runner: Runner,
     queue_timeout: Duration,
+    large_reads: LargeReads,
     last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
 }
 
@@ -108,6 +110,9 @@ impl App {
             body_limit,
             runner,
             queue_timeout: options.queue.timeout,
+            large_reads: LargeReads::start().map_err(|e| {
+                Error::Storage(format!("cannot start the large reads' threads: {e}"))
+            })?,
             last_live_count: Arc::default(),
         })
     }
@@ -247,10 +252,11 @@ impl App {
 
 impl App {
     /// Authenticates `token`, then runs `op`, which only reads, as its user, and answers
-    /// with its response, all on the blocking pool whatever the backend: a long read (a
-    /// history page of large values, and its JSON) then neither waits in the committer's
-    /// queue nor holds it or a runtime thread up. The store reads beside its writer
-    /// (`Backend::read`), so the operations queued meanwhile are not held up either.
+    /// with its response, all on the large reads' threads (`large_reads.rs`: a lower CPU
+    /// priority) whatever the backend: a long read (a history page of large values, and its
+    /// JSON) then neither waits in the committer's queue nor holds it or a runtime thread up.
+    /// The store reads beside its writer (`Backend::read`), so the operations queued
+    /// meanwhile are not held up either.
     pub(crate) async fn read_as_user<F>(&self, token: Option<String>, op: F) -> Response
     where
         F: FnOnce(&Session) -> Result<Response> + Send + 'static,
@@ -258,8 +264,10 @@ impl App {
         let Some(token) = token else {
             return unauthorized();
         };
+        let store = self.store.clone();
         let outcome = self
-            .on_pool(move |store| op(&store.authenticate(&token)?))
+            .large_reads
+            .run(move || op(&store.authenticate(&token)?))
             .await;
         respond(outcome, |response| response)
     }

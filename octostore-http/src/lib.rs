@@ -24,6 +24,7 @@ mod app;
 pub mod client;
 pub mod dto;
 mod error;
+mod large_reads;
 mod metrics;
 mod oauth;
 mod request;

@@ -1,0 +1,77 @@
+//! Threads for reads that may be large (config history pages and lists, with their JSON), at
+//! a lower CPU priority than the runtime's and the committer's threads (nice
+//! [`NICENESS`], on Linux): on a busy machine, a user reading megabytes in a loop gets the
+//! CPU the small operations of the others leave, and those are scheduled first. At most
+//! [`THREADS`] such reads run at once; more wait in a queue.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// How many large reads run at once: as many as SQLite's read connections.
+const THREADS: usize = 4;
+/// How much less CPU priority the threads have than the others (0 is the default, 19 the
+/// least).
+const NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The queue of large reads. Cheap to clone; the threads end with the last clone.
+#[derive(Clone)]
+pub(crate) struct LargeReads {
+    queue: mpsc::Sender<Job>,
+}
+
+impl LargeReads {
+    /// Starts the threads.
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let (queue, jobs) = mpsc::channel::<Job>();
+        let jobs = Arc::new(Mutex::new(jobs));
+        for i in 0..THREADS {
+            let jobs = Arc::clone(&jobs);
+            std::thread::Builder::new()
+                .name(format!("octostore-read-{i}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let next = jobs.lock().recv();
+                        match next {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })?;
+        }
+        Ok(Self { queue })
+    }
+
+    /// `work`'s outcome, run on one of the threads; `None` if it panicked.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (sender, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            if let Ok(value) = outcome {
+                let _ = sender.send(value);
+            }
+        });
+        self.queue.send(job).ok()?;
+        answer.await.ok()
+    }
+}
+
+/// Lowers the calling thread's CPU priority (Linux: each thread has its own nice value);
+/// elsewhere, or if refused, the thread keeps the process's.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority and gettid only read their integer arguments.
+    unsafe {
+        let thread = libc::gettid() as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, thread, NICENESS) != 0 {
+            tracing::warn!("cannot lower the priority of the large reads' threads");
+        }
+    }
+}
