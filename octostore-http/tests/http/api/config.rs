@@ -456,8 +456,9 @@ fn history_is_answered_while_the_file_is_locked_by_another_process() {
     let (locked, holding) = mpsc::channel();
     let (release, released) = mpsc::channel::<()>();
     let holder = std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         other
-            .group(|| {
+            .group(deadline, || {
                 me.put_config(&ConfigKey::parse("x").unwrap(), json!(1), None)
                     .unwrap();
                 locked.send(()).unwrap();
