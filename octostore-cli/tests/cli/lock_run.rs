@@ -1,7 +1,7 @@
 //! `lock run`: exclusion between processes, the lease in the environment, lease loss.
 
 use std::path::PathBuf;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{alive, finish, wait_for_file, Env, Proxy};
@@ -181,10 +181,30 @@ impl Family {
         )
     }
 
+    /// `lock run demo --ttl 3` of the script, its stderr captured.
+    fn run_demo(&self, env: &Env) -> Command {
+        let script = self.script();
+        let mut command = env.command(&[
+            "lock", "run", "demo", "--ttl", "3", "--", "sh", "-c", &script,
+        ]);
+        command.stderr(Stdio::piped());
+        command
+    }
+
     /// The pids, once both are written.
     fn pids(&self) -> [i32; 2] {
         [&self.command, &self.grandchild].map(|path| wait_for_file(path).trim().parse().unwrap())
     }
+}
+
+/// `run` ends with exit code 6, saying that the lease on `demo` was lost.
+fn expect_lost(run: Child) {
+    let run = finish(run).expect(6);
+    assert!(
+        run.stderr.contains("lost the lease on demo"),
+        "{}",
+        run.stderr
+    );
 }
 
 impl Drop for Family {
@@ -212,20 +232,9 @@ fn a_server_gone_silent_ends_the_group_before_another_client_can_acquire() {
     let env = Env::remote();
     let proxy = Proxy::to(env.url());
     let family = Family::in_env(&env);
-    let run = env
-        .command(&[
-            "lock",
-            "run",
-            "demo",
-            "--ttl",
-            "3",
-            "--",
-            "sh",
-            "-c",
-            &family.script(),
-        ])
+    let run = family
+        .run_demo(&env)
         .env("OCTOSTORE_URL", proxy.url())
-        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let pids = family.pids();
@@ -254,12 +263,7 @@ fn a_server_gone_silent_ends_the_group_before_another_client_can_acquire() {
             "process {pid} still runs as another holds the lock"
         );
     }
-    let run = finish(run).expect(6);
-    assert!(
-        run.stderr.contains("lost the lease on demo"),
-        "{}",
-        run.stderr
-    );
+    expect_lost(run);
 }
 
 #[test]
@@ -267,21 +271,7 @@ fn a_file_held_by_another_writer_ends_the_group_by_the_lease_end() {
     let env = Env::local();
     let family = Family::in_env(&env);
     let ttl = Duration::from_secs(3);
-    let run = env
-        .command(&[
-            "lock",
-            "run",
-            "demo",
-            "--ttl",
-            "3",
-            "--",
-            "sh",
-            "-c",
-            &family.script(),
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let run = family.run_demo(&env).spawn().unwrap();
     let pids = family.pids();
     // Another process's writer holds the file: every renewal from now on waits for it.
     let writer = rusqlite::Connection::open(env.db()).unwrap();
@@ -301,12 +291,7 @@ fn a_file_held_by_another_writer_ends_the_group_by_the_lease_end() {
         ended - (held + ttl)
     );
     writer.execute_batch("ROLLBACK").unwrap();
-    let run = finish(run).expect(6);
-    assert!(
-        run.stderr.contains("lost the lease on demo"),
-        "{}",
-        run.stderr
-    );
+    expect_lost(run);
 }
 
 #[test]
