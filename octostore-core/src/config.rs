@@ -107,10 +107,14 @@ impl HistoryPage {
                     )
                 })?,
         };
-        Ok(Self {
-            after: after.unwrap_or(0),
-            limit,
-        })
+        let after = after.unwrap_or(0);
+        if after > i64::MAX as u64 {
+            return Err(Error::invalid(
+                "after",
+                format!("must be a version number, at most {}", i64::MAX),
+            ));
+        }
+        Ok(Self { after, limit })
     }
 
     /// The page starts after this version (0: at the oldest kept).

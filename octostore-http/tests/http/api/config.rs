@@ -394,7 +394,12 @@ fn history_comes_in_pages_each_linking_the_next() {
             .get(&format!("/config/paged/history?{bad}"))
             .invalid("limit");
     }
-    for bad in ["after=-1", "after=1.5", "after="] {
+    for bad in [
+        "after=-1",
+        "after=1.5",
+        "after=",
+        "after=9223372036854775808",
+    ] {
         alice
             .get(&format!("/config/paged/history?{bad}"))
             .invalid("after");
