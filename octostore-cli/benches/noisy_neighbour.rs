@@ -3,8 +3,8 @@
 //! idle, then while one user reads the largest history pages there are (100 versions of
 //! 64 KiB: 6.4 MB each) in a loop. On a SQLite file and in memory. Prints each phase's
 //! median, 99th percentile and longest check, and the pages read. The reading client runs at
-//! the server's large reads' priority (nice 10): on a machine of its own it would not take
-//! the server's CPU at all.
+//! the server's large reads' priority (`SCHED_IDLE`): on a machine of its own it would not
+//! take the server's CPU at all.
 //!
 //! `cargo bench -p octostore-cli --bench noisy_neighbour`
 
@@ -179,8 +179,11 @@ fn bench(name: &str, store: &[&str]) {
             s.spawn(|| {
                 // The reading client stands for one on another machine: here it shares the
                 // server's two cores, so it yields them as the server's own readers do.
-                // SAFETY: setpriority and gettid only read their integer arguments.
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as _, 10) };
+                // SAFETY: sched_setscheduler reads the parameter it is given.
+                unsafe {
+                    let param = libc::sched_param { sched_priority: 0 };
+                    libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param)
+                };
                 let mut page = 0;
                 while reading.load(Ordering::Relaxed) {
                     let path = format!("/config/big/history?after={}&limit=100", page * 100);

@@ -252,7 +252,7 @@ impl App {
 
 impl App {
     /// Authenticates `token`, then runs `op`, which only reads, as its user, and answers
-    /// with its response, all on the large reads' threads (`large_reads.rs`: a lower CPU
+    /// with its response, on the large reads' threads (`large_reads.rs`: the lowest CPU
     /// priority) whatever the backend: a long read (a history page of large values, and its
     /// JSON) then neither waits in the committer's queue nor holds it or a runtime thread up.
     /// The store reads beside its writer (`Backend::read`), so the operations queued
@@ -264,11 +264,17 @@ impl App {
         let Some(token) = token else {
             return unauthorized();
         };
-        let store = self.store.clone();
-        let outcome = self
-            .large_reads
-            .run(move || op(&store.authenticate(&token)?))
-            .await;
+        // Authenticated on the blocking pool, at the usual priority: on a file, telling
+        // whether another process wrote takes the writer's connection for an instant, which a
+        // thread of the lowest priority must never hold while the committer waits for it.
+        // Not on the committer, whose next group may wait for a file another process holds:
+        // reads need not.
+        let session = match self.on_pool(move |store| store.authenticate(&token)).await {
+            Some(Ok(session)) => session,
+            Some(Err(e)) => return error_response(&e),
+            None => return error_response(&not_finished()),
+        };
+        let outcome = self.large_reads.run(move || op(&session)).await;
         respond(outcome, |response| response)
     }
 }

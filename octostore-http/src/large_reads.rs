@@ -1,8 +1,10 @@
 //! Threads for reads that may be large (config history pages and lists, with their JSON), at
-//! a lower CPU priority than the runtime's and the committer's threads (nice
-//! [`NICENESS`], on Linux): on a busy machine, a user reading megabytes in a loop gets the
-//! CPU the small operations of the others leave, and those are scheduled first. At most
-//! [`THREADS`] such reads run at once; more wait in a queue.
+//! the lowest CPU priority (Linux's `SCHED_IDLE`: the least share of a busy core, and any
+//! other thread that wakes runs at once in their place): on a busy machine, a user reading
+//! megabytes in a loop gets the CPU the small operations of the others leave, and those are
+//! scheduled first. Such a thread never holds what the others wait for (the reads are
+//! authenticated on the blocking pool before they come here). At most [`THREADS`] such reads run at once; more
+//! wait in a queue.
 
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -11,9 +13,6 @@ use parking_lot::Mutex;
 
 /// How many large reads run at once: as many as SQLite's read connections.
 const THREADS: usize = 4;
-/// How much less CPU priority the threads have than the others (0 is the default, 19 the
-/// least).
-const NICENESS: i32 = 10;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -63,14 +62,14 @@ impl LargeReads {
     }
 }
 
-/// Lowers the calling thread's CPU priority (Linux: each thread has its own nice value);
-/// elsewhere, or if refused, the thread keeps the process's.
+/// Gives the calling thread the lowest CPU priority (Linux: each thread has its own
+/// policy); elsewhere, or if refused, the thread keeps the process's.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: setpriority and gettid only read their integer arguments.
+    // SAFETY: sched_setscheduler reads the parameter it is given; gettid has no arguments.
     unsafe {
-        let thread = libc::gettid() as libc::id_t;
-        if libc::setpriority(libc::PRIO_PROCESS, thread, NICENESS) != 0 {
+        let param = libc::sched_param { sched_priority: 0 };
+        if libc::sched_setscheduler(libc::gettid(), libc::SCHED_IDLE, &param) != 0 {
             tracing::warn!("cannot lower the priority of the large reads' threads");
         }
     }
