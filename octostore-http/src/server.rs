@@ -74,6 +74,14 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// The kernel's send buffer of each connection (it doubles it for its own bookkeeping). A
+/// large answer (a history page of megabytes) is then written a few hundred KiB per call,
+/// each a short burst of the kernel's network work, instead of megabytes in one, during which
+/// the core could run nothing else: another user's small request waiting for that core was
+/// the worst of its latency beside such a reader. Small answers are not affected; a large one
+/// travels at most this much ahead of the client's acknowledgements (256 KiB a round trip).
+const SEND_BUFFER: usize = 128 * 1024;
+
 /// How long to pause after a failed accept (out of file descriptors, most likely) before
 /// trying again, rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -132,6 +140,9 @@ pub async fn run(
         // The slot is given back when the connection's state is dropped, with its socket.
         slot.forget();
         let conn = Arc::new(Conn::new(shared.clone()));
+        if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER) {
+            tracing::debug!(error = %e, "cannot set the send buffer's size");
+        }
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
