@@ -151,13 +151,13 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
-        let present = Arc::new(());
-        let caller = Caller::until(Instant::now() + self.queue_timeout).present_while(&present);
-        let outcome = match &self.runner {
+        match &self.runner {
+            // Run now, while the request is there: no caller to track.
             Runner::Inline => Some(op(&self.store)),
             Runner::Committer(committer) => {
+                let present = Arc::new(());
                 let (sender, answer) = tokio::sync::oneshot::channel();
-                let queued = committer.submit(caller, op, move |outcome| {
+                let queued = committer.submit(self.caller(&present), op, move |outcome| {
                     let _ = sender.send(outcome);
                 });
                 match queued {
@@ -167,6 +167,8 @@ impl App {
             }
             Runner::Pool { slots, max } => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
+                    let present = Arc::new(());
+                    let caller = self.caller(&present);
                     let op = move |store: &Store| {
                         let _slot = slot;
                         caller.still_waiting()?;
@@ -178,9 +180,13 @@ impl App {
                     "{max} operations are already queued or running"
                 )))),
             },
-        };
-        drop(present);
-        outcome
+        }
+    }
+
+    /// A queued operation's caller: it waits for the queue timeout, and is gone once
+    /// `present`, which lives in the request's future, is dropped with it.
+    fn caller(&self, present: &Arc<()>) -> Caller {
+        Caller::until(Instant::now() + self.queue_timeout).present_while(present)
     }
 
     /// Whether `token` is good, asked where the backend runs best: for a request whose body
