@@ -122,6 +122,11 @@ pub fn unauthorized() -> Response {
     response
 }
 
+/// 404 for a path the API does not have.
+pub fn no_such_path() -> Response {
+    error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
+}
+
 /// 405 naming the methods the path has.
 pub fn method_not_allowed(allow: &'static str) -> Response {
     let mut response = error_json(
@@ -177,7 +182,7 @@ fn closing(mut response: Response) -> Response {
 /// Turns every rejection into a JSON answer; nothing reaches the client as HTML or empty.
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let response = if rejection.is_not_found() {
-        error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
+        no_such_path()
     } else if let Some(too_large) = rejection.find::<BodyTooLarge>() {
         let details = format!("the request body is limited to {} bytes", too_large.limit);
         closing(error_json(

@@ -27,52 +27,27 @@ mod error;
 mod large_reads;
 mod metrics;
 mod oauth;
+pub mod operation;
 mod request;
 mod routes;
 mod server;
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use tokio::net::TcpListener;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::{Filter, Reply};
 
 pub use app::{App, QueueLimits, ServerOptions};
 pub use client::Client;
 pub use oauth::GithubSettings;
 pub use server::ConnectionLimits;
 
-/// Numbers the requests of this process, for their tracing spans.
-static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
-
-/// The whole API as one filter, every rejection answered as JSON, every request counted.
+/// The whole API as one filter, every request answered (as JSON where it is an error),
+/// counted in the metrics and traced.
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let metrics = app.metrics.clone();
     routes::all(app)
-        .recover(error::recover)
-        .unify()
-        .with(warp::log::custom(move |info| {
-            metrics.observe(
-                info.path(),
-                info.method().as_str(),
-                info.status().as_u16(),
-                info.elapsed().as_secs_f64(),
-            )
-        }))
-        // A span per request at debug level: formatting one costs ~2% of a request.
-        .with(warp::trace(|info| {
-            tracing::debug_span!(
-                "request",
-                id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed),
-                method = %info.method(),
-                route = routes::template_of(info.path()).map_or("unmatched", |(t, _)| t),
-            )
-        }))
-        .map(Reply::into_response)
-        .boxed()
 }
 
 /// Serves the API on `listener` with the default [`ConnectionLimits`] until `shutdown`

@@ -9,7 +9,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-use crate::routes::{template, template_index, TEMPLATE_COUNT};
+use crate::operation::ROUTES;
 
 /// The server's metrics.
 pub struct Metrics {
@@ -79,17 +79,21 @@ impl Metrics {
             requests,
             latency,
             live_locks,
-            routes: (0..=TEMPLATE_COUNT)
-                .map(|_| RouteMetrics::default())
-                .collect(),
+            routes: (0..=ROUTES).map(|_| RouteMetrics::default()).collect(),
         }
     }
 
-    /// Counts one answered request.
-    pub fn observe(&self, path: &str, method: &str, status: u16, seconds: f64) {
-        let index = template_index(path);
-        let route = index.map_or("unmatched", template);
-        let cached = &self.routes[index.unwrap_or(TEMPLATE_COUNT)];
+    /// Counts one answered request of `route` (its number and template, from
+    /// [`Operation::find`](crate::operation::Operation::find); `None`: no route matched).
+    pub fn observe(
+        &self,
+        route: Option<(usize, &'static str)>,
+        method: &str,
+        status: u16,
+        seconds: f64,
+    ) {
+        let (index, route) = route.unwrap_or((ROUTES, "unmatched"));
+        let cached = &self.routes[index];
         self.count_request(cached, route, method, status);
         cached
             .latency
@@ -139,12 +143,18 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operation::Operation;
+
+    /// The route of a request for `path`, as the dispatcher finds it.
+    fn route(path: &str) -> Option<(usize, &'static str)> {
+        Operation::find(&http::Method::GET, path).map(|m| (m.route, m.template))
+    }
 
     #[test]
     fn requests_are_counted_by_route_template() {
         let metrics = Metrics::new();
-        metrics.observe("/locks/a/acquire", "POST", 200, 0.001);
-        metrics.observe("/nope/x/y/z", "GET", 404, 0.001);
+        metrics.observe(route("/locks/a/acquire"), "POST", 200, 0.001);
+        metrics.observe(route("/nope/x/y/z"), "GET", 404, 0.001);
         let text = metrics.render(3);
         assert!(text.contains(
             r#"octostore_http_requests_total{method="POST",route="/locks/{name}/acquire",status="200"} 1"#
@@ -157,15 +167,15 @@ mod tests {
     fn cached_counters_count_every_request() {
         let metrics = Metrics::new();
         for _ in 0..3 {
-            metrics.observe("/locks/a/release", "POST", 200, 0.001);
+            metrics.observe(route("/locks/a/release"), "POST", 200, 0.001);
         }
         for made_up in ["BREW", "PROPFIND", "X-1", "X-2"] {
-            metrics.observe("/locks/b/release", made_up, 200, 0.001);
+            metrics.observe(route("/locks/b/release"), made_up, 200, 0.001);
         }
         // More statuses on one route than the cache keeps.
         for status in 400..(400 + CACHED_PER_ROUTE as u16 + 4) {
-            metrics.observe("/locks", "GET", status, 0.001);
-            metrics.observe("/locks", "GET", status, 0.001);
+            metrics.observe(route("/locks"), "GET", status, 0.001);
+            metrics.observe(route("/locks"), "GET", status, 0.001);
         }
         let text = metrics.render(0);
         assert!(text.contains(

@@ -9,13 +9,14 @@
 
 use oauth2::url::form_urlencoded;
 use octostore_core::{Error, Login};
-use warp::filters::BoxedFilter;
-use warp::http::header::{CACHE_CONTROL, LOCATION, RETRY_AFTER, SET_COOKIE};
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::header::{
+    CACHE_CONTROL, COOKIE as COOKIE_HEADER, LOCATION, RETRY_AFTER, SET_COOKIE,
+};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::Reply;
 
-use super::{bearer, ok, with_app};
+use super::{ok, Request};
 use crate::app::App;
 use crate::dto::{ErrorBody, NewToken, SignedIn, UserInfo};
 use crate::error::{error_response, json, unauthorized};
@@ -25,27 +26,7 @@ use crate::oauth::{
 };
 use crate::server::Peer;
 
-pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let rotate = warp::path!("auth" / "token" / "rotate")
-        .and(warp::post())
-        .and(with_app(app))
-        .and(bearer())
-        .then(rotate);
-    let github = warp::path!("auth" / "github")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(warp::ext::optional::<Peer>())
-        .map(begin);
-    let callback = warp::path!("auth" / "github" / "callback")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(raw_query())
-        .and(warp::cookie::optional::<String>(COOKIE))
-        .then(callback);
-    rotate.or(github).unify().or(callback).unify().boxed()
-}
-
-async fn rotate(app: App, token: Option<String>) -> Response {
+pub(super) async fn rotate(Request { app, token, .. }: Request) -> Response {
     let Some(token) = token else {
         return unauthorized();
     };
@@ -58,15 +39,9 @@ async fn rotate(app: App, token: Option<String>) -> Response {
     .await
 }
 
-/// The query string, empty if there is none. (Read raw rather than with `warp::query`, which
-/// logs a query it cannot decode, and this one carries secrets.)
-fn raw_query() -> impl Filter<Extract = (String,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify()
-}
-
 /// `GET /auth/github`: 302 to GitHub's authorize page with a fresh state, setting the
 /// sign-in cookie; 429 once the client's address has begun too many.
-fn begin(app: App, peer: Option<Peer>) -> Response {
+pub(super) async fn begin(Request { app, peer, .. }: Request) -> Response {
     let Some(oauth) = &app.oauth else {
         return not_configured();
     };
@@ -116,7 +91,10 @@ fn too_many_begun(too_many: TooManyBegun) -> Response {
 
 /// `GET /auth/github/callback`: the state and the browser's cookie first (a forged callback
 /// goes no further), then the code. Every answer clears the cookie.
-async fn callback(app: App, query: String, cookie: Option<String>) -> Response {
+pub(super) async fn callback(request: Request) -> Response {
+    let cookie = cookie(&request.headers, COOKIE);
+    let Request { app, query, .. } = request;
+    let query = query.unwrap_or_default();
     let Some(oauth) = app.oauth.clone() else {
         return not_configured();
     };
@@ -271,4 +249,17 @@ fn not_configured() -> Response {
             details: Some("start the server with the OCTOSTORE_GITHUB_* settings".into()),
         },
     )
+}
+
+/// The value of the cookie `name` in the request's `Cookie` headers, if it has one.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(COOKIE_HEADER)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.to_owned())
+        })
 }

@@ -2,62 +2,27 @@
 //! `Link` header), delete, list. History and list are reads beside the store's writer
 //! ([`App::read_as_user`]).
 
-use bytes::Bytes;
 use octostore_core::{Api, ConfigKey, Description, Error, HistoryPage, Result};
-use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
-use warp::Filter;
 
-use super::{bearer, bearer_and_body, ok, query, reply, with_app};
-use crate::app::App;
+use super::{ok, reply, Request};
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::request::{path_name, JsonBody};
-
-pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let put = warp::path!("config" / String)
-        .and(warp::put())
-        .and(with_app(app))
-        .and(bearer_and_body(app))
-        .then(put);
-    let get = warp::path!("config" / String)
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .and(query())
-        .then(get);
-    let delete = warp::path!("config" / String)
-        .and(warp::delete())
-        .and(with_app(app))
-        .and(bearer())
-        .then(delete);
-    let history = warp::path!("config" / String / "history")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .and(query())
-        .then(history);
-    let list = warp::path!("config")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .then(list);
-    put.or(get)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(history)
-        .unify()
-        .or(list)
-        .unify()
-        .boxed()
-}
 
 fn config_key(raw: &str) -> Result<ConfigKey> {
     ConfigKey::parse(&path_name(raw, "key")?)
 }
 
-pub(super) async fn put(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn put(
+    Request {
+        name: raw,
+        app,
+        token,
+        body,
+        ..
+    }: Request,
+) -> Response {
     // Parsed here, off the store's thread; an error is answered after authentication.
     let request = (|| {
         let key = config_key(&raw)?;
@@ -80,12 +45,14 @@ pub(super) async fn put(raw: String, app: App, token: Option<String>, body: Byte
     .await
 }
 
-pub(super) async fn get(
-    raw: String,
-    app: App,
-    token: Option<String>,
-    query: Vec<(String, String)>,
-) -> Response {
+pub(super) async fn get(request: Request) -> Response {
+    let query = request.query_pairs();
+    let Request {
+        name: raw,
+        app,
+        token,
+        ..
+    } = request;
     let request = (|| {
         let key = config_key(&raw)?;
         let version = match query.iter().find(|(k, _)| k == "version") {
@@ -120,12 +87,14 @@ fn number(query: &[(String, String)], name: &'static str, what: &str) -> Result<
         .transpose()
 }
 
-async fn history(
-    raw: String,
-    app: App,
-    token: Option<String>,
-    query: Vec<(String, String)>,
-) -> Response {
+pub(super) async fn history(request: Request) -> Response {
+    let query = request.query_pairs();
+    let Request {
+        name: raw,
+        app,
+        token,
+        ..
+    } = request;
     let request = (|| {
         let key = config_key(&raw)?;
         let after = number(&query, "after", "a version number")?;
@@ -157,7 +126,14 @@ async fn history(
     .await
 }
 
-async fn delete(raw: String, app: App, token: Option<String>) -> Response {
+pub(super) async fn delete(
+    Request {
+        name: raw,
+        app,
+        token,
+        ..
+    }: Request,
+) -> Response {
     app.as_user(token, move |session| {
         session.delete_config(&config_key(&raw)?)?;
         ok(&Deleted { deleted: true })
@@ -165,7 +141,7 @@ async fn delete(raw: String, app: App, token: Option<String>) -> Response {
     .await
 }
 
-async fn list(app: App, token: Option<String>) -> Response {
+pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
     app.read_as_user(token, move |session| {
         let configs = session.configs()?;
         ok(&ConfigList {

@@ -1,52 +1,25 @@
 //! `/flags`: set, evaluate (`?subject=`), delete, list.
 
-use bytes::Bytes;
 use octostore_core::{Api, FlagName, Percentage, Result, Subject};
-use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::Filter;
 
-use super::{bearer, bearer_and_body, ok, query, reply, with_app};
-use crate::app::App;
+use super::{ok, reply, Request};
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 use crate::request::{path_name, JsonBody};
-
-pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let set = warp::path!("flags" / String)
-        .and(warp::put())
-        .and(with_app(app))
-        .and(bearer_and_body(app))
-        .then(set);
-    let evaluate = warp::path!("flags" / String)
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .and(query())
-        .then(evaluate);
-    let delete = warp::path!("flags" / String)
-        .and(warp::delete())
-        .and(with_app(app))
-        .and(bearer())
-        .then(delete);
-    let list = warp::path!("flags")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .then(list);
-    set.or(evaluate)
-        .unify()
-        .or(delete)
-        .unify()
-        .or(list)
-        .unify()
-        .boxed()
-}
 
 fn flag_name(raw: &str) -> Result<FlagName> {
     FlagName::parse(&path_name(raw, "name")?)
 }
 
-pub(super) async fn set(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn set(
+    Request {
+        name: raw,
+        app,
+        token,
+        body,
+        ..
+    }: Request,
+) -> Response {
     // Parsed here, off the store's thread; an error is answered after authentication.
     let request = (|| {
         let name = flag_name(&raw)?;
@@ -69,12 +42,14 @@ pub(super) async fn set(raw: String, app: App, token: Option<String>, body: Byte
     .await
 }
 
-pub(super) async fn evaluate(
-    raw: String,
-    app: App,
-    token: Option<String>,
-    query: Vec<(String, String)>,
-) -> Response {
+pub(super) async fn evaluate(request: Request) -> Response {
+    let query = request.query_pairs();
+    let Request {
+        name: raw,
+        app,
+        token,
+        ..
+    } = request;
     let request = (|| {
         let name = flag_name(&raw)?;
         let subject = match query.iter().find(|(k, _)| k == "subject") {
@@ -100,7 +75,14 @@ pub(super) async fn evaluate(
     .await
 }
 
-async fn delete(raw: String, app: App, token: Option<String>) -> Response {
+pub(super) async fn delete(
+    Request {
+        name: raw,
+        app,
+        token,
+        ..
+    }: Request,
+) -> Response {
     app.as_user(token, move |session| {
         session.delete_flag(&flag_name(&raw)?)?;
         ok(&Deleted { deleted: true })
@@ -108,7 +90,7 @@ async fn delete(raw: String, app: App, token: Option<String>) -> Response {
     .await
 }
 
-async fn list(app: App, token: Option<String>) -> Response {
+pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
     app.as_user(token, move |session| {
         let flags = session.flags()?;
         ok(&FlagList {

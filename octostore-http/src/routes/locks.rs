@@ -1,59 +1,25 @@
 //! `/locks`: acquire, release, renew, status, list.
 
-use bytes::Bytes;
 use octostore_core::{Api, ClientId, LeaseId, LockName, LockStatus, Result, Ttl};
-use warp::filters::BoxedFilter;
 use warp::reply::Response;
-use warp::Filter;
 
-use super::{bearer, bearer_and_body, ok, reply, with_app};
-use crate::app::App;
+use super::{ok, reply, Request};
 use crate::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
 use crate::request::{path_name, JsonBody};
-
-pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let acquire = warp::path!("locks" / String / "acquire")
-        .and(warp::post())
-        .and(with_app(app))
-        .and(bearer_and_body(app))
-        .then(acquire);
-    let release = warp::path!("locks" / String / "release")
-        .and(warp::post())
-        .and(with_app(app))
-        .and(bearer_and_body(app))
-        .then(release);
-    let renew = warp::path!("locks" / String / "renew")
-        .and(warp::post())
-        .and(with_app(app))
-        .and(bearer_and_body(app))
-        .then(renew);
-    let status = warp::path!("locks" / String)
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .then(status);
-    let list = warp::path!("locks")
-        .and(warp::get())
-        .and(with_app(app))
-        .and(bearer())
-        .then(list);
-    acquire
-        .or(release)
-        .unify()
-        .or(renew)
-        .unify()
-        .or(status)
-        .unify()
-        .or(list)
-        .unify()
-        .boxed()
-}
 
 fn lock_name(raw: &str) -> Result<LockName> {
     LockName::parse(&path_name(raw, "name")?)
 }
 
-pub(super) async fn acquire(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn acquire(
+    Request {
+        name: raw,
+        app,
+        token,
+        body,
+        ..
+    }: Request,
+) -> Response {
     // Parsed here, off the store's thread; an error is answered after authentication.
     let request = (|| {
         let name = lock_name(&raw)?;
@@ -76,7 +42,15 @@ pub(super) async fn acquire(raw: String, app: App, token: Option<String>, body: 
     .await
 }
 
-pub(super) async fn release(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn release(
+    Request {
+        name: raw,
+        app,
+        token,
+        body,
+        ..
+    }: Request,
+) -> Response {
     let request = (|| {
         Ok((
             lock_name(&raw)?,
@@ -99,7 +73,15 @@ pub(super) async fn release(raw: String, app: App, token: Option<String>, body: 
     .await
 }
 
-pub(super) async fn renew(raw: String, app: App, token: Option<String>, body: Bytes) -> Response {
+pub(super) async fn renew(
+    Request {
+        name: raw,
+        app,
+        token,
+        body,
+        ..
+    }: Request,
+) -> Response {
     let request = (|| {
         let name = lock_name(&raw)?;
         let body = JsonBody::parse(&body)?;
@@ -123,7 +105,14 @@ pub(super) async fn renew(raw: String, app: App, token: Option<String>, body: By
     .await
 }
 
-async fn status(raw: String, app: App, token: Option<String>) -> Response {
+pub(super) async fn status(
+    Request {
+        name: raw,
+        app,
+        token,
+        ..
+    }: Request,
+) -> Response {
     app.as_user(token, move |session| {
         let name = lock_name(&raw)?;
         match session.lock_status(&name)? {
@@ -141,7 +130,7 @@ async fn status(raw: String, app: App, token: Option<String>) -> Response {
     .await
 }
 
-async fn list(app: App, token: Option<String>) -> Response {
+pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
     app.as_user(token, move |session| {
         let leases = session.locks()?;
         ok(&LockList {

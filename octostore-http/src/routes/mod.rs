@@ -1,208 +1,196 @@
-//! The routes, one module per tag of the contract, and the filters they share. Every path
-//! answers the methods it has; any other method gets 405 with `Allow`.
+//! The dispatcher: one warp filter that finds each request's [`Operation`] in the table and
+//! hands it to its handler, one module per tag of the contract. A path of the table asked with
+//! a method it does not answer gets 405 with `Allow`; any other path 404.
 
 mod auth;
 mod config;
-mod fast;
 mod flags;
 mod limits;
 mod locks;
 mod system;
 
-use std::convert::Infallible;
+use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
 use octostore_core::Error;
+use tracing::Instrument;
 use warp::filters::BoxedFilter;
-use warp::http::{Method, StatusCode};
+use warp::http::header::{AUTHORIZATION, CONTENT_LENGTH};
+use warp::http::{HeaderMap, Method, StatusCode};
 use warp::path::FullPath;
 use warp::reply::Response;
-use warp::{Filter, Rejection};
+use warp::Filter;
 
 use crate::app::App;
-use crate::error::{json, method_not_allowed};
+use crate::error::{json, method_not_allowed, no_such_path};
+use crate::operation::{Body, Operation};
 use crate::request::{read_body, refuse};
+use crate::server::Peer;
 
-/// Every route of the API.
-pub fn all(app: &App) -> BoxedFilter<(Response,)> {
-    fast::routes(app).or(by_tag(app)).unify().boxed()
+/// Numbers the requests of this process, for their tracing spans.
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// One request, as the dispatcher hands it to its operation's handler.
+pub(crate) struct Request {
+    pub app: App,
+    /// The name in the path as sent (percent-encoded); empty if the template has none.
+    pub name: String,
+    /// The bearer token of the `Authorization` header, if it has one.
+    pub token: Option<String>,
+    /// The query string as sent, if there is one.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// The client's address, where the connection layer gave it.
+    pub peer: Option<Peer>,
+    /// The body, read as far as the token earned (see [`read_body`]); empty for an operation
+    /// that reads none.
+    pub body: Bytes,
 }
 
-/// Every route, tried tag by tag (the busiest are matched first by [`fast`], to the same
-/// handlers).
-fn by_tag(app: &App) -> BoxedFilter<(Response,)> {
-    system::routes(app)
-        .or(auth::routes(app))
-        .unify()
-        .or(locks::routes(app))
-        .unify()
-        .or(limits::routes(app))
-        .unify()
-        .or(flags::routes(app))
-        .unify()
-        .or(config::routes(app))
-        .unify()
-        .or(other_method())
-        .unify()
+impl Request {
+    /// The query string's name–value pairs, percent-decoded.
+    fn query_pairs(&self) -> Vec<(String, String)> {
+        let query = self.query.as_deref().unwrap_or_default();
+        form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect()
+    }
+}
+
+/// The whole API: every request is answered here, counted in the metrics and traced.
+pub fn all(app: &App) -> BoxedFilter<(Response,)> {
+    let app = app.clone();
+    let query = warp::query::raw()
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify();
+    warp::method()
+        .and(warp::path::full())
+        .and(query)
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<Peer>())
+        .and(warp::body::stream())
+        .then(move |method, path, query, headers, peer, body| {
+            dispatch(app.clone(), method, path, query, headers, peer, body)
+        })
         .boxed()
 }
 
-/// Each path template of the API and the methods it answers, for metrics labels and `Allow`,
-/// in the order of [`template_index`].
-const TEMPLATES: [(&str, &str); 19] = [
-    ("/health", "GET"),
-    ("/metrics", "GET"),
-    ("/openapi.yaml", "GET"),
-    ("/auth/github", "GET"),
-    ("/auth/github/callback", "GET"),
-    ("/auth/token/rotate", "POST"),
-    ("/locks", "GET"),
-    ("/locks/{name}", "GET"),
-    ("/locks/{name}/acquire", "POST"),
-    ("/locks/{name}/release", "POST"),
-    ("/locks/{name}/renew", "POST"),
-    ("/limits", "GET"),
-    ("/limits/{name}", "GET, DELETE"),
-    ("/limits/{name}/check", "POST"),
-    ("/flags", "GET"),
-    ("/flags/{name}", "PUT, GET, DELETE"),
-    ("/config", "GET"),
-    ("/config/{key}", "PUT, GET, DELETE"),
-    ("/config/{key}/history", "GET"),
-];
-
-/// How many path templates the API has: [`template_index`] answers below this.
-pub const TEMPLATE_COUNT: usize = TEMPLATES.len();
-
-/// The index in [`TEMPLATES`] of the path template that `path` matches (any segment, the
-/// empty one included, matches a name), without allocating: it runs for every request.
-pub fn template_index(path: &str) -> Option<usize> {
-    // The segments, split by hand: `str::split` costs more than the match below.
-    let path = path.trim_start_matches('/');
-    let mut segments = [None; 3];
-    let (mut count, mut start) = (0, 0);
-    for (i, byte) in path.bytes().enumerate() {
-        if byte == b'/' {
-            *segments.get_mut(count)? = Some(&path[start..i]);
-            count += 1;
-            start = i + 1;
-        }
-    }
-    *segments.get_mut(count)? = Some(&path[start..]);
-    let [Some(first), second, third] = segments else {
-        unreachable!("the first segment is always set")
-    };
-    Some(match (first, second, third) {
-        ("health", None, None) => 0,
-        ("metrics", None, None) => 1,
-        ("openapi.yaml", None, None) => 2,
-        ("auth", Some("github"), None) => 3,
-        ("auth", Some("github"), Some("callback")) => 4,
-        ("auth", Some("token"), Some("rotate")) => 5,
-        ("locks", None, None) => 6,
-        ("locks", Some(_), None) => 7,
-        ("locks", Some(_), Some("acquire")) => 8,
-        ("locks", Some(_), Some("release")) => 9,
-        ("locks", Some(_), Some("renew")) => 10,
-        ("limits", None, None) => 11,
-        ("limits", Some(_), None) => 12,
-        ("limits", Some(_), Some("check")) => 13,
-        ("flags", None, None) => 14,
-        ("flags", Some(_), None) => 15,
-        ("config", None, None) => 16,
-        ("config", Some(_), None) => 17,
-        ("config", Some(_), Some("history")) => 18,
-        _ => return None,
-    })
-}
-
-/// The path template `path` matches and the methods it answers, for metrics labels and
-/// `Allow`.
-pub fn template_of(path: &str) -> Option<(&'static str, &'static str)> {
-    template_index(path).map(|i| TEMPLATES[i])
-}
-
-/// The template of index `index` (from [`template_index`]).
-pub fn template(index: usize) -> &'static str {
-    TEMPLATES[index].0
-}
-
-/// 405 with `Allow` for a known path asked with a method it does not answer. A request with
-/// an allowed method that reaches here was rejected by its route for another reason, which
-/// this leaves standing.
-fn other_method() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
-    warp::method()
-        .and(warp::path::full())
-        .and_then(|method: Method, path: FullPath| async move {
-            match template_of(path.as_str()) {
-                Some((_, allow)) if !allow.split(", ").any(|m| m == method.as_str()) => {
-                    Ok(method_not_allowed(allow))
+/// Finds the request's operation, reads its body if it has one, and runs its handler.
+async fn dispatch<S, B>(
+    app: App,
+    method: Method,
+    path: FullPath,
+    query: Option<String>,
+    headers: HeaderMap,
+    peer: Option<Peer>,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf + Send + 'static,
+{
+    let started = Instant::now();
+    let matched = Operation::find(&method, path.as_str());
+    let route = matched.map(|m| (m.route, m.template));
+    let span = tracing::debug_span!(
+        "request",
+        id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        %method,
+        route = route.map_or("unmatched", |(_, template)| template),
+    );
+    let response = async {
+        let Some(matched) = matched else {
+            return no_such_path();
+        };
+        let Some(operation) = matched.operation else {
+            return method_not_allowed(matched.allow);
+        };
+        let token = bearer(&headers);
+        let body = match operation.body() {
+            Body::None => Bytes::new(),
+            Body::Json => {
+                let length = headers
+                    .get(CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+                let read = match token.clone() {
+                    None => Err(refuse(length, body, Error::Unauthorized)),
+                    Some(token) => {
+                        let limit = app.body_limit;
+                        read_body(length, body, limit, || app.authenticate(token)).await
+                    }
+                };
+                match read {
+                    Ok(body) => body,
+                    Err(rejection) => {
+                        let Ok(response) = crate::error::recover(rejection).await;
+                        return response;
+                    }
                 }
-                _ => Err(warp::reject::not_found()),
             }
-        })
+        };
+        let request = Request {
+            app: app.clone(),
+            name: matched
+                .name
+                .map_or_else(String::new, |(raw, _)| raw.to_owned()),
+            token,
+            query,
+            headers,
+            peer,
+            body,
+        };
+        handle(operation, request).await
+    }
+    .instrument(span)
+    .await;
+    app.metrics.observe(
+        route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
-/// The app, for handlers.
-fn with_app(app: &App) -> impl Filter<Extract = (App,), Error = Infallible> + Clone {
-    let app = app.clone();
-    warp::any().map(move || app.clone())
+/// Runs `operation`'s handler: the one place that joins the table to the handlers.
+async fn handle(operation: Operation, request: Request) -> Response {
+    match operation {
+        Operation::Health => system::health(request).await,
+        Operation::Metrics => system::metrics(request).await,
+        Operation::Openapi => system::openapi(request).await,
+        Operation::GithubLogin => auth::begin(request).await,
+        Operation::GithubCallback => auth::callback(request).await,
+        Operation::RotateToken => auth::rotate(request).await,
+        Operation::ListLocks => locks::list(request).await,
+        Operation::GetLock => locks::status(request).await,
+        Operation::AcquireLock => locks::acquire(request).await,
+        Operation::ReleaseLock => locks::release(request).await,
+        Operation::RenewLock => locks::renew(request).await,
+        Operation::ListLimits => limits::list(request).await,
+        Operation::GetLimit => limits::status(request).await,
+        Operation::ResetLimit => limits::reset(request).await,
+        Operation::CheckLimit => limits::check(request).await,
+        Operation::ListFlags => flags::list(request).await,
+        Operation::SetFlag => flags::set(request).await,
+        Operation::EvaluateFlag => flags::evaluate(request).await,
+        Operation::DeleteFlag => flags::delete(request).await,
+        Operation::ListConfigs => config::list(request).await,
+        Operation::PutConfig => config::put(request).await,
+        Operation::GetConfig => config::get(request).await,
+        Operation::DeleteConfig => config::delete(request).await,
+        Operation::GetConfigHistory => config::history(request).await,
+    }
 }
 
 /// The bearer token of the `Authorization` header, if it has one.
-fn bearer() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
-    warp::header::optional::<String>("authorization")
-        .or(warp::any().map(|| None))
-        .unify()
-        .map(|header: Option<String>| {
-            let header = header?;
-            let (scheme, token) = header.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| token.trim().to_owned())
-        })
-}
-
-/// The bearer token, and the body read only as far as the token earns (see
-/// [`read_body`]): with no token, not at all. The body's refusal (401, 413, 408) is a value,
-/// for a route that answers it itself (the body is gone: no other route can read it).
-fn bearer_and_read_body(
-    app: &App,
-) -> impl Filter<Extract = (Option<String>, Result<Bytes, Rejection>), Error = Rejection> + Clone {
-    with_app(app)
-        .and(bearer())
-        .and(warp::header::optional::<u64>("content-length"))
-        .and(warp::body::stream())
-        .then(
-            |app: App, token: Option<String>, length: Option<u64>, stream| async move {
-                let body = match token.clone() {
-                    None => Err(refuse(length, stream, Error::Unauthorized)),
-                    Some(token) => {
-                        let limit = app.body_limit;
-                        read_body(length, stream, limit, || app.authenticate(token)).await
-                    }
-                };
-                (token, body)
-            },
-        )
-        .untuple_one()
-}
-
-/// The bearer token and the body, as [`bearer_and_read_body`] reads them, the body's refusal
-/// a rejection.
-fn bearer_and_body(
-    app: &App,
-) -> impl Filter<Extract = (Option<String>, Bytes), Error = Rejection> + Clone {
-    bearer_and_read_body(app)
-        .and_then(
-            |token, body: Result<Bytes, Rejection>| async move { body.map(|body| (token, body)) },
-        )
-        .untuple_one()
-}
-
-/// The query string as pairs; a malformed one is a 422 by [`crate::error::recover`].
-fn query() -> impl Filter<Extract = (Vec<(String, String)>,), Error = warp::Rejection> + Clone {
-    warp::query::<Vec<(String, String)>>()
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
 /// A 200 JSON answer.
@@ -213,45 +201,4 @@ fn ok<T: serde::Serialize>(body: &T) -> octostore_core::Result<Response> {
 /// A 200 JSON answer, for [`App::as_user_then`].
 fn reply<T: serde::Serialize>(body: &T) -> Response {
     json(StatusCode::OK, body)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_match_their_templates() {
-        let cases = [
-            ("/health", Some("/health")),
-            ("//health", Some("/health")),
-            ("/health/", None),
-            ("", None),
-            ("/", None),
-            ("/locks", Some("/locks")),
-            ("/locks/", Some("/locks/{name}")),
-            ("/locks/a", Some("/locks/{name}")),
-            ("/locks//acquire", Some("/locks/{name}/acquire")),
-            ("/locks/a/acquire", Some("/locks/{name}/acquire")),
-            ("/locks/a/acquire/", None),
-            ("/locks/a/b", None),
-            ("/auth/github", Some("/auth/github")),
-            ("/auth/github/callback", Some("/auth/github/callback")),
-            ("/auth/x/callback", None),
-            ("/config/k/history", Some("/config/{key}/history")),
-            ("/config/k/history/x", None),
-            ("/nope/x/y/z", None),
-        ];
-        for (path, want) in cases {
-            assert_eq!(template_of(path).map(|(t, _)| t), want, "{path}");
-        }
-        assert_eq!(
-            template_of("/flags/f"),
-            Some(("/flags/{name}", "PUT, GET, DELETE"))
-        );
-        // Each template is the one its own paths match.
-        for (template, _) in TEMPLATES {
-            let path = template.replace("{name}", "n").replace("{key}", "k");
-            assert_eq!(template_of(&path).map(|(t, _)| t), Some(template));
-        }
-    }
 }

@@ -1,29 +1,21 @@
 //! `/health`, `/metrics` and `/openapi.yaml`: public, no token needed.
 
-use warp::filters::BoxedFilter;
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
-use warp::{Filter, Reply};
+use warp::Reply;
 
-use super::with_app;
-use crate::app::App;
+use super::Request;
 use crate::error::error_response;
 
 /// The contract this server implements: the seed API plus documented extensions.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
-pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    let health = warp::path!("health")
-        .and(warp::get())
-        .map(|| text("OK", "text/plain; charset=utf-8"));
-    let openapi = warp::path!("openapi.yaml")
-        .and(warp::get())
-        .map(|| text(OPENAPI_YAML, "application/yaml"));
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_app(app))
-        .then(metrics);
-    health.or(openapi).unify().or(metrics).unify().boxed()
+pub(super) async fn health(_: Request) -> Response {
+    text("OK", "text/plain; charset=utf-8")
+}
+
+pub(super) async fn openapi(_: Request) -> Response {
+    text(OPENAPI_YAML, "application/yaml")
 }
 
 fn text(body: &'static str, content_type: &'static str) -> Response {
@@ -34,7 +26,7 @@ fn text(body: &'static str, content_type: &'static str) -> Response {
     response
 }
 
-async fn metrics(app: App) -> Response {
+pub(super) async fn metrics(Request { app, .. }: Request) -> Response {
     match app.live_locks().await {
         Ok(live) => {
             let mut response = app.metrics.render(live).into_response();
