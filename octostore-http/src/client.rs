@@ -36,20 +36,22 @@ use std::time::Duration;
 use octostore_core::{
     Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
     Description, Error, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
-    LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Resource, Result, Subject, Ttl,
+    LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Result, Subject, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use reqwest::blocking::Client as Http;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
 use crate::dto::{
-    ConfigInfo, ConfigList, Deleted, ErrorBody, FlagEvaluation, FlagInfo, FlagList, History,
-    LimitDecision, LimitList, LimitReset, LockConflict, LockList, LockResponse, NewToken, Released,
+    resource_of, ConfigInfo, ConfigList, Deleted, ErrorBody, ErrorCode, FlagEvaluation, FlagInfo,
+    FlagList, History, LimitDecision, LimitList, LimitReset, LockConflict, LockList, LockResponse,
+    NewToken, Released,
 };
+use crate::operation::Operation;
 
 /// What a path segment escapes: everything but the unreserved characters of RFC 3986.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -187,84 +189,31 @@ fn segment(name: &str, field: &'static str) -> Result<String> {
     Ok(utf8_percent_encode(name, SEGMENT).to_string())
 }
 
-/// What an operation is about: how its 404, 409, 413 and 429 answers read.
-#[derive(Clone, Copy)]
-enum Target<'a> {
-    Lock(&'a LockName),
-    Limit(&'a LimitName),
-    Flag(&'a FlagName),
-    Config(&'a ConfigKey),
-    /// A version of a config key was asked for.
-    ConfigVersion(&'a ConfigKey, i64),
-}
-
-impl Target<'_> {
-    fn path(self) -> Result<String> {
-        Ok(match self {
-            Target::Lock(name) => format!("/locks/{}", segment(name.as_str(), "name")?),
-            Target::Limit(name) => format!("/limits/{}", segment(name.as_str(), "name")?),
-            Target::Flag(name) => format!("/flags/{}", segment(name.as_str(), "name")?),
-            Target::Config(key) | Target::ConfigVersion(key, _) => {
-                format!("/config/{}", segment(key.as_str(), "key")?)
-            }
-        })
-    }
-
-    /// What a quota of this operation counts.
-    fn resource(self) -> Resource {
-        match self {
-            Target::Lock(_) => Resource::Lock,
-            Target::Limit(_) => Resource::Limit,
-            Target::Flag(_) => Resource::Flag,
-            Target::Config(_) | Target::ConfigVersion(..) => Resource::Config,
-        }
-    }
-
-    /// The not-found error of this target, as the core words it. `message` is the server's
-    /// `error`: asked for a version, the key itself may be what is missing.
-    fn not_found(self, message: &str) -> Error {
-        match self {
-            Target::Lock(name) => Error::not_found(Resource::Lock, name),
-            Target::Limit(name) => Error::not_found(Resource::Limit, name),
-            Target::Flag(name) => Error::not_found(Resource::Flag, name),
-            Target::Config(key) => Error::not_found(Resource::Config, key),
-            Target::ConfigVersion(key, _)
-                if message.starts_with(&format!("{} ", Resource::Config)) =>
-            {
-                Error::not_found(Resource::Config, key)
-            }
-            Target::ConfigVersion(key, version) => {
-                Error::not_found(Resource::ConfigVersion, format!("{key}@{version}"))
-            }
-        }
-    }
-}
-
-/// One request: what it asks and what it is about.
-struct Call<'a> {
-    method: Method,
+/// One request: an operation of the table, on its path, with its query and body.
+struct Call {
+    operation: Operation,
     path: String,
     query: Vec<(&'static str, String)>,
     /// The JSON body, serialized.
     body: Option<Vec<u8>>,
-    target: Option<Target<'a>>,
 }
 
-impl<'a> Call<'a> {
-    fn new(method: Method, path: impl Into<String>) -> Self {
+impl Call {
+    /// `operation`, on a path without a name.
+    fn new(operation: Operation) -> Self {
         Self {
-            method,
-            path: path.into(),
+            operation,
+            path: operation.template().to_owned(),
             query: Vec::new(),
             body: None,
-            target: None,
         }
     }
 
-    /// `method` on the target's own path followed by `suffix`.
-    fn on(method: Method, target: Target<'a>, suffix: &str) -> Result<Self> {
-        let mut call = Self::new(method, target.path()? + suffix);
-        call.target = Some(target);
+    /// `operation` on the thing called `name`, escaped into the path.
+    fn on(operation: Operation, name: &str) -> Result<Self> {
+        let field = operation.name_field().unwrap_or("name");
+        let mut call = Self::new(operation);
+        call.path = operation.path_with(&segment(name, field)?);
         Ok(call)
     }
 
@@ -298,9 +247,14 @@ fn next_after(headers: &HeaderMap) -> Option<u64> {
         })
 }
 
-/// An [`Error::Storage`] for an answer no OctoStore server gives.
+/// The error for an answer no OctoStore server gives.
 fn unexpected(what: impl fmt::Display) -> Error {
     Error::Storage(format!("unexpected answer from the server: {what}"))
+}
+
+/// The error for a server that could not be reached (or a gateway that could not reach it).
+fn unreachable(what: impl fmt::Display) -> Error {
+    Error::Storage(format!("server unreachable: {what}"))
 }
 
 /// An error and its sources, as one line.
@@ -328,9 +282,9 @@ fn excerpt(body: &[u8], max: usize) -> String {
     short
 }
 
-/// The API's field names, as the `&'static str` of [`Error::Invalid`]; `"request"` for any
-/// other.
-fn known_field(field: &str) -> &'static str {
+/// The API's field names, as the `&'static str` of [`Error::Invalid`] and
+/// [`Error::TooLarge`]; `"request"` for any other.
+fn known_field(field: Option<&str>) -> &'static str {
     const FIELDS: &[&str] = &[
         "name",
         "key",
@@ -345,119 +299,95 @@ fn known_field(field: &str) -> &'static str {
         "description",
         "version",
         "subject",
+        "after",
+        "limit",
+        "login",
         "body",
     ];
-    FIELDS
-        .iter()
-        .find(|known| **known == field)
+    field
+        .and_then(|field| FIELDS.iter().find(|known| **known == field))
         .copied()
         .unwrap_or("request")
 }
 
-/// The last unsigned integer in `text`, e.g. the limit in "limited to 1024 bytes".
-fn last_number(text: &str) -> Option<usize> {
-    text.split(|c: char| !c.is_ascii_digit())
-        .rfind(|part| !part.is_empty())
-        .and_then(|part| part.parse().ok())
-}
-
-/// The core error the server answered with `status` and `body`, for a request about
-/// `target` whose body was `sent` bytes long.
-fn error_from(status: StatusCode, body: &[u8], target: Option<Target<'_>>, sent: usize) -> Error {
-    if status == StatusCode::UNAUTHORIZED {
-        return Error::Unauthorized;
-    }
-    if let (StatusCode::CONFLICT, Some(Target::Lock(_))) = (status, target) {
-        if let Ok(conflict) = serde_json::from_slice::<LockConflict>(body) {
-            let lock = conflict.lock;
-            return match (LockName::parse(&lock.name), Login::parse(&lock.holder)) {
-                (Ok(name), Ok(holder)) => Error::LockHeld {
-                    name,
-                    holder,
-                    expires_at: lock.expires_at,
-                },
-                _ => unexpected(format!(
-                    "409 naming lock {:?} held by {:?}",
-                    lock.name, lock.holder
-                )),
-            };
-        }
-    }
-    let Ok(ErrorBody { error, details }) = serde_json::from_slice::<ErrorBody>(body) else {
-        return if status.is_server_error() {
-            server_error(status, &excerpt(body, 200))
-        } else {
-            unexpected(format!("{status}: {}", excerpt(body, 200)))
+/// The core error the server answered with `status` and `body`, for a request whose body was
+/// `sent` bytes long: mapped by the answer's `code` alone, its facts read from their fields.
+fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
+    let Ok(answer) = serde_json::from_slice::<ErrorBody>(body) else {
+        return match status {
+            // A gateway's answer: the server itself was not reached.
+            StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT => {
+                unreachable(format!("answered {status}: {}", excerpt(body, 200)))
+            }
+            _ => unexpected(format!("{status}: {}", excerpt(body, 200))),
         };
     };
-    let details = details.unwrap_or_default();
-    match status {
-        StatusCode::NOT_FOUND => match target {
-            // A 404 of the router, not of the store: the base URL is not an OctoStore API.
-            Some(target) if !(error == "not found" && details == "no such path") => {
-                target.not_found(&error)
-            }
-            _ => unexpected(format!(
-                "404 {error} ({details}): is the base URL that of an OctoStore server?"
-            )),
+    let ErrorBody {
+        error,
+        code,
+        details,
+        field,
+        resource,
+        name,
+        limit,
+        size,
+    } = answer;
+    let resource = resource.as_deref().and_then(resource_of);
+    let words = || match &details {
+        Some(details) => format!("{status}: {error} ({details})"),
+        None => format!("{status}: {error}"),
+    };
+    match code {
+        ErrorCode::Unauthorized => Error::Unauthorized,
+        ErrorCode::ValidationFailed => {
+            Error::invalid(known_field(field.as_deref()), details.unwrap_or(error))
+        }
+        ErrorCode::NotFound => match (resource, name) {
+            (Some(what), Some(name)) => Error::NotFound { what, name },
+            _ => unexpected(words()),
         },
-        StatusCode::CONFLICT => Error::Conflict(error),
-        StatusCode::UNPROCESSABLE_ENTITY => {
-            let field = known_field(&details);
-            let prefix = format!("invalid {details}: ");
-            match error.strip_prefix(&prefix) {
-                Some(reason) if field != "request" => Error::invalid(field, reason),
-                _ if details.is_empty() => Error::invalid(field, error),
-                _ => Error::invalid(field, format!("{error} ({details})")),
+        ErrorCode::LockHeld => match serde_json::from_slice::<LockConflict>(body) {
+            Ok(LockConflict { lock, .. }) => {
+                match (LockName::parse(&lock.name), Login::parse(&lock.holder)) {
+                    (Ok(name), Ok(holder)) => Error::LockHeld {
+                        name,
+                        holder,
+                        expires_at: lock.expires_at,
+                    },
+                    _ => unexpected(format!(
+                        "409 naming lock {:?} held by {:?}",
+                        lock.name, lock.holder
+                    )),
+                }
             }
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => {
-            let Some(limit) = details.parse().ok().or_else(|| last_number(&details)) else {
-                return unexpected(format!("413 {error} ({details})"));
-            };
-            // The store's own: "{field} is {size} bytes, more than the limit of {limit} bytes".
-            let mut words = error.split(' ');
-            match (words.next(), words.next(), words.next().map(str::parse)) {
-                (Some(field), Some("is"), Some(Ok(size))) => Error::TooLarge {
-                    field: known_field(field),
-                    size,
-                    limit,
-                },
-                // The server's body cap.
-                _ => Error::TooLarge {
-                    field: "body",
-                    size: sent,
-                    limit,
-                },
-            }
-        }
-        StatusCode::TOO_MANY_REQUESTS => match (target, details.parse()) {
-            (Some(target), Ok(limit)) => Error::QuotaExceeded {
-                // The per-user byte cap on configs, or the quota of the target's kind.
-                what: if error.contains(&Resource::ConfigBytes.to_string()) {
-                    Resource::ConfigBytes
-                } else {
-                    target.resource()
-                },
-                limit,
+            Err(e) => unexpected(format!("409 lock_held without its lock: {e}")),
+        },
+        ErrorCode::Conflict => Error::Conflict(error),
+        ErrorCode::QuotaExceeded => match (resource, limit) {
+            (Some(what), Some(limit)) => Error::QuotaExceeded {
+                what,
+                limit: limit as usize,
             },
-            _ => unexpected(format!("429 {error} ({details})")),
+            _ => unexpected(words()),
         },
-        // The server's own 503 (a gateway's has no such body): the operation was not run.
-        StatusCode::SERVICE_UNAVAILABLE => Error::Unavailable(error),
-        _ if status.is_server_error() => server_error(status, &error),
-        _ if details.is_empty() => unexpected(format!("{status}: {error}")),
-        _ => unexpected(format!("{status}: {error} ({details})")),
-    }
-}
-
-/// A 5xx: a gateway that cannot reach the server, or the server's own failure.
-fn server_error(status: StatusCode, what: &str) -> Error {
-    match status {
-        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
-            Error::Storage(format!("server unreachable: answered {status}: {what}"))
-        }
-        _ => unexpected(format!("{status}: {what}")),
+        ErrorCode::PayloadTooLarge => match limit {
+            Some(limit) => Error::TooLarge {
+                field: known_field(field.as_deref()),
+                size: size.map_or(sent, |size| size as usize),
+                limit: limit as usize,
+            },
+            None => unexpected(words()),
+        },
+        ErrorCode::StorageFailure => Error::Storage(format!("on the server: {error}")),
+        // The operation was not run.
+        ErrorCode::StoreBusy => Error::Unavailable(details.unwrap_or(error)),
+        ErrorCode::NoSuchPath => unexpected(format!(
+            "{}: is the base URL that of an OctoStore server?",
+            words()
+        )),
+        _ => unexpected(words()),
     }
 }
 
@@ -496,11 +426,11 @@ impl Client {
 
     /// Whether the server answers `GET /health` (no token needed).
     pub fn health(&self) -> Result<()> {
-        let (status, _, body) = self.send(&Call::new(Method::GET, "/health"), false)?;
+        let (status, _, body) = self.send(&Call::new(Operation::Health), false)?;
         if status.is_success() {
             Ok(())
         } else {
-            Err(self.scrub(error_from(status, &body, None, 0)))
+            Err(self.scrub(error_from(status, &body, 0)))
         }
     }
 
@@ -509,7 +439,7 @@ impl Client {
     /// keep. A request of another thread in flight with the old token may answer
     /// [`Error::Unauthorized`].
     pub fn rotate_token(&self) -> Result<String> {
-        let answer: NewToken = self.call(Call::new(Method::POST, "/auth/token/rotate"))?;
+        let answer: NewToken = self.call(Call::new(Operation::RotateToken))?;
         bearer(&answer.token)
             .map_err(|_| unexpected("a new token that cannot be sent in a header"))?;
         *self.token.write() = answer.token.clone();
@@ -518,13 +448,13 @@ impl Client {
 
     /// Sends `call`, with the token if `authorized`: the status and the body, or why there
     /// is none.
-    fn send(&self, call: &Call<'_>, authorized: bool) -> Result<(StatusCode, HeaderMap, Vec<u8>)> {
+    fn send(&self, call: &Call, authorized: bool) -> Result<(StatusCode, HeaderMap, Vec<u8>)> {
         let mut url = Url::parse(&format!("{}{}", self.base, call.path))
             .map_err(|e| Error::invalid("request", format!("makes no valid URL: {e}")))?;
         for (name, value) in &call.query {
             url.query_pairs_mut().append_pair(name, value);
         }
-        let mut request = self.http.request(call.method.clone(), url);
+        let mut request = self.http.request(call.operation.method(), url);
         if authorized {
             request = request.header(AUTHORIZATION, bearer(&self.token.read())?);
         }
@@ -534,7 +464,7 @@ impl Client {
                 .body(body.clone());
         }
         let unreachable = |e: reqwest::Error| {
-            let endpoint = format!("{} {}{}", call.method, self.base, call.path);
+            let endpoint = format!("{} {}{}", call.operation.method(), self.base, call.path);
             let text = if e.is_timeout() {
                 format!(
                     "{endpoint}: no answer within {:?}; the operation may or may not have \
@@ -544,7 +474,7 @@ impl Client {
             } else {
                 format!("{endpoint}: {}", chain(&e.without_url()))
             };
-            self.scrub(Error::Storage(format!("server unreachable: {text}")))
+            self.scrub(unreachable(text))
         };
         let response = request.send().map_err(unreachable)?;
         let status = response.status();
@@ -555,21 +485,21 @@ impl Client {
 
     /// Sends `call` with the token and decodes a 2xx answer as `T`; any other answer is the
     /// core error the server mapped.
-    fn call<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T> {
+    fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
         self.call_for_headers(call).map(|(answer, _)| answer)
     }
 
     /// [`call`](Self::call), with the answer's headers.
-    fn call_for_headers<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<(T, HeaderMap)> {
+    fn call_for_headers<T: DeserializeOwned>(&self, call: Call) -> Result<(T, HeaderMap)> {
         let (status, headers, body) = self.send(&call, true)?;
         if !status.is_success() {
             let sent = call.body.as_ref().map_or(0, Vec::len);
-            return Err(self.scrub(error_from(status, &body, call.target, sent)));
+            return Err(self.scrub(error_from(status, &body, sent)));
         }
         let answer = serde_json::from_slice(&body).map_err(|e| {
             self.scrub(unexpected(format!(
                 "{status} to {} {} that does not decode: {e}: {}",
-                call.method,
+                call.operation.method(),
                 call.path,
                 excerpt(&body, 200)
             )))
@@ -609,26 +539,26 @@ impl Api for Client {
         if let Some(client_id) = client_id {
             body.insert("client_id".into(), client_id.as_str().into());
         }
-        let call = Call::on(Method::POST, Target::Lock(name), "/acquire")?.body(body.into());
+        let call = Call::on(Operation::AcquireLock, name.as_str())?.body(body.into());
         let answer: LockResponse = self.call(call)?;
         converted(answer.into_grant())
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
-        let call = Call::on(Method::POST, Target::Lock(name), "/release")?
+        let call = Call::on(Operation::ReleaseLock, name.as_str())?
             .body(json!({ "lease_id": lease_id.0 }));
         self.call::<Released>(call).map(drop)
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
-        let call = Call::on(Method::POST, Target::Lock(name), "/renew")?
+        let call = Call::on(Operation::RenewLock, name.as_str())?
             .body(json!({ "lease_id": lease_id.0, "ttl_seconds": ttl.as_secs() }));
         let answer: LockResponse = self.call(call)?;
         converted(answer.into_lease())
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
-        let answer: Value = self.call(Call::on(Method::GET, Target::Lock(name), "")?)?;
+        let answer: Value = self.call(Call::on(Operation::GetLock, name.as_str())?)?;
         if answer.get("status").and_then(Value::as_str) == Some("available") {
             return Ok(LockStatus::Available);
         }
@@ -638,7 +568,7 @@ impl Api for Client {
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
-        let list: LockList = self.call(Call::new(Method::GET, "/locks"))?;
+        let list: LockList = self.call(Call::new(Operation::ListLocks))?;
         list.locks
             .into_iter()
             .map(|info| converted(info.into_lease()))
@@ -646,7 +576,7 @@ impl Api for Client {
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        let call = Call::on(Method::POST, Target::Limit(name), "/check")?.body(json!({
+        let call = Call::on(Operation::CheckLimit, name.as_str())?.body(json!({
             "max_requests": policy.max_requests(),
             "window_seconds": policy.window_seconds(),
         }));
@@ -654,17 +584,17 @@ impl Api for Client {
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {
-        let call = Call::on(Method::GET, Target::Limit(name), "")?;
+        let call = Call::on(Operation::GetLimit, name.as_str())?;
         self.call::<LimitDecision>(call).map(Decision::from)
     }
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
-        let call = Call::on(Method::DELETE, Target::Limit(name), "")?;
+        let call = Call::on(Operation::ResetLimit, name.as_str())?;
         self.call::<LimitReset>(call).map(drop)
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
-        let list: LimitList = self.call(Call::new(Method::GET, "/limits"))?;
+        let list: LimitList = self.call(Call::new(Operation::ListLimits))?;
         list.limits
             .into_iter()
             .map(|info| converted(info.into_summary()))
@@ -682,12 +612,12 @@ impl Api for Client {
         if let Some(percentage) = percentage {
             body.insert("percentage".into(), percentage.get().into());
         }
-        let call = Call::on(Method::PUT, Target::Flag(name), "")?.body(body.into());
+        let call = Call::on(Operation::SetFlag, name.as_str())?.body(body.into());
         converted(self.call::<FlagInfo>(call)?.into_flag())
     }
 
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
-        let mut call = Call::on(Method::GET, Target::Flag(name), "")?;
+        let mut call = Call::on(Operation::EvaluateFlag, name.as_str())?;
         if let Some(subject) = subject {
             call = call.query("subject", subject.to_string());
         }
@@ -695,12 +625,12 @@ impl Api for Client {
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
-        let call = Call::on(Method::DELETE, Target::Flag(name), "")?;
+        let call = Call::on(Operation::DeleteFlag, name.as_str())?;
         self.call::<Deleted>(call).map(drop)
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
-        let list: FlagList = self.call(Call::new(Method::GET, "/flags"))?;
+        let list: FlagList = self.call(Call::new(Operation::ListFlags))?;
         list.flags
             .into_iter()
             .map(|info| converted(info.into_flag()))
@@ -718,21 +648,22 @@ impl Api for Client {
         if let Some(description) = description {
             body.insert("description".into(), description.as_str().into());
         }
-        let call = Call::on(Method::PUT, Target::Config(key), "")?.body(body.into());
+        let call = Call::on(Operation::PutConfig, key.as_str())?.body(body.into());
         converted(self.call::<ConfigInfo>(call)?.into_entry())
     }
 
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         let call = match version {
-            Some(v) => Call::on(Method::GET, Target::ConfigVersion(key, v), "")?
-                .query("version", v.to_string()),
-            None => Call::on(Method::GET, Target::Config(key), "")?,
+            Some(v) => {
+                Call::on(Operation::GetConfig, key.as_str())?.query("version", v.to_string())
+            }
+            None => Call::on(Operation::GetConfig, key.as_str())?,
         };
         converted(self.call::<ConfigInfo>(call)?.into_entry())
     }
 
     fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
-        let call = Call::on(Method::GET, Target::Config(key), "/history")?
+        let call = Call::on(Operation::GetConfigHistory, key.as_str())?
             .query("after", page.after().to_string())
             .query("limit", page.limit().to_string());
         let (history, headers): (History, _) = self.call_for_headers(call)?;
@@ -750,12 +681,12 @@ impl Api for Client {
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
-        let call = Call::on(Method::DELETE, Target::Config(key), "")?;
+        let call = Call::on(Operation::DeleteConfig, key.as_str())?;
         self.call::<Deleted>(call).map(drop)
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        let list: ConfigList = self.call(Call::new(Method::GET, "/config"))?;
+        let list: ConfigList = self.call(Call::new(Operation::ListConfigs))?;
         list.configs
             .into_iter()
             .map(|item| converted(item.into_summary()))
@@ -765,59 +696,40 @@ impl Api for Client {
 
 #[cfg(test)]
 mod tests {
+    use octostore_core::Resource;
+
     use super::*;
 
-    fn answer(status: u16, body: Value, target: Option<Target<'_>>) -> Error {
+    fn answer(status: u16, body: Value) -> Error {
         let status = StatusCode::from_u16(status).unwrap();
-        error_from(status, body.to_string().as_bytes(), target, 1234)
+        error_from(status, body.to_string().as_bytes(), 1234)
     }
 
     #[test]
-    fn each_status_maps_back_to_the_core_error_the_server_mapped() {
-        let name = LimitName::parse("emails").unwrap();
-        let key = ConfigKey::parse("k").unwrap();
-        let lock = LockName::parse("deploy").unwrap();
-        let limit = Some(Target::Limit(&name));
-
-        let err = answer(401, json!({"error": "Invalid", "details": "x"}), limit);
+    fn each_code_maps_back_to_the_core_error_the_server_mapped() {
+        let err = answer(401, json!({"error": "Invalid", "code": "unauthorized"}));
         assert!(matches!(err, Error::Unauthorized));
 
         let body = json!({"error": "invalid ttl_seconds: must be between 1 and 3600 seconds, got 0",
-                          "details": "ttl_seconds"});
-        let err = answer(422, body, Some(Target::Lock(&lock)));
+                          "code": "validation_failed", "field": "ttl_seconds",
+                          "details": "must be between 1 and 3600 seconds, got 0"});
+        let err = answer(422, body);
         assert!(
             matches!(&err, Error::Invalid { field: "ttl_seconds", reason }
                 if reason == "must be between 1 and 3600 seconds, got 0"),
             "{err:?}"
         );
-        let err = answer(
-            422,
-            json!({"error": "invalid login: bad", "details": "login"}),
-            None,
-        );
+        let body = json!({"error": "invalid shoe: bad", "code": "validation_failed",
+                          "field": "shoe", "details": "bad"});
+        let err = answer(422, body);
         assert!(
-            matches!(&err, Error::Invalid { field: "request", reason } if reason == "invalid login: bad (login)"),
-            "{err:?}"
-        );
-        let err = answer(
-            422,
-            json!({"error": "invalid query string", "details": "no"}),
-            None,
-        );
-        assert!(
-            matches!(
-                err,
-                Error::Invalid {
-                    field: "request",
-                    ..
-                }
-            ),
+            matches!(&err, Error::Invalid { field: "request", reason } if reason == "bad"),
             "{err:?}"
         );
 
         let body = json!({"error": "quota exceeded: a user may own at most 7 of rate limit",
-                          "details": "7"});
-        let err = answer(429, body, limit);
+                          "code": "quota_exceeded", "resource": "limit", "limit": 7});
+        let err = answer(429, body);
         assert!(
             matches!(
                 err,
@@ -828,13 +740,14 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = answer(429, json!({"error": "slow down"}), limit);
+        let err = answer(429, json!({"error": "slow down", "code": "quota_exceeded"}));
         assert!(
             matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:"))
         );
 
-        let body = json!({"error": "value is 100 bytes, more than the limit of 64 bytes", "details": "64"});
-        let err = answer(413, body, Some(Target::Config(&key)));
+        let body = json!({"error": "value is 100 bytes, more than the limit of 64 bytes",
+                          "code": "payload_too_large", "field": "value", "size": 100, "limit": 64});
+        let err = answer(413, body);
         assert!(
             matches!(
                 err,
@@ -846,9 +759,10 @@ mod tests {
             ),
             "{err:?}"
         );
-        let body = json!({"error": "request body too large",
+        let body = json!({"error": "request body too large", "code": "payload_too_large",
+                          "field": "body", "limit": 1024,
                           "details": "the request body is limited to 1024 bytes"});
-        let err = answer(413, body, Some(Target::Config(&key)));
+        let err = answer(413, body);
         assert!(
             matches!(
                 err,
@@ -861,59 +775,86 @@ mod tests {
             "{err:?}"
         );
 
-        let body = json!({"error": "config key \"k\" not found"});
-        let err = answer(404, body, Some(Target::ConfigVersion(&key, 3)));
-        assert!(matches!(&err, Error::NotFound { what: Resource::Config, name } if name == "k"));
-        let body = json!({"error": "config version \"k@3\" not found"});
-        let err = answer(404, body, Some(Target::ConfigVersion(&key, 3)));
+        let body = json!({"error": "config version \"k@3\" not found", "code": "not_found",
+                          "resource": "config_version", "name": "k@3"});
+        let err = answer(404, body);
         assert!(
             matches!(&err, Error::NotFound { what: Resource::ConfigVersion, name } if name == "k@3")
         );
-        let body = json!({"error": "Lock not found or not owned by caller", "details": "…"});
-        let err = answer(404, body, Some(Target::Lock(&lock)));
+        let body = json!({"error": "Lock not found or not owned by caller", "code": "not_found",
+                          "resource": "lock", "name": "deploy"});
+        let err = answer(404, body);
         assert!(matches!(&err, Error::NotFound { what: Resource::Lock, name } if name == "deploy"));
 
-        let body = json!({"error": "Lock already held",
+        let body = json!({"error": "Lock already held", "code": "lock_held",
                           "lock": {"name": "deploy", "holder": "bob", "expires_at": "2024-01-01T00:00:30Z"}});
-        let err = answer(409, body, Some(Target::Lock(&lock)));
+        let err = answer(409, body);
         assert!(
             matches!(&err, Error::LockHeld { name, holder, .. }
                 if name.as_str() == "deploy" && holder.as_str() == "bob"),
             "{err:?}"
         );
-        let err = answer(409, json!({"error": "login alice is already taken"}), None);
+        let body = json!({"error": "login alice is already taken", "code": "conflict"});
+        let err = answer(409, body);
         assert!(matches!(&err, Error::Conflict(m) if m == "login alice is already taken"));
+
+        let body = json!({"error": "store busy, the operation was not run: queue full",
+                          "code": "store_busy", "details": "queue full"});
+        let err = answer(503, body);
+        assert!(
+            matches!(&err, Error::Unavailable(m) if m == "queue full"),
+            "{err:?}"
+        );
     }
 
     #[test]
-    fn server_failures_and_strange_answers_are_storage_errors() {
-        let err = answer(500, json!({"error": "storage failure"}), None);
-        assert!(
-            matches!(&err, Error::Storage(m) if m == "unexpected answer from the server: 500 Internal Server Error: storage failure"),
-            "{err:?}"
-        );
-        let err = error_from(
-            StatusCode::BAD_GATEWAY,
-            b"<html>bad gateway</html>",
-            None,
-            0,
-        );
-        assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("server unreachable:")),
-            "{err:?}"
-        );
-        let err = error_from(StatusCode::IM_A_TEAPOT, b"not json", None, 0);
+    fn the_code_decides_not_the_words_or_the_status() {
+        // Words that read like another error change nothing.
+        let body = json!({"error": "config key \"k\" not found", "code": "conflict"});
+        assert!(matches!(answer(404, body), Error::Conflict(_)));
+        // No code: no OctoStore server's answer.
+        let err = answer(404, json!({"error": "config key \"k\" not found"}));
         assert!(
             matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:")),
             "{err:?}"
         );
-        let err = answer(
-            405,
-            json!({"error": "method not allowed", "details": "GET"}),
-            None,
+        // A code from a newer server.
+        let err = answer(418, json!({"error": "brewing", "code": "teapot_busy"}));
+        assert!(
+            matches!(&err, Error::Storage(m) if m == "unexpected answer from the server: 418 I'm a teapot: brewing"),
+            "{err:?}"
         );
+    }
+
+    #[test]
+    fn server_failures_and_strange_answers_are_told_apart() {
+        let body = json!({"error": "storage failure", "code": "storage_failure"});
+        let err = answer(500, body);
+        assert!(
+            matches!(&err, Error::Storage(m) if m == "on the server: storage failure"),
+            "{err:?}"
+        );
+        let err = error_from(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", 0);
+        assert!(
+            matches!(&err, Error::Storage(m) if m.starts_with("server unreachable:")),
+            "{err:?}"
+        );
+        let err = error_from(StatusCode::IM_A_TEAPOT, b"not json", 0);
+        assert!(
+            matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:")),
+            "{err:?}"
+        );
+        let body = json!({"error": "method not allowed", "code": "method_not_allowed",
+                          "details": "this path accepts GET"});
+        let err = answer(405, body);
         assert!(
             matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:"))
+        );
+        let body = json!({"error": "not found", "code": "no_such_path", "details": "no such path"});
+        let err = answer(404, body);
+        assert!(
+            matches!(&err, Error::Storage(m) if m.contains("is the base URL that of an OctoStore server?")),
+            "{err:?}"
         );
     }
 

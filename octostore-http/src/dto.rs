@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use octostore_core::{
     AcquireStatus, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Decision,
     FencingToken, Flag, FlagName, Lease, LeaseId, LimitName, LimitSummary, LockGrant, LockName,
-    Login, Percentage, RatePolicy, Result, User,
+    Login, Percentage, RatePolicy, Resource, Result, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -148,6 +148,8 @@ pub struct LockList {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockConflict {
     pub error: String,
+    /// Always [`ErrorCode::LockHeld`].
+    pub code: ErrorCode,
     pub lock: ConflictingLock,
 }
 
@@ -453,12 +455,140 @@ impl From<&User> for UserInfo {
     }
 }
 
-/// Every error answer.
+/// Every error answer but a lock held ([`LockConflict`]): what went wrong in words, as a
+/// [`ErrorCode`], and the facts a program needs, each in a field of its own.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ErrorBody {
+    /// What went wrong, in words.
     pub error: String,
+    /// What went wrong, for a program: one code for each kind of error.
+    pub code: ErrorCode,
+    /// Always words: the reason a value is refused, a store busy, or what to do next.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub details: Option<String>,
+    /// The request field at fault (`validation_failed`, `payload_too_large`), as the API
+    /// names it (`ttl_seconds`, `body`...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What kind of thing (`not_found`, `quota_exceeded`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
+    /// The name of the thing not found (a config version: `key@version`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The bound passed: how many a user may own (`quota_exceeded`), or bytes
+    /// (`payload_too_large`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    /// The size in bytes of the value refused (`payload_too_large`, when the store refused
+    /// it: a body refused by the server's cap was not read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+}
+
+impl ErrorBody {
+    /// An error of `code` with words only.
+    pub fn new(code: ErrorCode, error: impl Into<String>, details: Option<String>) -> Self {
+        Self {
+            error: error.into(),
+            code,
+            details,
+            field: None,
+            resource: None,
+            name: None,
+            limit: None,
+            size: None,
+        }
+    }
+}
+
+/// The `code` of an error answer: stable, one for each kind of error, each answered with one
+/// HTTP status ([`ErrorCode::status`]). A client meeting a code it does not know (a newer
+/// server's) sees [`ErrorCode::Other`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 422: a value of the request is out of the API's bounds (`field`, `details`: why).
+    ValidationFailed,
+    /// 401: the bearer token is missing, unknown, revoked or rotated away.
+    Unauthorized,
+    /// 404: the lock, limit, flag, config key or version does not exist, or is not the
+    /// caller's (`resource`, `name`).
+    NotFound,
+    /// 404: the API has no such path (is the base URL an OctoStore server's?).
+    NoSuchPath,
+    /// 405: the path does not answer this method (`Allow` lists those it does).
+    MethodNotAllowed,
+    /// 408: the request body did not arrive within the server's body timeout.
+    RequestTimeout,
+    /// 409: the lock is held by another lease (the answer is a [`LockConflict`]).
+    LockHeld,
+    /// 409: the request contradicts what is stored, other than a held lock.
+    Conflict,
+    /// 413: the body, or a value in it, is larger than accepted (`field`, `limit`, `size`).
+    PayloadTooLarge,
+    /// 429: the caller owns as many of `resource` as its quota allows (`limit`).
+    QuotaExceeded,
+    /// 500: the store failed; whether the operation took effect is unknown.
+    StorageFailure,
+    /// 503 with `Retry-After`: the store could not take the operation in time; it was not
+    /// run and may be sent again (`details`: why).
+    StoreBusy,
+    /// 401: a GitHub sign-in did not go through (`details`: what to do).
+    SignInFailed,
+    /// 429 with `Retry-After`: too many sign-ins begun from one address.
+    TooManySignIns,
+    /// 502: GitHub could not be reached, or refused this server's settings.
+    GithubUnavailable,
+    /// 503: this server has no GitHub sign-in configured.
+    SignInNotConfigured,
+    /// A code this client does not know.
+    #[serde(other)]
+    Other,
+}
+
+impl ErrorCode {
+    /// The HTTP status every answer with this code has.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::Unauthorized | ErrorCode::SignInFailed => 401,
+            ErrorCode::NotFound | ErrorCode::NoSuchPath => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::RequestTimeout => 408,
+            ErrorCode::LockHeld | ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::QuotaExceeded | ErrorCode::TooManySignIns => 429,
+            ErrorCode::StorageFailure | ErrorCode::Other => 500,
+            ErrorCode::GithubUnavailable => 502,
+            ErrorCode::StoreBusy | ErrorCode::SignInNotConfigured => 503,
+        }
+    }
+}
+
+/// Each [`Resource`] and the `resource` of an error answer that names it.
+const RESOURCES: [(Resource, &str); 8] = [
+    (Resource::Lock, "lock"),
+    (Resource::Limit, "limit"),
+    (Resource::Flag, "flag"),
+    (Resource::Config, "config"),
+    (Resource::ConfigVersion, "config_version"),
+    (Resource::ConfigBytes, "config_bytes"),
+    (Resource::User, "user"),
+    (Resource::Token, "token"),
+];
+
+/// The `resource` of an error answer about `resource`.
+pub fn resource_code(resource: Resource) -> &'static str {
+    RESOURCES
+        .iter()
+        .find(|(r, _)| *r == resource)
+        .map_or("other", |(_, code)| code)
+}
+
+/// The [`Resource`] an error answer's `resource` names, if it is one this client knows.
+pub fn resource_of(code: &str) -> Option<Resource> {
+    RESOURCES.iter().find(|(_, c)| *c == code).map(|(r, _)| *r)
 }
 
 #[cfg(test)]

@@ -1,15 +1,14 @@
-//! The one mapping from what went wrong to an HTTP answer: each core [`Error`] to a status and
-//! a JSON body, and each warp rejection (no route, body too large...) likewise.
-
-use std::convert::Infallible;
+//! The one mapping from what went wrong to an HTTP answer: each core [`Error`] to an
+//! [`ErrorCode`] (whose status is the answer's) and a JSON body, and likewise each refused
+//! request body, unknown path and method.
 
 use octostore_core::{Error, Resource};
 use serde::Serialize;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
-use warp::{Rejection, Reply};
+use warp::Reply;
 
-use crate::dto::{ConflictingLock, ErrorBody, LockConflict};
+use crate::dto::{resource_code, ConflictingLock, ErrorBody, ErrorCode, LockConflict};
 
 /// A JSON answer with `status`: what `warp::reply::with_status(warp::reply::json(body),
 /// status)` answers, serialized into a buffer that holds most answers without growing.
@@ -33,89 +32,101 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     response
 }
 
-fn error_json(status: StatusCode, error: &str, details: Option<&str>) -> Response {
-    let body = ErrorBody {
-        error: error.to_owned(),
-        details: details.map(str::to_owned),
-    };
-    json(status, &body)
+fn error_json(status: StatusCode, body: &ErrorBody) -> Response {
+    json(status, body)
 }
 
 /// The `Retry-After` of a 503: the store was busy, and one second is long for it.
 const RETRY_UNAVAILABLE_AFTER_SECONDS: u64 = 1;
 
-/// The HTTP status of each kind of core error.
-pub fn status_of(err: &Error) -> StatusCode {
+/// The code of each kind of core error (its HTTP status is the code's).
+pub fn code_of(err: &Error) -> ErrorCode {
     match err {
-        Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-        Error::NotFound { .. } => StatusCode::NOT_FOUND,
-        Error::LockHeld { .. } | Error::Conflict(_) => StatusCode::CONFLICT,
-        Error::Unauthorized => StatusCode::UNAUTHORIZED,
-        Error::QuotaExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Invalid { .. } => ErrorCode::ValidationFailed,
+        Error::NotFound { .. } => ErrorCode::NotFound,
+        Error::LockHeld { .. } => ErrorCode::LockHeld,
+        Error::Conflict(_) => ErrorCode::Conflict,
+        Error::Unauthorized => ErrorCode::Unauthorized,
+        Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
+        Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+        Error::Unavailable(_) => ErrorCode::StoreBusy,
+        Error::Storage(_) => ErrorCode::StorageFailure,
     }
 }
 
-/// The answer for a core error. `details` is machine-readable where a client needs it: the
-/// field for 422, the limit for 413 and 429.
+/// The status of an answer with `code`.
+fn status(code: ErrorCode) -> StatusCode {
+    StatusCode::from_u16(code.status()).expect("every code's status is valid")
+}
+
+/// The answer for a core error: its code, its words, and its facts in fields of their own.
 pub fn error_response(err: &Error) -> Response {
-    let status = status_of(err);
+    let code = code_of(err);
+    let mut body = ErrorBody::new(code, err.to_string(), None);
     match err {
         Error::LockHeld {
             name,
             holder,
             expires_at,
-        } => json(
-            status,
-            &LockConflict {
+        } => {
+            let conflict = LockConflict {
                 error: "Lock already held".into(),
+                code,
                 lock: ConflictingLock {
                     name: name.to_string(),
                     holder: holder.to_string(),
                     expires_at: *expires_at,
                 },
-            },
-        ),
-        Error::Unauthorized => unauthorized(),
-        Error::Invalid { field, .. } => error_json(status, &err.to_string(), Some(field)),
-        Error::NotFound {
-            what: Resource::Lock,
-            ..
-        } => error_json(
-            status,
-            "Lock not found or not owned by caller",
-            Some(&err.to_string()),
-        ),
-        Error::QuotaExceeded { limit, .. } => {
-            error_json(status, &err.to_string(), Some(&limit.to_string()))
+            };
+            return json(status(code), &conflict);
         }
-        Error::TooLarge { limit, .. } => {
-            error_json(status, &err.to_string(), Some(&limit.to_string()))
+        Error::Unauthorized => return unauthorized(),
+        Error::Invalid { field, reason } => {
+            body.field = Some((*field).to_owned());
+            body.details = Some(reason.clone());
+        }
+        Error::NotFound { what, name } => {
+            if *what == Resource::Lock {
+                body.error = "Lock not found or not owned by caller".into();
+            }
+            body.details = Some(err.to_string());
+            body.resource = Some(resource_code(*what).to_owned());
+            body.name = Some(name.clone());
+        }
+        Error::QuotaExceeded { what, limit } => {
+            body.resource = Some(resource_code(*what).to_owned());
+            body.limit = Some(*limit as u64);
+        }
+        Error::TooLarge { field, size, limit } => {
+            body.field = Some((*field).to_owned());
+            body.size = Some(*size as u64);
+            body.limit = Some(*limit as u64);
         }
         Error::Storage(message) => {
             tracing::error!(%message, "storage failure");
-            error_json(status, "storage failure", None)
+            body.error = "storage failure".into();
         }
         Error::Unavailable(reason) => {
             tracing::warn!(%reason, "operation not run");
-            let mut response = error_json(status, &err.to_string(), None);
+            body.details = Some(reason.clone());
+            let mut response = error_json(status(code), &body);
             let retry = HeaderValue::from(RETRY_UNAVAILABLE_AFTER_SECONDS);
             response.headers_mut().insert(header::RETRY_AFTER, retry);
-            response
+            return response;
         }
-        _ => error_json(status, &err.to_string(), None),
+        Error::Conflict(_) => {}
     }
+    error_json(status(code), &body)
 }
 
 /// 401 with `WWW-Authenticate: Bearer`.
 pub fn unauthorized() -> Response {
-    let mut response = error_json(
-        StatusCode::UNAUTHORIZED,
+    let body = ErrorBody::new(
+        ErrorCode::Unauthorized,
         "Invalid or missing authorization header",
-        Some("send Authorization: Bearer <token>"),
+        Some("send Authorization: Bearer <token>".into()),
     );
+    let mut response = error_json(StatusCode::UNAUTHORIZED, &body);
     response
         .headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -124,39 +135,73 @@ pub fn unauthorized() -> Response {
 
 /// 404 for a path the API does not have.
 pub fn no_such_path() -> Response {
-    error_json(StatusCode::NOT_FOUND, "not found", Some("no such path"))
+    let body = ErrorBody::new(
+        ErrorCode::NoSuchPath,
+        "not found",
+        Some("no such path".into()),
+    );
+    error_json(StatusCode::NOT_FOUND, &body)
 }
 
 /// 405 naming the methods the path has.
 pub fn method_not_allowed(allow: &'static str) -> Response {
-    let mut response = error_json(
-        StatusCode::METHOD_NOT_ALLOWED,
+    let body = ErrorBody::new(
+        ErrorCode::MethodNotAllowed,
         "method not allowed",
-        Some(&format!("this path accepts {allow}")),
+        Some(format!("this path accepts {allow}")),
     );
+    let mut response = error_json(StatusCode::METHOD_NOT_ALLOWED, &body);
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     response
 }
 
-/// A request body larger than the server accepts.
+/// Why a request body was not read whole (see [`crate::request::read_body`]).
 #[derive(Debug)]
-pub struct BodyTooLarge {
-    pub limit: u64,
+pub enum BodyRefused {
+    /// Its token is missing, or not good (or could not be checked): answered as the error.
+    Token(Error),
+    /// It is larger than the server's cap of `limit` bytes.
+    TooLarge {
+        /// The cap, in bytes.
+        limit: u64,
+    },
+    /// It did not arrive within the server's body timeout.
+    TimedOut,
+    /// The client went away while sending it: nobody reads the answer.
+    Gone,
 }
 
-impl warp::reject::Reject for BodyTooLarge {}
-
-/// A request refused before its body was read: its token is missing, or not good (or could
-/// not be checked). Answered as the error is.
-#[derive(Debug)]
-pub struct Refused(pub Error);
-
-impl warp::reject::Reject for Refused {}
+/// The answer to a request whose body was refused. Past the token's refusal, the rest of
+/// the body may not have been read, so the connection is closed after the answer.
+pub fn body_refused(refused: BodyRefused) -> Response {
+    match refused {
+        BodyRefused::Token(error) => error_response(&error),
+        BodyRefused::TooLarge { limit } => {
+            let mut body = ErrorBody::new(
+                ErrorCode::PayloadTooLarge,
+                "request body too large",
+                Some(format!("the request body is limited to {limit} bytes")),
+            );
+            body.field = Some("body".into());
+            body.limit = Some(limit);
+            closing(error_json(StatusCode::PAYLOAD_TOO_LARGE, &body))
+        }
+        BodyRefused::TimedOut => closing(error_json(
+            StatusCode::REQUEST_TIMEOUT,
+            &ErrorBody::new(
+                ErrorCode::RequestTimeout,
+                "request body timed out",
+                Some("the body did not arrive within the server's body timeout".into()),
+            ),
+        )),
+        BodyRefused::Gone => closing(StatusCode::BAD_REQUEST.into_response()),
+    }
+}
 
 /// A request body that did not arrive within the server's body timeout (see
-/// `ConnectionLimits::body_timeout`): the error of the body, then the rejection.
+/// `ConnectionLimits::body_timeout`): the error the connection layer gives the body's reader.
 #[derive(Debug)]
 pub struct BodyTimedOut;
 
@@ -168,8 +213,6 @@ impl std::fmt::Display for BodyTimedOut {
 
 impl std::error::Error for BodyTimedOut {}
 
-impl warp::reject::Reject for BodyTimedOut {}
-
 /// `response`, asking to close the connection: the rest of the body may not have been read,
 /// so this connection cannot carry another request.
 fn closing(mut response: Response) -> Response {
@@ -177,41 +220,4 @@ fn closing(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
-}
-
-/// Turns every rejection into a JSON answer; nothing reaches the client as HTML or empty.
-pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let response = if rejection.is_not_found() {
-        no_such_path()
-    } else if let Some(too_large) = rejection.find::<BodyTooLarge>() {
-        let details = format!("the request body is limited to {} bytes", too_large.limit);
-        closing(error_json(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body too large",
-            Some(&details),
-        ))
-    } else if let Some(Refused(error)) = rejection.find() {
-        error_response(error)
-    } else if rejection.find::<BodyTimedOut>().is_some() {
-        closing(error_json(
-            StatusCode::REQUEST_TIMEOUT,
-            "request body timed out",
-            Some("the body did not arrive within the server's body timeout"),
-        ))
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        error_json(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
-    } else if let Some(e) = rejection.find::<warp::reject::InvalidQuery>() {
-        error_json(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid query string",
-            Some(&e.to_string()),
-        )
-    } else {
-        error_json(
-            StatusCode::BAD_REQUEST,
-            "bad request",
-            Some(&format!("{rejection:?}")),
-        )
-    };
-    Ok(response)
 }

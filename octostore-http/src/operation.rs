@@ -219,6 +219,14 @@ impl Operation {
         found
     }
 
+    /// What its template calls the name in its path (`name`, `key`), if it has one.
+    pub fn name_field(self) -> Option<&'static str> {
+        let template = self.template();
+        let open = template.find('{')?;
+        let close = template.find('}')?;
+        Some(&template[open + 1..close])
+    }
+
     /// Its path with `name` (already escaped as one segment) in the place of the template's
     /// name; a template without one ignores `name`.
     pub fn path_with(self, name: &str) -> String {

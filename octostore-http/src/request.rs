@@ -11,9 +11,8 @@ use futures_util::{Stream, StreamExt};
 use octostore_core::{Error, Result};
 use serde_json::{Map, Value};
 use uuid::Uuid;
-use warp::Rejection;
 
-use crate::error::{BodyTimedOut, BodyTooLarge, Refused};
+use crate::error::{BodyRefused, BodyTimedOut};
 
 /// How much of a refused body is still read (and thrown away), and for how long, so that a
 /// client still sending it reads the answer (413, or 401 for a bad token) instead of a reset
@@ -37,7 +36,7 @@ pub async fn read_body<S, B, A, F>(
     mut stream: S,
     limit: u64,
     authenticate: A,
-) -> Result<Bytes, Rejection>
+) -> Result<Bytes, BodyRefused>
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
     B: Buf + Send + 'static,
@@ -83,11 +82,11 @@ where
     }
 }
 
-/// The rejection for a request refused before its body was read (its token is missing or
+/// The refusal of a request refused before its body was read (its token is missing or
 /// not good): answered at once, while the rest of the body, if not too large, is read and
 /// thrown away on a task of its own, so that a client still sending it reads the answer
 /// rather than a reset connection.
-pub fn refuse<S, B>(length: Option<u64>, stream: S, error: Error) -> Rejection
+pub fn refuse<S, B>(length: Option<u64>, stream: S, error: Error) -> BodyRefused
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin + Send + 'static,
     B: Buf + Send + 'static,
@@ -95,12 +94,12 @@ where
     if length.is_none_or(|l| l > 0 && l <= DISCARD_AT_MOST) {
         tokio::spawn(discard(stream));
     }
-    warp::reject::custom(Refused(error))
+    BodyRefused::Token(error)
 }
 
 /// 413, once what is left of the body, if not too large, has been read and thrown away, so
 /// that a client still sending it reads the answer.
-async fn too_large<S, B>(length: Option<u64>, stream: S, limit: u64) -> Rejection
+async fn too_large<S, B>(length: Option<u64>, stream: S, limit: u64) -> BodyRefused
 where
     S: Stream<Item = Result<B, warp::Error>> + Unpin,
     B: Buf,
@@ -108,15 +107,15 @@ where
     if length.is_none_or(|l| l <= DISCARD_AT_MOST) {
         discard(stream).await;
     }
-    warp::reject::custom(BodyTooLarge { limit })
+    BodyRefused::TooLarge { limit }
 }
 
-/// The rejection for a body that could not be read: 408 when its deadline passed; otherwise
+/// Why a body could not be read: 408 when its deadline passed; otherwise
 /// the client is gone, and nobody reads the answer.
-fn unreadable(error: warp::Error) -> Rejection {
+fn unreadable(error: warp::Error) -> BodyRefused {
     match std::error::Error::source(&error) {
-        Some(source) if source.is::<BodyTimedOut>() => warp::reject::custom(BodyTimedOut),
-        _ => warp::reject::reject(),
+        Some(source) if source.is::<BodyTimedOut>() => BodyRefused::TimedOut,
+        _ => BodyRefused::Gone,
     }
 }
 

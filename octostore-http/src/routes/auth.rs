@@ -18,7 +18,7 @@ use warp::Reply;
 
 use super::{ok, Request};
 use crate::app::App;
-use crate::dto::{ErrorBody, NewToken, SignedIn, UserInfo};
+use crate::dto::{ErrorBody, ErrorCode, NewToken, SignedIn, UserInfo};
 use crate::error::{error_response, json, unauthorized};
 use crate::oauth::{
     denial, GithubOAuth, Origin, SignInError, StateProblem, TooManyBegun, COOKIE,
@@ -74,13 +74,14 @@ fn too_many_begun(too_many: TooManyBegun) -> Response {
     let seconds = (too_many.retry_after.num_milliseconds().max(1) as u64).div_ceil(1000);
     let mut response = json(
         StatusCode::TOO_MANY_REQUESTS,
-        &ErrorBody {
-            error: "too many sign-ins from this address".into(),
-            details: Some(format!(
+        &ErrorBody::new(
+            ErrorCode::TooManySignIns,
+            "too many sign-ins from this address",
+            Some(format!(
                 "at most {MAX_BEGUN_PER_ORIGIN} sign-ins may begin from one address in 10 \
                  minutes; try again in {seconds} s"
             )),
-        },
+        ),
     );
     response
         .headers_mut()
@@ -218,13 +219,12 @@ fn sign_in_failed(err: &SignInError) -> Response {
         problem = error,
         "GitHub sign-in failed"
     );
-    json(
-        status,
-        &ErrorBody {
-            error: error.into(),
-            details: Some(details),
-        },
-    )
+    let code = if status == unauthorized {
+        ErrorCode::SignInFailed
+    } else {
+        ErrorCode::GithubUnavailable
+    };
+    json(status, &ErrorBody::new(code, error, Some(details)))
 }
 
 fn github_said(code: Option<&str>, advice: &str) -> String {
@@ -244,10 +244,11 @@ fn no_store(response: &mut Response) {
 fn not_configured() -> Response {
     json(
         StatusCode::SERVICE_UNAVAILABLE,
-        &ErrorBody {
-            error: "GitHub sign-in is not configured on this server".into(),
-            details: Some("start the server with the OCTOSTORE_GITHUB_* settings".into()),
-        },
+        &ErrorBody::new(
+            ErrorCode::SignInNotConfigured,
+            "GitHub sign-in is not configured on this server",
+            Some("start the server with the OCTOSTORE_GITHUB_* settings".into()),
+        ),
     )
 }
 

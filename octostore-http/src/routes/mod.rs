@@ -23,7 +23,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use crate::app::App;
-use crate::error::{json, method_not_allowed, no_such_path};
+use crate::error::{body_refused, json, method_not_allowed, no_such_path};
 use crate::operation::{Body, Operation};
 use crate::request::{read_body, refuse};
 use crate::server::Peer;
@@ -123,10 +123,7 @@ where
                 };
                 match read {
                     Ok(body) => body,
-                    Err(rejection) => {
-                        let Ok(response) = crate::error::recover(rejection).await;
-                        return response;
-                    }
+                    Err(refused) => return body_refused(refused),
                 }
             }
         };

@@ -23,6 +23,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use octostore_core::{Clock, ManualClock, Settings, Store};
+use octostore_http::dto::ErrorCode;
 use octostore_http::ServerOptions;
 use reqwest::blocking::{Body, Client};
 use reqwest::header::{HeaderMap, CONTENT_TYPE};
@@ -267,8 +268,9 @@ impl Reply {
         self.expect(200).json()
     }
 
-    /// Asserts `status` with a JSON error body (`error` a non-empty string, `details` a
-    /// string if present) and returns the body.
+    /// Asserts `status` with a JSON error body (`error` a non-empty string, `code` one the
+    /// server documents and whose status this is, `details` a string if present) and returns
+    /// the body.
     #[track_caller]
     pub fn error(&self, status: u16) -> Value {
         self.expect(status);
@@ -281,6 +283,14 @@ impl Reply {
         if let Some(details) = body.get("details") {
             assert!(details.is_string(), "`details` is not a string: {self:?}");
         }
+        let code: ErrorCode = serde_json::from_value(body["code"].clone())
+            .unwrap_or_else(|e| panic!("no `code`: {e}: {self:?}"));
+        assert_ne!(code, ErrorCode::Other, "an undocumented code: {self:?}");
+        assert_eq!(
+            code.status(),
+            status,
+            "the code has another status: {self:?}"
+        );
         body
     }
 
@@ -288,8 +298,9 @@ impl Reply {
     #[track_caller]
     pub fn invalid(&self, field: &str) -> Value {
         let body = self.error(422);
+        assert_eq!(body["code"], "validation_failed", "{self:?}");
         assert_eq!(
-            body["details"], field,
+            body["field"], field,
             "the 422 names another field: {self:?}"
         );
         assert!(

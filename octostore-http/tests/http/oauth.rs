@@ -661,7 +661,8 @@ fn a_callback_without_a_code_is_422_or_401_if_github_says_why() {
     let begun = begin(&server);
     let (status, body) = callback(&server, Some(&begun.cookie), &[("state", &begun.state)]);
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["details"], "code");
+    assert_eq!(body["code"], "validation_failed");
+    assert_eq!(body["field"], "code");
 
     // The user clicked "Cancel" on GitHub.
     let begun = begin(&server);

@@ -127,13 +127,9 @@ fn body_cap(api: &Api, token: &str) -> usize {
         Vec::new(),
     );
     let body = answer.too_large();
-    let details = text(&body["details"]);
-    details
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|digits| !digits.is_empty())
-        .unwrap_or_else(|| panic!("the 413 does not state the cap: {body}"))
-        .parse()
-        .unwrap()
+    assert_eq!(body["field"], "body", "{body}");
+    let cap = body["limit"].as_u64();
+    cap.unwrap_or_else(|| panic!("the 413 does not state the cap: {body}")) as usize
 }
 
 /// `body` (a JSON object) padded with spaces before its closing brace to `size` bytes.

@@ -421,7 +421,9 @@ fn a_put_past_the_byte_cap_is_429_and_nothing_is_lost() {
         text(&refused["error"]).contains("bytes"),
         "the message names the byte cap: {refused}"
     );
-    assert_eq!(refused["details"], "100");
+    assert_eq!(refused["code"], "quota_exceeded");
+    assert_eq!(refused["resource"], "config_bytes");
+    assert_eq!(refused["limit"], 100);
     assert_eq!(alice.get("/config/a").ok()["value"], sixty.as_str());
     alice.get("/config/b").error(404);
     // Another user has a cap of its own; deleting frees the bytes.
