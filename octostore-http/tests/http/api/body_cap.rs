@@ -158,6 +158,7 @@ fn a_body_over_the_cap_is_413_with_content_length() {
     let api = Api::start();
     let token = api.server.token("alice");
     for (method, path, body) in body_operations() {
+        let path = path.as_str();
         // Refused from the header alone, before any byte of the body...
         wire(
             &api,
@@ -180,6 +181,7 @@ fn a_body_over_the_cap_is_413_when_chunked() {
     let api = Api::start();
     let token = api.server.token("alice");
     for (method, path, body) in body_operations() {
+        let path = path.as_str();
         let huge = padded(&body, HUGE);
         wire(&api, &token, &method, path, Framing::Chunked, huge).too_large();
     }
@@ -194,6 +196,7 @@ fn the_body_cap_holds_to_the_byte_with_content_length_and_chunked() {
     let cap = body_cap(&api, &token);
     assert!(cap > 64 * 1024, "a 64 KiB config value must fit: {cap}");
     for (method, path, body) in body_operations() {
+        let path = path.as_str();
         let expected = alice.raw(method.clone(), path, body.to_string()).status;
         let at_cap = alice.raw(method.clone(), path, padded(&body, cap));
         assert_eq!(at_cap.status, expected, "{method} {path}: {at_cap:?}");
@@ -235,6 +238,7 @@ fn an_http_client_still_sending_its_body_reads_the_413() {
     let alice = api.with_token(&token);
     let cap = body_cap(&api, &token);
     for (method, path, body) in body_operations() {
+        let path = path.as_str();
         for size in [cap + 1, cap + 64 * 1024, HUGE] {
             let reply = alice.raw(method.clone(), path, padded(&body, size));
             assert_eq!(reply.status, 413, "{method} {path} {size}: {reply:?}");

@@ -5,52 +5,40 @@
 use std::collections::BTreeSet;
 
 use octostore_core::{Quotas, Settings};
+use octostore_http::operation::{Access, Body, Operation};
 use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::{text, Api, Caller, Reply};
 
-/// Every operation that needs a token: method, path, and a valid body if it takes one.
-fn protected_operations() -> Vec<(Method, &'static str, Option<Value>)> {
+/// Every operation that needs a token, from the API's table: method, path, and a valid body
+/// if it reads one.
+fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
     let lease = json!({ "lease_id": Uuid::new_v4(), "ttl_seconds": 10 });
-    vec![
-        (Method::POST, "/auth/token/rotate", Some(json!({}))),
-        (
-            Method::POST,
-            "/locks/l/acquire",
-            Some(json!({ "ttl_seconds": 10 })),
-        ),
-        (Method::POST, "/locks/l/release", Some(lease.clone())),
-        (Method::POST, "/locks/l/renew", Some(lease)),
-        (Method::GET, "/locks/l", None),
-        (Method::GET, "/locks", None),
-        (
-            Method::POST,
-            "/limits/r/check",
-            Some(json!({ "max_requests": 5, "window_seconds": 60 })),
-        ),
-        (Method::GET, "/limits/r", None),
-        (Method::DELETE, "/limits/r", None),
-        (Method::GET, "/limits", None),
-        (Method::PUT, "/flags/f", Some(json!({ "enabled": true }))),
-        (Method::GET, "/flags/f", None),
-        (Method::DELETE, "/flags/f", None),
-        (Method::GET, "/flags", None),
-        (Method::PUT, "/config/c", Some(json!({ "value": 1 }))),
-        (Method::GET, "/config/c", None),
-        (Method::GET, "/config/c/history", None),
-        (Method::DELETE, "/config/c", None),
-        (Method::GET, "/config", None),
-    ]
+    Operation::ALL
+        .iter()
+        .filter(|op| op.access() == Access::Token)
+        .map(|op| {
+            let body = match op {
+                Operation::AcquireLock => Some(json!({ "ttl_seconds": 10 })),
+                Operation::ReleaseLock | Operation::RenewLock => Some(lease.clone()),
+                Operation::CheckLimit => Some(json!({ "max_requests": 5, "window_seconds": 60 })),
+                Operation::SetFlag => Some(json!({ "enabled": true })),
+                Operation::PutConfig => Some(json!({ "value": 1 })),
+                _ if op.body() == Body::Json => panic!("no valid body for {op:?}"),
+                _ => None,
+            };
+            (op.method(), op.path_with("n"), body)
+        })
+        .collect()
 }
 
 /// Every operation that reads a JSON body, with a valid body.
-pub(super) fn body_operations() -> Vec<(Method, &'static str, Value)> {
+pub(super) fn body_operations() -> Vec<(Method, String, Value)> {
     protected_operations()
         .into_iter()
         .filter_map(|(method, path, body)| Some((method, path, body?)))
-        .filter(|(_, path, _)| *path != "/auth/token/rotate")
         .collect()
 }
 
@@ -81,6 +69,7 @@ fn every_protected_operation_without_a_valid_token_is_401_with_a_bearer_challeng
         api.with_token(&rotated_away),
     ];
     for (method, path, body) in protected_operations() {
+        let path = path.as_str();
         for caller in &callers {
             let reply = call(caller, &method, path, body.as_ref());
             assert_eq!(reply.status, 401, "{method} {path}: {reply:?}");
@@ -100,6 +89,7 @@ fn a_bad_token_is_401_before_a_bad_body_or_name_is_422() {
     let api = Api::start();
     let caller = api.with_token("octo_not-a-token");
     for (method, path, body) in body_operations() {
+        let path = path.as_str();
         // The name segment made unparsable: a stray '%'.
         let mut segments: Vec<&str> = path.split('/').collect();
         segments[2] = "%zz";
@@ -132,6 +122,7 @@ fn every_protected_operation_with_a_valid_token_is_answered() {
         api.with_authorization(&format!("bearer {token}")),
     ] {
         for (method, path, body) in protected_operations() {
+            let path = path.as_str();
             if path == "/auth/token/rotate" {
                 continue;
             }
@@ -234,6 +225,7 @@ fn bodies_that_are_not_a_json_object_are_422_naming_the_body() {
         b"{\"value\": \"\xff\xfe\"}",
     ];
     for (method, path, _) in body_operations() {
+        let path = path.as_str();
         for bad in bad_bodies {
             let reply = alice.raw(method.clone(), path, bad.to_vec());
             assert_eq!(reply.status, 422, "{method} {path} {bad:?}: {reply:?}");
