@@ -14,6 +14,7 @@ use arbitrary::Arbitrary;
 use chrono::Duration;
 use libfuzzer_sys::fuzz_target;
 use octostore_core::{Login, ManualClock, Settings, Store};
+use octostore_http::operation::{Access, Operation};
 use octostore_http::{App, ServerOptions};
 use serde_json::{json, Map, Value};
 use warp::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
@@ -38,8 +39,8 @@ const MAX_REQUESTS: usize = 6;
 
 #[derive(Arbitrary, Debug)]
 enum Method {
-    /// One of the methods the route answers (GET for a raw path).
-    Natural(u8),
+    /// The method of the operation (GET for a raw path).
+    Natural,
     Get,
     Post,
     Put,
@@ -48,29 +49,6 @@ enum Method {
     Head,
     Options,
     Other(String),
-}
-
-#[derive(Arbitrary, Debug, Clone, Copy)]
-enum Route {
-    Health,
-    Metrics,
-    OpenApi,
-    AuthGithub,
-    AuthCallback,
-    Rotate,
-    Locks,
-    Lock,
-    Acquire,
-    Release,
-    Renew,
-    Limits,
-    Limit,
-    Check,
-    Flags,
-    Flag,
-    Configs,
-    Config,
-    History,
 }
 
 #[derive(Arbitrary, Debug)]
@@ -85,7 +63,8 @@ enum Segment {
 
 #[derive(Arbitrary, Debug)]
 enum Path {
-    Route(Route, Segment),
+    /// The operation of this index in the API's table, on a path with this name.
+    Operation(u8, Segment),
     Raw(String),
 }
 
@@ -146,7 +125,7 @@ enum Field {
 
 #[derive(Arbitrary, Debug)]
 enum Body {
-    /// The body the route expects, with small numbers, and the latest lease id.
+    /// The body the operation expects, with small numbers, and the latest lease id.
     Natural(u8, bool),
     None,
     Raw(Vec<u8>),
@@ -187,33 +166,19 @@ fn segment(s: &Segment) -> String {
     }
 }
 
-/// The path, and whether it is served without a token.
-fn path(p: &Path) -> String {
-    let Path::Route(route, name) = p else {
-        let Path::Raw(raw) = p else { unreachable!() };
-        return raw.clone();
+/// The operation a path of the table was made for.
+fn operation(p: &Path) -> Option<Operation> {
+    let Path::Operation(i, _) = p else {
+        return None;
     };
-    let n = segment(name);
-    match route {
-        Route::Health => "/health".into(),
-        Route::Metrics => "/metrics".into(),
-        Route::OpenApi => "/openapi.yaml".into(),
-        Route::AuthGithub => "/auth/github".into(),
-        Route::AuthCallback => "/auth/github/callback".into(),
-        Route::Rotate => "/auth/token/rotate".into(),
-        Route::Locks => "/locks".into(),
-        Route::Lock => format!("/locks/{n}"),
-        Route::Acquire => format!("/locks/{n}/acquire"),
-        Route::Release => format!("/locks/{n}/release"),
-        Route::Renew => format!("/locks/{n}/renew"),
-        Route::Limits => "/limits".into(),
-        Route::Limit => format!("/limits/{n}"),
-        Route::Check => format!("/limits/{n}/check"),
-        Route::Flags => "/flags".into(),
-        Route::Flag => format!("/flags/{n}"),
-        Route::Configs => "/config".into(),
-        Route::Config => format!("/config/{n}"),
-        Route::History => format!("/config/{n}/history"),
+    Some(Operation::ALL[usize::from(*i) % Operation::ALL.len()])
+}
+
+/// The path.
+fn path(p: &Path) -> String {
+    match p {
+        Path::Operation(_, name) => operation(p).expect("a table path").path_with(&segment(name)),
+        Path::Raw(raw) => raw.clone(),
     }
 }
 
@@ -233,13 +198,13 @@ fn query(q: &Query) -> String {
     }
 }
 
-/// The paths answered without a token.
+/// Whether the table has `path` answered without a token.
 fn is_public(path: &str) -> bool {
     let path = path.split('?').next().unwrap_or_default();
-    matches!(
-        path,
-        "/health" | "/metrics" | "/openapi.yaml" | "/auth/github" | "/auth/github/callback"
-    )
+    Operation::find(&HttpMethod::GET, path).is_some_and(|found| {
+        (Operation::ALL.iter())
+            .any(|op| op.template() == found.template && op.access() == Access::Public)
+    })
 }
 
 struct World {
@@ -289,34 +254,24 @@ fn object(world: &World, fields: &[(Field, Json)]) -> Map<String, Value> {
     map
 }
 
-/// The methods a route answers.
-fn methods(route: Route) -> &'static [&'static str] {
-    match route {
-        Route::Rotate | Route::Acquire | Route::Release | Route::Renew | Route::Check => &["POST"],
-        Route::Limit => &["GET", "DELETE"],
-        Route::Flag | Route::Config => &["PUT", "GET", "DELETE"],
-        _ => &["GET"],
-    }
-}
-
-fn natural_body(world: &World, route: Route, small: u8, flag: bool) -> Option<Value> {
+fn natural_body(world: &World, operation: Operation, small: u8, flag: bool) -> Option<Value> {
     let lease = world
         .last_lease
         .clone()
         .unwrap_or_else(|| uuid_nil().to_owned());
     let ttl = 1 + small % 60;
-    Some(match route {
-        Route::Acquire if flag => {
+    Some(match operation {
+        Operation::AcquireLock if flag => {
             json!({ "ttl_seconds": ttl, "client_id": CLIENT_IDS[usize::from(small) % 2] })
         }
-        Route::Acquire => json!({ "ttl_seconds": ttl }),
-        Route::Release => json!({ "lease_id": lease }),
-        Route::Renew => json!({ "lease_id": lease, "ttl_seconds": ttl }),
-        Route::Check => json!({ "max_requests": 1 + small % 4, "window_seconds": 1 + small % 10 }),
-        Route::Flag if small > 200 => json!({ "enabled": flag }),
-        Route::Flag => json!({ "enabled": flag, "percentage": small % 101 }),
-        Route::Config if flag => json!({ "value": small, "description": "d" }),
-        Route::Config => json!({ "value": { "n": small } }),
+        Operation::AcquireLock => json!({ "ttl_seconds": ttl }),
+        Operation::ReleaseLock => json!({ "lease_id": lease }),
+        Operation::RenewLock => json!({ "lease_id": lease, "ttl_seconds": ttl }),
+        Operation::CheckLimit => json!({ "max_requests": 1 + small % 4, "window_seconds": 1 + small % 10 }),
+        Operation::SetFlag if small > 200 => json!({ "enabled": flag }),
+        Operation::SetFlag => json!({ "enabled": flag, "percentage": small % 101 }),
+        Operation::PutConfig if flag => json!({ "value": small, "description": "d" }),
+        Operation::PutConfig => json!({ "value": { "n": small } }),
         _ => return None,
     })
 }
@@ -325,10 +280,10 @@ fn uuid_nil() -> &'static str {
     "00000000-0000-0000-0000-000000000000"
 }
 
-fn body(world: &World, route: Option<Route>, b: &Body) -> Option<Vec<u8>> {
+fn body(world: &World, operation: Option<Operation>, b: &Body) -> Option<Vec<u8>> {
     match b {
         Body::Natural(small, flag) => {
-            let value = natural_body(world, route?, *small, *flag)?;
+            let value = natural_body(world, operation?, *small, *flag)?;
             Some(serde_json::to_vec(&value).unwrap())
         }
         Body::None => None,
@@ -357,15 +312,10 @@ fn authorization(world: &World, a: &Auth) -> Option<String> {
 }
 
 fn send(world: &mut World, req: &Request) {
-    let route = match &req.path {
-        Path::Route(route, _) => Some(*route),
-        Path::Raw(_) => None,
-    };
+    let operation = operation(&req.path);
+    let natural = operation.map_or(HttpMethod::GET, Operation::method);
     let method = match &req.method {
-        Method::Natural(i) => {
-            let allowed = route.map_or(&["GET"][..], methods);
-            allowed[usize::from(*i) % allowed.len()]
-        }
+        Method::Natural => natural.as_str(),
         Method::Get => "GET",
         Method::Post => "POST",
         Method::Put => "PUT",
@@ -393,7 +343,7 @@ fn send(world: &mut World, req: &Request) {
         }
         builder = builder.header("authorization", value.as_str());
     }
-    if let Some(bytes) = body(world, route, &req.body) {
+    if let Some(bytes) = body(world, operation, &req.body) {
         builder = builder.body(bytes);
     }
     for (name, value) in req.headers.iter().take(4) {
