@@ -126,6 +126,8 @@ pub struct Retained<K> {
     pub next: Option<K>,
 }
 
+// Taken only by the SQL backends (`sql.rs`).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<K> Retained<K> {
     /// The step that read `read` (in key order, at most `max` records): deletes with `delete`
     /// each record `keep` rejects; `key` names the last one for the next step.
