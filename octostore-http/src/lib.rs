@@ -20,38 +20,59 @@
 //! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
 //! `octostore_core::Api` method, and serialize.
 
+#[cfg(feature = "server")]
 mod app;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod dto;
+#[cfg(feature = "server")]
 mod error;
+#[cfg(feature = "server")]
 mod large_reads;
+#[cfg(feature = "server")]
 mod metrics;
+#[cfg(feature = "server")]
 mod oauth;
+#[cfg(feature = "client")]
 pub mod operation;
+#[cfg(feature = "server")]
 mod request;
+#[cfg(feature = "server")]
 mod routes;
+#[cfg(feature = "server")]
 mod server;
 
+#[cfg(feature = "server")]
 use std::future::Future;
+#[cfg(feature = "server")]
 use std::time::Instant;
 
+#[cfg(feature = "server")]
 use tokio::net::TcpListener;
+#[cfg(feature = "server")]
 use warp::filters::BoxedFilter;
+#[cfg(feature = "server")]
 use warp::reply::Response;
 
+#[cfg(feature = "server")]
 pub use app::{App, QueueLimits, ServerOptions};
+#[cfg(feature = "client")]
 pub use client::Client;
+#[cfg(feature = "server")]
 pub use oauth::GithubSettings;
+#[cfg(feature = "server")]
 pub use server::ConnectionLimits;
 
 /// The whole API as one filter, every request answered (as JSON where it is an error),
 /// counted in the metrics and traced.
+#[cfg(feature = "server")]
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
     routes::all(app)
 }
 
 /// Serves the API on `listener` with the default [`ConnectionLimits`] until `shutdown`
 /// completes, then finishes the requests in flight and returns.
+#[cfg(feature = "server")]
 pub async fn serve(
     listener: TcpListener,
     app: App,
@@ -61,6 +82,7 @@ pub async fn serve(
 }
 
 /// [`serve`] within `limits` (usually [`ServerOptions::connections`]).
+#[cfg(feature = "server")]
 pub async fn serve_with(
     listener: TcpListener,
     app: App,
