@@ -28,27 +28,41 @@ fn rfc3339<S: serde::Serializer>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockState {
+    /// `acquired`: this acquire made a new lease.
     Acquired,
+    /// `held`: the lease is live and was not made by this request (an acquire by its holder,
+    /// a renew, or a lock's status).
     Held,
+    /// `available`: nobody holds the lock (its status).
     Available,
+    /// `released`: the lease was released.
     Released,
 }
 
 /// A live lease: the answer to acquire, renew, and status of a held lock.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockResponse {
+    /// `acquired` when this acquire made the lease, `held` otherwise.
     pub status: LockState,
+    /// The lock's name.
     pub name: String,
+    /// The lease's id, which releases and renews it.
     pub lease_id: Uuid,
+    /// The lease's fencing token: greater than every token granted before for this lock.
     pub fencing_token: u64,
+    /// When the lease ends unless renewed (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
+    /// The holder's login.
     pub holder: String,
+    /// Extension: the `client_id` the lease was acquired with; omitted without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 }
 
 impl LockResponse {
+    /// The answer for `lease`, as made by an acquire that answered `status` (renew and
+    /// status answer [`AcquireStatus::Held`]).
     pub fn new(status: AcquireStatus, lease: &Lease) -> Self {
         Self {
             status: match status {
@@ -64,6 +78,9 @@ impl LockResponse {
         }
     }
 
+    /// The acquire's grant (`held`, `available` and `released` read as
+    /// [`AcquireStatus::Held`]); a name, holder or client id the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_grant(self) -> Result<LockGrant> {
         let status = match self.status {
             LockState::Acquired => AcquireStatus::Acquired,
@@ -92,8 +109,11 @@ impl LockResponse {
 /// The status of a lock nobody holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockNotHeld {
+    /// Always `available`.
     pub status: LockState,
+    /// The lock's name.
     pub name: String,
+    /// A message for people ("Lock not currently held"); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
@@ -101,13 +121,18 @@ pub struct LockNotHeld {
 /// One of the caller's leases in a list.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockInfo {
+    /// The lock's name.
     pub name: String,
     /// Extension: the caller's own login, so a list item is a whole lease.
     pub holder: String,
+    /// The lease's id, which releases and renews it.
     pub lease_id: Uuid,
+    /// The lease's fencing token.
     pub fencing_token: u64,
+    /// When the lease ends unless renewed (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
+    /// Extension: the `client_id` the lease was acquired with; omitted without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
 }
@@ -126,6 +151,8 @@ impl From<&Lease> for LockInfo {
 }
 
 impl LockInfo {
+    /// The lease; a name, holder or client id the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_lease(self) -> Result<Lease> {
         Ok(Lease {
             name: LockName::parse(&self.name)?,
@@ -138,42 +165,59 @@ impl LockInfo {
     }
 }
 
+/// The caller's live leases (`GET /locks`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockList {
+    /// Each live lease the caller holds.
     pub locks: Vec<LockInfo>,
+    /// How many leases `locks` holds.
     pub total: usize,
 }
 
 /// The 409 answer to an acquire.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockConflict {
+    /// A message for people ("Lock already held").
     pub error: String,
     /// Always [`ErrorCode::LockHeld`].
     pub code: ErrorCode,
+    /// The lease that holds the lock.
     pub lock: ConflictingLock,
 }
 
+/// The lease in the way of an acquire ([`LockConflict::lock`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConflictingLock {
+    /// The lock's name.
     pub name: String,
+    /// The current holder's login.
     pub holder: String,
+    /// When the holder's lease ends unless renewed (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub expires_at: DateTime<Utc>,
 }
 
+/// The answer to a release.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Released {
+    /// Always `released`.
     pub status: LockState,
+    /// A message for people ("Lock released").
     pub message: String,
 }
 
 /// The answer to a rate-limit check or status.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LimitDecision {
+    /// Whether the request is allowed (a check counted it).
     pub allowed: bool,
+    /// How many more checks the window allows now.
     pub remaining: u32,
+    /// When `remaining` next grows (RFC 3339; now when the window counts nothing).
     #[serde(serialize_with = "rfc3339")]
     pub reset_at: DateTime<Utc>,
+    /// Whole seconds until a check would be allowed (at least 1); present only when
+    /// `allowed` is false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
 }
@@ -200,14 +244,22 @@ impl From<LimitDecision> for Decision {
     }
 }
 
+/// One of the caller's rate limits in a list.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LimitInfo {
+    /// The limit's name.
     pub name: String,
+    /// The most checks allowed in a window (the latest check's).
     pub max_requests: u32,
+    /// The window's length in seconds (the latest check's).
     pub window_seconds: u32,
+    /// How many allowed checks the window counts now.
     pub current_count: u32,
+    /// How many more checks the window allows now.
     pub remaining: u32,
+    /// Whether a check now would be allowed.
     pub allowed: bool,
+    /// When `remaining` next grows (RFC 3339; now when the window counts nothing).
     #[serde(serialize_with = "rfc3339")]
     pub reset_at: DateTime<Utc>,
     /// Extension: as in a check's answer, present when a check would be denied.
@@ -231,6 +283,8 @@ impl From<&LimitSummary> for LimitInfo {
 }
 
 impl LimitInfo {
+    /// The limit; a name or policy the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_summary(self) -> Result<LimitSummary> {
         Ok(LimitSummary {
             name: LimitName::parse(&self.name)?,
@@ -246,24 +300,34 @@ impl LimitInfo {
     }
 }
 
+/// The caller's rate limits (`GET /limits`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LimitList {
+    /// Each limit the store knows for the caller.
     pub limits: Vec<LimitInfo>,
 }
 
+/// The answer to a rate limit's reset.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LimitReset {
+    /// Always true: the limit was forgotten.
     pub reset: bool,
 }
 
+/// A feature flag: the answer to a set, and an item of a list.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FlagInfo {
+    /// The flag's name.
     pub name: String,
+    /// Whether the flag is on (for the subjects its `percentage` admits).
     pub enabled: bool,
+    /// The rollout percentage, 0 to 100; omitted when the flag has none (everyone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percentage: Option<u8>,
+    /// When the flag was first set (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// When the flag was last set (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
@@ -281,6 +345,8 @@ impl From<&Flag> for FlagInfo {
 }
 
 impl FlagInfo {
+    /// The flag; a name or percentage the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_flag(self) -> Result<Flag> {
         Ok(Flag {
             name: FlagName::parse(&self.name)?,
@@ -295,31 +361,46 @@ impl FlagInfo {
     }
 }
 
+/// The caller's feature flags (`GET /flags`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FlagList {
+    /// Each flag the caller has set.
     pub flags: Vec<FlagInfo>,
 }
 
+/// A flag evaluated for one subject (`GET /flags/{name}`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct FlagEvaluation {
+    /// The flag's name.
     pub name: String,
+    /// Whether the flag is on for the subject (its percentage rollout considered).
     pub enabled: bool,
 }
 
+/// The answer to a flag's or a config key's delete.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Deleted {
+    /// Always true: the flag, or the key with all its history, is gone.
     pub deleted: bool,
 }
 
+/// A config key at one version: the answer to a put and a get (`ConfigEntry` in the
+/// contract).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConfigInfo {
+    /// The config key.
     pub key: String,
+    /// The stored JSON value (any JSON value, `null` included).
     pub value: Value,
+    /// The version's description; omitted when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The version's number (the first is 1).
     pub version: u64,
+    /// When the key was created (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// When this version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
@@ -338,6 +419,8 @@ impl From<ConfigEntry> for ConfigInfo {
 }
 
 impl ConfigInfo {
+    /// The entry; a key the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_entry(self) -> Result<ConfigEntry> {
         Ok(ConfigEntry {
             key: ConfigKey::parse(&self.key)?,
@@ -350,12 +433,17 @@ impl ConfigInfo {
     }
 }
 
+/// One kept version of a config key, in its history.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VersionInfo {
+    /// The version's number.
     pub version: u64,
+    /// The JSON value this version stored.
     pub value: Value,
+    /// The version's description; omitted when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// When this version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
 }
@@ -382,19 +470,28 @@ impl From<VersionInfo> for ConfigVersion {
     }
 }
 
+/// One page of a config key's history (`GET /config/{key}/history`; a `Link` header names
+/// the next page).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct History {
+    /// The page's versions, oldest first.
     pub versions: Vec<VersionInfo>,
 }
 
+/// One of the caller's config keys in a list: its latest version, without the value.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConfigListItem {
+    /// The config key.
     pub key: String,
+    /// The latest version's description; omitted when it has none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The latest version's number.
     pub version: u64,
+    /// When the key was created (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// When the latest version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
@@ -412,6 +509,8 @@ impl From<ConfigSummary> for ConfigListItem {
 }
 
 impl ConfigListItem {
+    /// The summary; a key the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
     pub fn into_summary(self) -> Result<ConfigSummary> {
         Ok(ConfigSummary {
             key: ConfigKey::parse(&self.key)?,
@@ -423,25 +522,35 @@ impl ConfigListItem {
     }
 }
 
+/// The caller's config keys (`GET /config`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConfigList {
+    /// Each key the caller has.
     pub configs: Vec<ConfigListItem>,
 }
 
+/// The answer to a token's rotation (`POST /auth/token/rotate`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct NewToken {
+    /// The new bearer token; the one that asked no longer works.
     pub token: String,
 }
 
+/// The answer to a GitHub sign-in's callback (`GET /auth/github/callback`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct SignedIn {
+    /// The bearer token for API access.
     pub token: String,
+    /// The user signed in.
     pub user: UserInfo,
 }
 
+/// A user, as a sign-in answers it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct UserInfo {
+    /// The user's login (their GitHub username).
     pub login: String,
+    /// The URL of their GitHub avatar; omitted when there is none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_url: Option<String>,
 }

@@ -2,6 +2,16 @@
 //! the Rust client of a remote server, which implements the same `octostore_core::Api` as an
 //! embedded `Session`.
 //!
+//! # Features
+//! - `server` (default; implies `client`): [`App`], [`routes`], [`serve`] and [`serve_with`], on
+//!   warp and hyper's server, with GitHub sign-in (oauth2) and Prometheus metrics: every
+//!   module below but `client.rs` and `dto.rs`.
+//! - `client`: [`Client`] (`client.rs`, on reqwest's blocking client with rustls) and the JSON
+//!   shapes ([`dto`]), nothing else: no warp, no hyper server, no OAuth, no metrics. A
+//!   program that only talks to a server depends on
+//!   `octostore-http = { version = "0.1", default-features = false, features = ["client"] }`.
+//! - Neither: [`dto`] alone.
+//!
 //! # Layout
 //! - [`serve`] runs the server until its shutdown future completes; [`routes`] is the whole
 //!   API as one warp filter (for `warp::test`).
@@ -19,6 +29,11 @@
 //!
 //! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
 //! `octostore_core::Api` method, and serialize.
+
+#![deny(missing_docs)]
+// Without `server` (or `client`) the docs above name items that are not compiled: plain text
+// there, links in the default build.
+#![cfg_attr(not(feature = "server"), allow(rustdoc::broken_intra_doc_links))]
 
 #[cfg(feature = "server")]
 mod app;
