@@ -20,10 +20,13 @@
 //! - `app.rs`: [`App`], the shared state, and the one path from a request to the store:
 //!   authenticate the bearer token, then run the operation as that user: inline (memory),
 //!   on the committer thread (SQLite: group commit) or on the blocking pool (PostgreSQL).
-//! - `routes/`: one module per tag of the contract (`locks`, `limits`, `flags`, `config`,
-//!   `auth`, `system`), plus the 405 fallback and the table of path templates.
+//! - [`operation`]: every operation of the API, written once (method, path template, access,
+//!   body), for the dispatcher, the client, the metrics and the tests.
+//! - `routes/`: the dispatcher (`mod.rs`: finds each request's operation, answers 404 and 405
+//!   from the same table) and one module of handlers per tag of the contract (`locks`,
+//!   `limits`, `flags`, `config`, `auth`, `system`).
 //! - `request.rs` reads bodies (capped) and path names; `dto.rs` is the JSON of every answer;
-//!   `error.rs` maps every error and rejection to a status and JSON body, in one place.
+//!   `error.rs` maps every error to its code, status and JSON body, in one place.
 //! - `metrics.rs`: Prometheus counters; `oauth.rs`: GitHub sign-in.
 //! - [`Client`] (`client.rs`): a blocking client of a remote server that implements `Api`.
 //!
