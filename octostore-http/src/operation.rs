@@ -1,4 +1,4 @@
-//! Every operation of the API, each written once, in [`operations!`]: its `operationId`, method
+//! Every operation of the API, each written once, in `operations!`: its `operationId`, method
 //! and path template, whether it needs a token, and whether it reads a body. The server's dispatcher, `Allow`, the metrics labels, the client's URLs and the
 //! tests' lists of operations all come from [`Operation`]; the served `openapi.yaml` is checked
 //! against it.
