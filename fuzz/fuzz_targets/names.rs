@@ -241,7 +241,7 @@ fn check_record(data: &[u8]) {
                     let _ = record.is_idle(Timestamp::from_nanos(now));
                 }
             }
-            Err(e) => assert!(matches!(e, Error::Storage(_)), "{e:?}"),
+            Err(e) => assert!(matches!(e, Error::Storage { .. }), "{e:?}"),
         }
     }
 }

@@ -10,6 +10,7 @@ mod target;
 use std::process::ExitCode;
 
 use clap::Parser;
+use octostore_core::error::Chain;
 use octostore_core::Error;
 
 use crate::args::{Cli, Command};
@@ -30,7 +31,9 @@ fn exit_code(err: &Error) -> u8 {
         | Error::TooLarge { .. } => 2,
         Error::NotFound { .. } => 3,
         Error::Unauthorized => 4,
-        Error::Storage(_) | Error::Unavailable(_) => 5,
+        Error::Storage { .. } | Error::Unavailable(_) | Error::Remote { .. } => 5,
+        // A kind the core adds later: a failure, until it is given a code of its own.
+        _ => 5,
     }
 }
 
@@ -47,7 +50,7 @@ fn main() -> ExitCode {
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
     };
     result.unwrap_or_else(|err| {
-        eprintln!("octostore: {err}");
+        eprintln!("octostore: {}", Chain(&err));
         ExitCode::from(exit_code(&err))
     })
 }

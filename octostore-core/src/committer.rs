@@ -111,7 +111,7 @@ impl Committer {
             Box::new(move |committed: &Result<()>| match committed {
                 Ok(()) => done(result),
                 Err(e @ Error::Unavailable(_)) => done(Err(e.again())),
-                Err(e) => done(Err(Error::Storage(format!("the commit failed: {e}")))),
+                Err(e) => done(Err(Error::storage_caused("the commit failed", e.again()))),
             })
         });
         self.queue

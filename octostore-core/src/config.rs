@@ -191,7 +191,7 @@ fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead
 
 /// A version the key's head says is kept, but storage does not have.
 pub(crate) fn lost_version(key: &ConfigKey, version: u64) -> Error {
-    Error::Storage(format!("config {key} lost its version {version}"))
+    Error::storage(format!("config {key} lost its version {version}"))
 }
 
 fn stored_version(

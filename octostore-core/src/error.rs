@@ -2,6 +2,7 @@
 //! differently; the HTTP layer maps each to one status code, the CLI to one exit code.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -43,14 +44,21 @@ impl fmt::Display for Resource {
     }
 }
 
+/// The error under a [`Error::Storage`] or [`Error::Remote`] (a driver's, the operating
+/// system's): shared, so that the one failure of a group can be reported to each of its
+/// callers.
+pub type Source = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in OctoStore.
 ///
 /// A denied rate-limit check is not an error but a [`crate::Decision`]; a lock held by
-/// someone else is, because the caller did not get what it asked for.
-#[derive(Debug, thiserror::Error)]
+/// someone else is, because the caller did not get what it asked for. Kinds may be added:
+/// match with a `_` arm. [`std::error::Error::source`] leads to the driver's or the operating
+/// system's error under a storage or remote failure; print the chain to show all of it.
+#[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
     /// A request parameter is out of the contract's bounds (HTTP 422, exit code 2).
-    #[error("invalid {field}: {reason}")]
     Invalid {
         /// The field, as named in the API (`name`, `ttl_seconds`...).
         field: &'static str,
@@ -58,7 +66,6 @@ pub enum Error {
         reason: String,
     },
     /// The thing asked for does not exist, or is not the caller's (HTTP 404, exit code 3).
-    #[error("{what} {name:?} not found")]
     NotFound {
         /// What kind of thing.
         what: Resource,
@@ -66,7 +73,6 @@ pub enum Error {
         name: String,
     },
     /// The lock is held by another caller (HTTP 409, exit code 1).
-    #[error("lock {name} is held by {holder} until {expires_at}")]
     LockHeld {
         /// The lock.
         name: LockName,
@@ -77,13 +83,10 @@ pub enum Error {
     },
     /// The request contradicts stored state other than a lock, e.g. a login already
     /// taken (HTTP 409).
-    #[error("{0}")]
     Conflict(String),
     /// The token is unknown, revoked or rotated away (HTTP 401, exit code 4).
-    #[error("invalid or missing bearer token")]
     Unauthorized,
     /// The caller already owns as many of these as its quota allows (HTTP 429).
-    #[error("quota exceeded: a user may own at most {limit} of {what}")]
     QuotaExceeded {
         /// What the quota counts.
         what: Resource,
@@ -91,7 +94,6 @@ pub enum Error {
         limit: usize,
     },
     /// A value is larger than the store accepts (HTTP 413).
-    #[error("{field} is {size} bytes, more than the limit of {limit} bytes")]
     TooLarge {
         /// The field.
         field: &'static str,
@@ -102,13 +104,69 @@ pub enum Error {
     },
     /// The storage backend failed; the operation may or may not have taken effect only if
     /// the backend says so in the message (HTTP 500, exit code 5).
-    #[error("storage failure: {0}")]
-    Storage(String),
+    Storage {
+        /// What failed.
+        message: String,
+        /// Why: the driver's or the operating system's error, if there is one.
+        source: Option<Source>,
+    },
     /// The store could not take the operation in time (the file held by another process past
     /// the caller's deadline, too many operations queued): it was not run, and may be sent
     /// again (HTTP 503 with `Retry-After`, exit code 5).
-    #[error("store busy, the operation was not run: {0}")]
     Unavailable(String),
+    /// Talking to a server failed: it could not be reached, did not answer in time, or
+    /// answered what no OctoStore server answers; whether the operation took effect is
+    /// unknown unless the message says. Made by a remote client (such as `octostore-http`'s
+    /// `Client`), never sent by a server (one that met it would answer HTTP 502; exit code 5).
+    Remote {
+        /// What went wrong, e.g. `server unreachable: …`.
+        message: String,
+        /// Why: the transport's error, if there is one.
+        source: Option<Source>,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Invalid { field, reason } => write!(f, "invalid {field}: {reason}"),
+            Error::NotFound { what, name } => write!(f, "{what} {name:?} not found"),
+            Error::LockHeld {
+                name,
+                holder,
+                expires_at,
+            } => write!(f, "lock {name} is held by {holder} until {expires_at}"),
+            Error::Conflict(message) => f.write_str(message),
+            Error::Unauthorized => f.write_str("invalid or missing bearer token"),
+            Error::QuotaExceeded { what, limit } => write!(
+                f,
+                "quota exceeded: a user may own at most {limit} of {what}"
+            ),
+            Error::TooLarge { field, size, limit } => write!(
+                f,
+                "{field} is {size} bytes, more than the limit of {limit} bytes"
+            ),
+            Error::Storage { message, .. } => write!(f, "storage failure: {message}"),
+            Error::Unavailable(reason) => {
+                write!(f, "store busy, the operation was not run: {reason}")
+            }
+            Error::Remote { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+/// Written out rather than derived: a derived `source` would be the [`Arc`] itself, which
+/// displays as the error inside but is not it, so `downcast_ref::<rusqlite::Error>()` and the
+/// like would fail.
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Storage { source, .. } | Error::Remote { source, .. } => source
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static)),
+            _ => None,
+        }
+    }
 }
 
 impl Error {
@@ -127,20 +185,200 @@ impl Error {
             name: name.to_string(),
         }
     }
+
+    /// An [`Error::Storage`] with no error under it.
+    pub fn storage(message: impl Into<String>) -> Self {
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Storage`] caused by `source`, which [`std::error::Error::source`] returns.
+    pub fn storage_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Storage {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// An [`Error::Remote`] with no error under it.
+    pub fn remote(message: impl Into<String>) -> Self {
+        Error::Remote {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An [`Error::Remote`] caused by `source`, which [`std::error::Error::source`] returns.
+    pub fn remote_caused(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Remote {
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
 }
 
 impl Error {
     /// The same error again, for another caller of one failed group or queue: the variants
-    /// that storage reports are rebuilt as they are, any other is reported as a storage
-    /// failure naming it.
+    /// that storage reports are rebuilt as they are (sharing their source), any other is
+    /// reported as a storage failure naming it.
     pub(crate) fn again(&self) -> Self {
         match self {
             Error::Unavailable(reason) => Error::Unavailable(reason.clone()),
-            Error::Storage(reason) => Error::Storage(reason.clone()),
-            other => Error::Storage(other.to_string()),
+            Error::Storage { message, source } => Error::Storage {
+                message: message.clone(),
+                source: source.clone(),
+            },
+            Error::Remote { message, source } => Error::Remote {
+                message: message.clone(),
+                source: source.clone(),
+            },
+            other => Error::storage(other.to_string()),
         }
     }
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An error and its sources on one line, `error: source: source of the source…`, leaving out
+/// a source whose text the line already holds (a message that repeats its cause's).
+pub struct Chain<'a>(pub &'a (dyn std::error::Error + 'a));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = self.0.to_string();
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !line.contains(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            source = cause.source();
+        }
+        f.write_str(&line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::*;
+
+    #[test]
+    fn a_storage_failure_keeps_its_cause_as_its_source() {
+        let e = Error::storage_caused("cannot open f", io::Error::other("disk on fire"));
+        assert_eq!(e.to_string(), "storage failure: cannot open f");
+        let source = e.source().expect("a source");
+        assert_eq!(source.to_string(), "disk on fire");
+        assert!(source.downcast_ref::<io::Error>().is_some(), "{source:?}");
+        assert_eq!(
+            Chain(&e).to_string(),
+            "storage failure: cannot open f: disk on fire"
+        );
+        assert!(Error::storage("lost").source().is_none());
+    }
+
+    #[test]
+    fn a_remote_failure_shows_its_message_alone() {
+        let e = Error::remote_caused("server unreachable: x", io::Error::other("refused"));
+        assert_eq!(e.to_string(), "server unreachable: x");
+        assert!(e.source().unwrap().downcast_ref::<io::Error>().is_some());
+        assert_eq!(Chain(&e).to_string(), "server unreachable: x: refused");
+    }
+
+    #[test]
+    fn again_shares_the_source() {
+        let e = Error::storage_caused("the commit failed", io::Error::other("EIO"));
+        let again = e.again();
+        assert_eq!(Chain(&again).to_string(), Chain(&e).to_string());
+        match (&e, &again) {
+            (
+                Error::Storage {
+                    source: Some(first),
+                    ..
+                },
+                Error::Storage {
+                    source: Some(second),
+                    ..
+                },
+            ) => assert!(Arc::ptr_eq(first, second)),
+            other => panic!("{other:?}"),
+        }
+        let held = Error::Conflict("taken".into()).again();
+        assert!(matches!(&held, Error::Storage { message, source: None } if message == "taken"));
+    }
+
+    #[test]
+    fn each_kind_reads_as_before() {
+        let lock = LockName::parse("deploy").unwrap();
+        let holder = Login::parse("bob").unwrap();
+        let expires_at = DateTime::from_timestamp(30, 0).unwrap();
+        for (error, shown) in [
+            (
+                Error::invalid("ttl_seconds", "must be positive"),
+                "invalid ttl_seconds: must be positive",
+            ),
+            (
+                Error::not_found(Resource::Flag, "f"),
+                "feature flag \"f\" not found",
+            ),
+            (
+                Error::LockHeld {
+                    name: lock,
+                    holder,
+                    expires_at,
+                },
+                "lock deploy is held by bob until 1970-01-01 00:00:30 UTC",
+            ),
+            (Error::Conflict("login taken".into()), "login taken"),
+            (Error::Unauthorized, "invalid or missing bearer token"),
+            (
+                Error::QuotaExceeded {
+                    what: Resource::Lock,
+                    limit: 3,
+                },
+                "quota exceeded: a user may own at most 3 of lock",
+            ),
+            (
+                Error::TooLarge {
+                    field: "value",
+                    size: 9,
+                    limit: 8,
+                },
+                "value is 9 bytes, more than the limit of 8 bytes",
+            ),
+            (Error::storage("lost"), "storage failure: lost"),
+            (
+                Error::Unavailable("queue full".into()),
+                "store busy, the operation was not run: queue full",
+            ),
+            (
+                Error::remote("server unreachable: x"),
+                "server unreachable: x",
+            ),
+        ] {
+            assert_eq!(error.to_string(), shown);
+        }
+    }
+
+    #[test]
+    fn a_chain_leaves_out_a_source_its_line_already_holds() {
+        let inner = io::Error::other("database is locked");
+        let e = Error::storage_caused("sqlite: database is locked", inner);
+        assert_eq!(
+            Chain(&e).to_string(),
+            "storage failure: sqlite: database is locked"
+        );
+    }
+}

@@ -129,7 +129,7 @@ pub enum LockStatus {
 fn holder_login(tx: &mut dyn Tx, owner: UserId) -> Result<Login> {
     tx.user(owner)?
         .map(|user| user.login)
-        .ok_or_else(|| Error::Storage(format!("lease owner {owner} has no user record")))
+        .ok_or_else(|| Error::storage(format!("lease owner {owner} has no user record")))
 }
 
 pub(crate) fn acquire(

@@ -96,7 +96,7 @@ impl App {
             Concurrency::NonBlocking => Runner::Inline,
             Concurrency::Serial => Runner::Committer(
                 Committer::start(store.clone(), max_queued)
-                    .map_err(|e| Error::Storage(format!("cannot start the committer: {e}")))?,
+                    .map_err(|e| Error::storage_caused("cannot start the committer", e))?,
             ),
             Concurrency::Parallel => Runner::Pool {
                 slots: Arc::new(Semaphore::new(max_queued)),
@@ -110,9 +110,8 @@ impl App {
             body_limit,
             runner,
             queue_timeout: options.queue.timeout,
-            large_reads: LargeReads::start().map_err(|e| {
-                Error::Storage(format!("cannot start the large reads' threads: {e}"))
-            })?,
+            large_reads: LargeReads::start()
+                .map_err(|e| Error::storage_caused("cannot start the large reads' threads", e))?,
             last_live_count: Arc::default(),
         })
     }
@@ -296,5 +295,5 @@ fn respond<T>(outcome: Option<Result<T>>, reply: impl FnOnce(T) -> Response) -> 
 }
 
 fn not_finished() -> Error {
-    Error::Storage("the operation did not finish".into())
+    Error::storage("the operation did not finish")
 }

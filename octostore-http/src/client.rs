@@ -17,7 +17,7 @@
 //! `error.rs`): 401 is [`Error::Unauthorized`], 404 [`Error::NotFound`] of the resource the
 //! operation is about, 409 on acquire [`Error::LockHeld`], 422 [`Error::Invalid`], 413
 //! [`Error::TooLarge`], 429 [`Error::QuotaExceeded`]. A server that cannot be reached, or that
-//! answers what no OctoStore server would, is an [`Error::Storage`] whose message starts with
+//! answers what no OctoStore server would, is an [`Error::Remote`] whose message starts with
 //! `server unreachable:` or `unexpected answer from the server:`.
 //!
 //! The client is blocking (reqwest's blocking client, which runs its own small runtime): call
@@ -134,7 +134,7 @@ impl ClientBuilder {
             .tcp_nodelay(true)
             .user_agent(concat!("octostore-http/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::Storage(format!("cannot make an HTTP client: {}", chain(&e))))?;
+            .map_err(|e| Error::storage(format!("cannot make an HTTP client: {}", chain(&e))))?;
         Ok(Client {
             base: url.as_str().trim_end_matches('/').to_owned(),
             http,
@@ -247,14 +247,15 @@ fn next_after(headers: &HeaderMap) -> Option<u64> {
         })
 }
 
-/// The error for an answer no OctoStore server gives.
+/// An [`Error::Remote`] for an answer no OctoStore server gives.
 fn unexpected(what: impl fmt::Display) -> Error {
-    Error::Storage(format!("unexpected answer from the server: {what}"))
+    Error::remote(format!("unexpected answer from the server: {what}"))
 }
 
-/// The error for a server that could not be reached (or a gateway that could not reach it).
+/// An [`Error::Remote`] for a server that could not be reached (or a gateway that could not
+/// reach it).
 fn unreachable(what: impl fmt::Display) -> Error {
-    Error::Storage(format!("server unreachable: {what}"))
+    Error::remote(format!("server unreachable: {what}"))
 }
 
 /// An error and its sources, as one line.
@@ -380,7 +381,7 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
             },
             None => unexpected(words()),
         },
-        ErrorCode::StorageFailure => Error::Storage(format!("on the server: {error}")),
+        ErrorCode::StorageFailure => Error::storage(format!("on the server: {error}")),
         // The operation was not run.
         ErrorCode::StoreBusy => Error::Unavailable(details.unwrap_or(error)),
         ErrorCode::NoSuchPath => unexpected(format!(
@@ -515,7 +516,14 @@ impl Client {
         }
         let hide = |text: String| text.replace(token.as_str(), HIDDEN_TOKEN);
         match err {
-            Error::Storage(m) => Error::Storage(hide(m)),
+            Error::Storage { message, source } => Error::Storage {
+                message: hide(message),
+                source,
+            },
+            Error::Remote { message, source } => Error::Remote {
+                message: hide(message),
+                source,
+            },
             Error::Unavailable(m) => Error::Unavailable(hide(m)),
             Error::Conflict(m) => Error::Conflict(hide(m)),
             Error::Invalid { field, reason } => Error::Invalid {
@@ -742,7 +750,7 @@ mod tests {
         );
         let err = answer(429, json!({"error": "slow down", "code": "quota_exceeded"}));
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:"))
+            matches!(&err, Error::Remote { message: m, .. } if m.starts_with("unexpected answer from the server:"))
         );
 
         let body = json!({"error": "value is 100 bytes, more than the limit of 64 bytes",
@@ -815,13 +823,13 @@ mod tests {
         // No code: no OctoStore server's answer.
         let err = answer(404, json!({"error": "config key \"k\" not found"}));
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:")),
+            matches!(&err, Error::Remote { message: m, .. } if m.starts_with("unexpected answer from the server:")),
             "{err:?}"
         );
         // A code from a newer server.
         let err = answer(418, json!({"error": "brewing", "code": "teapot_busy"}));
         assert!(
-            matches!(&err, Error::Storage(m) if m == "unexpected answer from the server: 418 I'm a teapot: brewing"),
+            matches!(&err, Error::Remote { message: m, .. } if m == "unexpected answer from the server: 418 I'm a teapot: brewing"),
             "{err:?}"
         );
     }
@@ -831,29 +839,29 @@ mod tests {
         let body = json!({"error": "storage failure", "code": "storage_failure"});
         let err = answer(500, body);
         assert!(
-            matches!(&err, Error::Storage(m) if m == "on the server: storage failure"),
+            matches!(&err, Error::Storage { message: m, .. } if m == "on the server: storage failure"),
             "{err:?}"
         );
         let err = error_from(StatusCode::BAD_GATEWAY, b"<html>bad gateway</html>", 0);
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("server unreachable:")),
+            matches!(&err, Error::Remote { message: m, .. } if m.starts_with("server unreachable:")),
             "{err:?}"
         );
         let err = error_from(StatusCode::IM_A_TEAPOT, b"not json", 0);
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:")),
+            matches!(&err, Error::Remote { message: m, .. } if m.starts_with("unexpected answer from the server:")),
             "{err:?}"
         );
         let body = json!({"error": "method not allowed", "code": "method_not_allowed",
                           "details": "this path accepts GET"});
         let err = answer(405, body);
         assert!(
-            matches!(&err, Error::Storage(m) if m.starts_with("unexpected answer from the server:"))
+            matches!(&err, Error::Remote { message: m, .. } if m.starts_with("unexpected answer from the server:"))
         );
         let body = json!({"error": "not found", "code": "no_such_path", "details": "no such path"});
         let err = answer(404, body);
         assert!(
-            matches!(&err, Error::Storage(m) if m.contains("is the base URL that of an OctoStore server?")),
+            matches!(&err, Error::Remote { message: m, .. } if m.contains("is the base URL that of an OctoStore server?")),
             "{err:?}"
         );
     }
@@ -887,7 +895,11 @@ mod tests {
             Client::builder("http://x", "octo_secret")
         );
         assert!(!shown.contains("octo_secret"), "{shown}");
-        let err = client.scrub(Error::Storage("echoed octo_secret back".into()));
-        assert!(matches!(&err, Error::Storage(m) if m == "echoed octo_… back"));
+        let err = client.scrub(Error::storage("echoed octo_secret back"));
+        assert!(matches!(&err, Error::Storage { message, .. } if message == "echoed octo_… back"));
+        let err = client.scrub(Error::remote("server unreachable: echoed octo_secret back"));
+        assert!(
+            matches!(&err, Error::Remote { message, .. } if message == "server unreachable: echoed octo_… back")
+        );
     }
 }

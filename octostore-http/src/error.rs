@@ -2,6 +2,7 @@
 //! [`ErrorCode`] (whose status is the answer's) and a JSON body, and likewise each refused
 //! request body, unknown path and method.
 
+use octostore_core::error::Chain;
 use octostore_core::{Error, Resource};
 use serde::Serialize;
 use warp::http::{header, HeaderValue, StatusCode};
@@ -50,7 +51,9 @@ pub fn code_of(err: &Error) -> ErrorCode {
         Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
         Error::Unavailable(_) => ErrorCode::StoreBusy,
-        Error::Storage(_) => ErrorCode::StorageFailure,
+        // Storage; and a client's failure to reach another server, which none of the
+        // server's operations makes: for this server's client, its store failed.
+        _ => ErrorCode::StorageFailure,
     }
 }
 
@@ -102,8 +105,8 @@ pub fn error_response(err: &Error) -> Response {
             body.size = Some(*size as u64);
             body.limit = Some(*limit as u64);
         }
-        Error::Storage(message) => {
-            tracing::error!(%message, "storage failure");
+        Error::Storage { .. } | Error::Remote { .. } => {
+            tracing::error!(error = %Chain(err), "storage failure");
             body.error = "storage failure".into();
         }
         Error::Unavailable(reason) => {
@@ -114,7 +117,7 @@ pub fn error_response(err: &Error) -> Response {
             response.headers_mut().insert(header::RETRY_AFTER, retry);
             return response;
         }
-        Error::Conflict(_) => {}
+        _ => {}
     }
     error_json(status(code), &body)
 }

@@ -24,6 +24,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use octostore_core::error::Chain;
 use octostore_core::{Api, Error, Lease, Result, Ttl};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -68,7 +69,7 @@ pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode> 
         api.release(&name, id)
     }) {
         Some(Ok(()) | Err(Error::NotFound { .. })) => {}
-        Some(Err(e)) => eprintln!("octostore: could not release {}: {e}", lease.name),
+        Some(Err(e)) => eprintln!("octostore: could not release {}: {}", lease.name, Chain(&e)),
         None => eprintln!("octostore: the release of {} had no answer", lease.name),
     }
     outcome
@@ -195,7 +196,7 @@ impl Holder {
     ) -> Result<Self> {
         // Before the command starts: a signal from now on is passed on, not fatal to us.
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .map_err(|e| Error::Storage(format!("cannot handle signals: {e}")))?;
+            .map_err(|e| Error::storage(format!("cannot handle signals: {e}")))?;
         // Processes of the group orphaned by the command become this process's children, so
         // that their exits are seen here (Linux; elsewhere init reaps them).
         #[cfg(target_os = "linux")]
@@ -280,7 +281,7 @@ impl Holder {
         let status = self
             .status
             .expect("done only once the command exited")
-            .map_err(|e| Error::Storage(format!("cannot wait for the command: {e}")))?;
+            .map_err(|e| Error::storage(format!("cannot wait for the command: {e}")))?;
         Ok(match status.code() {
             Some(code) => ExitCode::from(code as u8),
             None => ExitCode::from(128 + status.signal().unwrap_or(0) as u8),
@@ -416,7 +417,7 @@ impl Holder {
             }
             Err(e) => {
                 if !self.lost {
-                    eprintln!("octostore: renewal failed, retrying: {e}");
+                    eprintln!("octostore: renewal failed, retrying: {}", Chain(&e));
                 }
                 self.failure = Some(e);
                 self.renew_at = now + self.schedule.retry();
@@ -431,7 +432,11 @@ impl Holder {
         }
         self.lost = true;
         match &self.failure {
-            Some(e) => eprintln!("octostore: the lease on {}: {why} ({e})", self.lease.name),
+            Some(e) => eprintln!(
+                "octostore: the lease on {}: {why} ({})",
+                self.lease.name,
+                Chain(e)
+            ),
             None => eprintln!("octostore: the lease on {}: {why}", self.lease.name),
         }
         if self.stopped_at.is_none() {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use octostore_core::error::Chain;
 use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Store};
 use octostore_http::{App, ConnectionLimits, GithubSettings, QueueLimits, ServerOptions};
 
@@ -77,11 +78,11 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
         },
     )?;
     let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::Storage(format!("cannot start the runtime: {e}")))?;
+        .map_err(|e| Error::storage(format!("cannot start the runtime: {e}")))?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
-            .map_err(|e| Error::Storage(format!("cannot listen on {}: {e}", args.bind)))?;
+            .map_err(|e| Error::storage(format!("cannot listen on {}: {e}", args.bind)))?;
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
@@ -178,7 +179,7 @@ async fn sweep_forever(store: Store) {
         let store = store.clone();
         match tokio::task::spawn_blocking(move || store.sweep()).await {
             Ok(Ok(swept)) => tracing::debug!(?swept, "swept"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "sweep failed"),
+            Ok(Err(e)) => tracing::warn!(error = %Chain(&e), "sweep failed"),
             Err(e) => tracing::warn!(error = %e, "sweep did not finish"),
         }
     }

@@ -153,8 +153,7 @@ impl Worker {
                     }
                 }
                 Err((in_flight, e)) => {
-                    let unreachable =
-                        matches!(&e, Error::Storage(m) if m.starts_with("server unreachable"));
+                    let unreachable = matches!(&e, Error::Remote { message: m, .. } if m.starts_with("server unreachable"));
                     assert!(
                         killed.load(SeqCst) && unreachable,
                         "worker {}: {op:?} failed while the server ran: {e}",

@@ -111,7 +111,7 @@ pub(crate) use columns_by;
 
 /// The error for a stored value that does not decode.
 pub(crate) fn corrupt(what: &str) -> Error {
-    Error::Storage(format!("corrupt {what} in the database"))
+    Error::storage(format!("corrupt {what} in the database"))
 }
 
 /// An id as stored: its 16 bytes.

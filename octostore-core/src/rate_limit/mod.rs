@@ -76,7 +76,7 @@ impl LimitRecord {
 
     /// Reads what [`to_bytes`](Self::to_bytes) wrote, or the form of earlier versions.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = || Error::Storage("corrupt rate-limit record".into());
+        let corrupt = || Error::storage("corrupt rate-limit record");
         let (policy, window) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
         let u32_at = |i: usize| u32::from_le_bytes(policy[i..i + 4].try_into().unwrap());
         let policy = RatePolicy::new(u32_at(0).into(), u32_at(4).into()).map_err(|_| corrupt())?;
@@ -338,7 +338,7 @@ mod tests {
         }
         assert!(matches!(
             LimitRecord::from_bytes(&bytes),
-            Err(Error::Storage(_))
+            Err(Error::Storage { .. })
         ));
     }
 

@@ -352,7 +352,7 @@ fn a_group_whose_commit_fails_answers_every_caller_with_an_error() {
     assert_eq!(heard.len(), 3);
     for (name, outcome) in heard {
         assert!(
-            matches!(outcome, Err(Error::Storage(_))),
+            matches!(outcome, Err(Error::Storage { .. })),
             "{name}: {outcome:?}"
         );
         assert!(!held_on_file(&path, name), "{name} is held");

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use octostore_core::backend::postgres::SCHEMA_VERSION;
+use octostore_core::error::Chain;
 use octostore_core::{
     Api, Error, LimitName, LockName, LockStatus, Login, ManualClock, PostgresBackend,
     PostgresOptions, RatePolicy, Session, Store, TimeSource, Ttl,
@@ -82,7 +83,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         ..Default::default()
     };
     match PostgresBackend::connect_with(&url, options) {
-        Err(Error::Storage(message)) => assert!(message.contains("newer"), "{message}"),
+        Err(Error::Storage { message, .. }) => assert!(message.contains("newer"), "{message}"),
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
     }
@@ -347,8 +348,15 @@ fn connections_the_database_ends_are_replaced() {
 #[test]
 fn an_unreachable_database_is_a_clear_error() {
     match PostgresBackend::connect("postgres://postgres@127.0.0.1:1/test") {
-        Err(Error::Storage(message)) => {
-            assert!(message.contains("cannot connect"), "{message}")
+        Err(e @ Error::Storage { .. }) => {
+            let shown = Chain(&e).to_string();
+            assert!(shown.contains("cannot connect"), "{shown}");
+            // The driver's error is kept as the source, not only named.
+            let source = std::error::Error::source(&e).expect("a source");
+            assert!(
+                source.downcast_ref::<postgres::Error>().is_some(),
+                "{source:?}"
+            );
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("connected to a closed port"),

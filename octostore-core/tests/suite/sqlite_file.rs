@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use octostore_core::backend::sqlite::faults::Fault;
+use octostore_core::error::Chain;
 use octostore_core::{Api, Durability, Error, LockName, Login, SqliteBackend, Store, Ttl};
 
 fn acquire_and_release(store: &Store, lock: &str) -> u64 {
@@ -166,7 +167,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     match SqliteBackend::open(&path) {
-        Err(Error::Storage(message)) => assert!(message.contains("newer"), "{message}"),
+        Err(Error::Storage { message, .. }) => assert!(message.contains("newer"), "{message}"),
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a newer schema must be refused"),
     }
@@ -198,7 +199,21 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("junk.db");
     std::fs::write(&path, vec![b'x'; 8192]).unwrap();
-    assert!(matches!(SqliteBackend::open(&path), Err(Error::Storage(_))));
+    match SqliteBackend::open(&path) {
+        Err(e @ Error::Storage { .. }) => {
+            // SQLite's own error is kept as the source, and the chain shows it.
+            let source = std::error::Error::source(&e).expect("a source");
+            assert!(
+                source.downcast_ref::<rusqlite::Error>().is_some(),
+                "{source:?}"
+            );
+            let shown = Chain(&e).to_string();
+            assert!(shown.contains("junk.db"), "{shown}");
+            assert!(shown.contains(&source.to_string()), "{shown}");
+        }
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("junk opened as a database"),
+    }
     assert_eq!(
         std::fs::read(&path).unwrap(),
         vec![b'x'; 8192],

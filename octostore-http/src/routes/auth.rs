@@ -57,8 +57,8 @@ pub(super) async fn begin(Request { app, peer, .. }: Request) -> Response {
         HeaderValue::from_str(begun.url.as_str()),
         HeaderValue::from_str(&begun.set_cookie),
     ) else {
-        return error_response(&Error::Storage(
-            "GitHub's authorize URL or the sign-in cookie is not a valid header".into(),
+        return error_response(&Error::storage(
+            "GitHub's authorize URL or the sign-in cookie is not a valid header",
         ));
     };
     let mut response = StatusCode::FOUND.into_response();

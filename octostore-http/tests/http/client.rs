@@ -535,10 +535,10 @@ fn health_answers_without_a_token() {
         .unwrap();
 }
 
-fn storage_message(result: Result<impl Debug>) -> String {
+fn remote_message(result: Result<impl Debug>) -> String {
     match result {
-        Err(Error::Storage(message)) => message,
-        other => panic!("expected a storage error, got {other:?}"),
+        Err(Error::Remote { message, .. }) => message,
+        other => panic!("expected a remote error, got {other:?}"),
     }
 }
 
@@ -552,15 +552,16 @@ fn a_server_that_is_not_there_is_unreachable() {
     let token = "octo_secret_never_shown";
     let client = Client::new(format!("http://127.0.0.1:{port}"), token).unwrap();
     for message in [
-        storage_message(client.health()),
-        storage_message(client.flags()),
-        storage_message(client.acquire(&lock("l"), ttl(1), None)),
+        remote_message(client.health()),
+        remote_message(client.flags()),
+        remote_message(client.acquire(&lock("l"), ttl(1), None)),
     ] {
         assert!(message.starts_with("server unreachable:"), "{message}");
         assert!(!message.contains(token), "{message}");
     }
-    let shown = Error::Storage(storage_message(client.locks())).to_string();
-    assert!(shown.contains("server unreachable"), "{shown}");
+    // Shown as it is: not a storage failure, which the server did not report.
+    let shown = client.locks().unwrap_err().to_string();
+    assert!(shown.starts_with("server unreachable:"), "{shown}");
 }
 
 #[test]
@@ -571,7 +572,7 @@ fn a_server_that_never_answers_times_out() {
         .timeout(StdDuration::from_millis(200))
         .build()
         .unwrap();
-    let message = storage_message(client.flags());
+    let message = remote_message(client.flags());
     assert!(message.starts_with("server unreachable:"), "{message}");
     assert!(
         message.contains("may or may not have taken effect"),
@@ -583,12 +584,12 @@ fn a_server_that_never_answers_times_out() {
 fn a_url_that_is_not_an_octostore_api_is_an_unexpected_answer() {
     let server = Server::start();
     let client = Client::new(server.url("/not-the-api"), server.token("alice")).unwrap();
-    let message = storage_message(client.flags());
+    let message = remote_message(client.flags());
     assert!(
         message.starts_with("unexpected answer from the server:"),
         "{message}"
     );
-    let message = storage_message(client.get_config(&key("k"), None));
+    let message = remote_message(client.get_config(&key("k"), None));
     assert!(
         message.starts_with("unexpected answer from the server:"),
         "{message}"

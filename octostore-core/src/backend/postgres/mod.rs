@@ -106,9 +106,9 @@ pub struct PostgresBackend {
     retry_turn: Mutex<()>,
 }
 
-/// A storage error from a PostgreSQL error.
-fn storage(e: &postgres::Error) -> Error {
-    Error::Storage(format!("postgres: {}", describe(e)))
+/// A storage error caused by a PostgreSQL error.
+fn storage(e: postgres::Error) -> Error {
+    Error::storage_caused("postgres", e)
 }
 
 /// The server's message when there is one, else the error and its causes (the driver's own
@@ -178,8 +178,8 @@ impl Connection {
             .and_then(|nanos| nanos.parse().ok())
             .map(Timestamp::from_nanos)
             .ok_or_else(|| {
-                Attempt::Failed(Error::Storage(
-                    "postgres: the database did not tell the time".into(),
+                Attempt::Failed(Error::storage(
+                    "postgres: the database did not tell the time",
                 ))
             })
     }
@@ -225,7 +225,7 @@ impl Attempt {
         if is_conflict(&e) || connection_lost(&e) {
             Attempt::Retry(e)
         } else {
-            Attempt::Failed(storage(&e))
+            Attempt::Failed(storage(e))
         }
     }
 
@@ -235,12 +235,13 @@ impl Attempt {
         if is_conflict(&e) {
             Attempt::Retry(e)
         } else if connection_lost(&e) {
-            Attempt::Failed(Error::Storage(format!(
+            Attempt::Failed(Error::storage_caused(
                 "postgres: the connection was lost while committing; the operation may or may \
-                 not have taken effect: {e}"
-            )))
+                 not have taken effect",
+                e,
+            ))
         } else {
-            Attempt::Failed(storage(&e))
+            Attempt::Failed(storage(e))
         }
     }
 }
@@ -294,12 +295,14 @@ impl Retries {
     /// Waits before the next try, or fails once the time is up.
     fn wait(&mut self, cause: postgres::Error) -> Result<()> {
         if Instant::now() >= self.deadline {
-            return Err(Error::Storage(format!(
-                "postgres: the operation conflicted with concurrent ones {} times in {}s; last: {}",
-                self.tries,
-                RETRY_FOR.as_secs(),
-                storage(&cause)
-            )));
+            return Err(Error::storage_caused(
+                format!(
+                    "postgres: the operation conflicted with concurrent ones {} times in {}s",
+                    self.tries,
+                    RETRY_FOR.as_secs(),
+                ),
+                cause,
+            ));
         }
         std::thread::sleep(rand::rng().random_range(Duration::ZERO..=self.bound));
         self.bound = (self.bound * 2).min(MAX_PAUSE);
@@ -336,9 +339,9 @@ impl PostgresBackend {
             };
             config.options(&server_options);
         }
-        let mut client = config.connect(NoTls).map_err(|e| {
-            Error::Storage(format!("cannot connect to PostgreSQL: {}", describe(&e)))
-        })?;
+        let mut client = config
+            .connect(NoTls)
+            .map_err(|e| Error::storage_caused("cannot connect to PostgreSQL", e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         drop(client);
         let pool = r2d2::Pool::builder()
@@ -416,7 +419,7 @@ impl Backend for PostgresBackend {
             let mut conn = self
                 .pool
                 .get()
-                .map_err(|e| Error::Storage(format!("postgres: no connection: {e}")))?;
+                .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
             let outcome = self.attempt(&mut conn, clock, op);
             drop((conn, retry_turn));
             match outcome {

@@ -101,13 +101,13 @@ pub const CURRENT_VERSION: i32 = MIGRATIONS.len() as i32;
 /// search path, up to [`CURRENT_VERSION`], in one transaction.
 pub(super) fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
     // Read committed: each statement after the lock sees what the previous holder committed.
-    let mut tx = client.transaction().map_err(|e| storage(&e))?;
+    let mut tx = client.transaction().map_err(storage)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(|e| storage(&e))?;
+        .map_err(storage)?;
     if let Some(schema) = schema {
         // The name is checked to be a plain lowercase identifier (see `SchemaName`).
         tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-            .map_err(|e| storage(&e))?;
+            .map_err(storage)?;
     }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS octostore_schema (
@@ -116,27 +116,27 @@ pub(super) fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
          );
          INSERT INTO octostore_schema (id, version) VALUES (0, 0) ON CONFLICT (id) DO NOTHING;",
     )
-    .map_err(|e| storage(&e))?;
+    .map_err(storage)?;
     let found: i32 = tx
         .query_one("SELECT version FROM octostore_schema WHERE id = 0", &[])
-        .map_err(|e| storage(&e))?
+        .map_err(storage)?
         .get(0);
     if found > CURRENT_VERSION {
-        return Err(Error::Storage(format!(
+        return Err(Error::storage(format!(
             "the database's schema version is {found}, newer than the {CURRENT_VERSION} this \
              octostore knows: upgrade octostore to use it"
         )));
     }
     let applied = usize::try_from(found).map_err(|_| corrupt("schema version"))?;
     for migration in &MIGRATIONS[applied..] {
-        tx.batch_execute(migration).map_err(|e| storage(&e))?;
+        tx.batch_execute(migration).map_err(storage)?;
     }
     tx.execute(
         "UPDATE octostore_schema SET version = $1 WHERE id = 0",
         &[&CURRENT_VERSION],
     )
-    .map_err(|e| storage(&e))?;
-    tx.commit().map_err(|e| storage(&e))
+    .map_err(storage)?;
+    tx.commit().map_err(storage)
 }
 
 #[cfg(test)]

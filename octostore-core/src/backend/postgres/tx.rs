@@ -8,11 +8,11 @@
 use postgres::types::{FromSql, ToSql};
 use postgres::Row;
 
-use super::{storage, Connection};
+use super::{describe, storage, Connection};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Param, Upsert};
 use crate::clock::{Clock, Timestamp};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::lock::FencingToken;
 
 pub(super) struct PostgresTx<'a> {
@@ -51,10 +51,12 @@ impl<'a> PostgresTx<'a> {
         self.track(result)
     }
 
-    /// Keeps the first database error, and reports it as a storage error.
+    /// Keeps the first database error, and reports it as a storage error: one that names
+    /// it, for the operation, which the transaction's failure then replaces with one caused by
+    /// the kept error (see [`into_failure`](Self::into_failure)).
     fn track<T>(&mut self, result: std::result::Result<T, postgres::Error>) -> Result<T> {
         result.map_err(|e| {
-            let error = storage(&e);
+            let error = Error::storage(format!("postgres: {}", describe(&e)));
             self.failure.get_or_insert(e);
             error
         })
@@ -132,7 +134,7 @@ impl sql::Driver for PostgresTx<'_> {
 }
 
 fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
-    row.try_get(i).map_err(|e| storage(&e))
+    row.try_get(i).map_err(storage)
 }
 
 rows::columns_by!(Row, column);

@@ -66,7 +66,7 @@ impl Durability {
 fn initialize(conn: &mut Connection, durability: Durability) -> std::result::Result<(), Attempt> {
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Attempt::Failed(Error::Storage(format!(
+        return Err(Attempt::Failed(Error::storage(format!(
             "the file cannot use write-ahead logging (journal mode {mode})"
         ))));
     }
@@ -158,8 +158,9 @@ enum GroupState {
     Failed(Error),
 }
 
+/// A storage error caused by a SQLite error.
 pub(crate) fn storage(e: rusqlite::Error) -> Error {
-    Error::Storage(format!("sqlite: {e}"))
+    Error::storage_caused("sqlite", e)
 }
 
 /// Creates the file at `path` readable and writable by its owner alone, whatever the umask,
@@ -173,10 +174,10 @@ fn create_owner_only(path: &Path) -> Result<()> {
         .mode(0o600)
         .open(path);
     match created {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::Storage(format!(
-            "cannot create {}: {e}",
-            path.display()
-        ))),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::storage_caused(
+            format!("cannot create {}", path.display()),
+            e,
+        )),
         _ => Ok(()),
     }
 }
@@ -218,7 +219,7 @@ impl SqliteBackend {
         let path = path.as_ref();
         create_owner_only(path)?;
         let mut conn = Connection::open(path)
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| Error::storage_caused(format!("cannot open {}", path.display()), e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
         // Every statement the backend uses stays prepared (the default keeps only 16).
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
@@ -229,8 +230,14 @@ impl SqliteBackend {
             match initialize(&mut conn, durability) {
                 Ok(()) => break,
                 Err(Attempt::Busy) => patience.wait()?,
+                Err(Attempt::Failed(Error::Storage { message, source })) => {
+                    return Err(Error::Storage {
+                        message: format!("{}: {message}", path.display()),
+                        source,
+                    })
+                }
                 Err(Attempt::Failed(e)) => {
-                    return Err(Error::Storage(format!("{}: {e}", path.display())))
+                    return Err(Error::storage_caused(path.display().to_string(), e))
                 }
             }
         }

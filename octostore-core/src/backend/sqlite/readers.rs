@@ -78,8 +78,9 @@ impl Readers {
     }
 
     fn open(&self) -> Result<Connection> {
-        let conn = Connection::open(&self.path)
-            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", self.path.display())))?;
+        let conn = Connection::open(&self.path).map_err(|e| {
+            Error::storage_caused(format!("cannot open {}", self.path.display()), e)
+        })?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(storage)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         // A reader never writes, whatever it is asked.

@@ -119,7 +119,7 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), Attempt> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found = version(&tx)?;
         if found > CURRENT_VERSION {
-            return Err(Attempt::Failed(Error::Storage(format!(
+            return Err(Attempt::Failed(Error::storage(format!(
                 "the database's schema version is {found}, newer than the {CURRENT_VERSION} \
                  this octostore knows: upgrade octostore to open it"
             ))));

@@ -110,7 +110,7 @@ impl sql::Driver for SqliteTx<'_> {
             .ok_or_else(|| rows::corrupt("fencing row"))?;
         if last >= reserved {
             self.fencing_block_exhausted = true;
-            return Err(Error::Storage("no reserved fencing token left".into()));
+            return Err(Error::storage("no reserved fencing token left"));
         }
         self.exec(
             "UPDATE fencing SET last_issued = $1 WHERE id = 0",
