@@ -147,6 +147,16 @@ fn an_unreachable_server_is_exit_code_5() {
     command
         .args(["lock", "list", "--server", "http://127.0.0.1:9"])
         .env("OCTOSTORE_TOKEN", "octo_x");
-    assert_eq!(command.output().unwrap().status.code(), Some(5));
+    let output = command.output().unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    // Said as it is, with its cause, and not as a failure of a store it never reached.
+    assert!(
+        stderr.starts_with("octostore: server unreachable: GET http://127.0.0.1:9/locks: "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("storage failure"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
     drop(env);
 }
