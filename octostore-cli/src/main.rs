@@ -1,9 +1,11 @@
 //! `octostore`: a thin binary over `octostore-core` and `octostore-http`. The command line is
 //! declared in `args.rs`, each command group lives in `cmd/`, `target.rs` picks the local file
-//! or a remote server, `secret_file.rs` writes token files, and the mapping from errors to exit codes is here.
+//! or a remote server, `secret_file.rs` writes token files, `failure.rs` says why a command
+//! failed, and the mapping from failures to exit codes is here.
 
 mod args;
 mod cmd;
+mod failure;
 mod secret_file;
 mod target;
 
@@ -14,6 +16,7 @@ use octostore_core::error::Chain;
 use octostore_core::Error;
 
 use crate::args::{Cli, Command};
+use crate::failure::Failure;
 
 /// The server allocates and frees a few buffers per request (hyper's read buffer among them,
 /// 8 KiB each): mimalloc takes 4–10 % less of the server's CPU a request than glibc's malloc
@@ -21,19 +24,22 @@ use crate::args::{Cli, Command};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// The exit code of each kind of error (see `args::EXIT_CODES`).
-fn exit_code(err: &Error) -> u8 {
-    match err {
-        Error::LockHeld { .. } => 1,
-        Error::Invalid { .. }
-        | Error::Conflict(_)
-        | Error::QuotaExceeded { .. }
-        | Error::TooLarge { .. } => 2,
-        Error::NotFound { .. } => 3,
-        Error::Unauthorized => 4,
-        Error::Storage { .. } | Error::Unavailable(_) | Error::Remote { .. } => 5,
-        // A kind the core adds later: a failure, until it is given a code of its own.
-        _ => 5,
+/// The exit code of each kind of failure (see `args::EXIT_CODES`).
+fn exit_code(failure: &Failure) -> u8 {
+    match failure {
+        Failure::Api(err) => match err {
+            Error::LockHeld { .. } => 1,
+            Error::Invalid { .. }
+            | Error::Conflict(_)
+            | Error::QuotaExceeded { .. }
+            | Error::TooLarge { .. } => 2,
+            Error::NotFound { .. } => 3,
+            Error::Unauthorized => 4,
+            Error::Storage { .. } | Error::Unavailable(_) | Error::Remote { .. } => 5,
+            // A kind the core adds later: a failure, until it is given a code of its own.
+            _ => 5,
+        },
+        Failure::Bind { .. } | Failure::Runtime(_) | Failure::Command { .. } => 7,
     }
 }
 
@@ -49,8 +55,8 @@ fn main() -> ExitCode {
         Command::Config(command) => cmd::config::run(global, command),
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
     };
-    result.unwrap_or_else(|err| {
-        eprintln!("octostore: {}", Chain(&err));
-        ExitCode::from(exit_code(&err))
+    result.unwrap_or_else(|failure| {
+        eprintln!("octostore: {}", Chain(&failure));
+        ExitCode::from(exit_code(&failure))
     })
 }

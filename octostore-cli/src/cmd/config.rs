@@ -7,9 +7,10 @@ use octostore_http::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, Histo
 
 use super::print;
 use crate::args::{ConfigCommand, Global};
+use crate::failure::Failure;
 use crate::target::Target;
 
-pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure> {
     let target = Target::open(global)?;
     let api = target.api();
     match command {

@@ -7,6 +7,7 @@ use octostore_http::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 
 use super::{negative, print};
 use crate::args::{FlagCommand, Global};
+use crate::failure::Failure;
 use crate::target::Target;
 
 fn describe(flag: &FlagInfo) -> String {
@@ -17,7 +18,7 @@ fn describe(flag: &FlagInfo) -> String {
     }
 }
 
-pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode, Failure> {
     let target = Target::open(global)?;
     let api = target.api();
     match command {

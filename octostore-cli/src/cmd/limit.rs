@@ -7,9 +7,10 @@ use octostore_http::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
 
 use super::{negative, print};
 use crate::args::{Global, LimitCommand};
+use crate::failure::Failure;
 use crate::target::Target;
 
-pub fn run(global: &Global, command: LimitCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, command: LimitCommand) -> Result<ExitCode, Failure> {
     let target = Target::open(global)?;
     let api = target.api();
     match command {

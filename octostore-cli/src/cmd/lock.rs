@@ -8,9 +8,10 @@ use octostore_http::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockSta
 
 use super::print;
 use crate::args::{AcquireArgs, Global, LockCommand};
+use crate::failure::Failure;
 use crate::target::Target;
 
-pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
     let target = Target::open(global)?;
     let api = target.api();
     match command {

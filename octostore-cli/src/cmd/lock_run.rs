@@ -30,6 +30,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::args::RunArgs;
+use crate::failure::Failure;
 
 /// Exit code when the lease was lost while the command ran.
 const LEASE_LOST: u8 = 6;
@@ -48,7 +49,7 @@ fn kill_margin(ttl: Duration) -> Duration {
     Duration::from_millis(250) + ttl / 1000
 }
 
-pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode> {
+pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode, Failure> {
     let ttl = Ttl::seconds(args.acquire.ttl)?;
     let schedule = Schedule::new(ttl, args.term_grace)?;
     let (grant, sent) = super::lock::acquire(&*api, &args.acquire)?;
@@ -193,10 +194,13 @@ impl Holder {
         schedule: Schedule,
         sent: Instant,
         args: &RunArgs,
-    ) -> Result<Self> {
+    ) -> Result<Self, Failure> {
         // Before the command starts: a signal from now on is passed on, not fatal to us.
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])
-            .map_err(|e| Error::storage(format!("cannot handle signals: {e}")))?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|source| Failure::Command {
+                what: "handle signals",
+                source,
+            })?;
         // Processes of the group orphaned by the command become this process's children, so
         // that their exits are seen here (Linux; elsewhere init reaps them).
         #[cfg(target_os = "linux")]
@@ -264,7 +268,7 @@ impl Holder {
     }
 
     /// Keeps the lease and watches the group until both are done; the exit code.
-    fn run(mut self) -> Result<ExitCode> {
+    fn run(mut self) -> Result<ExitCode, Failure> {
         while !self.step() {}
         self.signals.close();
         if let Some(terminal) = self.terminal {
@@ -281,7 +285,10 @@ impl Holder {
         let status = self
             .status
             .expect("done only once the command exited")
-            .map_err(|e| Error::storage(format!("cannot wait for the command: {e}")))?;
+            .map_err(|source| Failure::Command {
+                what: "wait for the command",
+                source,
+            })?;
         Ok(match status.code() {
             Some(code) => ExitCode::from(code as u8),
             None => ExitCode::from(128 + status.signal().unwrap_or(0) as u8),

@@ -10,6 +10,7 @@ use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Stor
 use octostore_http::{App, ConnectionLimits, GithubSettings, QueueLimits, ServerOptions};
 
 use crate::args::{ConnectionArgs, GithubArgs, ServeArgs, StoreArgs};
+use crate::failure::Failure;
 
 /// What the server logs unless RUST_LOG says otherwise: its own events, and not a line per
 /// request (RUST_LOG=info,octostore_http=debug,warp::filters::trace=info adds those, each in
@@ -33,7 +34,7 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 /// How often expired leases and idle limits are swept away.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
+pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure> {
     tracing_subscriber::fmt()
         .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
@@ -51,10 +52,9 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
     };
     let builder = if args.memory {
         if store_args.database_url.is_some() {
-            return Err(Error::invalid(
-                "memory",
-                "--memory and --database-url exclude each other",
-            ));
+            return Err(
+                Error::invalid("memory", "--memory and --database-url exclude each other").into(),
+            );
         }
         Store::builder().backend(MemoryBackend::new())
     } else {
@@ -77,12 +77,14 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode> {
             },
         },
     )?;
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| Error::storage(format!("cannot start the runtime: {e}")))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
-            .map_err(|e| Error::storage(format!("cannot listen on {}: {e}", args.bind)))?;
+            .map_err(|source| Failure::Bind {
+                addr: args.bind,
+                source,
+            })?;
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)

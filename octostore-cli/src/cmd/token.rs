@@ -5,9 +5,10 @@ use std::process::ExitCode;
 use octostore_core::{Error, Login, Resource, Result, Store, User};
 
 use crate::args::{Global, TokenCommand};
+use crate::failure::Failure;
 use crate::target::{embedded, local_login, Target};
 
-pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode> {
+pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode, Failure> {
     match command {
         TokenCommand::Create { login } => {
             let store = embedded(&global.store)?.build();
@@ -26,7 +27,7 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode> {
         }
         TokenCommand::Rotate => {
             let Target::Remote(client) = Target::open(global)? else {
-                return Err(Error::invalid("server", "token rotate needs --server"));
+                return Err(Error::invalid("server", "token rotate needs --server").into());
             };
             let token = client.rotate_token()?;
             println!("{token}");

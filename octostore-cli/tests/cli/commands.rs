@@ -1,6 +1,6 @@
 //! Every command, on a local file and against a server: the same stdout, JSON and exit codes.
 
-use crate::support::Env;
+use crate::support::{Env, Run};
 
 /// Runs every command once and checks what it prints and how it exits.
 fn every_command(env: &Env) {
@@ -251,6 +251,7 @@ fn help_documents_the_exit_codes_and_completions_exist() {
     let help = crate::support::octostore().arg("--help").output().unwrap();
     let help = String::from_utf8(help.stdout).unwrap();
     assert!(help.contains("6  lock run: the lease was lost"), "{help}");
+    assert!(help.contains("7  this machine refused"), "{help}");
     for shell in ["bash", "zsh", "fish"] {
         let script = crate::support::octostore()
             .args(["completions", shell])
@@ -261,6 +262,29 @@ fn help_documents_the_exit_codes_and_completions_exist() {
             .unwrap()
             .contains("octostore"));
     }
+}
+
+#[test]
+fn a_busy_port_is_said_with_its_cause_and_exit_code_7() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = taken.local_addr().unwrap().to_string();
+    let run = Run::of(
+        crate::support::octostore()
+            .args(["serve", "--memory", "--bind", &bind])
+            .output()
+            .unwrap(),
+    )
+    .expect(7);
+    // One line: what failed, then the system's reason.
+    let said = format!("octostore: cannot listen on {bind}: ");
+    assert!(
+        run.stderr.lines().any(|line| line.starts_with(&said)
+            && line.ends_with("Address already in use (os error 98)")),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("storage failure"), "{}", run.stderr);
+    drop(taken);
 }
 
 #[test]
