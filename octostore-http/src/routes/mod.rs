@@ -24,7 +24,7 @@ use warp::Filter;
 
 use crate::app::App;
 use crate::error::{body_refused, json, method_not_allowed, no_such_path};
-use crate::operation::{Body, Operation};
+use crate::operation::{Body, Matched, Operation};
 use crate::request::{read_body, refuse};
 use crate::server::Peer;
 
@@ -77,7 +77,7 @@ pub fn all(app: &App) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Finds the request's operation, reads its body if it has one, and runs its handler.
+/// Answers the request (see [`answer`]) in its tracing span, and counts it in the metrics.
 async fn dispatch<S, B>(
     app: App,
     method: Method,
@@ -100,55 +100,76 @@ where
         %method,
         route = route.map_or("unmatched", |(_, template)| template),
     );
+    let metrics = app.metrics.clone();
     let response = async {
-        let Some(matched) = matched else {
-            return no_such_path();
-        };
-        let Some(operation) = matched.operation else {
-            return method_not_allowed(matched.allow);
-        };
-        let token = bearer(&headers);
-        let body = match operation.body() {
-            Body::None => Bytes::new(),
-            Body::Json => {
-                let length = headers
-                    .get(CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-                let read = match token.clone() {
-                    None => Err(refuse(length, body, Error::Unauthorized)),
-                    Some(token) => {
-                        let limit = app.body_limit;
-                        read_body(length, body, limit, || app.authenticate(token)).await
-                    }
-                };
-                match read {
-                    Ok(body) => body,
-                    Err(refused) => return body_refused(refused),
-                }
-            }
-        };
-        let request = Request {
-            app: app.clone(),
-            name: matched
-                .name
-                .map_or_else(String::new, |(raw, _)| raw.to_owned()),
-            token,
-            query,
-            headers,
-            peer,
-            body,
-        };
-        handle(operation, request).await
+        let response = answer(app, matched, query, headers, peer, body).await;
+        tracing::trace!(status = response.status().as_u16(), "answered");
+        response
     }
     .instrument(span)
     .await;
-    app.metrics.observe(
+    metrics.observe(
         route,
         method.as_str(),
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+/// 404 for a path the table does not have, 405 for a method its path does not answer;
+/// otherwise reads the body of an operation that has one and runs the operation's handler.
+async fn answer<S, B>(
+    app: App,
+    matched: Option<Matched<'_>>,
+    query: Option<String>,
+    headers: HeaderMap,
+    peer: Option<Peer>,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
+    B: Buf + Send + 'static,
+{
+    let Some(matched) = matched else {
+        return no_such_path();
+    };
+    let Some(operation) = matched.operation else {
+        return method_not_allowed(matched.allow);
+    };
+    let token = bearer(&headers);
+    let body = match operation.body() {
+        Body::None => Bytes::new(),
+        Body::Json => {
+            let length = headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+            let read = match token.clone() {
+                None => Err(refuse(length, body, Error::Unauthorized)),
+                Some(token) => {
+                    let limit = app.body_limit;
+                    read_body(length, body, limit, || app.authenticate(token)).await
+                }
+            };
+            match read {
+                Ok(body) => body,
+                Err(refused) => return body_refused(refused),
+            }
+        }
+    };
+    let name = matched
+        .name
+        .map_or_else(String::new, |(raw, _)| raw.to_owned());
+    let request = Request {
+        app,
+        name,
+        token,
+        query,
+        headers,
+        peer,
+        body,
+    };
+    handle(operation, request).await
 }
 
 /// Runs `operation`'s handler: the one place that joins the table to the handlers.
