@@ -44,13 +44,10 @@ use reqwest::blocking::Client as Http;
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_TYPE, LINK};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
-use crate::dto::{
-    resource_of, ConfigInfo, ConfigList, Deleted, ErrorBody, ErrorCode, FlagEvaluation, FlagInfo,
-    FlagList, History, LimitDecision, LimitList, LimitReset, LockConflict, LockList, LockResponse,
-    NewToken, Released,
-};
+use crate::dto::{resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
+use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
 
 /// What a path segment escapes: everything but the unreserved characters of RFC 3986.
@@ -209,22 +206,18 @@ impl Call {
         }
     }
 
-    /// `operation` on the thing called `name`, escaped into the path.
-    fn on(operation: Operation, name: &str) -> Result<Self> {
-        let field = operation.name_field().unwrap_or("name");
+    /// The request `encoded` of `operation`: its name escaped into the path.
+    fn of(operation: Operation, encoded: Encoded) -> Result<Self> {
         let mut call = Self::new(operation);
-        call.path = operation.path_with(&segment(name, field)?);
+        if let Some(name) = &encoded.name {
+            let field = operation.name_field().unwrap_or("name");
+            call.path = operation.path_with(&segment(name, field)?);
+        }
+        call.query = encoded.query;
+        call.body = encoded
+            .body
+            .map(|body| serde_json::to_vec(&body).expect("a JSON value serializes"));
         Ok(call)
-    }
-
-    fn body(mut self, body: Value) -> Self {
-        self.body = Some(serde_json::to_vec(&body).expect("a JSON value serializes"));
-        self
-    }
-
-    fn query(mut self, name: &'static str, value: String) -> Self {
-        self.query.push((name, value));
-        self
     }
 }
 
@@ -440,11 +433,22 @@ impl Client {
     /// keep. A request of another thread in flight with the old token may answer
     /// [`Error::Unauthorized`].
     pub fn rotate_token(&self) -> Result<String> {
-        let answer: NewToken = self.call(Call::new(Operation::RotateToken))?;
+        let answer = self.request(&requests::RotateToken)?;
         bearer(&answer.token)
             .map_err(|_| unexpected("a new token that cannot be sent in a header"))?;
         *self.token.write() = answer.token.clone();
         Ok(answer.token)
+    }
+
+    /// Sends `request` with the token and decodes its answer; any other answer is the core
+    /// error the server mapped.
+    fn request<E: Endpoint>(&self, request: &E) -> Result<E::Answer> {
+        self.request_for_headers(request).map(|(answer, _)| answer)
+    }
+
+    /// [`request`](Self::request), with the answer's headers.
+    fn request_for_headers<E: Endpoint>(&self, request: &E) -> Result<(E::Answer, HeaderMap)> {
+        self.call_for_headers(Call::of(E::OPERATION, request.encode())?)
     }
 
     /// Sends `call`, with the token if `authorized`: the status and the body, or why there
@@ -484,13 +488,8 @@ impl Client {
         Ok((status, headers, body.to_vec()))
     }
 
-    /// Sends `call` with the token and decodes a 2xx answer as `T`; any other answer is the
-    /// core error the server mapped.
-    fn call<T: DeserializeOwned>(&self, call: Call) -> Result<T> {
-        self.call_for_headers(call).map(|(answer, _)| answer)
-    }
-
-    /// [`call`](Self::call), with the answer's headers.
+    /// Sends `call` with the token and decodes a 2xx answer as `T`, with the answer's
+    /// headers; any other answer is the core error the server mapped.
     fn call_for_headers<T: DeserializeOwned>(&self, call: Call) -> Result<(T, HeaderMap)> {
         let (status, headers, body) = self.send(&call, true)?;
         if !status.is_success() {
@@ -542,41 +541,39 @@ impl Api for Client {
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        let mut body = Map::new();
-        body.insert("ttl_seconds".into(), ttl.as_secs().into());
-        if let Some(client_id) = client_id {
-            body.insert("client_id".into(), client_id.as_str().into());
-        }
-        let call = Call::on(Operation::AcquireLock, name.as_str())?.body(body.into());
-        let answer: LockResponse = self.call(call)?;
+        let answer = self.request(&requests::AcquireLock {
+            name: name.clone(),
+            ttl,
+            client_id: client_id.cloned(),
+        })?;
         converted(answer.into_grant())
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
-        let call = Call::on(Operation::ReleaseLock, name.as_str())?
-            .body(json!({ "lease_id": lease_id.0 }));
-        self.call::<Released>(call).map(drop)
+        let name = name.clone();
+        self.request(&requests::ReleaseLock { name, lease_id })
+            .map(drop)
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
-        let call = Call::on(Operation::RenewLock, name.as_str())?
-            .body(json!({ "lease_id": lease_id.0, "ttl_seconds": ttl.as_secs() }));
-        let answer: LockResponse = self.call(call)?;
+        let name = name.clone();
+        let answer = self.request(&requests::RenewLock {
+            name,
+            lease_id,
+            ttl,
+        })?;
         converted(answer.into_lease())
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
-        let answer: Value = self.call(Call::on(Operation::GetLock, name.as_str())?)?;
-        if answer.get("status").and_then(Value::as_str) == Some("available") {
-            return Ok(LockStatus::Available);
+        match self.request(&requests::GetLock(name.clone()))? {
+            LockStatusAnswer::Available(_) => Ok(LockStatus::Available),
+            LockStatusAnswer::Held(held) => Ok(LockStatus::Held(converted(held.into_lease())?)),
         }
-        let held: LockResponse = serde_json::from_value(answer)
-            .map_err(|e| unexpected(format!("a lock status that does not decode: {e}")))?;
-        Ok(LockStatus::Held(converted(held.into_lease())?))
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
-        let list: LockList = self.call(Call::new(Operation::ListLocks))?;
+        let list = self.request(&requests::ListLocks)?;
         list.locks
             .into_iter()
             .map(|info| converted(info.into_lease()))
@@ -584,25 +581,22 @@ impl Api for Client {
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        let call = Call::on(Operation::CheckLimit, name.as_str())?.body(json!({
-            "max_requests": policy.max_requests(),
-            "window_seconds": policy.window_seconds(),
-        }));
-        self.call::<LimitDecision>(call).map(Decision::from)
+        let name = name.clone();
+        self.request(&requests::CheckLimit { name, policy })
+            .map(Decision::from)
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {
-        let call = Call::on(Operation::GetLimit, name.as_str())?;
-        self.call::<LimitDecision>(call).map(Decision::from)
+        self.request(&requests::GetLimit(name.clone()))
+            .map(Decision::from)
     }
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
-        let call = Call::on(Operation::ResetLimit, name.as_str())?;
-        self.call::<LimitReset>(call).map(drop)
+        self.request(&requests::ResetLimit(name.clone())).map(drop)
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
-        let list: LimitList = self.call(Call::new(Operation::ListLimits))?;
+        let list = self.request(&requests::ListLimits)?;
         list.limits
             .into_iter()
             .map(|info| converted(info.into_summary()))
@@ -615,30 +609,27 @@ impl Api for Client {
         enabled: bool,
         percentage: Option<Percentage>,
     ) -> Result<Flag> {
-        let mut body = Map::new();
-        body.insert("enabled".into(), enabled.into());
-        if let Some(percentage) = percentage {
-            body.insert("percentage".into(), percentage.get().into());
-        }
-        let call = Call::on(Operation::SetFlag, name.as_str())?.body(body.into());
-        converted(self.call::<FlagInfo>(call)?.into_flag())
+        let answer = self.request(&requests::SetFlag {
+            name: name.clone(),
+            enabled,
+            percentage,
+        })?;
+        converted(answer.into_flag())
     }
 
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
-        let mut call = Call::on(Operation::EvaluateFlag, name.as_str())?;
-        if let Some(subject) = subject {
-            call = call.query("subject", subject.to_string());
-        }
-        self.call::<FlagEvaluation>(call).map(|e| e.enabled)
+        let name = name.clone();
+        let subject = subject.cloned();
+        self.request(&requests::EvaluateFlag { name, subject })
+            .map(|e| e.enabled)
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
-        let call = Call::on(Operation::DeleteFlag, name.as_str())?;
-        self.call::<Deleted>(call).map(drop)
+        self.request(&requests::DeleteFlag(name.clone())).map(drop)
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
-        let list: FlagList = self.call(Call::new(Operation::ListFlags))?;
+        let list = self.request(&requests::ListFlags)?;
         list.flags
             .into_iter()
             .map(|info| converted(info.into_flag()))
@@ -651,30 +642,26 @@ impl Api for Client {
         value: Value,
         description: Option<Description>,
     ) -> Result<ConfigEntry> {
-        let mut body = Map::new();
-        body.insert("value".into(), value);
-        if let Some(description) = description {
-            body.insert("description".into(), description.as_str().into());
-        }
-        let call = Call::on(Operation::PutConfig, key.as_str())?.body(body.into());
-        converted(self.call::<ConfigInfo>(call)?.into_entry())
+        let answer = self.request(&requests::PutConfig {
+            key: key.clone(),
+            value,
+            description,
+        })?;
+        converted(answer.into_entry())
     }
 
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
-        let call = match version {
-            Some(v) => {
-                Call::on(Operation::GetConfig, key.as_str())?.query("version", v.to_string())
-            }
-            None => Call::on(Operation::GetConfig, key.as_str())?,
-        };
-        converted(self.call::<ConfigInfo>(call)?.into_entry())
+        let key = key.clone();
+        converted(
+            self.request(&requests::GetConfig { key, version })?
+                .into_entry(),
+        )
     }
 
     fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
-        let call = Call::on(Operation::GetConfigHistory, key.as_str())?
-            .query("after", page.after().to_string())
-            .query("limit", page.limit().to_string());
-        let (history, headers): (History, _) = self.call_for_headers(call)?;
+        let key = key.clone();
+        let (history, headers) =
+            self.request_for_headers(&requests::GetConfigHistory { key, page })?;
         let next = next_after(&headers)
             .map(|after| converted(HistoryPage::new(Some(after), Some(page.limit() as u64))))
             .transpose()?;
@@ -689,12 +676,11 @@ impl Api for Client {
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
-        let call = Call::on(Operation::DeleteConfig, key.as_str())?;
-        self.call::<Deleted>(call).map(drop)
+        self.request(&requests::DeleteConfig(key.clone())).map(drop)
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        let list: ConfigList = self.call(Call::new(Operation::ListConfigs))?;
+        let list = self.request(&requests::ListConfigs)?;
         list.configs
             .into_iter()
             .map(|item| converted(item.into_summary()))
@@ -705,6 +691,9 @@ impl Api for Client {
 #[cfg(test)]
 mod tests {
     use octostore_core::Resource;
+    use serde_json::json;
+
+    use crate::operation::requests::Received;
 
     use super::*;
 
@@ -864,6 +853,126 @@ mod tests {
             matches!(&err, Error::Remote { message: m, .. } if m.contains("is the base URL that of an OctoStore server?")),
             "{err:?}"
         );
+    }
+
+    /// `request` as the client sends it (through a real URL, as `send` builds it) and as the
+    /// server reads it: found in the table as its operation, then decoded as it was made.
+    fn sent_and_received<E: Endpoint + PartialEq + fmt::Debug>(request: E) {
+        let call = Call::of(E::OPERATION, request.encode()).unwrap();
+        let mut url = Url::parse(&format!("http://127.0.0.1{}", call.path)).unwrap();
+        for (name, value) in &call.query {
+            url.query_pairs_mut().append_pair(name, value);
+        }
+        let found = Operation::find(&E::OPERATION.method(), url.path()).unwrap();
+        assert_eq!(found.operation, Some(E::OPERATION), "{}", url.path());
+        let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let body = call.body.unwrap_or_default();
+        let received = Received {
+            name: found.name.map_or("", |(name, _)| name),
+            query: &query,
+            body: &body,
+        };
+        assert_eq!(E::decode(&received).unwrap(), request, "{url}");
+    }
+
+    #[test]
+    fn every_request_the_client_sends_reads_the_same_on_the_server() {
+        for name in ["deploy", "a", "-", "x_y-z"] {
+            let name = LockName::parse(name).unwrap();
+            let ttl = Ttl::seconds(60).unwrap();
+            let lease_id = LeaseId(uuid::Uuid::new_v4());
+            for client_id in [None, Some(ClientId::parse("host:42.a-b").unwrap())] {
+                let (name, client_id) = (name.clone(), client_id);
+                sent_and_received(requests::AcquireLock {
+                    name,
+                    ttl,
+                    client_id,
+                });
+            }
+            sent_and_received(requests::ReleaseLock {
+                name: name.clone(),
+                lease_id,
+            });
+            let renew = requests::RenewLock {
+                name: name.clone(),
+                lease_id,
+                ttl,
+            };
+            sent_and_received(renew);
+            sent_and_received(requests::GetLock(name));
+        }
+        for name in ["api calls/min ü%?#+", "...", "a.b", "%2F", "x&y=z"] {
+            let name = LimitName::parse(name).unwrap();
+            let policy = RatePolicy::new(10, 60).unwrap();
+            sent_and_received(requests::CheckLimit {
+                name: name.clone(),
+                policy,
+            });
+            sent_and_received(requests::GetLimit(name.clone()));
+            sent_and_received(requests::ResetLimit(name));
+        }
+        let flag = FlagName::parse("new-ui").unwrap();
+        for percentage in [
+            None,
+            Some(Percentage::new(0).unwrap()),
+            Some(Percentage::new(100).unwrap()),
+        ] {
+            for enabled in [true, false] {
+                let name = flag.clone();
+                sent_and_received(requests::SetFlag {
+                    name,
+                    enabled,
+                    percentage,
+                });
+            }
+        }
+        for subject in [None, Some("user 42"), Some("a&b=c?d#e/f%g"), Some("ü")] {
+            let subject = subject.map(|s| Subject::parse(s).unwrap());
+            sent_and_received(requests::EvaluateFlag {
+                name: flag.clone(),
+                subject,
+            });
+        }
+        sent_and_received(requests::DeleteFlag(flag));
+        let key = ConfigKey::parse("app.settings").unwrap();
+        for value in [
+            json!(null),
+            json!({"a": [1, "ü", {"b": null}]}),
+            json!("x"),
+            json!(1.5),
+        ] {
+            for description in [None, Some(Description::new("for ü & you").unwrap())] {
+                let (key, value) = (key.clone(), value.clone());
+                sent_and_received(requests::PutConfig {
+                    key,
+                    value,
+                    description,
+                });
+            }
+        }
+        for version in [None, Some(1), Some(i64::MAX)] {
+            sent_and_received(requests::GetConfig {
+                key: key.clone(),
+                version,
+            });
+        }
+        for (after, limit) in [
+            (None, None),
+            (Some(7), Some(1)),
+            (Some(u64::MAX >> 1), Some(100)),
+        ] {
+            let page = HistoryPage::new(after, limit).unwrap();
+            sent_and_received(requests::GetConfigHistory {
+                key: key.clone(),
+                page,
+            });
+        }
+        sent_and_received(requests::DeleteConfig(key));
+        sent_and_received(requests::ListLocks);
+        sent_and_received(requests::ListLimits);
+        sent_and_received(requests::ListFlags);
+        sent_and_received(requests::ListConfigs);
+        sent_and_received(requests::RotateToken);
     }
 
     #[test]

@@ -106,6 +106,16 @@ impl LockResponse {
     }
 }
 
+/// The answer to a lock's status: its live lease, or that it is available.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum LockStatusAnswer {
+    /// Held: the live lease.
+    Held(LockResponse),
+    /// Not held by any live lease.
+    Available(LockNotHeld),
+}
+
 /// The status of a lock nobody holds.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockNotHeld {

@@ -16,7 +16,7 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{ok, Request};
+use super::{answer, Request};
 use crate::app::App;
 use crate::dto::{ErrorBody, ErrorCode, NewToken, SignedIn, UserInfo};
 use crate::error::{error_response, json, unauthorized};
@@ -24,6 +24,7 @@ use crate::oauth::{
     denial, GithubOAuth, Origin, SignInError, StateProblem, TooManyBegun, COOKIE,
     MAX_BEGUN_PER_ORIGIN,
 };
+use crate::operation::requests::RotateToken;
 use crate::server::Peer;
 
 pub(super) async fn rotate(Request { app, token, .. }: Request) -> Response {
@@ -32,9 +33,9 @@ pub(super) async fn rotate(Request { app, token, .. }: Request) -> Response {
     };
     app.run(move |store| {
         let successor = store.rotate_token(&token)?;
-        ok(&NewToken {
+        Ok(answer::<RotateToken>(&NewToken {
             token: successor.expose().to_owned(),
-        })
+        }))
     })
     .await
 }
@@ -141,10 +142,13 @@ async fn sign_in(app: &App, oauth: &GithubOAuth, query: &str, cookie: Option<&st
         let user = store.upsert_github_user(github.id, &login, avatar_url)?;
         let token = store.issue_token(user.id)?;
         tracing::info!(github_id = github.id, login = %user.login, "signed in with GitHub");
-        ok(&SignedIn {
-            token: token.expose().to_owned(),
-            user: UserInfo::from(&user),
-        })
+        Ok(json(
+            StatusCode::OK,
+            &SignedIn {
+                token: token.expose().to_owned(),
+                user: UserInfo::from(&user),
+            },
+        ))
     })
     .await
 }

@@ -1,115 +1,50 @@
 //! `/config`: put, get (`?version=`), history (in pages: `?after=&limit=`, the next one in a
 //! `Link` header), delete, list. History and list are reads beside the store's writer
-//! ([`App::read_as_user`]).
+//! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
-use octostore_core::{Api, ConfigKey, Description, Error, HistoryPage, Result};
+use octostore_core::{Api, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
-use super::{ok, reply, Request};
+use super::{answer, Request};
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
-use crate::request::{path_name, JsonBody};
+use crate::operation::requests::{
+    DeleteConfig, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
+};
 
-fn config_key(raw: &str) -> Result<ConfigKey> {
-    ConfigKey::parse(&path_name(raw, "key")?)
-}
-
-pub(super) async fn put(
-    Request {
-        name: raw,
-        app,
-        token,
-        body,
-        ..
-    }: Request,
-) -> Response {
-    // Parsed here, off the store's thread; an error is answered after authentication.
-    let request = (|| {
-        let key = config_key(&raw)?;
-        let mut body = JsonBody::parse(&body)?;
-        let description = body
-            .optional_str("description")?
-            .map(Description::new)
-            .transpose()?;
-        let value = body.take_value("value")?;
-        Ok((key, value, description))
-    })();
-    app.as_user_then(
-        token,
-        move |session| {
-            let (key, value, description) = request?;
-            session.put_config(&key, value, description)
-        },
-        |entry| reply(&ConfigInfo::from(entry)),
-    )
-    .await
+pub(super) async fn put(request: Request) -> Response {
+    // Decoded here, off the store's thread; an error is answered after authentication.
+    let put = request.decode::<PutConfig>();
+    let op = move |session: &Session| {
+        let PutConfig {
+            key,
+            value,
+            description,
+        } = put?;
+        session.put_config(&key, value, description)
+    };
+    let reply = |entry| answer::<PutConfig>(&ConfigInfo::from(entry));
+    request.app.as_user_then(request.token, op, reply).await
 }
 
 pub(super) async fn get(request: Request) -> Response {
-    let query = request.query_pairs();
-    let Request {
-        name: raw,
-        app,
-        token,
-        ..
-    } = request;
-    let request = (|| {
-        let key = config_key(&raw)?;
-        let version = match query.iter().find(|(k, _)| k == "version") {
-            Some((_, v)) => Some(
-                v.parse::<i64>()
-                    .map_err(|_| Error::invalid("version", "must be an integer"))?,
-            ),
-            None => None,
-        };
-        Ok((key, version))
-    })();
-    app.as_user_then(
-        token,
-        move |session| {
-            let (key, version) = request?;
-            session.get_config(&key, version)
-        },
-        |entry| reply(&ConfigInfo::from(entry)),
-    )
-    .await
-}
-
-/// The query parameter `name` as a number of `what`, if given.
-fn number(query: &[(String, String)], name: &'static str, what: &str) -> Result<Option<u64>> {
-    query
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| {
-            v.parse()
-                .map_err(|_| Error::invalid(name, format!("must be {what}")))
-        })
-        .transpose()
+    let get = request.decode::<GetConfig>();
+    let op = move |session: &Session| {
+        let GetConfig { key, version } = get?;
+        session.get_config(&key, version)
+    };
+    let reply = |entry| answer::<GetConfig>(&ConfigInfo::from(entry));
+    request.app.as_user_then(request.token, op, reply).await
 }
 
 pub(super) async fn history(request: Request) -> Response {
-    let query = request.query_pairs();
-    let Request {
-        name: raw,
-        app,
-        token,
-        ..
-    } = request;
-    let request = (|| {
-        let key = config_key(&raw)?;
-        let after = number(&query, "after", "a version number")?;
-        let limit = number(&query, "limit", "a number of versions")?;
-        Ok((key, HistoryPage::new(after, limit)?))
-    })();
-    app.read_as_user(token, move |session| {
-        let (key, page) = request?;
+    let history = request.decode::<GetConfigHistory>();
+    let op = move |session: &Session| {
+        let GetConfigHistory { key, page } = history?;
         let history = session.config_history_page(&key, page)?;
-        let mut response = reply(&History {
-            versions: history
-                .versions
-                .into_iter()
-                .map(VersionInfo::from)
-                .collect(),
+        let versions = history.versions.into_iter().map(VersionInfo::from);
+        let mut response = answer::<GetConfigHistory>(&History {
+            versions: versions.collect(),
         });
         if let Some(next) = history.next {
             // Relative to this request's URL, so it holds behind a proxy's path prefix too.
@@ -122,31 +57,26 @@ pub(super) async fn history(request: Request) -> Response {
             response.headers_mut().insert(header::LINK, link);
         }
         Ok(response)
-    })
-    .await
+    };
+    request.app.read_as_user(request.token, op).await
 }
 
-pub(super) async fn delete(
-    Request {
-        name: raw,
-        app,
-        token,
-        ..
-    }: Request,
-) -> Response {
-    app.as_user(token, move |session| {
-        session.delete_config(&config_key(&raw)?)?;
-        ok(&Deleted { deleted: true })
-    })
-    .await
+pub(super) async fn delete(request: Request) -> Response {
+    let delete = request.decode::<DeleteConfig>();
+    let op = move |session: &Session| {
+        let DeleteConfig(key) = delete?;
+        session.delete_config(&key)?;
+        Ok(answer::<DeleteConfig>(&Deleted { deleted: true }))
+    };
+    request.app.as_user(request.token, op).await
 }
 
-pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
-    app.read_as_user(token, move |session| {
+pub(super) async fn list(request: Request) -> Response {
+    let op = |session: &Session| {
         let configs = session.configs()?;
-        ok(&ConfigList {
+        Ok(answer::<ListConfigs>(&ConfigList {
             configs: configs.into_iter().map(ConfigListItem::from).collect(),
-        })
-    })
-    .await
+        }))
+    };
+    request.app.read_as_user(request.token, op).await
 }

@@ -1,101 +1,59 @@
 //! `/flags`: set, evaluate (`?subject=`), delete, list.
 
-use octostore_core::{Api, FlagName, Percentage, Result, Subject};
+use octostore_core::{Api, Session};
 use warp::reply::Response;
 
-use super::{ok, reply, Request};
+use super::{answer, Request};
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
-use crate::request::{path_name, JsonBody};
+use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, SetFlag};
 
-fn flag_name(raw: &str) -> Result<FlagName> {
-    FlagName::parse(&path_name(raw, "name")?)
-}
-
-pub(super) async fn set(
-    Request {
-        name: raw,
-        app,
-        token,
-        body,
-        ..
-    }: Request,
-) -> Response {
-    // Parsed here, off the store's thread; an error is answered after authentication.
-    let request = (|| {
-        let name = flag_name(&raw)?;
-        let body = JsonBody::parse(&body)?;
-        let enabled = body.bool("enabled")?;
-        let percentage = body
-            .optional_int("percentage")?
-            .map(Percentage::new)
-            .transpose()?;
-        Ok((name, enabled, percentage))
-    })();
-    app.as_user_then(
-        token,
-        move |session| {
-            let (name, enabled, percentage) = request?;
-            session.set_flag(&name, enabled, percentage)
-        },
-        |flag| reply(&FlagInfo::from(&flag)),
-    )
-    .await
+pub(super) async fn set(request: Request) -> Response {
+    // Decoded here, off the store's thread; an error is answered after authentication.
+    let set = request.decode::<SetFlag>();
+    let op = move |session: &Session| {
+        let SetFlag {
+            name,
+            enabled,
+            percentage,
+        } = set?;
+        session.set_flag(&name, enabled, percentage)
+    };
+    let reply = |flag| answer::<SetFlag>(&FlagInfo::from(&flag));
+    request.app.as_user_then(request.token, op, reply).await
 }
 
 pub(super) async fn evaluate(request: Request) -> Response {
-    let query = request.query_pairs();
-    let Request {
-        name: raw,
-        app,
-        token,
-        ..
-    } = request;
-    let request = (|| {
-        let name = flag_name(&raw)?;
-        let subject = match query.iter().find(|(k, _)| k == "subject") {
-            Some((_, subject)) => Some(Subject::parse(subject)?),
-            None => None,
-        };
-        Ok((name, subject))
-    })();
-    app.as_user_then(
-        token,
-        move |session| {
-            let (name, subject) = request?;
-            let enabled = session.evaluate_flag(&name, subject.as_ref())?;
-            Ok((name, enabled))
-        },
-        |(name, enabled)| {
-            reply(&FlagEvaluation {
-                name: name.to_string(),
-                enabled,
-            })
-        },
-    )
-    .await
-}
-
-pub(super) async fn delete(
-    Request {
-        name: raw,
-        app,
-        token,
-        ..
-    }: Request,
-) -> Response {
-    app.as_user(token, move |session| {
-        session.delete_flag(&flag_name(&raw)?)?;
-        ok(&Deleted { deleted: true })
-    })
-    .await
-}
-
-pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
-    app.as_user(token, move |session| {
-        let flags = session.flags()?;
-        ok(&FlagList {
-            flags: flags.iter().map(FlagInfo::from).collect(),
+    let evaluate = request.decode::<EvaluateFlag>();
+    let op = move |session: &Session| {
+        let EvaluateFlag { name, subject } = evaluate?;
+        let enabled = session.evaluate_flag(&name, subject.as_ref())?;
+        Ok((name, enabled))
+    };
+    let reply = |(name, enabled): (octostore_core::FlagName, bool)| {
+        answer::<EvaluateFlag>(&FlagEvaluation {
+            name: name.to_string(),
+            enabled,
         })
-    })
-    .await
+    };
+    request.app.as_user_then(request.token, op, reply).await
+}
+
+pub(super) async fn delete(request: Request) -> Response {
+    let delete = request.decode::<DeleteFlag>();
+    let op = move |session: &Session| {
+        let DeleteFlag(name) = delete?;
+        session.delete_flag(&name)?;
+        Ok(answer::<DeleteFlag>(&Deleted { deleted: true }))
+    };
+    request.app.as_user(request.token, op).await
+}
+
+pub(super) async fn list(request: Request) -> Response {
+    let op = |session: &Session| {
+        let flags = session.flags()?;
+        Ok(answer::<ListFlags>(&FlagList {
+            flags: flags.iter().map(FlagInfo::from).collect(),
+        }))
+    };
+    request.app.as_user(request.token, op).await
 }

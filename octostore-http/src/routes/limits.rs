@@ -1,20 +1,16 @@
 //! `/limits`: check, status, reset, list.
 
-use octostore_core::{Api, LimitName, RatePolicy, Result};
+use octostore_core::{Api, Decision, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
-use super::{ok, reply, Request};
+use super::{answer, Request};
 use crate::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
-use crate::request::{path_name, JsonBody};
+use crate::operation::requests::{CheckLimit, Endpoint, GetLimit, ListLimits, ResetLimit};
 
-fn limit_name(raw: &str) -> Result<LimitName> {
-    LimitName::parse(&path_name(raw, "name")?)
-}
-
-/// The decision as JSON, with `Retry-After` when denied.
-fn decision(d: &octostore_core::Decision) -> Response {
-    let mut response = reply(&LimitDecision::from(d));
+/// The decision as `E`'s JSON, with `Retry-After` when denied.
+fn decision<E: Endpoint<Answer = LimitDecision>>(d: &Decision) -> Response {
+    let mut response = answer::<E>(&LimitDecision::from(d));
     if let Some(seconds) = d.retry_after_seconds {
         response
             .headers_mut()
@@ -23,68 +19,42 @@ fn decision(d: &octostore_core::Decision) -> Response {
     response
 }
 
-pub(super) async fn check(
-    Request {
-        name: raw,
-        app,
-        token,
-        body,
-        ..
-    }: Request,
-) -> Response {
-    // Parsed here, off the store's thread; an error is answered after authentication.
-    let request = (|| {
-        let name = limit_name(&raw)?;
-        let body = JsonBody::parse(&body)?;
-        let policy = RatePolicy::new(body.int("max_requests")?, body.int("window_seconds")?)?;
-        Ok((name, policy))
-    })();
-    app.as_user_then(
-        token,
-        move |session| {
-            let (name, policy) = request?;
-            session.check(&name, policy)
-        },
-        |d| decision(&d),
-    )
-    .await
+pub(super) async fn check(request: Request) -> Response {
+    // Decoded here, off the store's thread; an error is answered after authentication.
+    let check = request.decode::<CheckLimit>();
+    let op = move |session: &Session| {
+        let CheckLimit { name, policy } = check?;
+        session.check(&name, policy)
+    };
+    let reply = |d| decision::<CheckLimit>(&d);
+    request.app.as_user_then(request.token, op, reply).await
 }
 
-pub(super) async fn status(
-    Request {
-        name: raw,
-        app,
-        token,
-        ..
-    }: Request,
-) -> Response {
-    app.as_user(token, move |session| {
-        Ok(decision(&session.limit_status(&limit_name(&raw)?)?))
-    })
-    .await
+pub(super) async fn status(request: Request) -> Response {
+    let status = request.decode::<GetLimit>();
+    let op = move |session: &Session| {
+        let GetLimit(name) = status?;
+        Ok(decision::<GetLimit>(&session.limit_status(&name)?))
+    };
+    request.app.as_user(request.token, op).await
 }
 
-pub(super) async fn reset(
-    Request {
-        name: raw,
-        app,
-        token,
-        ..
-    }: Request,
-) -> Response {
-    app.as_user(token, move |session| {
-        session.reset_limit(&limit_name(&raw)?)?;
-        ok(&LimitReset { reset: true })
-    })
-    .await
+pub(super) async fn reset(request: Request) -> Response {
+    let reset = request.decode::<ResetLimit>();
+    let op = move |session: &Session| {
+        let ResetLimit(name) = reset?;
+        session.reset_limit(&name)?;
+        Ok(answer::<ResetLimit>(&LimitReset { reset: true }))
+    };
+    request.app.as_user(request.token, op).await
 }
 
-pub(super) async fn list(Request { app, token, .. }: Request) -> Response {
-    app.as_user(token, move |session| {
+pub(super) async fn list(request: Request) -> Response {
+    let op = |session: &Session| {
         let limits = session.limits()?;
-        ok(&LimitList {
+        Ok(answer::<ListLimits>(&LimitList {
             limits: limits.iter().map(LimitInfo::from).collect(),
-        })
-    })
-    .await
+        }))
+    };
+    request.app.as_user(request.token, op).await
 }

@@ -24,6 +24,7 @@ use warp::Filter;
 
 use crate::app::App;
 use crate::error::{body_refused, json, method_not_allowed, no_such_path};
+use crate::operation::requests::{Endpoint, Received};
 use crate::operation::{Body, Matched, Operation};
 use crate::request::{read_body, refuse};
 use crate::server::Peer;
@@ -49,12 +50,18 @@ pub(crate) struct Request {
 }
 
 impl Request {
-    /// The query string's name–value pairs, percent-decoded.
-    fn query_pairs(&self) -> Vec<(String, String)> {
+    /// The request, decoded as `E` reads it (an error is answered only once the token is
+    /// known good: handlers pass it to the operation, which runs after authentication).
+    fn decode<E: Endpoint>(&self) -> octostore_core::Result<E> {
         let query = self.query.as_deref().unwrap_or_default();
-        form_urlencoded::parse(query.as_bytes())
+        let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
             .into_owned()
-            .collect()
+            .collect();
+        E::decode(&Received {
+            name: &self.name,
+            query: &query,
+            body: &self.body,
+        })
     }
 }
 
@@ -77,7 +84,7 @@ pub fn all(app: &App) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Answers the request (see [`answer`]) in its tracing span, and counts it in the metrics.
+/// Answers the request (see [`respond`]) in its tracing span, and counts it in the metrics.
 async fn dispatch<S, B>(
     app: App,
     method: Method,
@@ -102,7 +109,7 @@ where
     );
     let metrics = app.metrics.clone();
     let response = async {
-        let response = answer(app, matched, query, headers, peer, body).await;
+        let response = respond(app, matched, query, headers, peer, body).await;
         tracing::trace!(status = response.status().as_u16(), "answered");
         response
     }
@@ -119,7 +126,7 @@ where
 
 /// 404 for a path the table does not have, 405 for a method its path does not answer;
 /// otherwise reads the body of an operation that has one and runs the operation's handler.
-async fn answer<S, B>(
+async fn respond<S, B>(
     app: App,
     matched: Option<Matched<'_>>,
     query: Option<String>,
@@ -211,12 +218,7 @@ fn bearer(headers: &HeaderMap) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// A 200 JSON answer.
-fn ok<T: serde::Serialize>(body: &T) -> octostore_core::Result<Response> {
-    Ok(reply(body))
-}
-
-/// A 200 JSON answer, for [`App::as_user_then`].
-fn reply<T: serde::Serialize>(body: &T) -> Response {
+/// A 200 answer of `E`: its JSON is the one the client decodes.
+fn answer<E: Endpoint>(body: &E::Answer) -> Response {
     json(StatusCode::OK, body)
 }

@@ -3,6 +3,9 @@
 //! tests' lists of operations all come from [`Operation`]; the served `openapi.yaml` is checked
 //! against it.
 
+pub(crate) mod fields;
+pub mod requests;
+
 use std::sync::LazyLock;
 
 use http::Method;

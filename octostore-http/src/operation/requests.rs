@@ -1,0 +1,458 @@
+//! Each operation's request, typed: what it carries beyond its token (the name in its path,
+//! its query, its JSON body) as the core's validated values, with the one encoding the client
+//! sends and the one decoding the server applies, and the type of its answer.
+
+use octostore_core::{
+    ClientId, ConfigKey, Description, Error, FlagName, HistoryPage, LeaseId, LimitName, LockName,
+    Percentage, RatePolicy, Result, Subject, Ttl,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use super::fields::{path_name, JsonBody};
+use super::Operation;
+use crate::dto::{
+    ConfigInfo, ConfigList, Deleted, FlagEvaluation, FlagInfo, FlagList, History, LimitDecision,
+    LimitList, LimitReset, LockList, LockResponse, LockStatusAnswer, NewToken, Released,
+};
+
+/// A request as it travels: the name in its path (before escaping), its query parameters and
+/// its JSON body.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Encoded {
+    /// The name in the path, for an operation whose template has one.
+    pub name: Option<String>,
+    /// The query parameters, in order.
+    pub query: Vec<(&'static str, String)>,
+    /// The JSON body, for an operation that reads one.
+    pub body: Option<Value>,
+}
+
+/// A request as the server received it.
+#[derive(Debug, Clone, Copy)]
+pub struct Received<'a> {
+    /// The name in the path as sent (percent-encoded); empty if the template has none.
+    pub name: &'a str,
+    /// The query parameters, percent-decoded.
+    pub query: &'a [(String, String)],
+    /// The body's bytes.
+    pub body: &'a [u8],
+}
+
+impl Received<'_> {
+    /// The name in the path, percent-decoded and parsed; `field` names it in an error.
+    fn name<T>(&self, field: &'static str, parse: fn(&str) -> Result<T>) -> Result<T> {
+        parse(&path_name(self.name, field)?)
+    }
+
+    /// The body as a JSON object.
+    fn json(&self) -> Result<JsonBody> {
+        JsonBody::parse(self.body)
+    }
+
+    /// The query parameter `name`, if given (the first, if given twice).
+    fn query(&self, name: &str) -> Option<&str> {
+        (self.query.iter())
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The query parameter `name` as a number, if given; `what` says which in an error.
+    fn number<T: std::str::FromStr>(&self, name: &'static str, what: &str) -> Result<Option<T>> {
+        self.query(name)
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| Error::invalid(name, format!("must be {what}")))
+            })
+            .transpose()
+    }
+}
+
+/// The request of one [`Operation`]: how the client encodes it, how the server decodes it,
+/// and the JSON of its answer. `decode(encode(r)) == r` for every request (a test checks it).
+pub trait Endpoint: Sized {
+    /// Its operation in the table.
+    const OPERATION: Operation;
+    /// The JSON of its 2xx answer.
+    type Answer: Serialize + DeserializeOwned;
+    /// The request as the client sends it.
+    fn encode(&self) -> Encoded;
+    /// The request as the server reads it, every field checked.
+    fn decode(received: &Received<'_>) -> Result<Self>;
+}
+
+/// Requests that carry nothing beyond the token.
+macro_rules! bare {
+    ($($(#[doc = $doc:literal])* $name:ident: $op:ident -> $answer:ty;)*) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name;
+
+        impl Endpoint for $name {
+            const OPERATION: Operation = Operation::$op;
+            type Answer = $answer;
+            fn encode(&self) -> Encoded {
+                Encoded::default()
+            }
+            fn decode(_: &Received<'_>) -> Result<Self> {
+                Ok(Self)
+            }
+        }
+    )*};
+}
+
+/// Requests that carry the name in their path alone.
+macro_rules! named {
+    ($($(#[doc = $doc:literal])* $name:ident($kind:ty, $field:literal): $op:ident -> $answer:ty;)*) => {$(
+        $(#[doc = $doc])*
+        #[derive(Debug, Clone, PartialEq)]
+        pub struct $name(pub $kind);
+
+        impl Endpoint for $name {
+            const OPERATION: Operation = Operation::$op;
+            type Answer = $answer;
+            fn encode(&self) -> Encoded {
+                Encoded { name: Some(self.0.to_string()), ..Encoded::default() }
+            }
+            fn decode(received: &Received<'_>) -> Result<Self> {
+                received.name($field, <$kind>::parse).map(Self)
+            }
+        }
+    )*};
+}
+
+bare! {
+    /// `POST /auth/token/rotate`.
+    RotateToken: RotateToken -> NewToken;
+    /// `GET /locks`.
+    ListLocks: ListLocks -> LockList;
+    /// `GET /limits`.
+    ListLimits: ListLimits -> LimitList;
+    /// `GET /flags`.
+    ListFlags: ListFlags -> FlagList;
+    /// `GET /config`.
+    ListConfigs: ListConfigs -> ConfigList;
+}
+
+named! {
+    /// `GET /locks/{name}`.
+    GetLock(LockName, "name"): GetLock -> LockStatusAnswer;
+    /// `GET /limits/{name}`.
+    GetLimit(LimitName, "name"): GetLimit -> LimitDecision;
+    /// `DELETE /limits/{name}`.
+    ResetLimit(LimitName, "name"): ResetLimit -> LimitReset;
+    /// `DELETE /flags/{name}`.
+    DeleteFlag(FlagName, "name"): DeleteFlag -> Deleted;
+    /// `DELETE /config/{key}`.
+    DeleteConfig(ConfigKey, "key"): DeleteConfig -> Deleted;
+}
+
+/// `POST /locks/{name}/acquire`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcquireLock {
+    /// The lock.
+    pub name: LockName,
+    /// How long the lease lasts unless renewed.
+    pub ttl: Ttl,
+    /// Who within the user asks (two clients of one token exclude each other).
+    pub client_id: Option<ClientId>,
+}
+
+impl Endpoint for AcquireLock {
+    const OPERATION: Operation = Operation::AcquireLock;
+    type Answer = LockResponse;
+
+    fn encode(&self) -> Encoded {
+        let mut body = Map::new();
+        body.insert("ttl_seconds".into(), self.ttl.as_secs().into());
+        if let Some(client_id) = &self.client_id {
+            body.insert("client_id".into(), client_id.as_str().into());
+        }
+        Encoded::named(&self.name).body(body.into())
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let name = received.name("name", LockName::parse)?;
+        let body = received.json()?;
+        let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
+        let client_id = body
+            .optional_str("client_id")?
+            .map(ClientId::parse)
+            .transpose()?;
+        Ok(Self {
+            name,
+            ttl,
+            client_id,
+        })
+    }
+}
+
+/// `POST /locks/{name}/release`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReleaseLock {
+    /// The lock.
+    pub name: LockName,
+    /// The lease to end.
+    pub lease_id: LeaseId,
+}
+
+impl Endpoint for ReleaseLock {
+    const OPERATION: Operation = Operation::ReleaseLock;
+    type Answer = Released;
+
+    fn encode(&self) -> Encoded {
+        Encoded::named(&self.name).body(json!({ "lease_id": self.lease_id.0 }))
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        Ok(Self {
+            name: received.name("name", LockName::parse)?,
+            lease_id: LeaseId(received.json()?.uuid("lease_id")?),
+        })
+    }
+}
+
+/// `POST /locks/{name}/renew`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenewLock {
+    /// The lock.
+    pub name: LockName,
+    /// The lease to extend.
+    pub lease_id: LeaseId,
+    /// Its new time to live, from now.
+    pub ttl: Ttl,
+}
+
+impl Endpoint for RenewLock {
+    const OPERATION: Operation = Operation::RenewLock;
+    type Answer = LockResponse;
+
+    fn encode(&self) -> Encoded {
+        let body = json!({ "lease_id": self.lease_id.0, "ttl_seconds": self.ttl.as_secs() });
+        Encoded::named(&self.name).body(body)
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let name = received.name("name", LockName::parse)?;
+        let body = received.json()?;
+        Ok(Self {
+            name,
+            lease_id: LeaseId(body.uuid("lease_id")?),
+            ttl: Ttl::seconds(body.int("ttl_seconds")?)?,
+        })
+    }
+}
+
+/// `POST /limits/{name}/check`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckLimit {
+    /// The limit.
+    pub name: LimitName,
+    /// How many requests a window allows.
+    pub policy: RatePolicy,
+}
+
+impl Endpoint for CheckLimit {
+    const OPERATION: Operation = Operation::CheckLimit;
+    type Answer = LimitDecision;
+
+    fn encode(&self) -> Encoded {
+        let body = json!({
+            "max_requests": self.policy.max_requests(),
+            "window_seconds": self.policy.window_seconds(),
+        });
+        Encoded::named(&self.name).body(body)
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let name = received.name("name", LimitName::parse)?;
+        let body = received.json()?;
+        let policy = RatePolicy::new(body.int("max_requests")?, body.int("window_seconds")?)?;
+        Ok(Self { name, policy })
+    }
+}
+
+/// `PUT /flags/{name}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SetFlag {
+    /// The flag.
+    pub name: FlagName,
+    /// Whether it is on at all.
+    pub enabled: bool,
+    /// The share of subjects it is on for (all, if none).
+    pub percentage: Option<Percentage>,
+}
+
+impl Endpoint for SetFlag {
+    const OPERATION: Operation = Operation::SetFlag;
+    type Answer = FlagInfo;
+
+    fn encode(&self) -> Encoded {
+        let mut body = Map::new();
+        body.insert("enabled".into(), self.enabled.into());
+        if let Some(percentage) = self.percentage {
+            body.insert("percentage".into(), percentage.get().into());
+        }
+        Encoded::named(&self.name).body(body.into())
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let name = received.name("name", FlagName::parse)?;
+        let body = received.json()?;
+        let enabled = body.bool("enabled")?;
+        let percentage = body
+            .optional_int("percentage")?
+            .map(Percentage::new)
+            .transpose()?;
+        Ok(Self {
+            name,
+            enabled,
+            percentage,
+        })
+    }
+}
+
+/// `GET /flags/{name}?subject=`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvaluateFlag {
+    /// The flag.
+    pub name: FlagName,
+    /// Who it is asked for (a rollout's bucket is this subject's).
+    pub subject: Option<Subject>,
+}
+
+impl Endpoint for EvaluateFlag {
+    const OPERATION: Operation = Operation::EvaluateFlag;
+    type Answer = FlagEvaluation;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.name);
+        if let Some(subject) = &self.subject {
+            encoded.query.push(("subject", subject.to_string()));
+        }
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        Ok(Self {
+            name: received.name("name", FlagName::parse)?,
+            subject: received.query("subject").map(Subject::parse).transpose()?,
+        })
+    }
+}
+
+/// `PUT /config/{key}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutConfig {
+    /// The key.
+    pub key: ConfigKey,
+    /// The new version's value: any JSON.
+    pub value: Value,
+    /// What the value is for.
+    pub description: Option<Description>,
+}
+
+impl Endpoint for PutConfig {
+    const OPERATION: Operation = Operation::PutConfig;
+    type Answer = ConfigInfo;
+
+    fn encode(&self) -> Encoded {
+        let mut body = Map::new();
+        body.insert("value".into(), self.value.clone());
+        if let Some(description) = &self.description {
+            body.insert("description".into(), description.as_str().into());
+        }
+        Encoded::named(&self.key).body(body.into())
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name("key", ConfigKey::parse)?;
+        let mut body = received.json()?;
+        let description = body
+            .optional_str("description")?
+            .map(Description::new)
+            .transpose()?;
+        let value = body.take_value("value")?;
+        Ok(Self {
+            key,
+            value,
+            description,
+        })
+    }
+}
+
+/// `GET /config/{key}?version=`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetConfig {
+    /// The key.
+    pub key: ConfigKey,
+    /// The version asked for (the latest, if none).
+    pub version: Option<i64>,
+}
+
+impl Endpoint for GetConfig {
+    const OPERATION: Operation = Operation::GetConfig;
+    type Answer = ConfigInfo;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.key);
+        if let Some(version) = self.version {
+            encoded.query.push(("version", version.to_string()));
+        }
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        Ok(Self {
+            key: received.name("key", ConfigKey::parse)?,
+            version: received.number("version", "an integer")?,
+        })
+    }
+}
+
+/// `GET /config/{key}/history?after=&limit=`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GetConfigHistory {
+    /// The key.
+    pub key: ConfigKey,
+    /// Which versions.
+    pub page: HistoryPage,
+}
+
+impl Endpoint for GetConfigHistory {
+    const OPERATION: Operation = Operation::GetConfigHistory;
+    type Answer = History;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.key);
+        encoded.query.push(("after", self.page.after().to_string()));
+        encoded.query.push(("limit", self.page.limit().to_string()));
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name("key", ConfigKey::parse)?;
+        let after = received.number("after", "a version number")?;
+        let limit = received.number("limit", "a number of versions")?;
+        Ok(Self {
+            key,
+            page: HistoryPage::new(after, limit)?,
+        })
+    }
+}
+
+impl Encoded {
+    /// A request on the thing called `name`.
+    fn named(name: &impl std::fmt::Display) -> Self {
+        Self {
+            name: Some(name.to_string()),
+            ..Self::default()
+        }
+    }
+
+    fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+}
