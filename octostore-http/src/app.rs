@@ -14,6 +14,7 @@ use crate::error::{error_response, unauthorized};
 use crate::large_reads::LargeReads;
 use crate::metrics::Metrics;
 use crate::oauth::{GithubOAuth, GithubSettings};
+use crate::server::ConnectionLimits;
 
 /// How the server is set up beyond its store.
 #[derive(Debug, Clone, Default)]
@@ -21,8 +22,8 @@ pub struct ServerOptions {
     /// GitHub sign-in; without it `/auth/github` answers 503 and local tokens still work.
     pub github: Option<GithubSettings>,
     /// The cap on connections and the timeouts for slow or idle clients; `App::new` ignores
-    /// it, [`serve_with`](crate::serve_with) takes it.
-    pub connections: crate::ConnectionLimits,
+    /// it, `serve_with` takes it.
+    pub connections: ConnectionLimits,
     /// How many operations may wait for the store, and for how long.
     pub queue: QueueLimits,
 }

@@ -4,34 +4,12 @@
 
 use octostore_core::error::Chain;
 use octostore_core::{Error, Resource};
-use serde::Serialize;
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
 use crate::dto::{resource_code, ConflictingLock, ErrorBody, ErrorCode, LockConflict};
-
-/// A JSON answer with `status`: what `warp::reply::with_status(warp::reply::json(body),
-/// status)` answers, serialized into a buffer that holds most answers without growing.
-pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
-    let mut buffer = Vec::with_capacity(256);
-    let mut response = match serde_json::to_writer(&mut buffer, body) {
-        Ok(()) => {
-            let mut response = Response::new(buffer.into());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
-        Err(e) => {
-            tracing::error!("reply::json error: {e}");
-            StatusCode::INTERNAL_SERVER_ERROR.into_response()
-        }
-    };
-    *response.status_mut() = status;
-    response
-}
+use crate::reply::json;
 
 fn error_json(status: StatusCode, body: &ErrorBody) -> Response {
     json(status, body)
@@ -160,7 +138,7 @@ pub fn method_not_allowed(allow: &'static str) -> Response {
     response
 }
 
-/// Why a request body was not read whole (see [`crate::request::read_body`]).
+/// Why a request body was not read whole (by `request::read_body`).
 #[derive(Debug)]
 pub enum BodyRefused {
     /// Its token is missing, or not good (or could not be checked): answered as the error.

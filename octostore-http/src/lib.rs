@@ -54,6 +54,8 @@ mod oauth;
 #[cfg(feature = "client")]
 pub mod operation;
 #[cfg(feature = "server")]
+mod reply;
+#[cfg(feature = "server")]
 mod request;
 #[cfg(feature = "server")]
 mod routes;

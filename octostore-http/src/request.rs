@@ -1,5 +1,7 @@
-//! Reading a request's body: capped (nothing past the cap is kept, nor past a few KiB until
-//! the token is known good; 408 once the connection layer's body deadline passes).
+//! A request as its handler gets it ([`Request`]: its name, token, query, headers, client
+//! address and body, decoded by its operation's `Endpoint`), and reading its body: capped
+//! (nothing past the cap is kept, nor past a few KiB until the token is known good; 408 once
+//! the connection layer's body deadline passes).
 
 use std::future::Future;
 use std::time::Duration;
@@ -7,8 +9,13 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use octostore_core::{Error, Result};
+use warp::http::header::AUTHORIZATION;
+use warp::http::HeaderMap;
 
+use crate::app::App;
 use crate::error::{BodyRefused, BodyTimedOut};
+use crate::operation::requests::{Endpoint, Received};
+use crate::server::Peer;
 
 /// How much of a refused body is still read (and thrown away), and for how long, so that a
 /// client still sending it reads the answer (413, or 401 for a bad token) instead of a reset
@@ -127,4 +134,46 @@ async fn discard<B: Buf>(mut stream: impl Stream<Item = Result<B, warp::Error>> 
         }
     })
     .await;
+}
+
+/// One request, as the dispatcher hands it to its operation's handler.
+pub struct Request {
+    pub app: App,
+    /// The name in the path as sent (percent-encoded); empty if the template has none.
+    pub name: String,
+    /// The bearer token of the `Authorization` header, if it has one.
+    pub token: Option<String>,
+    /// The query string as sent, if there is one.
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    /// The client's address, where the connection layer gave it.
+    pub peer: Option<Peer>,
+    /// The body, read as far as the token earned (see [`read_body`]); empty for an operation
+    /// that reads none.
+    pub body: Bytes,
+}
+
+impl Request {
+    /// The request, decoded as `E` reads it (an error is answered only once the token is
+    /// known good: handlers pass it to the operation, which runs after authentication).
+    pub fn decode<E: Endpoint>(&self) -> octostore_core::Result<E> {
+        let query = self.query.as_deref().unwrap_or_default();
+        let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        E::decode(&Received {
+            name: &self.name,
+            query: &query,
+            body: &self.body,
+        })
+    }
+}
+
+/// The bearer token of the `Authorization` header, if it has one.
+pub fn bearer(headers: &HeaderMap) -> Option<String> {
+    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }

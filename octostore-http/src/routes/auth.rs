@@ -16,15 +16,17 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{answer, Request};
 use crate::app::App;
 use crate::dto::{ErrorBody, ErrorCode, NewToken, SignedIn, UserInfo};
-use crate::error::{error_response, json, unauthorized};
+use crate::error::{error_response, unauthorized};
 use crate::oauth::{
     denial, GithubOAuth, Origin, SignInError, StateProblem, TooManyBegun, COOKIE,
     MAX_BEGUN_PER_ORIGIN,
 };
 use crate::operation::requests::RotateToken;
+use crate::reply::answer;
+use crate::reply::json;
+use crate::request::Request;
 use crate::server::Peer;
 
 pub(super) async fn rotate(Request { app, token, .. }: Request) -> Response {

@@ -6,11 +6,12 @@ use octostore_core::{Api, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
-use super::{answer, Request};
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
     DeleteConfig, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
 };
+use crate::reply::answer;
+use crate::request::Request;
 
 pub(super) async fn put(request: Request) -> Response {
     // Decoded here, off the store's thread; an error is answered after authentication.

@@ -3,9 +3,10 @@
 use octostore_core::{Api, Session};
 use warp::reply::Response;
 
-use super::{answer, Request};
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, SetFlag};
+use crate::reply::answer;
+use crate::request::Request;
 
 pub(super) async fn set(request: Request) -> Response {
     // Decoded here, off the store's thread; an error is answered after authentication.

@@ -4,9 +4,10 @@ use octostore_core::{Api, Decision, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
-use super::{answer, Request};
 use crate::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
 use crate::operation::requests::{CheckLimit, Endpoint, GetLimit, ListLimits, ResetLimit};
+use crate::reply::answer;
+use crate::request::Request;
 
 /// The decision as `E`'s JSON, with `Retry-After` when denied.
 fn decision<E: Endpoint<Answer = LimitDecision>>(d: &Decision) -> Response {

@@ -3,11 +3,12 @@
 use octostore_core::{AcquireStatus, Api, LockGrant, LockStatus, Session};
 use warp::reply::Response;
 
-use super::{answer, Request};
 use crate::dto::{
     LockInfo, LockList, LockNotHeld, LockResponse, LockState, LockStatusAnswer, Released,
 };
 use crate::operation::requests::{AcquireLock, GetLock, ListLocks, ReleaseLock, RenewLock};
+use crate::reply::answer;
+use crate::request::Request;
 
 pub(super) async fn acquire(request: Request) -> Response {
     // Decoded here, off the store's thread; an error is answered after authentication.

@@ -16,54 +16,20 @@ use futures_util::Stream;
 use octostore_core::Error;
 use tracing::Instrument;
 use warp::filters::BoxedFilter;
-use warp::http::header::{AUTHORIZATION, CONTENT_LENGTH};
-use warp::http::{HeaderMap, Method, StatusCode};
+use warp::http::header::CONTENT_LENGTH;
+use warp::http::{HeaderMap, Method};
 use warp::path::FullPath;
 use warp::reply::Response;
 use warp::Filter;
 
 use crate::app::App;
-use crate::error::{body_refused, json, method_not_allowed, no_such_path};
-use crate::operation::requests::{Endpoint, Received};
+use crate::error::{body_refused, method_not_allowed, no_such_path};
 use crate::operation::{Body, Matched, Operation};
-use crate::request::{read_body, refuse};
+use crate::request::{bearer, read_body, refuse, Request};
 use crate::server::Peer;
 
 /// Numbers the requests of this process, for their tracing spans.
 static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// One request, as the dispatcher hands it to its operation's handler.
-pub(crate) struct Request {
-    pub app: App,
-    /// The name in the path as sent (percent-encoded); empty if the template has none.
-    pub name: String,
-    /// The bearer token of the `Authorization` header, if it has one.
-    pub token: Option<String>,
-    /// The query string as sent, if there is one.
-    pub query: Option<String>,
-    pub headers: HeaderMap,
-    /// The client's address, where the connection layer gave it.
-    pub peer: Option<Peer>,
-    /// The body, read as far as the token earned (see [`read_body`]); empty for an operation
-    /// that reads none.
-    pub body: Bytes,
-}
-
-impl Request {
-    /// The request, decoded as `E` reads it (an error is answered only once the token is
-    /// known good: handlers pass it to the operation, which runs after authentication).
-    fn decode<E: Endpoint>(&self) -> octostore_core::Result<E> {
-        let query = self.query.as_deref().unwrap_or_default();
-        let query: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
-        E::decode(&Received {
-            name: &self.name,
-            query: &query,
-            body: &self.body,
-        })
-    }
-}
 
 /// The whole API: every request is answered here, counted in the metrics and traced.
 pub fn all(app: &App) -> BoxedFilter<(Response,)> {
@@ -207,18 +173,4 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::DeleteConfig => config::delete(request).await,
         Operation::GetConfigHistory => config::history(request).await,
     }
-}
-
-/// The bearer token of the `Authorization` header, if it has one.
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let header = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
-}
-
-/// A 200 answer of `E`: its JSON is the one the client decodes.
-fn answer<E: Endpoint>(body: &E::Answer) -> Response {
-    json(StatusCode::OK, body)
 }

@@ -4,8 +4,8 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 use warp::Reply;
 
-use super::Request;
 use crate::error::error_response;
+use crate::request::Request;
 
 /// The contract this server implements: the seed API plus documented extensions.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
