@@ -33,6 +33,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use octostore_core::error::Chain;
 use octostore_core::{
     Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
     Description, Error, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
@@ -131,7 +132,7 @@ impl ClientBuilder {
             .tcp_nodelay(true)
             .user_agent(concat!("octostore-http/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| Error::storage(format!("cannot make an HTTP client: {}", chain(&e))))?;
+            .map_err(|e| Error::storage(format!("cannot make an HTTP client: {}", Chain(&e))))?;
         Ok(Client {
             base: url.as_str().trim_end_matches('/').to_owned(),
             http,
@@ -249,21 +250,6 @@ fn unexpected(what: impl fmt::Display) -> Error {
 /// reach it).
 fn unreachable(what: impl fmt::Display) -> Error {
     Error::remote(format!("server unreachable: {what}"))
-}
-
-/// An error and its sources, as one line.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The first `max` characters of an answer that is not the JSON expected, for a message.
@@ -477,7 +463,7 @@ impl Client {
                     self.timeout
                 )
             } else {
-                format!("{endpoint}: {}", chain(&e.without_url()))
+                format!("{endpoint}: {}", Chain(&e.without_url()))
             };
             self.scrub(unreachable(text))
         };
