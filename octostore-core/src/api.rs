@@ -4,13 +4,13 @@
 
 use serde_json::Value;
 
-use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
-use crate::config::{ConfigEntry, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage};
-use crate::error::Result;
-use crate::flag::Flag;
-use crate::lock::{Lease, LeaseId, LockGrant, LockStatus};
-use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Subject};
-use crate::rate_limit::{Decision, LimitSummary};
+use crate::rules::config::{ConfigEntry, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage};
+use crate::rules::flag::Flag;
+use crate::rules::lock::{Lease, LeaseId, LockGrant, LockStatus};
+use crate::rules::rate_limit::{Decision, LimitSummary};
+use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
+use crate::values::error::Result;
+use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Subject};
 
 /// The operations of the OctoStore API, as one user.
 pub trait Api {

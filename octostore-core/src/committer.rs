@@ -13,8 +13,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc, Weak};
 use std::time::Instant;
 
-use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::values::error::{Error, Result};
 
 /// At most this many operations share one commit, which bounds the wait of the first.
 const MAX_GROUP: usize = 256;

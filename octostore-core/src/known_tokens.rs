@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use crate::identity::{TokenHash, User};
+use crate::rules::identity::{TokenHash, User};
 
 /// At most this many tokens are remembered; past it, all are forgotten and relearned.
 const CAPACITY: usize = 4_096;
@@ -94,8 +94,8 @@ impl KnownTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::{UserId, UserSource};
-    use crate::names::Login;
+    use crate::rules::identity::{UserId, UserSource};
+    use crate::values::names::Login;
 
     fn user() -> User {
         User {

@@ -19,9 +19,10 @@
 //!   only read, to [`Backend::read`]). [`Session`] is the store acting for one
 //!   user and implements [`Api`], the operations a remote client offers too.
 //! - The rules live once, in one module per primitive, as functions over a [`Tx`] and the
-//!   transaction's `now`: `lock.rs`, `rate_limit.rs`, `flag.rs`, `config.rs`, and
-//!   `identity.rs` for users and tokens.
-//! - [`names`] and [`bounds`] make validated values; an invalid name never reaches a rule.
+//!   transaction's `now`, in [`rules`]: `lock.rs`, `rate_limit/`, `flag.rs`, `config.rs`,
+//!   and `identity.rs` for users and tokens.
+//! - [`values`] ([`names`](values::names), [`bounds`](values::bounds)) makes validated
+//!   values; an invalid name never reaches a rule.
 //! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
 //!   keep records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature
 //!   `sqlite`, on by default), one file shared safely by several processes, and
@@ -31,19 +32,15 @@
 //! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 #![deny(missing_docs)]
 
-pub mod api;
+pub mod values;
+
 pub mod backend;
-pub mod bounds;
-pub mod clock;
+
+pub mod rules;
+
+pub mod api;
 pub mod committer;
-pub mod config;
-pub mod error;
-pub mod flag;
-pub mod identity;
 mod known_tokens;
-pub mod lock;
-pub mod names;
-pub mod rate_limit;
 pub mod store;
 
 pub use api::Api;
@@ -53,16 +50,18 @@ pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Concurrency, Tx};
-pub use bounds::{Description, Percentage, RatePolicy, Ttl};
-pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use committer::{Caller, Committer};
-pub use config::{
+pub use rules::config::{
     ConfigEntry, ConfigHead, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage,
 };
-pub use error::{Error, Resource, Result};
-pub use flag::{bucket as flag_bucket, Flag};
-pub use identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};
-pub use lock::{AcquireStatus, FencingToken, Lease, LeaseId, LeaseRecord, LockGrant, LockStatus};
-pub use names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-pub use rate_limit::{Decision, LimitRecord, LimitSummary};
+pub use rules::flag::{bucket as flag_bucket, Flag};
+pub use rules::identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};
+pub use rules::lock::{
+    AcquireStatus, FencingToken, Lease, LeaseId, LeaseRecord, LockGrant, LockStatus,
+};
+pub use rules::rate_limit::{Decision, LimitRecord, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};
+pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
+pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use values::error::{Error, Resource, Result};
+pub use values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};

@@ -12,16 +12,16 @@ use uuid::Uuid;
 use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
-use crate::bounds::{Description, Percentage, RatePolicy, Ttl};
-use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::config::{self, ConfigEntry, ConfigHistory, ConfigSummary, HistoryPage};
-use crate::error::Result;
-use crate::flag::{self, Flag};
-use crate::identity::{self, Token, TokenHash, TokenRecord, User, UserId};
 use crate::known_tokens::KnownTokens;
-use crate::lock::{self, Lease, LeaseId, LockGrant, LockStatus};
-use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::rate_limit::{self, Decision, LimitSummary};
+use crate::rules::config::{self, ConfigEntry, ConfigHistory, ConfigSummary, HistoryPage};
+use crate::rules::flag::{self, Flag};
+use crate::rules::identity::{self, Token, TokenHash, TokenRecord, User, UserId};
+use crate::rules::lock::{self, Lease, LeaseId, LockGrant, LockStatus};
+use crate::rules::rate_limit::{self, Decision, LimitSummary};
+use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
+use crate::values::clock::{Clock, SystemClock, Timestamp};
+use crate::values::error::Result;
+use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,15 +21,15 @@ use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
 use super::{Backend, Concurrency, Retained, Tx};
-use crate::bounds::RatePolicy;
-use crate::clock::{Clock, Timestamp};
-use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::error::Result;
-use crate::flag::Flag;
-use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::{Decision, LimitRecord};
+use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::rules::flag::Flag;
+use crate::rules::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+use crate::rules::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::rules::rate_limit::{Decision, LimitRecord};
+use crate::values::bounds::RatePolicy;
+use crate::values::clock::{Clock, Timestamp};
+use crate::values::error::Result;
+use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 
 /// Keeps everything in this process's memory.
 #[derive(Default)]
@@ -733,7 +733,7 @@ impl Tx for MemoryTx<'_> {
                 let latest = versions
                     .get(&borrowed)
                     .and_then(|v| v.get(&head.latest))
-                    .ok_or_else(|| crate::config::lost_version(key, head.latest))?;
+                    .ok_or_else(|| crate::rules::config::lost_version(key, head.latest))?;
                 Ok(ConfigSummary {
                     key: key.clone(),
                     description: latest.version.description.clone(),
@@ -783,7 +783,7 @@ mod tests {
         assert_eq!(backend.check_limit_now(&clock, owner, &name, policy), None);
         let now = clock.timestamp();
         let first = &mut |tx: &mut dyn Tx| {
-            crate::rate_limit::check(tx, now, 10, owner, &name, policy).map(|_| ())
+            crate::rules::rate_limit::check(tx, now, 10, owner, &name, policy).map(|_| ())
         };
         backend.transact(&clock, first).unwrap();
         // The hash made before the lock finds what the table placed.

@@ -31,17 +31,17 @@ pub mod sqlite;
 
 use std::time::Instant;
 
-use crate::bounds::RatePolicy;
-use crate::clock::{Clock, Timestamp};
+use crate::values::bounds::RatePolicy;
+use crate::values::clock::{Clock, Timestamp};
 use std::sync::Arc;
 
-use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::error::Result;
-use crate::flag::Flag;
-use crate::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::lock::{FencingToken, LeaseRecord};
-use crate::names::{ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::{Decision, LimitRecord};
+use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::rules::flag::Flag;
+use crate::rules::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::rules::lock::{FencingToken, LeaseRecord};
+use crate::rules::rate_limit::{Decision, LimitRecord};
+use crate::values::error::Result;
+use crate::values::names::{ConfigKey, FlagName, LimitName, LockName, Login};
 
 /// A storage engine.
 pub trait Backend: Send + Sync {

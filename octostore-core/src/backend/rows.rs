@@ -10,14 +10,14 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::bounds::Percentage;
-use crate::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
-use crate::error::{Error, Result};
-use crate::flag::Flag;
-use crate::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::LimitRecord;
+use crate::rules::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::rules::flag::Flag;
+use crate::rules::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+use crate::rules::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::rules::rate_limit::LimitRecord;
+use crate::values::bounds::Percentage;
+use crate::values::error::{Error, Result};
+use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 
 /// The columns [`user`] reads, in order.
 macro_rules! user_columns {
@@ -81,27 +81,27 @@ pub(crate) trait Columns {
 macro_rules! columns_by {
     ($row:ty, $column:ident) => {
         impl $crate::backend::rows::Columns for $row {
-            fn int(&self, i: usize) -> $crate::error::Result<i64> {
+            fn int(&self, i: usize) -> $crate::values::error::Result<i64> {
                 $column(self, i)
             }
 
-            fn int_or_null(&self, i: usize) -> $crate::error::Result<Option<i64>> {
+            fn int_or_null(&self, i: usize) -> $crate::values::error::Result<Option<i64>> {
                 $column(self, i)
             }
 
-            fn boolean(&self, i: usize) -> $crate::error::Result<bool> {
+            fn boolean(&self, i: usize) -> $crate::values::error::Result<bool> {
                 $column(self, i)
             }
 
-            fn text(&self, i: usize) -> $crate::error::Result<String> {
+            fn text(&self, i: usize) -> $crate::values::error::Result<String> {
                 $column(self, i)
             }
 
-            fn text_or_null(&self, i: usize) -> $crate::error::Result<Option<String>> {
+            fn text_or_null(&self, i: usize) -> $crate::values::error::Result<Option<String>> {
                 $column(self, i)
             }
 
-            fn bytes(&self, i: usize) -> $crate::error::Result<Vec<u8>> {
+            fn bytes(&self, i: usize) -> $crate::values::error::Result<Vec<u8>> {
                 $column(self, i)
             }
         }

@@ -13,14 +13,14 @@ use crate::backend::rows::{
     token_columns, user_columns, Columns,
 };
 use crate::backend::{Retained, Tx};
-use crate::clock::Timestamp;
-use crate::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::error::Result;
-use crate::flag::Flag;
-use crate::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::lock::{FencingToken, LeaseRecord};
-use crate::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
-use crate::rate_limit::LimitRecord;
+use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::rules::flag::Flag;
+use crate::rules::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::rules::lock::{FencingToken, LeaseRecord};
+use crate::rules::rate_limit::LimitRecord;
+use crate::values::clock::Timestamp;
+use crate::values::error::Result;
+use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
 
 use Param::{Bool, Bytes, Int, IntOrNull, Text, TextOrNull};
 

@@ -40,8 +40,8 @@ use postgres::{Client, NoTls, Statement};
 use rand::Rng;
 
 use super::{Backend, Concurrency, Tx};
-use crate::clock::{Clock, Timestamp};
-use crate::error::{Error, Result};
+use crate::values::clock::{Clock, Timestamp};
+use crate::values::error::{Error, Result};
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 

@@ -10,7 +10,7 @@ use postgres::Client;
 
 use super::storage;
 use crate::backend::rows::corrupt;
-use crate::error::{Error, Result};
+use crate::values::error::{Error, Result};
 
 /// The advisory lock key that serializes migrations: "octostor" in ASCII.
 const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;

@@ -11,9 +11,9 @@ use postgres::Row;
 use super::{describe, storage, Connection};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Param, Upsert};
-use crate::clock::{Clock, Timestamp};
-use crate::error::{Error, Result};
-use crate::lock::FencingToken;
+use crate::rules::lock::FencingToken;
+use crate::values::clock::{Clock, Timestamp};
+use crate::values::error::{Error, Result};
 
 pub(super) struct PostgresTx<'a> {
     conn: &'a mut Connection,

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rusqlite::Connection;
 
 use super::storage;
-use crate::error::Result;
+use crate::values::error::Result;
 
 /// One fault to strike at the next boundary of its kind.
 pub enum Fault {

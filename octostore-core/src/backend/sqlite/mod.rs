@@ -28,8 +28,8 @@ use parking_lot::ReentrantMutex;
 use rusqlite::{Connection, ErrorCode};
 
 use super::{Backend, Concurrency, Tx};
-use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::values::clock::Clock;
+use crate::values::error::{Error, Result};
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 

@@ -10,8 +10,8 @@ use rusqlite::Connection;
 
 use super::{storage, tx, BUSY_TIMEOUT, STATEMENT_CACHE};
 use crate::backend::Tx;
-use crate::clock::Clock;
-use crate::error::{Error, Result};
+use crate::values::clock::Clock;
+use crate::values::error::{Error, Result};
 
 /// How many read connections a backend opens at most.
 pub const READERS: usize = 4;

@@ -7,7 +7,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::Attempt;
-use crate::error::Error;
+use crate::values::error::Error;
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. The second counts the bytes
 /// of each config version (its value as stored, compact JSON, and its description) and each

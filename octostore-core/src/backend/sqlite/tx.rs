@@ -8,9 +8,9 @@ use rusqlite::{params_from_iter, CachedStatement, Connection, Row, ToSql};
 use super::storage;
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Param, Upsert};
-use crate::clock::{Clock, Timestamp};
-use crate::error::{Error, Result};
-use crate::lock::FencingToken;
+use crate::rules::lock::FencingToken;
+use crate::values::clock::{Clock, Timestamp};
+use crate::values::error::{Error, Result};
 
 pub(super) struct SqliteTx<'a> {
     tx: &'a Connection,

@@ -19,11 +19,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::backend::Tx;
-use crate::bounds::Ttl;
-use crate::clock::Timestamp;
-use crate::error::{Error, Resource, Result};
-use crate::identity::{random_uuid, User, UserId};
-use crate::names::{ClientId, LockName, Login};
+use crate::rules::identity::{random_uuid, User, UserId};
+use crate::values::bounds::Ttl;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::{ClientId, LockName, Login};
 
 /// Identifies one lease; needed to release or renew it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::values::error::{Error, Result};
 
 fn check(
     field: &'static str,

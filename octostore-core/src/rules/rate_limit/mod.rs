@@ -16,11 +16,11 @@ mod window;
 use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
-use crate::bounds::RatePolicy;
-use crate::clock::Timestamp;
-use crate::error::{Error, Resource, Result};
-use crate::identity::UserId;
-use crate::names::LimitName;
+use crate::rules::identity::UserId;
+use crate::values::bounds::RatePolicy;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::LimitName;
 
 use window::{Cut, SlidingWindow, Tally};
 

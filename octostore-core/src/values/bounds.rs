@@ -1,9 +1,9 @@
 //! Validated numbers and texts: a lock TTL, a rate-limit policy, a rollout percentage, a
-//! config description. Like [`crate::names`], each is checked once, when it is made.
+//! config description. Like [`crate::values::names`], each is checked once, when it is made.
 
 use chrono::Duration;
 
-use crate::error::{Error, Result};
+use crate::values::error::{Error, Result};
 
 fn in_range(field: &'static str, value: i64, min: i64, max: i64, unit: &str) -> Result<()> {
     if (min..=max).contains(&value) {

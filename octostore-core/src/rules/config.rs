@@ -16,12 +16,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backend::Tx;
-use crate::bounds::Description;
-use crate::clock::Timestamp;
-use crate::error::{Error, Resource, Result};
-use crate::identity::UserId;
-use crate::names::ConfigKey;
+use crate::rules::identity::UserId;
 use crate::store::Settings;
+use crate::values::bounds::Description;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::ConfigKey;
 
 /// What a backend stores for a key, beside its versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,9 +12,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backend::Tx;
-use crate::clock::Timestamp;
-use crate::error::{Error, Resource, Result};
-use crate::names::Login;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::Login;
 
 /// A random (version 4) UUID from the thread's cryptographically secure generator, seeded
 /// from the operating system: ids are unguessable, and making one is not a system call

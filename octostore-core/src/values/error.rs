@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::names::{LockName, Login};
+use crate::values::names::{LockName, Login};
 
 /// What an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

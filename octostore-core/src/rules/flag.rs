@@ -8,11 +8,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
-use crate::bounds::Percentage;
-use crate::clock::Timestamp;
-use crate::error::{Error, Resource, Result};
-use crate::identity::UserId;
-use crate::names::{FlagName, Subject};
+use crate::rules::identity::UserId;
+use crate::values::bounds::Percentage;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::{FlagName, Subject};
 
 /// A feature flag as set.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,13 @@
+//! The rules of each primitive, once, above storage: functions over a
+//! [`Tx`](crate::backend::Tx) and the transaction's `now`, which decide expiry, fencing,
+//! windows, bucketing, versions and quotas, so that every backend behaves the same.
+//!
+//! One module per primitive: [`lock`], [`rate_limit`], [`flag`], [`config`], and [`identity`]
+//! for users and tokens. They stand on values and the storage contract, and know
+//! nothing of the store that calls them.
+
+pub mod config;
+pub mod flag;
+pub mod identity;
+pub mod lock;
+pub mod rate_limit;
