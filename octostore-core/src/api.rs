@@ -4,9 +4,11 @@
 
 use serde_json::Value;
 
-use crate::rules::config::{ConfigEntry, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage};
-use crate::rules::flag::Flag;
-use crate::rules::lock::{Lease, LeaseId, LockGrant, LockStatus};
+use crate::records::config::{ConfigSummary, ConfigVersion};
+use crate::records::flag::Flag;
+use crate::records::lock::LeaseId;
+use crate::rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
+use crate::rules::lock::{Lease, LockGrant, LockStatus};
 use crate::rules::rate_limit::{Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::error::Result;

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 
-use crate::rules::identity::{TokenHash, User};
+use crate::records::identity::{TokenHash, User};
 
 /// At most this many tokens are remembered; past it, all are forgotten and relearned.
 const CAPACITY: usize = 4_096;
@@ -94,7 +94,7 @@ impl KnownTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::identity::{UserId, UserSource};
+    use crate::records::identity::{UserId, UserSource};
     use crate::values::names::Login;
 
     fn user() -> User {

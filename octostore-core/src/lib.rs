@@ -19,10 +19,12 @@
 //!   only read, to [`Backend::read`]). [`Session`] is the store acting for one
 //!   user and implements [`Api`], the operations a remote client offers too.
 //! - The rules live once, in one module per primitive, as functions over a [`Tx`] and the
-//!   transaction's `now`, in [`rules`]: `lock.rs`, `rate_limit/`, `flag.rs`, `config.rs`,
+//!   transaction's `now`, in [`rules`]: `lock.rs`, `rate_limit.rs`, `flag.rs`, `config.rs`,
 //!   and `identity.rs` for users and tokens.
 //! - [`values`] ([`names`](values::names), [`bounds`](values::bounds)) makes validated
 //!   values; an invalid name never reaches a rule.
+//! - [`records`] holds what storage keeps (leases, limits and their windows, flags, configs,
+//!   users and tokens), made of values.
 //! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
 //!   keep records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature
 //!   `sqlite`, on by default), one file shared safely by several processes, and
@@ -33,6 +35,8 @@
 #![deny(missing_docs)]
 
 pub mod values;
+
+pub mod records;
 
 pub mod backend;
 
@@ -51,15 +55,16 @@ pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Concurrency, Tx};
 pub use committer::{Caller, Committer};
-pub use rules::config::{
-    ConfigEntry, ConfigHead, ConfigHistory, ConfigSummary, ConfigVersion, HistoryPage,
-};
-pub use rules::flag::{bucket as flag_bucket, Flag};
-pub use rules::identity::{Token, TokenHash, TokenRecord, User, UserId, UserSource};
-pub use rules::lock::{
-    AcquireStatus, FencingToken, Lease, LeaseId, LeaseRecord, LockGrant, LockStatus,
-};
-pub use rules::rate_limit::{Decision, LimitRecord, LimitSummary};
+pub use records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+pub use records::flag::Flag;
+pub use records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+pub use records::lock::{FencingToken, LeaseId, LeaseRecord};
+pub use records::rate_limit::LimitRecord;
+pub use rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
+pub use rules::flag::bucket as flag_bucket;
+pub use rules::identity::Token;
+pub use rules::lock::{AcquireStatus, Lease, LockGrant, LockStatus};
+pub use rules::rate_limit::{Decision, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};
 pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};

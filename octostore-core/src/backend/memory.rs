@@ -21,11 +21,12 @@ use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
 use super::{Backend, Concurrency, Retained, Tx};
-use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::rules::flag::Flag;
-use crate::rules::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::rules::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::rules::rate_limit::{Decision, LimitRecord};
+use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::flag::Flag;
+use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::records::rate_limit::LimitRecord;
+use crate::rules::rate_limit::Decision;
 use crate::values::bounds::RatePolicy;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
@@ -733,7 +734,7 @@ impl Tx for MemoryTx<'_> {
                 let latest = versions
                     .get(&borrowed)
                     .and_then(|v| v.get(&head.latest))
-                    .ok_or_else(|| crate::rules::config::lost_version(key, head.latest))?;
+                    .ok_or_else(|| crate::records::config::lost_version(key, head.latest))?;
                 Ok(ConfigSummary {
                     key: key.clone(),
                     description: latest.version.description.clone(),

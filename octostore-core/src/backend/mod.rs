@@ -35,11 +35,12 @@ use crate::values::bounds::RatePolicy;
 use crate::values::clock::{Clock, Timestamp};
 use std::sync::Arc;
 
-use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::rules::flag::Flag;
-use crate::rules::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::rules::lock::{FencingToken, LeaseRecord};
-use crate::rules::rate_limit::{Decision, LimitRecord};
+use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::flag::Flag;
+use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::records::lock::{FencingToken, LeaseRecord};
+use crate::records::rate_limit::LimitRecord;
+use crate::rules::rate_limit::Decision;
 use crate::values::error::Result;
 use crate::values::names::{ConfigKey, FlagName, LimitName, LockName, Login};
 

@@ -10,11 +10,11 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::rules::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
-use crate::rules::flag::Flag;
-use crate::rules::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::rules::lock::{FencingToken, LeaseId, LeaseRecord};
-use crate::rules::rate_limit::LimitRecord;
+use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::flag::Flag;
+use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::records::rate_limit::LimitRecord;
 use crate::values::bounds::Percentage;
 use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};

@@ -13,11 +13,11 @@ use crate::backend::rows::{
     token_columns, user_columns, Columns,
 };
 use crate::backend::{Retained, Tx};
-use crate::rules::config::{ConfigHead, ConfigSummary, ConfigVersion};
-use crate::rules::flag::Flag;
-use crate::rules::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::rules::lock::{FencingToken, LeaseRecord};
-use crate::rules::rate_limit::LimitRecord;
+use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::flag::Flag;
+use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
+use crate::records::lock::{FencingToken, LeaseRecord};
+use crate::records::rate_limit::LimitRecord;
 use crate::values::clock::Timestamp;
 use crate::values::error::Result;
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};

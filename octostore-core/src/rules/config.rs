@@ -16,36 +16,13 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::backend::Tx;
-use crate::rules::identity::UserId;
+use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::identity::UserId;
 use crate::store::Settings;
 use crate::values::bounds::Description;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::ConfigKey;
-
-/// What a backend stores for a key, beside its versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConfigHead {
-    /// The newest version.
-    pub latest: u64,
-    /// The oldest version still kept.
-    pub oldest: u64,
-    /// When the key was created.
-    pub created_at: DateTime<Utc>,
-}
-
-/// One stored version of a key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigVersion {
-    /// 1 for the key's first put, then one more for each put.
-    pub version: u64,
-    /// The value.
-    pub value: Value,
-    /// What the value is for.
-    pub description: Option<String>,
-    /// When this version was put.
-    pub created_at: DateTime<Utc>,
-}
 
 /// A key at one version, as a get answers it.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,21 +38,6 @@ pub struct ConfigEntry {
     /// When the key was created.
     pub created_at: DateTime<Utc>,
     /// When this version was put.
-    pub updated_at: DateTime<Utc>,
-}
-
-/// A key as a list shows it: its latest version without the value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigSummary {
-    /// The key.
-    pub key: ConfigKey,
-    /// The latest version's description.
-    pub description: Option<String>,
-    /// The latest version.
-    pub version: u64,
-    /// When the key was created.
-    pub created_at: DateTime<Utc>,
-    /// When the latest version was put.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -187,11 +149,6 @@ fn entry(key: &ConfigKey, head: &ConfigHead, version: ConfigVersion) -> ConfigEn
 fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead> {
     tx.config_head(owner, key)?
         .ok_or_else(|| Error::not_found(Resource::Config, key))
-}
-
-/// A version the key's head says is kept, but storage does not have.
-pub(crate) fn lost_version(key: &ConfigKey, version: u64) -> Error {
-    Error::storage(format!("config {key} lost its version {version}"))
 }
 
 fn stored_version(

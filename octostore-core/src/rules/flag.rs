@@ -5,30 +5,15 @@
 //! most the percentage: the same subject always gets the same answer, and raising the
 //! percentage only ever adds subjects.
 
-use chrono::{DateTime, Utc};
-
 use crate::backend::Tx;
-use crate::rules::identity::UserId;
+use crate::records::flag::Flag;
+use crate::records::identity::UserId;
 use crate::values::bounds::Percentage;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::{FlagName, Subject};
 
-/// A feature flag as set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flag {
-    /// The flag.
-    pub name: FlagName,
-    /// Off for everyone when false.
-    pub enabled: bool,
-    /// When set, only subjects whose bucket is at most this see the flag on.
-    pub percentage: Option<Percentage>,
-    /// When the flag was first set.
-    pub created_at: DateTime<Utc>,
-    /// When the flag was last set.
-    pub updated_at: DateTime<Utc>,
-}
-
+// The rule of a flag's answer, as a method of the record storage keeps.
 impl Flag {
     /// Whether the flag is on for `subject`.
     pub fn is_enabled_for(&self, subject: &Subject) -> bool {

@@ -13,39 +13,16 @@
 //! from a sequence before the commit, so overlapping acquires of different locks may commit
 //! in another order than their tokens.
 
-use std::fmt;
-
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use crate::backend::Tx;
-use crate::rules::identity::{random_uuid, User, UserId};
+use crate::records::identity::{User, UserId};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::rules::identity::random_uuid;
 use crate::values::bounds::Ttl;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::{ClientId, LockName, Login};
-
-/// Identifies one lease; needed to release or renew it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct LeaseId(pub Uuid);
-
-impl fmt::Display for LeaseId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-/// A number granted with every new lease: strictly increasing per lock, never repeated in
-/// the store (the [module docs](self) say what holds across locks). A resource guarded by a
-/// lock rejects writes carrying a token smaller than one it has already seen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct FencingToken(pub u64);
-
-impl fmt::Display for FencingToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
 
 /// The right, until `expires_at`, to act as the holder of a lock, as callers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,23 +41,7 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
-/// A lease as a backend stores it: the owner by id, not by login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseRecord {
-    /// The lock.
-    pub name: LockName,
-    /// Whose lease it is.
-    pub owner: UserId,
-    /// Which of the owner's processes holds it, if it said.
-    pub client_id: Option<ClientId>,
-    /// The lease's id.
-    pub lease_id: LeaseId,
-    /// The fencing token granted with the lease.
-    pub fencing_token: FencingToken,
-    /// The instant the lease ends unless renewed.
-    pub expires_at: DateTime<Utc>,
-}
-
+// The rule of a lease's life, as a method of the record storage keeps.
 impl LeaseRecord {
     /// Whether the lease still holds at `now`: a lease is dead at `expires_at`, exactly.
     pub fn is_live(&self, now: Timestamp) -> bool {

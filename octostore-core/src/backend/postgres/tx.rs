@@ -11,7 +11,7 @@ use postgres::Row;
 use super::{describe, storage, Connection};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Param, Upsert};
-use crate::rules::lock::FencingToken;
+use crate::records::lock::FencingToken;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 

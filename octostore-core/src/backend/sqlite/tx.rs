@@ -8,7 +8,7 @@ use rusqlite::{params_from_iter, CachedStatement, Connection, Row, ToSql};
 use super::storage;
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Param, Upsert};
-use crate::rules::lock::FencingToken;
+use crate::records::lock::FencingToken;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 

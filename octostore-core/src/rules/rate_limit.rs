@@ -11,21 +11,19 @@
 //! The latest check's policy applies. A lowered `max_requests` may find more admissions in
 //! the window than it allows: then `reset_at` waits for all but `max_requests - 1` to leave.
 
-mod window;
-
 use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
-use crate::rules::identity::UserId;
+use crate::records::identity::UserId;
+use crate::records::rate_limit::window::{Cut, SlidingWindow, Tally};
+use crate::records::rate_limit::LimitRecord;
 use crate::values::bounds::RatePolicy;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::LimitName;
 
-use window::{Cut, SlidingWindow, Tally};
+pub use crate::records::rate_limit::SUB_WINDOWS;
 
-/// How many sub-windows a window is cut into.
-pub const SUB_WINDOWS: usize = 16;
 const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// The answer to a check (or, without consuming, to a status request).
@@ -54,37 +52,8 @@ pub struct LimitSummary {
     pub decision: Decision,
 }
 
-/// What a backend stores for one limit: a fixed size whatever `max_requests` is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[repr(C)] // In this order: what every check reads comes first, in one cache line.
-pub struct LimitRecord {
-    /// The policy of the latest check.
-    pub policy: RatePolicy,
-    window: SlidingWindow,
-}
-
+// The rules of a limit's window, as methods of the record storage keeps.
 impl LimitRecord {
-    /// The record as bytes, for backends that store it as one value: the policy (8 bytes),
-    /// then the window.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + SlidingWindow::ENCODED_LEN);
-        out.extend_from_slice(&self.policy.max_requests().to_le_bytes());
-        out.extend_from_slice(&self.policy.window_seconds().to_le_bytes());
-        self.window.encode(&mut out);
-        out
-    }
-
-    /// Reads what [`to_bytes`](Self::to_bytes) wrote, or the form of earlier versions.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = || Error::storage("corrupt rate-limit record");
-        let (policy, window) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
-        let u32_at = |i: usize| u32::from_le_bytes(policy[i..i + 4].try_into().unwrap());
-        let policy = RatePolicy::new(u32_at(0).into(), u32_at(4).into()).map_err(|_| corrupt())?;
-        let window =
-            SlidingWindow::decode(window, Cut::of(policy.window_seconds())).ok_or_else(corrupt)?;
-        Ok(Self { policy, window })
-    }
-
     /// Whether nothing is counted in the window at `now`: such a limit may be forgotten.
     pub fn is_idle(&self, now: Timestamp) -> bool {
         let cut = self.cut();
@@ -93,23 +62,10 @@ impl LimitRecord {
     }
 
     /// Counts one check at `now` under `policy`, if the window allows it: the rule of a
-    /// check, for a backend that updates a record in place
-    /// ([`Backend::check_limit_now`](crate::Backend::check_limit_now)).
+    /// check.
     #[inline]
     pub fn check(&mut self, policy: RatePolicy, now: Timestamp) -> Decision {
         check_record(self, policy, now).decision()
-    }
-
-    /// A limit that has counted nothing yet.
-    fn new(policy: RatePolicy) -> Self {
-        Self {
-            policy,
-            window: SlidingWindow::empty(),
-        }
-    }
-
-    fn cut(&self) -> Cut {
-        Cut::of(self.policy.window_seconds())
     }
 }
 

@@ -4,7 +4,8 @@
 //! Sized for the check's speed: a check reads the head of the record and one or two 8-byte
 //! slots, so a limit costs about three cache lines whatever its `max_requests`.
 
-use super::SUB_WINDOWS;
+/// How many sub-windows a window is cut into.
+pub const SUB_WINDOWS: usize = 16;
 
 /// A window plus the sub-window that straddles its start.
 const SLOTS: usize = SUB_WINDOWS + 1;
@@ -12,15 +13,15 @@ const NANOS_PER_SECOND: i64 = 1_000_000_000;
 
 /// How a window of some length is cut into sub-windows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Cut {
+pub(crate) struct Cut {
     /// The window's length in nanoseconds.
-    pub(super) window: i64,
+    pub(crate) window: i64,
     /// A sub-window's width: the window over [`SUB_WINDOWS`], rounded up.
     width: i64,
 }
 
 impl Cut {
-    pub(super) fn of(window_seconds: u32) -> Self {
+    pub(crate) fn of(window_seconds: u32) -> Self {
         let window = i64::from(window_seconds) * NANOS_PER_SECOND;
         Self {
             window,
@@ -95,7 +96,7 @@ impl Slot {
 /// counts: usually two slots, not 17.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[repr(C)] // In this order: the head's slot shares a cache line with the fields before it.
-pub(super) struct SlidingWindow {
+pub(crate) struct SlidingWindow {
     head: i64,
     /// The sum of the counts.
     total: u32,
@@ -106,18 +107,18 @@ pub(super) struct SlidingWindow {
 
 /// The live sub-windows of a window at one instant.
 #[derive(Clone, Copy)]
-pub(super) struct Tally {
+pub(crate) struct Tally {
     /// Admissions counted.
-    pub(super) counted: u32,
+    pub(crate) counted: u32,
     /// The earliest latest admission among the sub-windows that count, if any counts.
-    pub(super) earliest: Option<i64>,
+    pub(crate) earliest: Option<i64>,
 }
 
 /// What [`SlidingWindow::tally_in_head`] found: the tally, and how far into the head's
 /// sub-window the instant judged at lies.
-pub(super) struct InHead {
+pub(crate) struct InHead {
     into: i64,
-    pub(super) tally: Tally,
+    pub(crate) tally: Tally,
 }
 
 /// The head's slot.
@@ -126,7 +127,7 @@ const HEAD: usize = 0;
 const LAST: usize = SLOTS - 1;
 
 impl SlidingWindow {
-    pub(super) fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Self {
             head: i64::MIN,
             total: 0,
@@ -144,7 +145,7 @@ impl SlidingWindow {
     /// The instant to judge at: `now`, or the latest admission if the clock went back, so a
     /// clock stepping backwards can never free capacity.
     #[inline]
-    pub(super) fn effective_now(&self, now: i64, cut: Cut) -> i64 {
+    pub(crate) fn effective_now(&self, now: i64, cut: Cut) -> i64 {
         if self.filled == 0 {
             return now;
         }
@@ -200,7 +201,7 @@ impl SlidingWindow {
 
     /// Moves the head to the sub-window of `t` if that is later, forgetting what falls out.
     #[inline]
-    pub(super) fn advance_to_instant(&mut self, t: i64, cut: Cut) {
+    pub(crate) fn advance_to_instant(&mut self, t: i64, cut: Cut) {
         let index = self.index_of(t, cut);
         self.advance_to(index);
     }
@@ -209,7 +210,7 @@ impl SlidingWindow {
     /// it is later; or in the head if `t` is before the head's start (the clock went back):
     /// then at the head's start, later than `t`, never earlier. Returns the instant kept.
     #[inline]
-    pub(super) fn admit(&mut self, t: i64, count: u32, cut: Cut) -> i64 {
+    pub(crate) fn admit(&mut self, t: i64, count: u32, cut: Cut) -> i64 {
         let index = self.index_of(t, cut);
         let (index, t) = if index >= self.head {
             (index, t)
@@ -241,7 +242,7 @@ impl SlidingWindow {
     /// sub-window still counts. Then `now` is the instant to judge at, the head stays, and
     /// every sub-window counts. `None` otherwise: the general path answers.
     #[inline]
-    pub(super) fn tally_in_head(&self, now: i64, cut: Cut) -> Option<InHead> {
+    pub(crate) fn tally_in_head(&self, now: i64, cut: Cut) -> Option<InHead> {
         let start = self.head.checked_mul(cut.width)?;
         let into = now.checked_sub(start)?;
         if !(0..cut.width).contains(&into) || self.slots[HEAD].offset() > into {
@@ -280,7 +281,7 @@ impl SlidingWindow {
     /// [`admit`](Self::admit)s one admission at the instant [`tally_in_head`](Self::tally_in_head)
     /// judged.
     #[inline]
-    pub(super) fn admit_in_head(&mut self, at: &InHead) {
+    pub(crate) fn admit_in_head(&mut self, at: &InHead) {
         let head = self.slots[HEAD];
         debug_assert!(head.count() < Slot::MAX_COUNT && head.offset() <= at.into);
         self.slots[HEAD] = Slot::new(head.count() + 1, at.into);
@@ -291,7 +292,7 @@ impl SlidingWindow {
     /// The sub-windows whose latest admission is inside `(t - window, t]`: all but the
     /// oldest ones, which are skipped from the old end.
     #[inline]
-    pub(super) fn tally(&self, t: i64, cut: Cut) -> Tally {
+    pub(crate) fn tally(&self, t: i64, cut: Cut) -> Tally {
         // `None` when the window reaches past the earliest instant: then it holds them all.
         let since = t.checked_sub(cut.window);
         let mut counted = self.total;
@@ -317,7 +318,7 @@ impl SlidingWindow {
     /// their counts reach `leaving`. `None` if they count fewer.
     #[cold]
     #[inline(never)]
-    pub(super) fn latest_once_left(&self, earliest: i64, leaving: u32, cut: Cut) -> Option<i64> {
+    pub(crate) fn latest_once_left(&self, earliest: i64, leaving: u32, cut: Cut) -> Option<i64> {
         let mut left = 0;
         self.admissions(cut)
             .skip_while(|&(latest, _)| latest < earliest)
@@ -359,17 +360,17 @@ impl SlidingWindow {
     /// The window cut anew by `to` (it was cut by `from`): rare, so kept out of the check.
     #[cold]
     #[inline(never)]
-    pub(super) fn recut(&self, from: Cut, to: Cut) -> Self {
+    pub(crate) fn recut(&self, from: Cut, to: Cut) -> Self {
         Self::rebuilt(self.admissions(from), to)
     }
 
     /// Bytes of the stored form: the head (8), then each slot, newest first (8).
-    pub(super) const ENCODED_LEN: usize = 8 + SLOTS * 8;
+    pub(crate) const ENCODED_LEN: usize = 8 + SLOTS * 8;
     /// The form before packed slots: the head (8), then per slot `i % SLOTS` (sub-window
     /// `i`) its count (4) and its latest admission in nanoseconds since the epoch (8).
     const OLD_ENCODED_LEN: usize = 8 + SLOTS * 12;
 
-    pub(super) fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.head.to_le_bytes());
         for slot in &self.slots {
             out.extend_from_slice(&slot.0.to_le_bytes());
@@ -378,7 +379,7 @@ impl SlidingWindow {
 
     /// Reads what [`encode`](Self::encode) wrote, or the older form, for a window cut by
     /// `cut`; `None` if the bytes are no such window.
-    pub(super) fn decode(bytes: &[u8], cut: Cut) -> Option<Self> {
+    pub(crate) fn decode(bytes: &[u8], cut: Cut) -> Option<Self> {
         if ![Self::ENCODED_LEN, Self::OLD_ENCODED_LEN].contains(&bytes.len()) {
             return None;
         }
@@ -436,7 +437,7 @@ impl SlidingWindow {
 impl SlidingWindow {
     /// What [`effective_now`](Self::effective_now) and [`tally`](Self::tally) tell, computed
     /// the long way, from every slot: (instant judged at, admissions counted, earliest).
-    pub(super) fn scanned(&self, now: i64, cut: Cut) -> (i64, u32, Option<i64>) {
+    pub(crate) fn scanned(&self, now: i64, cut: Cut) -> (i64, u32, Option<i64>) {
         let admitted = || {
             (0..SLOTS)
                 .filter(|&k| self.slots[k].count() > 0)
