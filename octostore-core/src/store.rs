@@ -17,6 +17,7 @@ use crate::records::config::ConfigSummary;
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::LeaseId;
+use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
@@ -515,13 +516,16 @@ impl Api for Session {
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
         let inner = &*self.store.inner;
         let owner = self.user.id;
-        match inner
+        // The rule, handed to the backend, which only makes the record's update atomic.
+        let mut decision = None;
+        let check = &mut |record: &mut LimitRecord, now| decision = Some(record.check(policy, now));
+        if inner
             .backend
-            .check_limit_now(&*inner.clock, owner, name, policy)
+            .update_limit_now(&*inner.clock, owner, name, check)
         {
-            Some(decision) => Ok(decision),
-            None => self.check_in_transaction(name, policy),
+            return Ok(decision.expect("update_limit_now ran the check on the limit it found"));
         }
+        self.check_in_transaction(name, policy)
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {

@@ -26,8 +26,6 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
 use crate::records::rate_limit::LimitRecord;
-use crate::rules::rate_limit::Decision;
-use crate::values::bounds::RatePolicy;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
@@ -284,13 +282,13 @@ impl Backend for MemoryBackend {
         Concurrency::NonBlocking
     }
 
-    fn check_limit_now(
+    fn update_limit_now(
         &self,
         clock: &dyn Clock,
         owner: UserId,
         name: &LimitName,
-        policy: RatePolicy,
-    ) -> Option<Decision> {
+        update: &mut dyn FnMut(&mut LimitRecord, Timestamp),
+    ) -> bool {
         // Hashing the key and reading the clock need no lock: done first, they overlap with
         // taking it, where after it they would wait for it (its atomic instruction is a
         // fence). A check that then waits for the lock is judged at the instant it came, as
@@ -298,8 +296,13 @@ impl Backend for MemoryBackend {
         let hash = Limits::hash(owner, name.as_str());
         let now = clock.timestamp();
         let mut state = self.state.lock();
-        let record = state.limits.get_mut_hashed(hash, owner, name.as_str())?;
-        Some(record.check(policy, now))
+        match state.limits.get_mut_hashed(hash, owner, name.as_str()) {
+            Some(record) => {
+                update(record, now);
+                true
+            }
+            None => false,
+        }
     }
 
     fn transact(
@@ -773,25 +776,32 @@ mod tests {
     }
 
     #[test]
-    fn a_stored_limit_is_checked_in_place() {
+    fn a_stored_limit_is_updated_in_place() {
+        use crate::values::bounds::RatePolicy;
+
         let backend = MemoryBackend::new();
         let clock = crate::ManualClock::new(chrono::DateTime::UNIX_EPOCH);
         let (owner, name) = (
             UserId(uuid::Uuid::from_u128(7)),
             LimitName::parse("api").unwrap(),
         );
-        let policy = RatePolicy::new(2, 60).unwrap();
-        assert_eq!(backend.check_limit_now(&clock, owner, &name, policy), None);
-        let now = clock.timestamp();
-        let first = &mut |tx: &mut dyn Tx| {
-            crate::rules::rate_limit::check(tx, now, 10, owner, &name, policy).map(|_| ())
+        let (policy, changed) = (
+            RatePolicy::new(2, 60).unwrap(),
+            RatePolicy::new(3, 60).unwrap(),
+        );
+        let mut seen = Vec::new();
+        let mut update = |record: &mut LimitRecord, now: Timestamp| {
+            seen.push((record.policy, now));
+            record.policy = changed;
         };
-        backend.transact(&clock, first).unwrap();
-        // The hash made before the lock finds what the table placed.
-        let decision = backend
-            .check_limit_now(&clock, owner, &name, policy)
-            .unwrap();
-        assert!(decision.allowed);
-        assert_eq!(decision.remaining, 0);
+        assert!(!backend.update_limit_now(&clock, owner, &name, &mut update));
+        let put = &mut |tx: &mut dyn Tx| tx.put_limit(owner, &name, &LimitRecord::new(policy));
+        backend.transact(&clock, put).unwrap();
+        // The hash made before the lock finds what the table placed, and the record is kept
+        // as `update` left it.
+        assert!(backend.update_limit_now(&clock, owner, &name, &mut update));
+        assert!(backend.update_limit_now(&clock, owner, &name, &mut update));
+        let now = clock.timestamp();
+        assert_eq!(seen, [(policy, now), (changed, now)]);
     }
 }

@@ -29,18 +29,15 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
-use std::time::Instant;
-
-use crate::values::bounds::RatePolicy;
-use crate::values::clock::{Clock, Timestamp};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{FencingToken, LeaseRecord};
 use crate::records::rate_limit::LimitRecord;
-use crate::rules::rate_limit::Decision;
+use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
 use crate::values::names::{ConfigKey, FlagName, LimitName, LockName, Login};
 
@@ -66,21 +63,22 @@ pub trait Backend: Send + Sync {
     /// How a server should run operations on this backend to get the most out of it.
     fn concurrency(&self) -> Concurrency;
 
-    /// Checks the owner's stored limit under `policy` at the clock's instant
-    /// ([`LimitRecord::check`]), atomically but without a transaction, if the backend has
-    /// such a path; `None` if it has none or holds no such limit: the caller then runs a
-    /// transaction. By default it has none. The memory backend takes it for the hottest
-    /// operation, the check of an existing rate limit: one lookup under its mutex, where a
-    /// transaction's layers cost twice that.
-    fn check_limit_now(
+    /// Runs `update` on the owner's stored limit, given the clock's instant, and keeps the
+    /// record it leaves: one atomic read-modify-write of that record, without a transaction,
+    /// if the backend has such a path. Whether it ran `update`: not if the backend has no
+    /// such path or holds no such limit (the caller then runs a transaction). By default it
+    /// has none. The memory backend takes it for the hottest operation, the check of an
+    /// existing rate limit: one lookup under its mutex, where a transaction's layers cost
+    /// twice that. As in a transaction, the backend decides nothing: `update` is the rule.
+    fn update_limit_now(
         &self,
         clock: &dyn Clock,
         owner: UserId,
         name: &LimitName,
-        policy: RatePolicy,
-    ) -> Option<Decision> {
-        let _ = (clock, owner, name, policy);
-        None
+        update: &mut dyn FnMut(&mut LimitRecord, Timestamp),
+    ) -> bool {
+        let _ = (clock, owner, name, update);
+        false
     }
 
     /// A number that moves whenever another process or node may have committed a write,

@@ -62,7 +62,8 @@ impl LimitRecord {
     }
 
     /// Counts one check at `now` under `policy`, if the window allows it: the rule of a
-    /// check.
+    /// check, as the store hands it to a backend that updates the record in place
+    /// ([`Backend::update_limit_now`](crate::backend::Backend::update_limit_now)).
     #[inline]
     pub fn check(&mut self, policy: RatePolicy, now: Timestamp) -> Decision {
         check_record(self, policy, now).decision()
@@ -123,8 +124,10 @@ impl Verdict {
     }
 }
 
-/// Counts one check at `now` under `policy` in `record`, if the window allows it.
-#[inline]
+/// Counts one check at `now` under `policy` in `record`, if the window allows it: the rule of
+/// a check, in a transaction ([`check`]) or in place ([`LimitRecord::check`]). Inlined even
+/// into the closure that hands it to a backend: a call there costs ~25 instructions a check.
+#[inline(always)]
 fn check_record(record: &mut LimitRecord, policy: RatePolicy, now: Timestamp) -> Verdict {
     if record.policy.window_seconds() != policy.window_seconds() {
         let cut = Cut::of(policy.window_seconds());
