@@ -18,7 +18,7 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::LeaseId;
 use crate::records::rate_limit::LimitRecord;
-use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage};
+use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
 use crate::rules::lock::{self, Lease, LockGrant, LockStatus};
@@ -74,6 +74,18 @@ impl Default for Settings {
             config_history: 1_000,
             config_value_max_bytes: 64 * 1024,
             config_bytes_per_user: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl Settings {
+    /// The numbers the config rules bound a put by.
+    fn config_put_bounds(&self) -> PutBounds {
+        PutBounds {
+            keys: self.quotas.configs,
+            history: self.config_history,
+            value_max_bytes: self.config_value_max_bytes,
+            bytes_per_owner: self.config_bytes_per_user,
         }
     }
 }
@@ -591,7 +603,16 @@ impl Api for Session {
         description: Option<Description>,
     ) -> Result<ConfigEntry> {
         self.store.transact_now(|tx, now, s| {
-            config::put(tx, now, s, self.user.id, key, &value, description.as_ref())
+            let bounds = s.config_put_bounds();
+            config::put(
+                tx,
+                now,
+                bounds,
+                self.user.id,
+                key,
+                &value,
+                description.as_ref(),
+            )
         })
     }
 

@@ -1,13 +1,14 @@
 //! The versioned config store: every put of a key stores version `latest + 1`.
 //!
-//! Each version keeps its own value, description and `created_at`; the newest
-//! [`Settings::config_history`](crate::Settings) versions are kept and older ones pruned.
+//! Each version keeps its own value, description and `created_at`; as many of the newest as
+//! a put is told to keep are kept, and older ones pruned.
 //! A put without a description carries the previous version's over; an empty one clears it.
 //! Deleting a key deletes its history, and a later put starts again at version 1.
 //! A history is read in pages ([`HistoryPage`]), so no read holds a whole history at once.
-//! The bytes a user keeps, every kept version of every key, are capped at
-//! [`Settings::config_bytes_per_user`](crate::Settings): storage keeps a running total per
-//! user, which these rules update with every put, prune and delete.
+//! The bytes a user keeps, every kept version of every key, are capped: storage keeps a
+//! running total per user, which these rules update with every put, prune and delete. A put
+//! takes its numbers as it is given them (keys, versions kept, a value's size, bytes kept); a
+//! store gives those of its [`Settings`](crate::Settings).
 
 use std::io;
 use std::sync::Arc;
@@ -18,7 +19,6 @@ use serde_json::Value;
 use crate::backend::Tx;
 use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
 use crate::records::identity::UserId;
-use crate::store::Settings;
 use crate::values::bounds::Description;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -108,6 +108,19 @@ pub struct ConfigHistory {
     pub next: Option<HistoryPage>,
 }
 
+/// The numbers a put is bounded by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PutBounds {
+    /// How many keys an owner may have.
+    pub(crate) keys: usize,
+    /// How many versions of a key are kept, at least 1.
+    pub(crate) history: usize,
+    /// The largest value, as compact JSON.
+    pub(crate) value_max_bytes: usize,
+    /// The most bytes an owner's kept versions may count (see [`stored_bytes`]).
+    pub(crate) bytes_per_owner: u64,
+}
+
 /// Counts bytes written, so a value's JSON size is known without building the text.
 struct ByteCount(usize);
 
@@ -128,9 +141,8 @@ pub fn json_size(value: &Value) -> usize {
     count.0
 }
 
-/// The bytes a version counts against its owner's
-/// [`config_bytes_per_user`](crate::Settings::config_bytes_per_user): its value as compact
-/// JSON (of `value_size` bytes) and its description.
+/// The bytes a version counts against its owner's [`PutBounds::bytes_per_owner`]: its value
+/// as compact JSON (of `value_size` bytes) and its description.
 fn stored_bytes(value_size: usize, description: Option<&str>) -> u64 {
     (value_size + description.map_or(0, str::len)) as u64
 }
@@ -164,18 +176,18 @@ fn stored_version(
 pub(crate) fn put(
     tx: &mut dyn Tx,
     now: Timestamp,
-    settings: &Settings,
+    bounds: PutBounds,
     owner: UserId,
     key: &ConfigKey,
     value: &Value,
     description: Option<&Description>,
 ) -> Result<ConfigEntry> {
     let size = json_size(value);
-    if size > settings.config_value_max_bytes {
+    if size > bounds.value_max_bytes {
         return Err(Error::TooLarge {
             field: "value",
             size,
-            limit: settings.config_value_max_bytes,
+            limit: bounds.value_max_bytes,
         });
     }
     let now = now.to_datetime();
@@ -193,7 +205,7 @@ pub(crate) fn put(
             let latest = head.latest + 1;
             let oldest = head
                 .oldest
-                .max((latest + 1).saturating_sub(settings.config_history as u64));
+                .max((latest + 1).saturating_sub(bounds.history as u64));
             (
                 ConfigHead {
                     latest,
@@ -203,10 +215,10 @@ pub(crate) fn put(
                 description,
             )
         }
-        None if tx.count_configs_of(owner)? >= settings.quotas.configs => {
+        None if tx.count_configs_of(owner)? >= bounds.keys => {
             return Err(Error::QuotaExceeded {
                 what: Resource::Config,
-                limit: settings.quotas.configs,
+                limit: bounds.keys,
             })
         }
         None => {
@@ -225,10 +237,10 @@ pub(crate) fn put(
         _ => 0,
     };
     let kept = tx.config_bytes_of(owner)?.saturating_sub(pruned) + bytes;
-    if kept > settings.config_bytes_per_user {
+    if kept > bounds.bytes_per_owner {
         return Err(Error::QuotaExceeded {
             what: Resource::ConfigBytes,
-            limit: settings.config_bytes_per_user as usize,
+            limit: bounds.bytes_per_owner as usize,
         });
     }
     let version = ConfigVersion {
