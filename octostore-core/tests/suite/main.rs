@@ -8,6 +8,7 @@ mod configs;
 mod flags;
 mod group_commit;
 mod identity;
+mod layers;
 mod limits;
 mod locks;
 mod models;
