@@ -1,7 +1,8 @@
-//! Every validator of `octostore_core::names` and `bounds` on arbitrary input: none panics,
-//! each accepts exactly what its documented pattern allows (checked here independently, by
-//! plain comparisons of code points), and an accepted value gives back what it was made from,
-//! whichever way it is read (`as_str`, `Display`, `Debug`, `FromStr`, `Borrow<str>`'s hash).
+//! Every validator of `octostore_core::values::names` and `bounds` on arbitrary input: none
+//! panics, each accepts exactly what its documented pattern allows (checked here
+//! independently, by plain comparisons of code points), and an accepted value gives back what
+//! it was made from, whichever way it is read (`as_str`, `Display`, `Debug`, `FromStr`,
+//! `Borrow<str>`'s hash).
 //! The same bytes also go through the one decoder of stored bytes the core exposes,
 //! `LimitRecord::from_bytes`.
 #![no_main]

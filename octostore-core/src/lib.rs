@@ -14,24 +14,31 @@
 //! ```
 //!
 //! # Layout
-//! - [`Store`] (`store.rs`) is the facade: a backend, a [`Clock`] and [`Settings`]. Each
-//!   operation is one call to [`Backend::transact`] (config history pages and lists, which
-//!   only read, to [`Backend::read`]). [`Session`] is the store acting for one
-//!   user and implements [`Api`], the operations a remote client offers too.
-//! - The rules live once, in one module per primitive, as functions over a [`Tx`] and the
-//!   transaction's `now`, in [`rules`]: `lock.rs`, `rate_limit.rs`, `flag.rs`, `config.rs`,
-//!   and `identity.rs` for users and tokens.
-//! - [`values`] ([`names`](values::names), [`bounds`](values::bounds)) makes validated
-//!   values; an invalid name never reaches a rule.
-//! - [`records`] holds what storage keeps (leases, limits and their windows, flags, configs,
-//!   users and tokens), made of values.
-//! - [`backend`] holds the storage contract ([`Backend`], [`Tx`]) and the backends, which
-//!   keep records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature
-//!   `sqlite`, on by default), one file shared safely by several processes, and
-//!   `PostgresBackend` (feature `postgres`), one database shared by several server nodes.
-//! - [`Committer`] runs operations for many callers on one thread, committing those that
+//! Five layers, each a folder (the top, three files), from the bottom; a module imports only
+//! from its own layer and those below, and none imports one that imports it back
+//! (`cargo test -p octostore-core --test suite layers` checks both):
+//! - [`values`]: what is checked once, when made: validated names ([`LockName`]...) and
+//!   bounds ([`Ttl`], [`RatePolicy`]...), an instant ([`Timestamp`]) and the [`Clock`] that
+//!   reads it ([`SystemClock`] in production, [`ManualClock`] in tests; time comes from
+//!   nowhere else), and the one [`Error`].
+//! - [`records`]: what storage keeps, made of values: [`LeaseRecord`], [`LimitRecord`] and its
+//!   sliding window, [`Flag`], [`ConfigHead`] and [`ConfigVersion`], [`User`] and
+//!   [`TokenRecord`].
+//! - [`backend`]: the storage contract ([`Backend`], [`Tx`]) and the backends, which keep
+//!   records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature `sqlite`, on by
+//!   default), one file shared safely by several processes, and `PostgresBackend` (feature
+//!   `postgres`), one database shared by several server nodes.
+//! - [`rules`]: the rules, once, in one module per primitive, as functions over a [`Tx`] and
+//!   the transaction's `now`: [`lock`](rules::lock), [`rate_limit`](rules::rate_limit),
+//!   [`flag`](rules::flag), [`config`](rules::config), and [`identity`](rules::identity) for
+//!   users and tokens. What a record means at an instant (a lease live, a limit's check, a
+//!   flag on for a subject) is one of them, defined there as the record's method.
+//! - On top, [`Store`] (`store.rs`) is the facade: a backend, a [`Clock`] and [`Settings`].
+//!   Each operation is one call to [`Backend::transact`] (config history pages and lists,
+//!   which only read, to [`Backend::read`]). [`Session`] is the store acting for one user and
+//!   implements [`Api`] (`api.rs`), the operations a remote client offers too. [`Committer`]
+//!   (`committer.rs`) runs operations for many callers on one thread, committing those that
 //!   queue up meanwhile together: group commit for a serial backend such as SQLite.
-//! - Time comes only from a [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 #![deny(missing_docs)]
 
 pub mod values;
