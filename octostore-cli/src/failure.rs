@@ -54,7 +54,7 @@ impl std::error::Error for Failure {
 
 #[cfg(test)]
 mod tests {
-    use octostore_core::error::Chain;
+    use octostore_core::values::error::Chain;
 
     use super::*;
 

@@ -12,7 +12,7 @@ mod target;
 use std::process::ExitCode;
 
 use clap::Parser;
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::Error;
 
 use crate::args::{Cli, Command};

@@ -33,7 +33,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::{
     Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
     Description, Error, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,

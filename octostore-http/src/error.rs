@@ -2,7 +2,7 @@
 //! [`ErrorCode`] (whose status is the answer's) and a JSON body, and likewise each refused
 //! request body, unknown path and method.
 
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::{Error, Resource};
 use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;

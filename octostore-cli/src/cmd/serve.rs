@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Store};
 use octostore_http::{App, ConnectionLimits, GithubSettings, QueueLimits, ServerOptions};
 

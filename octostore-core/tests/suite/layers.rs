@@ -9,8 +9,8 @@
 //! (`pub use child::Thing`) leads on to that child. A module's own children, named by a bare
 //! path (`child::Thing`), are not read: a parent contains its children.
 //! [`assert_imports_downward`] checks, over the same graph, that no module imports from a
-//! layer (a folder of `src`) above its own. Run with
-//! `cargo test -p octostore-core --test suite layers`.
+//! layer (a folder of `src`) above its own. Both run on the core, the first on
+//! `octostore-http` as well: `cargo test -p octostore-core --test suite layers`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -90,6 +90,15 @@ fn the_core_imports_in_layers() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     assert_layered(&src);
     assert_imports_downward(&src, &["values", "records", "backend", "rules"]);
+}
+
+/// The HTTP crate's modules too (read from its sources beside this crate's).
+#[test]
+fn the_http_crate_imports_in_no_cycle() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../octostore-http/src");
+    let graph = module_graph(&src);
+    assert!(graph["routes"].contains("operation"), "{graph:#?}");
+    assert_layered(&src);
 }
 
 /// The check reads what it should: a layered core would pass as well if nothing were read.

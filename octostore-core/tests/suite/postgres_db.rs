@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::DateTime;
 use octostore_core::backend::postgres::SCHEMA_VERSION;
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::{
     Api, Error, LimitName, LockName, LockStatus, Login, ManualClock, PostgresBackend,
     PostgresOptions, RatePolicy, Session, Store, TimeSource, Ttl,

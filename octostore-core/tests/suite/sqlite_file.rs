@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use octostore_core::backend::sqlite::faults::Fault;
-use octostore_core::error::Chain;
+use octostore_core::values::error::Chain;
 use octostore_core::{Api, Durability, Error, LockName, Login, SqliteBackend, Store, Ttl};
 
 fn acquire_and_release(store: &Store, lock: &str) -> u64 {
