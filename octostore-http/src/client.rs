@@ -854,7 +854,7 @@ mod tests {
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let body = call.body.unwrap_or_default();
         let received = Received {
-            name: found.name.map_or("", |(name, _)| name),
+            name: found.name.unwrap_or(("", "name")),
             query: &query,
             body: &body,
         };

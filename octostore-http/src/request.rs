@@ -141,6 +141,8 @@ pub struct Request {
     pub app: App,
     /// The name in the path as sent (percent-encoded); empty if the template has none.
     pub name: String,
+    /// What the template calls the name (`name`, `key`).
+    pub name_field: &'static str,
     /// The bearer token of the `Authorization` header, if it has one.
     pub token: Option<String>,
     /// The query string as sent, if there is one.
@@ -162,7 +164,7 @@ impl Request {
             .into_owned()
             .collect();
         E::decode(&Received {
-            name: &self.name,
+            name: (&self.name, self.name_field),
             query: &query,
             body: &self.body,
         })

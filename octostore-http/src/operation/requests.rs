@@ -32,8 +32,9 @@ pub struct Encoded {
 /// A request as the server received it.
 #[derive(Debug, Clone, Copy)]
 pub struct Received<'a> {
-    /// The name in the path as sent (percent-encoded); empty if the template has none.
-    pub name: &'a str,
+    /// The name in the path as sent (percent-encoded), and what the template calls it
+    /// (`name`, `key`); `("", "name")` if the template has none.
+    pub name: (&'a str, &'static str),
     /// The query parameters, percent-decoded.
     pub query: &'a [(String, String)],
     /// The body's bytes.
@@ -41,9 +42,11 @@ pub struct Received<'a> {
 }
 
 impl Received<'_> {
-    /// The name in the path, percent-decoded and parsed; `field` names it in an error.
-    fn name<T>(&self, field: &'static str, parse: fn(&str) -> Result<T>) -> Result<T> {
-        parse(&path_name(self.name, field)?)
+    /// The name in the path, percent-decoded and parsed; an error names it as the template
+    /// does.
+    fn name<T>(&self, parse: fn(&str) -> Result<T>) -> Result<T> {
+        let (raw, field) = self.name;
+        parse(&path_name(raw, field)?)
     }
 
     /// The body as a JSON object.
@@ -104,7 +107,7 @@ macro_rules! bare {
 
 /// Requests that carry the name in their path alone.
 macro_rules! named {
-    ($($(#[doc = $doc:literal])* $name:ident($kind:ty, $field:literal): $op:ident -> $answer:ty;)*) => {$(
+    ($($(#[doc = $doc:literal])* $name:ident($kind:ty): $op:ident -> $answer:ty;)*) => {$(
         $(#[doc = $doc])*
         #[derive(Debug, Clone, PartialEq)]
         pub struct $name(pub $kind);
@@ -116,7 +119,7 @@ macro_rules! named {
                 Encoded { name: Some(self.0.to_string()), ..Encoded::default() }
             }
             fn decode(received: &Received<'_>) -> Result<Self> {
-                received.name($field, <$kind>::parse).map(Self)
+                received.name(<$kind>::parse).map(Self)
             }
         }
     )*};
@@ -137,15 +140,15 @@ bare! {
 
 named! {
     /// `GET /locks/{name}`.
-    GetLock(LockName, "name"): GetLock -> LockStatusAnswer;
+    GetLock(LockName): GetLock -> LockStatusAnswer;
     /// `GET /limits/{name}`.
-    GetLimit(LimitName, "name"): GetLimit -> LimitDecision;
+    GetLimit(LimitName): GetLimit -> LimitDecision;
     /// `DELETE /limits/{name}`.
-    ResetLimit(LimitName, "name"): ResetLimit -> LimitReset;
+    ResetLimit(LimitName): ResetLimit -> LimitReset;
     /// `DELETE /flags/{name}`.
-    DeleteFlag(FlagName, "name"): DeleteFlag -> Deleted;
+    DeleteFlag(FlagName): DeleteFlag -> Deleted;
     /// `DELETE /config/{key}`.
-    DeleteConfig(ConfigKey, "key"): DeleteConfig -> Deleted;
+    DeleteConfig(ConfigKey): DeleteConfig -> Deleted;
 }
 
 /// `POST /locks/{name}/acquire`.
@@ -173,7 +176,7 @@ impl Endpoint for AcquireLock {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let name = received.name("name", LockName::parse)?;
+        let name = received.name(LockName::parse)?;
         let body = received.json()?;
         let ttl = Ttl::seconds(body.int("ttl_seconds")?)?;
         let client_id = body
@@ -207,7 +210,7 @@ impl Endpoint for ReleaseLock {
 
     fn decode(received: &Received<'_>) -> Result<Self> {
         Ok(Self {
-            name: received.name("name", LockName::parse)?,
+            name: received.name(LockName::parse)?,
             lease_id: LeaseId(received.json()?.uuid("lease_id")?),
         })
     }
@@ -234,7 +237,7 @@ impl Endpoint for RenewLock {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let name = received.name("name", LockName::parse)?;
+        let name = received.name(LockName::parse)?;
         let body = received.json()?;
         Ok(Self {
             name,
@@ -266,7 +269,7 @@ impl Endpoint for CheckLimit {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let name = received.name("name", LimitName::parse)?;
+        let name = received.name(LimitName::parse)?;
         let body = received.json()?;
         let policy = RatePolicy::new(body.int("max_requests")?, body.int("window_seconds")?)?;
         Ok(Self { name, policy })
@@ -298,7 +301,7 @@ impl Endpoint for SetFlag {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let name = received.name("name", FlagName::parse)?;
+        let name = received.name(FlagName::parse)?;
         let body = received.json()?;
         let enabled = body.bool("enabled")?;
         let percentage = body
@@ -336,7 +339,7 @@ impl Endpoint for EvaluateFlag {
 
     fn decode(received: &Received<'_>) -> Result<Self> {
         Ok(Self {
-            name: received.name("name", FlagName::parse)?,
+            name: received.name(FlagName::parse)?,
             subject: received.query("subject").map(Subject::parse).transpose()?,
         })
     }
@@ -367,7 +370,7 @@ impl Endpoint for PutConfig {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let key = received.name("key", ConfigKey::parse)?;
+        let key = received.name(ConfigKey::parse)?;
         let mut body = received.json()?;
         let description = body
             .optional_str("description")?
@@ -405,7 +408,7 @@ impl Endpoint for GetConfig {
 
     fn decode(received: &Received<'_>) -> Result<Self> {
         Ok(Self {
-            key: received.name("key", ConfigKey::parse)?,
+            key: received.name(ConfigKey::parse)?,
             version: received.number("version", "an integer")?,
         })
     }
@@ -432,7 +435,7 @@ impl Endpoint for GetConfigHistory {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let key = received.name("key", ConfigKey::parse)?;
+        let key = received.name(ConfigKey::parse)?;
         let after = received.number("after", "a version number")?;
         let limit = received.number("limit", "a number of versions")?;
         Ok(Self {

@@ -130,12 +130,11 @@ where
             }
         }
     };
-    let name = matched
-        .name
-        .map_or_else(String::new, |(raw, _)| raw.to_owned());
+    let (name, name_field) = matched.name.unwrap_or(("", "name"));
     let request = Request {
         app,
-        name,
+        name: name.to_owned(),
+        name_field,
         token,
         query,
         headers,
