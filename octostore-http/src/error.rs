@@ -68,9 +68,10 @@ pub fn error_response(err: &Error) -> Response {
         }
         Error::NotFound { what, name } => {
             if *what == Resource::Lock {
+                // The contract's words; which lock, in `details`.
                 body.error = "Lock not found or not owned by caller".into();
+                body.details = Some(err.to_string());
             }
-            body.details = Some(err.to_string());
             body.resource = Some(resource_code(*what).to_owned());
             body.name = Some(name.clone());
         }
