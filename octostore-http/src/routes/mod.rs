@@ -45,21 +45,30 @@ pub fn all(app: &App) -> BoxedFilter<(Response,)> {
         .and(warp::ext::optional::<Peer>())
         .and(warp::body::stream())
         .then(move |method, path, query, headers, peer, body| {
-            dispatch(app.clone(), method, path, query, headers, peer, body)
+            let incoming = Incoming {
+                query,
+                headers,
+                peer,
+                body,
+            };
+            dispatch(app.clone(), method, path, incoming)
         })
         .boxed()
 }
 
-/// Answers the request (see [`respond`]) in its tracing span, and counts it in the metrics.
-async fn dispatch<S, B>(
-    app: App,
-    method: Method,
-    path: FullPath,
+/// What a request brings beyond its method and path.
+struct Incoming<S> {
+    /// The query string as sent, if it has one.
     query: Option<String>,
     headers: HeaderMap,
+    /// The client's address, where the connection layer gave it.
     peer: Option<Peer>,
+    /// The body, not read yet.
     body: S,
-) -> Response
+}
+
+/// Answers the request (see [`respond`]) in its tracing span, and counts it in the metrics.
+async fn dispatch<S, B>(app: App, method: Method, path: FullPath, incoming: Incoming<S>) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
     B: Buf + Send + 'static,
@@ -75,7 +84,7 @@ where
     );
     let metrics = app.metrics.clone();
     let response = async {
-        let response = respond(app, matched, query, headers, peer, body).await;
+        let response = respond(app, matched, incoming).await;
         tracing::trace!(status = response.status().as_u16(), "answered");
         response
     }
@@ -92,14 +101,7 @@ where
 
 /// 404 for a path the table does not have, 405 for a method its path does not answer;
 /// otherwise reads the body of an operation that has one and runs the operation's handler.
-async fn respond<S, B>(
-    app: App,
-    matched: Option<Matched<'_>>,
-    query: Option<String>,
-    headers: HeaderMap,
-    peer: Option<Peer>,
-    body: S,
-) -> Response
+async fn respond<S, B>(app: App, matched: Option<Matched<'_>>, incoming: Incoming<S>) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>> + Send + Unpin + 'static,
     B: Buf + Send + 'static,
@@ -110,6 +112,12 @@ where
     let Some(operation) = matched.operation else {
         return method_not_allowed(matched.allow);
     };
+    let Incoming {
+        query,
+        headers,
+        peer,
+        body,
+    } = incoming;
     let token = bearer(&headers);
     let body = match operation.body() {
         Body::None => Bytes::new(),
