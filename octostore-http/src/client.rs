@@ -456,16 +456,18 @@ impl Client {
         }
         let unreachable = |e: reqwest::Error| {
             let endpoint = format!("{} {}{}", call.operation.method(), self.base, call.path);
-            let text = if e.is_timeout() {
-                format!(
+            let err = if e.is_timeout() {
+                unreachable(format!(
                     "{endpoint}: no answer within {:?}; the operation may or may not have \
                      taken effect",
                     self.timeout
-                )
+                ))
             } else {
-                format!("{endpoint}: {}", Chain(&e.without_url()))
+                // The cause as the error's source (a program can downcast it; `Chain`
+                // prints it), not copied into the message.
+                Error::remote_caused(format!("server unreachable: {endpoint}"), e.without_url())
             };
-            self.scrub(unreachable(text))
+            self.scrub(err)
         };
         let response = request.send().map_err(unreachable)?;
         let status = response.status();
