@@ -20,7 +20,8 @@ Exit codes:
   5  server unreachable or storage failure
   6  lock run: the lease was lost while the command ran (or before it could start)
   7  this machine refused octostore what it needs: serve cannot listen on its address
-     (in use?) or start its runtime; lock run cannot handle signals or wait for the command
+     (in use?) or start its runtime; lock run cannot handle signals or wait for the command;
+     stdout cannot be written (a full disk; a reader gone, as with `| head`, is exit 0)
 `lock run` otherwise exits with the command's own status (128+N if killed by signal N).";
 
 /// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store, on a

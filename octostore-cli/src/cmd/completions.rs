@@ -8,11 +8,10 @@ use clap_complete::Shell;
 use crate::args::Cli;
 
 pub fn run(shell: Shell) -> ExitCode {
-    clap_complete::generate(
-        shell,
-        &mut Cli::command(),
-        "octostore",
-        &mut std::io::stdout(),
-    );
+    // Into memory first: clap_complete panics if a write fails (a reader gone, as with
+    // `| head`); `out_bytes` ends quietly instead.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "octostore", &mut script);
+    super::out_bytes(&script);
     ExitCode::SUCCESS
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use octostore_core::{Error, Login, Resource, Result, Store, User};
 
+use super::out;
 use crate::args::{Global, TokenCommand};
 use crate::failure::Failure;
 use crate::target::{embedded, local_login, Target};
@@ -13,12 +14,16 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode, Failure> 
         TokenCommand::Create { login } => {
             let store = embedded(&global.store)?.build();
             let user = store.local_user(&Login::parse(&login)?)?;
-            println!("{}", store.issue_token(user.id)?.expose());
+            out(store.issue_token(user.id)?.expose());
         }
         TokenCommand::List { login } => {
             let store = embedded(&global.store)?.build();
             for token in store.tokens(existing_user(&store, global, login)?.id)? {
-                println!("{} created_at={}", token.id, token.created_at.to_rfc3339());
+                out(&format!(
+                    "{} created_at={}",
+                    token.id,
+                    token.created_at.to_rfc3339()
+                ));
             }
         }
         TokenCommand::Revoke { id, login } => {
@@ -30,7 +35,9 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode, Failure> 
                 return Err(Error::invalid("server", "token rotate needs --server").into());
             };
             let token = client.rotate_token()?;
-            println!("{token}");
+            // Printed first, so that a token the file cannot take is still said; a closed
+            // stdout ends the process only once the file holds the token.
+            let printed = super::try_out(format!("{token}\n").as_bytes());
             if let Some(path) = &global.token_file {
                 crate::secret_file::write(path, &format!("{token}\n")).map_err(|e| {
                     Error::invalid(
@@ -38,6 +45,9 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode, Failure> 
                         format!("cannot write the new token to {}: {e}", path.display()),
                     )
                 })?;
+            }
+            if let Err(e) = printed {
+                super::end_on(&e);
             }
         }
     }

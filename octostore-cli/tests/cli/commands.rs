@@ -1,6 +1,9 @@
 //! Every command, on a local file and against a server: the same stdout, JSON and exit codes.
 
-use crate::support::{Env, Run};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use crate::support::{finish, Env, Run};
 
 /// Runs every command once and checks what it prints and how it exits.
 fn every_command(env: &Env) {
@@ -368,5 +371,35 @@ fn huge_durations_and_ttls_are_usage_errors() {
             "{flag}: {}",
             run.stderr
         );
+    }
+}
+
+/// `octostore … | head -1`: the reader goes away after a line while the command still writes.
+/// The command ends quietly, as other Unix tools do: no panic, no backtrace, no exit 101.
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let env = Env::local();
+    for version in 0..40 {
+        let value = format!(r#"{{"version":{version},"pad":"{}"}}"#, "x".repeat(4000));
+        env.run(&["config", "set", "big", &value]).expect(0);
+    }
+    // Each prints far more than a pipe holds (64 KiB), so the writes go on after the close.
+    for args in [&["completions", "bash"][..], &["config", "history", "big"]] {
+        let mut child = env
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        // The reader (and with it the pipe's read end) is dropped here.
+        let run = finish(child);
+        assert!(!run.stderr.contains("panicked"), "{args:?}: {}", run.stderr);
+        assert_ne!(run.code, 101, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr, "", "{args:?}");
     }
 }

@@ -94,6 +94,29 @@ fn the_command_sees_the_lease_and_its_exit_code_is_passed_on() {
     .expect(128 + 9);
 }
 
+/// The command starts with SIGPIPE's default disposition (`yes | head -1` in it ends), though
+/// `octostore` itself ignores the signal (std's default, kept: see `cmd::out_bytes`).
+#[test]
+fn the_command_does_not_inherit_an_ignored_sigpipe() {
+    let env = Env::local();
+    let run = env
+        .run(&[
+            "lock",
+            "run",
+            "piped",
+            "--ttl",
+            "30",
+            "--",
+            "grep",
+            "SigIgn",
+            "/proc/self/status",
+        ])
+        .expect(0);
+    let mask = run.stdout.trim().trim_start_matches("SigIgn:").trim();
+    let ignored = u64::from_str_radix(mask, 16).unwrap();
+    assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{}", run.stdout);
+}
+
 #[test]
 fn a_held_lock_without_wait_is_exit_code_1_and_runs_nothing() {
     let env = Env::local();
