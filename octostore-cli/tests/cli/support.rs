@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// The binary under test.
+/// The binary under test. Its home and state directory are a scratch directory of the build's
+/// (`target/tmp`), never the real ones: a command given no store would open the default file,
+/// which is in one of them (`/var/lib/octostore` for root, without `XDG_STATE_HOME`).
 pub fn octostore() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_octostore"));
     for var in [
@@ -24,6 +26,10 @@ pub fn octostore() -> Command {
     ] {
         command.env_remove(var);
     }
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-home");
+    command
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("HOME", home);
     command
 }
 
