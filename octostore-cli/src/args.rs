@@ -72,14 +72,16 @@ pub struct StoreArgs {
     /// the connection's search path, usually public).
     #[arg(long, global = true, env = "OCTOSTORE_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
-    /// The SQLite file of the embedded store.
+    // The help names the default's rule and this user's file (`store_path`); a default
+    // resolved only when a store is opened, so that a user without one can still ask for help.
     #[arg(
         long,
         global = true,
         env = "OCTOSTORE_DB",
-        default_value = "octostore.db"
+        value_name = "FILE",
+        help = crate::store_path::db_help()
     )]
-    pub db: PathBuf,
+    pub db: Option<PathBuf>,
     /// fsync every commit, surviving power loss (default: survive process crashes).
     #[arg(long, global = true, env = "OCTOSTORE_SYNC_EVERY_COMMIT")]
     pub sync_every_commit: bool,

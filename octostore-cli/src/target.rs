@@ -2,7 +2,7 @@
 //! database of `--database-url`) acting as a local user, or a remote server with a bearer
 //! token. Both are an `octostore_core::Api`, so every command is written once.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use octostore_core::{
@@ -71,7 +71,15 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
     } else {
         Durability::ProcessCrash
     };
-    Ok(Store::builder().backend(SqliteBackend::open_with(&args.db, durability)?))
+    Ok(Store::builder().backend(SqliteBackend::open_with(&db_file(args)?, durability)?))
+}
+
+/// `--db` (or `OCTOSTORE_DB`), else this user's default file, its directory made if missing.
+pub fn db_file(args: &StoreArgs) -> Result<PathBuf> {
+    match &args.db {
+        Some(path) => Ok(path.clone()),
+        None => crate::store_path::open_default(),
+    }
 }
 
 /// `--user`, else the OS user name.

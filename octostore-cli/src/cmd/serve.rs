@@ -61,6 +61,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
         crate::target::embedded(store_args)?
     };
     let store = builder.settings(settings).build();
+    let described = describe(store_args, args.memory)?;
     for request in &args.write_token {
         write_token(&store, request)?;
     }
@@ -85,10 +86,31 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
                 addr: args.bind,
                 source,
             })?;
+        let addr = listener.local_addr().unwrap_or(args.bind);
+        tracing::info!(%addr, store = %described, "listening");
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The store, as the start line names it: the file's absolute path, or which other store
+/// (never the database's URL, which may hold a password).
+fn describe(store_args: &StoreArgs, memory: bool) -> Result<String> {
+    if memory {
+        return Ok("memory (nothing survives a restart)".to_owned());
+    }
+    if store_args.database_url.is_some() {
+        return Ok(match &store_args.database_schema {
+            Some(schema) => format!("the PostgreSQL database of --database-url, schema {schema}"),
+            None => "the PostgreSQL database of --database-url".to_owned(),
+        });
+    }
+    let file = crate::target::db_file(store_args)?;
+    Ok(std::path::absolute(&file)
+        .unwrap_or(file)
+        .display()
+        .to_string())
 }
 
 /// `--write-token LOGIN=FILE`: a new token for the local user LOGIN, in FILE (replaced whole,

@@ -3,5 +3,6 @@
 mod support;
 
 mod commands;
+mod default_store;
 mod lock_run;
 mod tokens;
