@@ -92,6 +92,21 @@ pub trait Api {
         enabled: bool,
         percentage: Option<Percentage>,
     ) -> Result<Flag>;
+    /// Turns the flag on or off, keeping its percentage (a `set_flag` replaces the whole flag);
+    /// a flag that does not exist is not found: this never creates one.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let name = FlagName::parse("new-checkout")?;
+    /// alice.set_flag(&name, true, Some(Percentage::new(25)?))?;
+    /// alice.set_flag_enabled(&name, false)?;
+    /// let flag = alice.set_flag_enabled(&name, true)?;
+    /// assert_eq!(flag.percentage, Some(Percentage::new(25)?));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn set_flag_enabled(&self, name: &FlagName, enabled: bool) -> Result<Flag>;
     /// Whether the flag is on for `subject` (default: the caller's login).
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool>;
     /// Deletes the flag.

@@ -574,6 +574,11 @@ impl Api for Session {
         })
     }
 
+    fn set_flag_enabled(&self, name: &FlagName, enabled: bool) -> Result<Flag> {
+        self.store
+            .transact_now(|tx, now, _| flag::set_enabled(tx, now, self.user.id, name, enabled))
+    }
+
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
         let own_login;
         let subject = match subject {

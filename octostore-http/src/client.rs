@@ -605,6 +605,14 @@ impl Api for Client {
         converted(answer.into_flag())
     }
 
+    fn set_flag_enabled(&self, name: &FlagName, enabled: bool) -> Result<Flag> {
+        let answer = self.request(&requests::PatchFlag {
+            name: name.clone(),
+            enabled,
+        })?;
+        converted(answer.into_flag())
+    }
+
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
         let name = name.clone();
         let subject = subject.cloned();
@@ -919,6 +927,12 @@ mod tests {
             sent_and_received(requests::EvaluateFlag {
                 name: flag.clone(),
                 subject,
+            });
+        }
+        for enabled in [true, false] {
+            sent_and_received(requests::PatchFlag {
+                name: flag.clone(),
+                enabled,
             });
         }
         sent_and_received(requests::DeleteFlag(flag));

@@ -108,6 +108,27 @@ pub(crate) fn set(
     Ok(flag)
 }
 
+/// Turns an existing flag on or off, keeping its percentage and `created_at`; a flag that does
+/// not exist is not found (this never creates one, so no quota applies).
+pub(crate) fn set_enabled(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    name: &FlagName,
+    enabled: bool,
+) -> Result<Flag> {
+    let existing = tx
+        .flag(owner, name)?
+        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let flag = Flag {
+        enabled,
+        updated_at: now.to_datetime(),
+        ..existing
+    };
+    tx.put_flag(owner, &flag)?;
+    Ok(flag)
+}
+
 pub(crate) fn evaluate(
     tx: &mut dyn Tx,
     owner: UserId,

@@ -81,6 +81,11 @@ impl JsonBody {
             .ok_or_else(|| wrong_type(field, "true or false"))
     }
 
+    /// Whether the field is present (`null` included).
+    pub(crate) fn has(&self, field: &'static str) -> bool {
+        self.field(field).is_some()
+    }
+
     /// An optional string.
     pub(crate) fn optional_str(&self, field: &'static str) -> Result<Option<&str>> {
         self.field(field)

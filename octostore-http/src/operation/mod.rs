@@ -112,6 +112,8 @@ operations! {
     EvaluateFlag = "evaluateFlag": GET "/flags/{name}", Token, None;
     /// `DELETE /flags/{name}`: delete a flag.
     DeleteFlag = "deleteFlag": DELETE "/flags/{name}", Token, None;
+    /// `PATCH /flags/{name}`: turn a flag on or off, keeping its percentage.
+    PatchFlag = "patchFlag": PATCH "/flags/{name}", Token, Json;
     /// `GET /config`: the caller's config keys.
     ListConfigs = "listConfigs": GET "/config", Token, None;
     /// `PUT /config/{key}`: store a new version of a value.
@@ -308,7 +310,7 @@ mod tests {
     fn a_path_answers_the_methods_of_its_operations() {
         let put = Operation::find(&Method::PUT, "/flags/f").unwrap();
         assert_eq!(put.operation, Some(Operation::SetFlag));
-        assert_eq!(put.allow, "PUT, GET, DELETE");
+        assert_eq!(put.allow, "PUT, GET, DELETE, PATCH");
         assert_eq!(put.name, Some(("f", "name")));
         let patch = Operation::find(&Method::PATCH, "/config/k").unwrap();
         assert_eq!(patch.operation, None);

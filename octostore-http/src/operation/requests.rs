@@ -316,6 +316,38 @@ impl Endpoint for SetFlag {
     }
 }
 
+/// `PATCH /flags/{name}`: turns an existing flag on or off, keeping its percentage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PatchFlag {
+    /// The flag.
+    pub name: FlagName,
+    /// Whether it is on at all.
+    pub enabled: bool,
+}
+
+impl Endpoint for PatchFlag {
+    const OPERATION: Operation = Operation::PatchFlag;
+    type Answer = FlagInfo;
+
+    fn encode(&self) -> Encoded {
+        Encoded::named(&self.name).body(json!({ "enabled": self.enabled }))
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let name = received.name(FlagName::parse)?;
+        let body = received.json()?;
+        let enabled = body.bool("enabled")?;
+        // A percentage sent here would be dropped without a word: refused instead.
+        if body.has("percentage") {
+            return Err(Error::invalid(
+                "percentage",
+                "is kept by PATCH; PUT the flag to change it",
+            ));
+        }
+        Ok(Self { name, enabled })
+    }
+}
+
 /// `GET /flags/{name}?subject=`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvaluateFlag {

@@ -1,10 +1,10 @@
-//! `/flags`: set, evaluate (`?subject=`), delete, list.
+//! `/flags`: set, turn on or off (PATCH), evaluate (`?subject=`), delete, list.
 
 use octostore_core::{Api, Session};
 use warp::reply::Response;
 
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
-use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, SetFlag};
+use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, PatchFlag, SetFlag};
 use crate::reply::answer;
 use crate::request::Request;
 
@@ -20,6 +20,16 @@ pub(super) async fn set(request: Request) -> Response {
         session.set_flag(&name, enabled, percentage)
     };
     let reply = |flag| answer::<SetFlag>(&FlagInfo::from(&flag));
+    request.app.as_user_then(request.token, op, reply).await
+}
+
+pub(super) async fn patch(request: Request) -> Response {
+    let patch = request.decode::<PatchFlag>();
+    let op = move |session: &Session| {
+        let PatchFlag { name, enabled } = patch?;
+        session.set_flag_enabled(&name, enabled)
+    };
+    let reply = |flag| answer::<PatchFlag>(&FlagInfo::from(&flag));
     request.app.as_user_then(request.token, op, reply).await
 }
 

@@ -174,6 +174,7 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::SetFlag => flags::set(request).await,
         Operation::EvaluateFlag => flags::evaluate(request).await,
         Operation::DeleteFlag => flags::delete(request).await,
+        Operation::PatchFlag => flags::patch(request).await,
         Operation::ListConfigs => config::list(request).await,
         Operation::PutConfig => config::put(request).await,
         Operation::GetConfig => config::get(request).await,

@@ -221,6 +221,11 @@ impl Caller<'_> {
         self.put(&format!("/flags/{name}"), &body)
     }
 
+    /// `PATCH /flags/{name}` with `body`.
+    pub fn patch_flag(&self, name: &str, body: Value) -> Reply {
+        self.raw(Method::PATCH, &format!("/flags/{name}"), body.to_string())
+    }
+
     /// `PUT /config/{key}` with `body`.
     pub fn put_config(&self, key: &str, body: Value) -> Reply {
         self.put(&format!("/config/{key}"), &body)

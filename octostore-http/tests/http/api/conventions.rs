@@ -24,7 +24,7 @@ fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
                 Operation::AcquireLock => Some(json!({ "ttl_seconds": 10 })),
                 Operation::ReleaseLock | Operation::RenewLock => Some(lease.clone()),
                 Operation::CheckLimit => Some(json!({ "max_requests": 5, "window_seconds": 60 })),
-                Operation::SetFlag => Some(json!({ "enabled": true })),
+                Operation::SetFlag | Operation::PatchFlag => Some(json!({ "enabled": true })),
                 Operation::PutConfig => Some(json!({ "value": 1 })),
                 _ if op.body() == Body::Json => panic!("no valid body for {op:?}"),
                 _ => None,
@@ -180,7 +180,7 @@ fn a_method_a_path_does_not_have_is_405_with_allow() {
         (Method::GET, "/limits/r/check", &["POST"]),
         (Method::PUT, "/limits/r", &["GET", "DELETE"]),
         (Method::DELETE, "/limits", &["GET"]),
-        (Method::POST, "/flags/f", &["PUT", "GET", "DELETE"]),
+        (Method::POST, "/flags/f", &["PUT", "GET", "DELETE", "PATCH"]),
         (Method::PATCH, "/config/c", &["PUT", "GET", "DELETE"]),
         (Method::PUT, "/config/c/history", &["GET"]),
     ];

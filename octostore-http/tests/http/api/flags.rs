@@ -1,4 +1,5 @@
-//! `/flags`: set, evaluate (`?subject=`), delete, list; bucketing as documented.
+//! `/flags`: set, turn on or off (PATCH), evaluate (`?subject=`), delete, list; bucketing as
+//! documented.
 
 use octostore_core::{flag_bucket, FlagName, Subject};
 use serde_json::json;
@@ -60,6 +61,128 @@ fn set_creates_and_replaces_keeping_created_at() {
     let flags = list["flags"].as_array().unwrap();
     assert_eq!(flags.len(), 1);
     assert_eq!(flags[0], again);
+}
+
+#[test]
+fn patch_turns_a_flag_off_and_on_keeping_its_percentage() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let created = alice
+        .set_flag("rollout", json!({ "enabled": true, "percentage": 25 }))
+        .ok();
+
+    api.advance_secs(30);
+    let off = alice
+        .patch_flag("rollout", json!({ "enabled": false }))
+        .ok();
+    assert_eq!(off["enabled"], false);
+    assert_eq!(off["percentage"], 25, "{off}");
+    assert_eq!(off["created_at"], created["created_at"]);
+    assert_eq!(time(&off["updated_at"]), api.now());
+    assert!(!evaluate(&alice, "rollout", Some("anyone")));
+
+    api.advance_secs(30);
+    // Unknown fields are ignored, as PUT ignores them.
+    let on = alice
+        .patch_flag("rollout", json!({ "enabled": true, "owner": "team-a" }))
+        .ok();
+    assert_eq!(on["enabled"], true);
+    assert_eq!(
+        on["percentage"], 25,
+        "the rollout survives off and on: {on}"
+    );
+    assert_eq!(on["created_at"], created["created_at"]);
+    assert_eq!(time(&on["updated_at"]), api.now());
+    assert!(on.get("owner").is_none());
+    assert_eq!(alice.get("/flags").ok()["flags"], json!([on]));
+    // The rollout still decides: a subject above the percentage stays off.
+    let (inside, outside) = {
+        let subjects: Vec<String> = (0..200).map(|i| format!("user-{i}")).collect();
+        let inside = subjects
+            .iter()
+            .find(|s| bucket("rollout", s) <= 25)
+            .unwrap()
+            .clone();
+        let outside = subjects
+            .iter()
+            .find(|s| bucket("rollout", s) > 25)
+            .unwrap()
+            .clone();
+        (inside, outside)
+    };
+    assert!(evaluate(&alice, "rollout", Some(&inside)));
+    assert!(!evaluate(&alice, "rollout", Some(&outside)));
+
+    // A flag without a percentage stays without one.
+    alice.set_flag("plain", json!({ "enabled": true })).ok();
+    let plain = alice.patch_flag("plain", json!({ "enabled": false })).ok();
+    assert!(plain.get("percentage").is_none(), "{plain}");
+}
+
+#[test]
+fn patch_never_creates_a_flag() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let body = alice
+        .patch_flag("ghost", json!({ "enabled": true }))
+        .error(404);
+    assert_eq!(body["code"], "not_found", "{body}");
+    alice.get("/flags/ghost").error(404);
+    // Nor one another user owns.
+    api.user("bob")
+        .set_flag("bobs", json!({ "enabled": true, "percentage": 10 }))
+        .ok();
+    alice
+        .patch_flag("bobs", json!({ "enabled": false }))
+        .error(404);
+    assert_eq!(alice.get("/flags").ok()["flags"], json!([]));
+}
+
+#[test]
+fn patch_bodies_with_a_wrong_field_are_422_naming_it() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let flag = alice
+        .set_flag("f", json!({ "enabled": true, "percentage": 40 }))
+        .ok();
+    let cases = [
+        (json!({}), "enabled"),
+        (json!({ "enabled": null }), "enabled"),
+        (json!({ "enabled": "false" }), "enabled"),
+        (json!({ "enabled": 0 }), "enabled"),
+        (json!({ "percentage": 50 }), "enabled"),
+        // A percentage would be dropped without a word: refused, PUT changes it.
+        (json!({ "enabled": false, "percentage": 50 }), "percentage"),
+        (
+            json!({ "enabled": false, "percentage": null }),
+            "percentage",
+        ),
+    ];
+    for (body, field) in cases {
+        alice.patch_flag("f", body).invalid(field);
+    }
+    // The body is checked before the flag is looked for.
+    alice.patch_flag("ghost", json!({})).invalid("enabled");
+    alice
+        .patch_flag("a.b", json!({ "enabled": true }))
+        .invalid("name");
+    assert_eq!(alice.get("/flags").ok()["flags"], json!([flag]));
+}
+
+#[test]
+fn patch_without_a_token_is_401() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice
+        .set_flag("f", json!({ "enabled": true, "percentage": 40 }))
+        .ok();
+    api.anonymous()
+        .patch_flag("f", json!({ "enabled": false }))
+        .unauthorized();
+    api.with_token("octo_not-a-token")
+        .patch_flag("f", json!({ "enabled": false }))
+        .unauthorized();
+    assert_eq!(alice.get("/flags").ok()["flags"][0]["enabled"], true);
 }
 
 #[test]
