@@ -436,7 +436,8 @@ pub enum LimitCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum FlagCommand {
-    /// Create or replace a flag.
+    /// Create or replace a flag: omitting --percentage clears it (`flag enable` and `flag
+    /// disable` keep it).
     #[command(group(ArgGroup::new("state").required(true).args(["enable", "disable"])))]
     Set {
         /// The flag.
@@ -450,6 +451,16 @@ pub enum FlagCommand {
         /// Only for this percentage of subjects (0 to 100).
         #[arg(long)]
         percentage: Option<i64>,
+    },
+    /// Turn an existing flag on, keeping its percentage (exit 3 if there is no such flag).
+    Enable {
+        /// The flag.
+        name: String,
+    },
+    /// Turn an existing flag off, keeping its percentage (exit 3 if there is no such flag).
+    Disable {
+        /// The flag.
+        name: String,
     },
     /// Whether the flag is on for a subject: prints on/off, exit 0 if on, 1 if off.
     Get {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use octostore_core::{FlagName, Percentage, Result, Subject};
+use octostore_core::{Api, FlagName, Percentage, Result, Subject};
 use octostore_http::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 
 use super::{negative, print};
@@ -16,6 +16,14 @@ fn describe(flag: &FlagInfo) -> String {
         Some(p) => format!("{} {state} percentage={p}", flag.name),
         None => format!("{} {state}", flag.name),
     }
+}
+
+/// `flag enable` and `flag disable`: the flag's percentage is kept.
+fn set_enabled(global: &Global, api: &dyn Api, name: &str, enabled: bool) -> Result<()> {
+    let flag = api.set_flag_enabled(&FlagName::parse(name)?, enabled)?;
+    let info = FlagInfo::from(&flag);
+    print(global.json, &info, || describe(&info));
+    Ok(())
 }
 
 pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode, Failure> {
@@ -33,6 +41,8 @@ pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode, Failure> {
             let info = FlagInfo::from(&flag);
             print(global.json, &info, || describe(&info));
         }
+        FlagCommand::Enable { name } => set_enabled(global, api, &name, true)?,
+        FlagCommand::Disable { name } => set_enabled(global, api, &name, false)?,
         FlagCommand::Get { name, subject } => {
             let name = FlagName::parse(&name)?;
             let subject = subject.as_deref().map(Subject::parse).transpose()?;

@@ -403,3 +403,51 @@ fn a_reader_that_stops_early_ends_the_command_quietly() {
         assert_eq!(run.stderr, "", "{args:?}");
     }
 }
+
+/// The trap: a flag turned off and on again keeps its rollout (`flag set` replaces the whole
+/// flag; `flag enable` and `flag disable` change only whether it is on).
+fn disabling_a_flag_keeps_its_rollout(env: &Env) {
+    env.run(&["flag", "set", "rollout", "--enable", "--percentage", "25"])
+        .expect(0);
+    let off = env.run(&["flag", "disable", "rollout"]).expect(0);
+    assert_eq!(off.stdout.trim(), "rollout disabled percentage=25");
+    assert_eq!(
+        env.run(&["flag", "get", "rollout"]).expect(1).stdout.trim(),
+        "off"
+    );
+    let on = env
+        .run(&["flag", "enable", "rollout", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(on["enabled"], true, "{on}");
+    assert_eq!(on["percentage"], 25, "{on}");
+    let list = env.run(&["flag", "list", "--json"]).expect(0).json();
+    assert_eq!(list["flags"], serde_json::json!([on]));
+    assert_eq!(
+        env.run(&["flag", "list"]).expect(0).stdout.trim(),
+        "rollout enabled percentage=25"
+    );
+    // A percentage of 25 still decides: not every subject sees the flag on.
+    let on_for = (0..40)
+        .filter(|i| {
+            let subject = format!("user-{i}");
+            let got = env.run(&["flag", "get", "rollout", "--subject", &subject]);
+            got.code == 0
+        })
+        .count();
+    assert!((2..25).contains(&on_for), "{on_for} of 40 subjects at 25%");
+    // Neither creates a flag.
+    env.run(&["flag", "enable", "ghost"]).expect(3);
+    env.run(&["flag", "disable", "ghost"]).expect(3);
+    env.run(&["flag", "get", "ghost"]).expect(3);
+}
+
+#[test]
+fn disabling_a_flag_keeps_its_rollout_on_a_local_file() {
+    disabling_a_flag_keeps_its_rollout(&Env::local());
+}
+
+#[test]
+fn disabling_a_flag_keeps_its_rollout_against_a_server() {
+    disabling_a_flag_keeps_its_rollout(&Env::remote());
+}
