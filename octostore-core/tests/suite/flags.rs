@@ -1,4 +1,5 @@
-//! Feature flags: set, evaluate with stable murmur3 bucketing, delete, list.
+//! Feature flags: set, turn on or off keeping the percentage, evaluate with stable murmur3
+//! bucketing, delete, list.
 
 use octostore_core::{flag_bucket, Api, Error, FlagName, Percentage, Quotas, Settings, Subject};
 
@@ -158,6 +159,86 @@ fn set_keeps_created_at_and_replaces_the_rest(open: Open) {
     assert_eq!(alice.flags().unwrap(), [updated]);
 }
 
+fn set_flag_enabled_keeps_the_percentage(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let f = name("rollout");
+    let s = subject("user-7");
+    let created = alice.set_flag(&f, true, pct(25)).unwrap();
+
+    h.advance_secs(5);
+    let off = alice.set_flag_enabled(&f, false).unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.percentage, pct(25));
+    assert_eq!(off.created_at, created.created_at);
+    assert_eq!(off.updated_at, h.store.now());
+    assert!(!alice.evaluate_flag(&f, Some(&s)).unwrap());
+
+    h.advance_secs(5);
+    let on = alice.set_flag_enabled(&f, true).unwrap();
+    assert!(on.enabled);
+    assert_eq!(
+        on.percentage,
+        pct(25),
+        "turned off and on, the rollout is kept"
+    );
+    assert_eq!(on.created_at, created.created_at);
+    assert_eq!(on.updated_at, h.store.now());
+    assert_eq!(alice.flags().unwrap(), [on.clone()]);
+    assert_eq!(
+        alice.evaluate_flag(&f, Some(&s)).unwrap(),
+        flag_bucket(&f, &s) <= 25
+    );
+    // Twice the same is no error, and still keeps it.
+    assert_eq!(
+        alice.set_flag_enabled(&f, true).unwrap().percentage,
+        pct(25)
+    );
+
+    // Without a percentage, it stays without one.
+    let plain = name("plain");
+    alice.set_flag(&plain, false, None).unwrap();
+    let plain = alice.set_flag_enabled(&plain, true).unwrap();
+    assert_eq!(plain.percentage, None);
+    assert!(alice.evaluate_flag(&plain.name, Some(&s)).unwrap());
+}
+
+fn set_flag_enabled_never_creates_a_flag(open: Open) {
+    let h = open(Settings {
+        quotas: Quotas {
+            flags: 1,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    for enabled in [true, false] {
+        assert!(matches!(
+            alice.set_flag_enabled(&name("ghost"), enabled),
+            Err(Error::NotFound { .. })
+        ));
+    }
+    assert!(alice.flags().unwrap().is_empty());
+    // Nor another user's, and the owner's is untouched.
+    bob.set_flag(&name("bobs"), true, pct(10)).unwrap();
+    assert!(matches!(
+        alice.set_flag_enabled(&name("bobs"), false),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(bob.flags().unwrap()[0].enabled);
+    // A deleted flag is gone for it too.
+    alice.set_flag(&name("one"), true, None).unwrap();
+    alice.delete_flag(&name("one")).unwrap();
+    assert!(matches!(
+        alice.set_flag_enabled(&name("one"), true),
+        Err(Error::NotFound { .. })
+    ));
+    // At the quota, an existing flag still turns on and off: nothing is created.
+    alice.set_flag(&name("one"), true, pct(50)).unwrap();
+    assert!(!alice.set_flag_enabled(&name("one"), false).unwrap().enabled);
+}
+
 fn delete_and_unknown_flags(open: Open) {
     let h = open(Settings::default());
     let alice = h.user("alice");
@@ -226,6 +307,8 @@ each_backend!(
     evaluation_follows_enabled_and_percentage,
     the_default_subject_is_the_callers_login,
     set_keeps_created_at_and_replaces_the_rest,
+    set_flag_enabled_keeps_the_percentage,
+    set_flag_enabled_never_creates_a_flag,
     delete_and_unknown_flags,
     flags_are_private_and_listed_by_name,
     the_flag_quota_counts_flags,

@@ -33,6 +33,12 @@ enum Op {
         enabled: bool,
         percentage: Option<u8>,
     },
+    /// Turn on or off, keeping the percentage; never creates.
+    SetEnabled {
+        user: usize,
+        flag: usize,
+        enabled: bool,
+    },
     Evaluate {
         user: usize,
         flag: usize,
@@ -65,6 +71,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (user.clone(), flag.clone(), any::<bool>(), percentage()).prop_map(
             |(user, flag, enabled, percentage)| Op::Set { user, flag, enabled, percentage }
         ),
+        3 => (user.clone(), flag.clone(), any::<bool>())
+            .prop_map(|(user, flag, enabled)| Op::SetEnabled { user, flag, enabled }),
         6 => (user.clone(), flag.clone(), prop::option::of(0..SUBJECTS.len()))
             .prop_map(|(user, flag, subject)| Op::Evaluate { user, flag, subject }),
         2 => (user.clone(), flag).prop_map(|(user, flag)| Op::Delete { user, flag }),
@@ -155,6 +163,21 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             prop_assert_eq!(got, w.flag(flag, &f));
             m.flags.insert((user, flag), f);
         }
+        Op::SetEnabled {
+            user,
+            flag,
+            enabled,
+        } => {
+            let got = w.users[user].set_flag_enabled(&w.flags[flag], enabled);
+            match m.flags.get_mut(&(user, flag)) {
+                Some(f) => {
+                    f.enabled = enabled;
+                    f.updated_at = m.now;
+                    prop_assert_eq!(got.map_err(unexpected)?, w.flag(flag, f));
+                }
+                None => prop_assert!(is_flag_not_found(&got), "expected NotFound, got {:?}", got),
+            }
+        }
         Op::Evaluate {
             user,
             flag,
@@ -229,7 +252,8 @@ fn run(open: Open, ops: &[Op]) -> Result<(), TestCaseError> {
 proptest! {
     #![proptest_config(config(96, regressions!("flags")))]
 
-    /// Set, evaluate (for given subjects and for the caller's login), delete and list by
+    /// Set, turn on or off (keeping the percentage), evaluate (for given subjects and for the
+    /// caller's login), delete and list by
     /// three users on three flags (a quota of two each), with the clock moving, agree with the model on every backend:
     /// `created_at` survives every set until a delete, `updated_at` is the latest set, and
     /// evaluation follows the documented bucket.
