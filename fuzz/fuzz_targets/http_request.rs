@@ -270,6 +270,7 @@ fn natural_body(world: &World, operation: Operation, small: u8, flag: bool) -> O
         Operation::CheckLimit => json!({ "max_requests": 1 + small % 4, "window_seconds": 1 + small % 10 }),
         Operation::SetFlag if small > 200 => json!({ "enabled": flag }),
         Operation::SetFlag => json!({ "enabled": flag, "percentage": small % 101 }),
+        Operation::PatchFlag => json!({ "enabled": flag }),
         Operation::PutConfig if flag => json!({ "value": small, "description": "d" }),
         Operation::PutConfig => json!({ "value": { "n": small } }),
         _ => return None,
