@@ -184,7 +184,7 @@ fn set_flag_enabled_keeps_the_percentage(open: Open) {
     );
     assert_eq!(on.created_at, created.created_at);
     assert_eq!(on.updated_at, h.store.now());
-    assert_eq!(alice.flags().unwrap(), [on.clone()]);
+    assert_eq!(alice.flags().unwrap(), std::slice::from_ref(&on));
     assert_eq!(
         alice.evaluate_flag(&f, Some(&s)).unwrap(),
         flag_bucket(&f, &s) <= 25
