@@ -720,7 +720,7 @@ mod tests {
             "{err:?}"
         );
 
-        let body = json!({"error": "quota exceeded: a user may own at most 7 of rate limit",
+        let body = json!({"error": "quota exceeded: a user may own at most 7 rate limits",
                           "code": "quota_exceeded", "resource": "limit", "limit": 7});
         let err = answer(429, body);
         assert!(

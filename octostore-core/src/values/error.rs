@@ -31,16 +31,37 @@ pub enum Resource {
 
 impl fmt::Display for Resource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Resource::Lock => "lock",
-            Resource::Limit => "rate limit",
-            Resource::Flag => "feature flag",
-            Resource::Config => "config key",
-            Resource::ConfigVersion => "config version",
+        f.write_str(self.counted(1))
+    }
+}
+
+impl Resource {
+    /// Its name for `n` of them: "1 lock", "3 locks".
+    pub fn counted(self, n: usize) -> &'static str {
+        match (self, n == 1) {
+            (Resource::Lock, true) => "lock",
+            (Resource::Limit, true) => "rate limit",
+            (Resource::Flag, true) => "feature flag",
+            (Resource::Config, true) => "config key",
+            (Resource::ConfigVersion, true) => "config version",
+            (Resource::User, true) => "user",
+            (Resource::Token, true) => "token",
+            (_, _) => self.plural(),
+        }
+    }
+
+    /// Its name for a number of them other than one.
+    fn plural(self) -> &'static str {
+        match self {
+            Resource::Lock => "locks",
+            Resource::Limit => "rate limits",
+            Resource::Flag => "feature flags",
+            Resource::Config => "config keys",
+            Resource::ConfigVersion => "config versions",
             Resource::ConfigBytes => "bytes of config values and descriptions (every kept version of every key; delete keys to free some)",
-            Resource::User => "user",
-            Resource::Token => "token",
-        })
+            Resource::User => "users",
+            Resource::Token => "tokens",
+        }
     }
 }
 
@@ -140,7 +161,8 @@ impl fmt::Display for Error {
             Error::Unauthorized => f.write_str("invalid or missing bearer token"),
             Error::QuotaExceeded { what, limit } => write!(
                 f,
-                "quota exceeded: a user may own at most {limit} of {what}"
+                "quota exceeded: a user may own at most {limit} {}",
+                what.counted(*limit)
             ),
             Error::TooLarge { field, size, limit } => write!(
                 f,
@@ -348,7 +370,14 @@ mod tests {
                     what: Resource::Lock,
                     limit: 3,
                 },
-                "quota exceeded: a user may own at most 3 of lock",
+                "quota exceeded: a user may own at most 3 locks",
+            ),
+            (
+                Error::QuotaExceeded {
+                    what: Resource::Flag,
+                    limit: 1,
+                },
+                "quota exceeded: a user may own at most 1 feature flag",
             ),
             (
                 Error::TooLarge {
