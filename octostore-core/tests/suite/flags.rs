@@ -204,13 +204,7 @@ fn set_flag_enabled_keeps_the_percentage(open: Open) {
 }
 
 fn set_flag_enabled_never_creates_a_flag(open: Open) {
-    let h = open(Settings {
-        quotas: Quotas {
-            flags: 1,
-            ..Quotas::default()
-        },
-        ..Settings::default()
-    });
+    let h = open(one_flag_each());
     let alice = h.user("alice");
     let bob = h.user("bob");
     for enabled in [true, false] {
@@ -287,13 +281,7 @@ fn flags_are_private_and_listed_by_name(open: Open) {
 }
 
 fn the_flag_quota_counts_flags(open: Open) {
-    let h = open(Settings {
-        quotas: Quotas {
-            flags: 1,
-            ..Quotas::default()
-        },
-        ..Settings::default()
-    });
+    let h = open(one_flag_each());
     let alice = h.user("alice");
     alice.set_flag(&name("one"), true, None).unwrap();
     alice.set_flag(&name("one"), false, None).unwrap();
@@ -313,3 +301,14 @@ each_backend!(
     flags_are_private_and_listed_by_name,
     the_flag_quota_counts_flags,
 );
+
+/// Settings under which a user may own one flag.
+fn one_flag_each() -> Settings {
+    Settings {
+        quotas: Quotas {
+            flags: 1,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    }
+}
