@@ -5,8 +5,8 @@
 //! # Features
 //! - `server` (default; implies `client`): [`App`], [`routes`], [`serve`] and [`serve_with`], on
 //!   warp and hyper's server, with GitHub sign-in (oauth2) and Prometheus metrics: every
-//!   module below but `client.rs` and `dto.rs`.
-//! - `client`: [`Client`] (`client.rs`, on reqwest's blocking client with rustls) and the JSON
+//!   module below but `client/` and `dto.rs`.
+//! - `client`: [`Client`] (`client/`, on reqwest's blocking client with rustls) and the JSON
 //!   shapes ([`dto`]), nothing else: no warp, no hyper server, no OAuth, no metrics. A
 //!   program that only talks to a server depends on
 //!   `octostore-http = { version = "0.1", default-features = false, features = ["client"] }`.
@@ -28,7 +28,7 @@
 //! - `request.rs` reads bodies (capped) and path names; `dto.rs` is the JSON of every answer;
 //!   `error.rs` maps every error to its code, status and JSON body, in one place.
 //! - `metrics.rs`: Prometheus counters; `oauth.rs`: GitHub sign-in.
-//! - [`Client`] (`client.rs`): a blocking client of a remote server that implements `Api`.
+//! - [`Client`] (`client/`): a blocking client of a remote server that implements `Api`.
 //!
 //! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
 //! `octostore_core::Api` method, and serialize.

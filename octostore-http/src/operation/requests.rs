@@ -83,6 +83,15 @@ pub trait Endpoint: Sized {
     fn encode(&self) -> Encoded;
     /// The request as the server reads it, every field checked.
     fn decode(received: &Received<'_>) -> Result<Self>;
+    /// Whether a client may send it again after an attempt that may have reached the server
+    /// (a connection broken mid-request, a 502, 503 or 504): sent twice, it must leave the
+    /// store as sent once does. Reads are; so are a release and a renewal of a known lease,
+    /// an acquire with a `client_id` (the second finds the lock held by the same client),
+    /// and setting a flag whole or on/off. A config put (a second would be a new version)
+    /// and a rate-limit check (a second would count twice) are not.
+    fn retry_safe(&self) -> bool {
+        Self::OPERATION.method() == http::Method::GET
+    }
 }
 
 /// Requests that carry nothing beyond the token.
@@ -189,6 +198,10 @@ impl Endpoint for AcquireLock {
             client_id,
         })
     }
+
+    fn retry_safe(&self) -> bool {
+        self.client_id.is_some()
+    }
 }
 
 /// `POST /locks/{name}/release`.
@@ -213,6 +226,10 @@ impl Endpoint for ReleaseLock {
             name: received.name(LockName::parse)?,
             lease_id: LeaseId(received.json()?.uuid("lease_id")?),
         })
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
     }
 }
 
@@ -244,6 +261,10 @@ impl Endpoint for RenewLock {
             lease_id: LeaseId(body.uuid("lease_id")?),
             ttl: Ttl::seconds(body.int("ttl_seconds")?)?,
         })
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
     }
 }
 
@@ -314,6 +335,10 @@ impl Endpoint for SetFlag {
             percentage,
         })
     }
+
+    fn retry_safe(&self) -> bool {
+        true
+    }
 }
 
 /// `PATCH /flags/{name}`: turns an existing flag on or off, keeping its percentage.
@@ -345,6 +370,10 @@ impl Endpoint for PatchFlag {
             ));
         }
         Ok(Self { name, enabled })
+    }
+
+    fn retry_safe(&self) -> bool {
+        true
     }
 }
 

@@ -7,4 +7,5 @@ mod busy_store;
 mod client;
 mod hostile;
 mod oauth;
+mod retries;
 mod security;

@@ -22,13 +22,25 @@
 //!
 //! The client is blocking (reqwest's blocking client, which runs its own small runtime): call
 //! it from plain threads, or from `tokio::task::spawn_blocking`, never directly from async
-//! code. Connections are kept alive and reused; each request has a timeout (30 s unless
+//! code. Connections are kept alive and reused; each attempt has a timeout (30 s unless
 //! [`ClientBuilder::timeout`] says otherwise).
+//!
+//! A call is attempted again, after a short random pause, while its retry window (2 s from
+//! its start unless [`ClientBuilder::retry_within`] says otherwise) is open, when the server
+//! was not reached or did not run it: any operation after a refused connection or a 503
+//! `store_busy`; after a connection broken mid-request or a gateway's 502, 503 or 504, only
+//! an operation safe to repeat — reads, a release or renewal of a known lease, an acquire
+//! with a `client_id`, setting a flag. A config put and a rate-limit check are never sent
+//! twice on a guess, nor is anything after a timeout. A call ends within the window plus one
+//! timeout. A release retried after its first answer was lost may answer
+//! [`Error::NotFound`]: the lease is gone either way.
 //!
 //! Names travel percent-encoded in the path, every byte but the unreserved `A-Z a-z 0-9 - . _ ~`
 //! escaped. A rate-limit name or config key that is exactly `.` or `..` cannot be sent: URLs
 //! resolve such segments as "this" and "parent" directory, even percent-encoded, so the client
 //! refuses them with [`Error::Invalid`] instead of addressing another path.
+
+mod retry;
 
 use std::fmt;
 use std::time::Duration;
@@ -65,6 +77,10 @@ const HIDDEN_TOKEN: &str = "octo_…";
 /// [`ClientBuilder`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long after a call's first attempt another may start, unless the [`ClientBuilder`]
+/// says otherwise: time for a server to restart.
+pub const DEFAULT_RETRY_WINDOW: Duration = Duration::from_secs(2);
+
 /// A remote OctoStore server, as one user: the user of the bearer token it was made with.
 ///
 /// Implements [`Api`] exactly as the embedded [`Session`](octostore_core::Session) does, with
@@ -74,6 +90,7 @@ pub struct Client {
     base: String,
     http: Http,
     timeout: Duration,
+    retry_window: Duration,
     token: RwLock<String>,
 }
 
@@ -92,12 +109,21 @@ pub struct ClientBuilder {
     base: String,
     token: String,
     timeout: Duration,
+    retry_window: Duration,
 }
 
 impl ClientBuilder {
-    /// The longest a request may take, connecting included (default [`DEFAULT_TIMEOUT`]).
+    /// The longest one attempt of a request may take, connecting included (default
+    /// [`DEFAULT_TIMEOUT`]).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long after a call's first attempt another may start (default
+    /// [`DEFAULT_RETRY_WINDOW`]); `Duration::ZERO` makes one attempt only.
+    pub fn retry_within(mut self, window: Duration) -> Self {
+        self.retry_window = window;
         self
     }
 
@@ -137,6 +163,7 @@ impl ClientBuilder {
             base: url.as_str().trim_end_matches('/').to_owned(),
             http,
             timeout: self.timeout,
+            retry_window: self.retry_window,
             token: RwLock::new(self.token),
         })
     }
@@ -194,6 +221,8 @@ struct Call {
     query: Vec<(&'static str, String)>,
     /// The JSON body, serialized.
     body: Option<Vec<u8>>,
+    /// Whether it may be sent again after an attempt that may have reached the server.
+    retry_safe: bool,
 }
 
 impl Call {
@@ -204,6 +233,7 @@ impl Call {
             path: operation.template().to_owned(),
             query: Vec::new(),
             body: None,
+            retry_safe: operation.method() == http::Method::GET,
         }
     }
 
@@ -390,6 +420,7 @@ impl Client {
             base: base_url.into(),
             token: token.into(),
             timeout: DEFAULT_TIMEOUT,
+            retry_window: DEFAULT_RETRY_WINDOW,
         }
     }
 
@@ -434,46 +465,85 @@ impl Client {
 
     /// [`request`](Self::request), with the answer's headers.
     fn request_for_headers<E: Endpoint>(&self, request: &E) -> Result<(E::Answer, HeaderMap)> {
-        self.call_for_headers(Call::of(E::OPERATION, request.encode())?)
+        let mut call = Call::of(E::OPERATION, request.encode())?;
+        call.retry_safe = request.retry_safe();
+        self.call_for_headers(call)
     }
 
-    /// Sends `call`, with the token if `authorized`: the status and the body, or why there
-    /// is none.
+    /// Sends `call`, with the token if `authorized`, attempting it again as [`retry`] allows:
+    /// the last attempt's status, headers and body, or why it had none.
     fn send(&self, call: &Call, authorized: bool) -> Result<(StatusCode, HeaderMap, Vec<u8>)> {
         let mut url = Url::parse(&format!("{}{}", self.base, call.path))
             .map_err(|e| Error::invalid("request", format!("makes no valid URL: {e}")))?;
         for (name, value) in &call.query {
             url.query_pairs_mut().append_pair(name, value);
         }
-        let mut request = self.http.request(call.operation.method(), url);
-        if authorized {
-            request = request.header(AUTHORIZATION, bearer(&self.token.read())?);
+        let token = authorized.then(|| bearer(&self.token.read())).transpose()?;
+        let mut attempts = retry::Attempts::start(self.retry_window);
+        loop {
+            match self.attempt(call, &url, token.as_ref()) {
+                Ok(answer) => {
+                    let (status, headers, body) = &answer;
+                    let again = retry::after_answer(*status, body);
+                    if !(again.allows(call.retry_safe)
+                        && attempts.pause_for_another(retry::retry_after(headers)))
+                    {
+                        return Ok(answer);
+                    }
+                }
+                Err(e) => {
+                    let again = retry::after_failure(&e);
+                    if !(again.allows(call.retry_safe)
+                        && attempts.pause_for_another(Duration::ZERO))
+                    {
+                        return Err(self.unreachable(call, e, attempts.made()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt of `call` at `url`: the status, headers and body, or reqwest's error.
+    fn attempt(
+        &self,
+        call: &Call,
+        url: &Url,
+        token: Option<&HeaderValue>,
+    ) -> Result<(StatusCode, HeaderMap, Vec<u8>), reqwest::Error> {
+        let mut request = self.http.request(call.operation.method(), url.clone());
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, token.clone());
         }
         if let Some(body) = &call.body {
             request = request
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.clone());
         }
-        let unreachable = |e: reqwest::Error| {
-            let endpoint = format!("{} {}{}", call.operation.method(), self.base, call.path);
-            let err = if e.is_timeout() {
-                unreachable(format!(
-                    "{endpoint}: no answer within {:?}; the operation may or may not have \
-                     taken effect",
-                    self.timeout
-                ))
-            } else {
-                // The cause as the error's source (a program can downcast it; `Chain`
-                // prints it), not copied into the message.
-                Error::remote_caused(format!("server unreachable: {endpoint}"), e.without_url())
-            };
-            self.scrub(err)
-        };
-        let response = request.send().map_err(unreachable)?;
+        let response = request.send()?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().map_err(unreachable)?;
+        let body = response.bytes()?;
         Ok((status, headers, body.to_vec()))
+    }
+
+    /// The [`Error::Remote`] of `call` when its last of `attempts` failed with `err`.
+    fn unreachable(&self, call: &Call, err: reqwest::Error, attempts: u32) -> Error {
+        let mut endpoint = format!("{} {}{}", call.operation.method(), self.base, call.path);
+        if attempts > 1 {
+            endpoint.push_str(&format!(" ({attempts} attempts)"));
+        }
+        let err = if err.is_timeout() {
+            unreachable(format!(
+                "{endpoint}: no answer within {:?}; the operation may or may not have taken \
+                 effect",
+                self.timeout
+            ))
+        } else {
+            // The cause as the error's source (a program can downcast it; `Chain` prints
+            // it), not copied into the message.
+            Error::remote_caused(format!("server unreachable: {endpoint}"), err.without_url())
+        };
+        self.scrub(err)
     }
 
     /// Sends `call` with the token and decodes a 2xx answer as `T`, with the answer's
