@@ -692,3 +692,38 @@ fn served_contract_and_the_operation_table_agree() {
         "in the table, not documented: {missing:?}\ndocumented, not in the table: {unserved:?}"
     );
 }
+
+/// README's table of endpoints lists exactly the operations of the table, public ones
+/// marked so: a row per `METHOD path`, in the section `## Endpoints`.
+#[test]
+fn readme_lists_the_operation_table() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md beside the workspace's crates");
+    let section = readme
+        .split("\n## Endpoints\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a section ## Endpoints");
+    let listed: BTreeSet<(String, bool)> = section
+        .lines()
+        .filter_map(|line| {
+            let mut cells = line.strip_prefix("| `")?.splitn(2, "` | ");
+            let endpoint = cells.next()?.to_owned();
+            Some((endpoint, cells.next()?.starts_with("*public*")))
+        })
+        .collect();
+    let table: BTreeSet<(String, bool)> = Operation::ALL
+        .iter()
+        .map(|op| {
+            let endpoint = format!("{} {}", op.method(), op.template());
+            (endpoint, op.access() == Access::Public)
+        })
+        .collect();
+    let missing: Vec<_> = table.difference(&listed).collect();
+    let stale: Vec<_> = listed.difference(&table).collect();
+    assert!(
+        missing.is_empty() && stale.is_empty(),
+        "(endpoint, public) not in README: {missing:?}\nin README, not served: {stale:?}"
+    );
+}
