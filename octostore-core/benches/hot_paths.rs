@@ -1,5 +1,5 @@
 //! The hot paths of the core on the memory backend, one thread, on the system clock: what
-//! DESIGN.md's "well under 1 µs" targets are measured against. Everything an operation takes
+//! the "well under 1 µs" target of an operation in memory is measured against. Everything an operation takes
 //! (names, policies, values) is built before the timed loop.
 //!
 //! The rate-limit group also times `governor`'s keyed limiter over the same keys, so the two

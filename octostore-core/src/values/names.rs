@@ -2,7 +2,7 @@
 //! bounds, so an invalid name can never reach storage.
 //!
 //! Each type is made by [`parse`](LockName::parse) and nothing else; the bounds are those of
-//! `openapi.yaml` and `DESIGN.md`. The text is shared, not copied, by clones: a name travels
+//! `openapi.yaml` (and README's semantics in brief). The text is shared, not copied, by clones: a name travels
 //! from the request into the stored record and the answer, and each of those steps would
 //! otherwise allocate.
 //!

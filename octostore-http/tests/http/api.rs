@@ -1,6 +1,6 @@
 //! The API of `openapi.yaml` over real HTTP on 127.0.0.1, against a server whose clock the
 //! tests move by hand: every operation, every documented status, every validation bound at
-//! and just beyond its edge, isolation between users, and the conventions of `DESIGN.md`.
+//! and just beyond its edge, isolation between users, and the conventions README states.
 //!
 //! One topical module per tag of the contract, plus `conventions` (401, 404, 405, 422 on
 //! bodies, 429), `body_cap` (413 with `Content-Length` and chunked) and `isolation` (two
