@@ -1,6 +1,6 @@
 //! The hot paths of the core on the memory backend, one thread, on the system clock: what
-//! the "well under 1 µs" target of an operation in memory is measured against. Everything an operation takes
-//! (names, policies, values) is built before the timed loop.
+//! the "well under 1 µs" target of an operation in memory is measured against. Everything an
+//! operation takes (names, policies, values) is built before the timed loop.
 //!
 //! The rate-limit group also times `governor`'s keyed limiter over the same keys, so the two
 //! figures come from the same machine in the same run. Both rotate over [`KEYS`] names, so the

@@ -2,9 +2,9 @@
 //! bounds, so an invalid name can never reach storage.
 //!
 //! Each type is made by [`parse`](LockName::parse) and nothing else; the bounds are those of
-//! `openapi.yaml` (and README's semantics in brief). The text is shared, not copied, by clones: a name travels
-//! from the request into the stored record and the answer, and each of those steps would
-//! otherwise allocate.
+//! `openapi.yaml` (and README's semantics in brief). The text is shared, not copied, by
+//! clones: a name travels from the request into the stored record and the answer, and each
+//! of those steps would otherwise allocate.
 //!
 //! The types are defined here, and their parsing in `names/parse.rs`: a parse fails with an
 //! [`Error`](crate::values::error::Error), whose variants name locks and logins, so the types
