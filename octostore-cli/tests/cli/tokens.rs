@@ -153,7 +153,7 @@ fn an_unreachable_server_is_exit_code_5() {
     assert_eq!(output.status.code(), Some(5), "{stderr}");
     // Said as it is, with its cause, and not as a failure of a store it never reached.
     assert!(
-        stderr.starts_with("octostore: server unreachable: GET http://127.0.0.1:9/locks: "),
+        stderr.starts_with("octostore: server unreachable: GET http://127.0.0.1:9/locks ("),
         "{stderr}"
     );
     assert!(stderr.contains("refused"), "{stderr}");
