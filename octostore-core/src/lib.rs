@@ -75,5 +75,5 @@ pub use rules::rate_limit::{Decision, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};
 pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use values::error::{Error, Resource, Result};
+pub use values::error::{Error, HeldBy, Resource, Result};
 pub use values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};

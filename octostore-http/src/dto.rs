@@ -7,8 +7,8 @@
 use chrono::{DateTime, Utc};
 use octostore_core::{
     AcquireStatus, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Decision,
-    FencingToken, Flag, FlagName, Lease, LeaseId, LimitName, LimitSummary, LockGrant, LockName,
-    Login, Percentage, RatePolicy, Resource, Result, User,
+    FencingToken, Flag, FlagName, HeldBy, Lease, LeaseId, LimitName, LimitSummary, LockGrant,
+    LockName, Login, Percentage, RatePolicy, Resource, Result, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -603,6 +603,10 @@ pub struct ErrorBody {
     /// it: a body refused by the server's cap was not read whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// Who holds the lock instead, when the lease named to release or renew is not found
+    /// (`not_found` of a lock): `nobody` or `another_lease`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_held_by: Option<String>,
 }
 
 impl ErrorBody {
@@ -617,6 +621,7 @@ impl ErrorBody {
             name: None,
             limit: None,
             size: None,
+            lock_held_by: None,
         }
     }
 }
@@ -708,6 +713,21 @@ pub fn resource_code(resource: Resource) -> &'static str {
 /// The [`Resource`] an error answer's `resource` names, if it is one this client knows.
 pub fn resource_of(code: &str) -> Option<Resource> {
     RESOURCES.iter().find(|(_, c)| *c == code).map(|(r, _)| *r)
+}
+
+/// The `lock_held_by` of an error answer saying `held_by`.
+pub fn held_by_code(held_by: HeldBy) -> &'static str {
+    match held_by {
+        HeldBy::Nobody => "nobody",
+        HeldBy::AnotherLease => "another_lease",
+    }
+}
+
+/// The [`HeldBy`] an error answer's `lock_held_by` says, if it is one this client knows.
+pub fn held_by_of(code: &str) -> Option<HeldBy> {
+    [HeldBy::Nobody, HeldBy::AnotherLease]
+        .into_iter()
+        .find(|held_by| held_by_code(*held_by) == code)
 }
 
 #[cfg(test)]

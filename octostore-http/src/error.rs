@@ -8,7 +8,9 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::dto::{resource_code, ConflictingLock, ErrorBody, ErrorCode, LockConflict};
+use crate::dto::{
+    held_by_code, resource_code, ConflictingLock, ErrorBody, ErrorCode, LockConflict,
+};
 use crate::reply::json;
 
 fn error_json(status: StatusCode, body: &ErrorBody) -> Response {
@@ -66,14 +68,19 @@ pub fn error_response(err: &Error) -> Response {
             body.field = Some((*field).to_owned());
             body.details = Some(reason.clone());
         }
-        Error::NotFound { what, name } => {
+        Error::NotFound {
+            what,
+            name,
+            held_by,
+        } => {
             if *what == Resource::Lock {
-                // The contract's words; which lock, in `details`.
+                // The contract's words; which lock, and who holds it, in `details`.
                 body.error = "Lock not found or not owned by caller".into();
                 body.details = Some(err.to_string());
             }
             body.resource = Some(resource_code(*what).to_owned());
             body.name = Some(name.clone());
+            body.lock_held_by = held_by.map(|h| held_by_code(h).to_owned());
         }
         Error::QuotaExceeded { what, limit } => {
             body.resource = Some(resource_code(*what).to_owned());

@@ -21,7 +21,7 @@ use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
 use crate::rules::identity::random_uuid;
 use crate::values::bounds::Ttl;
 use crate::values::clock::Timestamp;
-use crate::values::error::{Error, Resource, Result};
+use crate::values::error::{Error, HeldBy, Resource, Result};
 use crate::values::names::{ClientId, LockName, Login};
 
 /// The right, until `expires_at`, to act as the holder of a lock, as callers see it.
@@ -155,6 +155,9 @@ fn check_quota(tx: &mut dyn Tx, now: Timestamp, quota: usize, owner: UserId) -> 
     Ok(())
 }
 
+/// The caller's live lease `lease_id` of `name`; else not found, saying whether another lease
+/// holds the lock or none does. That tells a caller nothing more than `status` does: lock
+/// names are one namespace for all users, and anyone may ask who holds a lock.
 fn own_live_lease(
     tx: &mut dyn Tx,
     now: Timestamp,
@@ -162,9 +165,11 @@ fn own_live_lease(
     name: &LockName,
     lease_id: LeaseId,
 ) -> Result<LeaseRecord> {
-    tx.lease(name)?
-        .filter(|l| l.is_live(now) && l.owner == caller.id && l.lease_id == lease_id)
-        .ok_or_else(|| Error::not_found(Resource::Lock, name))
+    match tx.lease(name)?.filter(|l| l.is_live(now)) {
+        Some(lease) if lease.owner == caller.id && lease.lease_id == lease_id => Ok(lease),
+        Some(_) => Err(Error::lease_not_found(name, HeldBy::AnotherLease)),
+        None => Err(Error::lease_not_found(name, HeldBy::Nobody)),
+    }
 }
 
 pub(crate) fn release(

@@ -65,6 +65,16 @@ impl Resource {
     }
 }
 
+/// Who holds a lock whose lease the caller named but does not hold (release, renew): told
+/// with [`Error::NotFound`], since anyone may read who holds a lock (`lock_status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeldBy {
+    /// No live lease: the one named expired or was released (or never was).
+    Nobody,
+    /// A live lease other than the one named: another user's, or another of the caller's.
+    AnotherLease,
+}
+
 /// The error under a [`Error::Storage`] or [`Error::Remote`] (a driver's, the operating
 /// system's): shared, so that the one failure of a group can be reported to each of its
 /// callers.
@@ -92,6 +102,9 @@ pub enum Error {
         what: Resource,
         /// Its name (for a config version, `key@version`).
         name: String,
+        /// For a lock's lease: who holds the lock instead (`None` for other resources, and
+        /// from a server that does not say).
+        held_by: Option<HeldBy>,
     },
     /// The lock is held by another caller (HTTP 409, exit code 1).
     LockHeld {
@@ -151,7 +164,20 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Invalid { field, reason } => write!(f, "invalid {field}: {reason}"),
-            Error::NotFound { what, name } => write!(f, "{what} {name:?} not found"),
+            Error::NotFound {
+                name,
+                held_by: Some(HeldBy::Nobody),
+                ..
+            } => write!(
+                f,
+                "lock {name} is not held (its lease expired or was released)"
+            ),
+            Error::NotFound {
+                name,
+                held_by: Some(HeldBy::AnotherLease),
+                ..
+            } => write!(f, "lock {name} is held by another lease"),
+            Error::NotFound { what, name, .. } => write!(f, "{what} {name:?} not found"),
             Error::LockHeld {
                 name,
                 holder,
@@ -205,6 +231,16 @@ impl Error {
         Error::NotFound {
             what,
             name: name.to_string(),
+            held_by: None,
+        }
+    }
+
+    /// An [`Error::NotFound`] of a lease of lock `name`, which `held_by` holds instead.
+    pub fn lease_not_found(name: &LockName, held_by: HeldBy) -> Self {
+        Error::NotFound {
+            what: Resource::Lock,
+            name: name.to_string(),
+            held_by: Some(held_by),
         }
     }
 
@@ -354,6 +390,14 @@ mod tests {
             (
                 Error::not_found(Resource::Flag, "f"),
                 "feature flag \"f\" not found",
+            ),
+            (
+                Error::lease_not_found(&LockName::parse("x").unwrap(), HeldBy::Nobody),
+                "lock x is not held (its lease expired or was released)",
+            ),
+            (
+                Error::lease_not_found(&LockName::parse("x").unwrap(), HeldBy::AnotherLease),
+                "lock x is held by another lease",
             ),
             (
                 Error::LockHeld {

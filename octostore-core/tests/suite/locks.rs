@@ -1,7 +1,8 @@
 //! Locks: leases, fencing, exact expiry, client ids, ownership and quotas.
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Error, LeaseId, LockName, LockStatus, Quotas, Settings, Ttl,
+    AcquireStatus, Api, ClientId, Error, HeldBy, LeaseId, LockName, LockStatus, Quotas, Settings,
+    Ttl,
 };
 use uuid::Uuid;
 
@@ -81,14 +82,24 @@ fn expiry_is_exact_to_the_clock(open: Open) {
         bob.lock_status(&name("job")).unwrap(),
         LockStatus::Available
     );
-    assert!(matches!(
-        alice.renew(&name("job"), first.lease_id, ttl(10)),
-        Err(Error::NotFound { .. })
-    ));
-    assert!(matches!(
+    // Not found, and said why: the lock is held by nobody now.
+    for result in [
+        alice
+            .renew(&name("job"), first.lease_id, ttl(10))
+            .map(|_| ()),
         alice.release(&name("job"), first.lease_id),
-        Err(Error::NotFound { .. })
-    ));
+    ] {
+        assert!(
+            matches!(
+                result,
+                Err(Error::NotFound {
+                    held_by: Some(HeldBy::Nobody),
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+    }
     let taken = bob.acquire(&name("job"), ttl(10), None).unwrap();
     assert_eq!(taken.status, AcquireStatus::Acquired);
     assert!(taken.lease.fencing_token > first.fencing_token);
@@ -117,14 +128,37 @@ fn only_the_owner_with_the_lease_id_releases_or_renews(open: Open) {
     let bob = h.user("bob");
     let lease = alice.acquire(&name("job"), ttl(60), None).unwrap().lease;
     let wrong = LeaseId(Uuid::new_v4());
-    for result in [
-        bob.release(&name("job"), lease.lease_id),
-        alice.release(&name("job"), wrong),
-        alice.release(&name("other"), lease.lease_id),
-        bob.renew(&name("job"), lease.lease_id, ttl(5)).map(|_| ()),
-        alice.renew(&name("job"), wrong, ttl(5)).map(|_| ()),
+    // Not found, saying who holds the lock instead: another lease (alice's, which bob or a
+    // wrong lease id does not name), or nobody.
+    for (result, held_by) in [
+        (
+            bob.release(&name("job"), lease.lease_id),
+            HeldBy::AnotherLease,
+        ),
+        (alice.release(&name("job"), wrong), HeldBy::AnotherLease),
+        (
+            alice.release(&name("other"), lease.lease_id),
+            HeldBy::Nobody,
+        ),
+        (
+            bob.renew(&name("job"), lease.lease_id, ttl(5)).map(|_| ()),
+            HeldBy::AnotherLease,
+        ),
+        (
+            alice.renew(&name("job"), wrong, ttl(5)).map(|_| ()),
+            HeldBy::AnotherLease,
+        ),
+        (
+            alice
+                .renew(&name("other"), lease.lease_id, ttl(5))
+                .map(|_| ()),
+            HeldBy::Nobody,
+        ),
     ] {
-        assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");
+        assert!(
+            matches!(&result, Err(Error::NotFound { held_by: Some(h), .. }) if *h == held_by),
+            "{result:?}, expected {held_by:?}"
+        );
     }
     assert_eq!(
         alice.lock_status(&name("job")).unwrap(),

@@ -59,7 +59,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::dto::{resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
+use crate::dto::{held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
 use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
 
@@ -343,6 +343,7 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
         name,
         limit,
         size,
+        lock_held_by,
     } = answer;
     let resource = resource.as_deref().and_then(resource_of);
     let words = || match &details {
@@ -355,7 +356,11 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
             Error::invalid(known_field(field.as_deref()), details.unwrap_or(error))
         }
         ErrorCode::NotFound => match (resource, name) {
-            (Some(what), Some(name)) => Error::NotFound { what, name },
+            (Some(what), Some(name)) => Error::NotFound {
+                what,
+                name,
+                held_by: lock_held_by.as_deref().and_then(held_by_of),
+            },
             _ => unexpected(words()),
         },
         ErrorCode::LockHeld => match serde_json::from_slice::<LockConflict>(body) {
@@ -842,12 +847,18 @@ mod tests {
                           "resource": "config_version", "name": "k@3"});
         let err = answer(404, body);
         assert!(
-            matches!(&err, Error::NotFound { what: Resource::ConfigVersion, name } if name == "k@3")
+            matches!(&err, Error::NotFound { what: Resource::ConfigVersion, name, held_by: None } if name == "k@3")
         );
         let body = json!({"error": "Lock not found or not owned by caller", "code": "not_found",
                           "resource": "lock", "name": "deploy"});
         let err = answer(404, body);
-        assert!(matches!(&err, Error::NotFound { what: Resource::Lock, name } if name == "deploy"));
+        assert!(
+            matches!(&err, Error::NotFound { what: Resource::Lock, name, held_by: None } if name == "deploy")
+        );
+        let body = json!({"error": "Lock not found or not owned by caller", "code": "not_found",
+                          "resource": "lock", "name": "deploy", "lock_held_by": "another_lease"});
+        let err = answer(404, body);
+        assert_eq!(err.to_string(), "lock deploy is held by another lease");
 
         let body = json!({"error": "Lock already held", "code": "lock_held",
                           "lock": {"name": "deploy", "holder": "bob", "expires_at": "2024-01-01T00:00:30Z"}});
