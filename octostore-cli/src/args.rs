@@ -24,6 +24,41 @@ Exit codes:
      stdout cannot be written (a full disk; a reader gone, as with `| head`, is exit 0)
 `lock run` otherwise exits with the command's own status (128+N if killed by signal N).";
 
+/// The flag that gives each field an error may name, so that errors say what to type: the
+/// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
+/// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
+const FLAGS: [(&str, &str); 21] = [
+    ("ttl_seconds", "--ttl"),
+    ("max_requests", "--max"),
+    ("window_seconds", "--window"),
+    ("percentage", "--percentage"),
+    ("client_id", "--client-id"),
+    ("lease_id", "--lease"),
+    ("subject", "--subject"),
+    ("description", "--description"),
+    ("version", "--version"),
+    ("after", "--after"),
+    ("limit", "--limit"),
+    ("url", "--server"),
+    ("server", "--server"),
+    ("token_file", "--token-file"),
+    ("db", "--db"),
+    ("database_url", "--database-url"),
+    ("database_schema", "--database-schema"),
+    ("schema", "--database-schema"),
+    ("term_grace", "--term-grace"),
+    ("memory", "--memory"),
+    ("write_token", "--write-token"),
+];
+
+/// How the command line names `field`: its flag, or the field itself if no flag gives it.
+pub fn flag_of(field: &'static str) -> &'static str {
+    FLAGS
+        .iter()
+        .find(|(f, _)| *f == field)
+        .map_or(field, |(_, flag)| flag)
+}
+
 /// OctoStore: locks with fencing tokens, rate limits, feature flags and a config store, on a
 /// local file (default), a shared PostgreSQL database (--database-url) or a remote server
 /// (--server).
@@ -519,4 +554,33 @@ pub enum ConfigCommand {
     },
     /// The caller's keys.
     List,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Every long flag of `command` and the commands under it.
+    fn flags(command: &clap::Command, into: &mut Vec<String>) {
+        into.extend(
+            command
+                .get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(|l| format!("--{l}")),
+        );
+        for sub in command.get_subcommands() {
+            flags(sub, into);
+        }
+    }
+
+    #[test]
+    fn every_flag_errors_name_is_a_flag() {
+        let mut all = Vec::new();
+        flags(&Cli::command(), &mut all);
+        for (field, flag) in FLAGS {
+            assert!(all.iter().any(|f| f == flag), "{field}: no flag {flag}");
+        }
+    }
 }

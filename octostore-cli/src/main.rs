@@ -41,6 +41,8 @@ fn exit_code(failure: &Failure) -> u8 {
             // A kind the core adds later: a failure, until it is given a code of its own.
             _ => 5,
         },
+        Failure::NoToken { .. } | Failure::TokenRefused { .. } => 4,
+        Failure::Unreachable { .. } => 5,
         Failure::Bind { .. } | Failure::Runtime(_) | Failure::Command { .. } => 7,
     }
 }
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
     };
     result.unwrap_or_else(|failure| {
+        let failure = failure.at(global);
         eprintln!("octostore: {}", Chain(&failure));
         ExitCode::from(exit_code(&failure))
     })

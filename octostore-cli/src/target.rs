@@ -12,6 +12,7 @@ use octostore_core::{
 use octostore_http::Client;
 
 use crate::args::{Global, StoreArgs};
+use crate::failure::Failure;
 
 /// The store or server a command talks to.
 pub enum Target {
@@ -23,9 +24,14 @@ pub enum Target {
 
 impl Target {
     /// `--server` if given, else the store of [`embedded`].
-    pub fn open(global: &Global) -> Result<Self> {
+    pub fn open(global: &Global) -> Result<Self, Failure> {
         match &global.server {
-            Some(url) => Ok(Target::Remote(Client::new(url, &token(global)?)?)),
+            Some(url) => {
+                let token = token(global)?.ok_or_else(|| Failure::NoToken {
+                    url: url.trim_end_matches('/').to_owned(),
+                })?;
+                Ok(Target::Remote(Client::new(url, &token)?))
+            }
             None => {
                 let store = embedded(&global.store)?.build();
                 let user = store.local_user(&Login::parse(&local_login(global))?)?;
@@ -61,10 +67,7 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
         return Ok(Store::builder().backend(PostgresBackend::connect_with(url, options)?));
     }
     if args.database_schema.is_some() {
-        return Err(Error::invalid(
-            "database_schema",
-            "--database-schema needs --database-url",
-        ));
+        return Err(Error::invalid("database_schema", "needs --database-url"));
     }
     let durability = if args.sync_every_commit {
         Durability::PowerLoss
@@ -92,15 +95,15 @@ pub fn local_login(global: &Global) -> String {
         .unwrap_or_else(|| "local".to_owned())
 }
 
-/// The bearer token: `--token-file`/`OCTOSTORE_TOKEN_FILE`, else `OCTOSTORE_TOKEN`. Never a
-/// plain argument, which any user could read in `ps`.
-fn token(global: &Global) -> Result<String> {
+/// The bearer token: `--token-file`/`OCTOSTORE_TOKEN_FILE`, else `OCTOSTORE_TOKEN`, if any.
+/// Never a plain argument, which any user could read in `ps`.
+fn token(global: &Global) -> Result<Option<String>> {
     if let Some(path) = &global.token_file {
-        return read_token(path);
+        return read_token(path).map(Some);
     }
     match std::env::var("OCTOSTORE_TOKEN") {
-        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
-        _ => Err(Error::Unauthorized),
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_owned())),
+        _ => Ok(None),
     }
 }
 

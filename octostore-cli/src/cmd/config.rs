@@ -20,8 +20,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
             description,
         } => {
             let key = ConfigKey::parse(&key)?;
-            let value = serde_json::from_str(&value)
-                .map_err(|e| Error::invalid("value", format!("is not valid JSON: {e}")))?;
+            let value = serde_json::from_str(&value).map_err(|e| not_json(&key, &value, &e))?;
             let description = description.map(Description::new).transpose()?;
             let entry = ConfigInfo::from(api.put_config(&key, value, description)?);
             print(global.json, &entry, || {
@@ -90,4 +89,19 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The error for a `config set` value `text` that is not JSON. Text that does not begin as an
+/// object, array or string does was most likely meant as a string: the error shows it quoted.
+fn not_json(key: &ConfigKey, text: &str, e: &serde_json::Error) -> Error {
+    let mut reason = format!("not JSON ({e})");
+    if !text.trim_start().starts_with(['{', '[', '"']) {
+        let string = serde_json::to_string(text).expect("a string serializes");
+        // Single-quoted for the shell, each ' in it as '\''.
+        let quoted = format!("'{}'", string.replace('\'', r"'\''"));
+        reason.push_str(&format!(
+            "; to store the text, quote it as a JSON string: octostore config set {key} {quoted}"
+        ));
+    }
+    Error::invalid("value", reason)
 }

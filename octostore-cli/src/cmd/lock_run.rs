@@ -103,7 +103,7 @@ impl Schedule {
         if grace > ttl / 2 {
             return Err(Error::invalid(
                 "term_grace",
-                "--term-grace must be at most half the TTL, to leave time for renewals",
+                "must be at most half the TTL, to leave time for renewals",
             ));
         }
         Ok(Self { ttl, grace })

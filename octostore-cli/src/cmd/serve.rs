@@ -52,9 +52,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
     };
     let builder = if args.memory {
         if store_args.database_url.is_some() {
-            return Err(
-                Error::invalid("memory", "--memory and --database-url exclude each other").into(),
-            );
+            return Err(Error::invalid("memory", "excludes --database-url").into());
         }
         Store::builder().backend(MemoryBackend::new())
     } else {
@@ -118,11 +116,11 @@ fn describe(store_args: &StoreArgs, memory: bool) -> Result<String> {
 fn write_token(store: &Store, request: &str) -> Result<()> {
     let (login, path) = request
         .split_once('=')
-        .ok_or_else(|| Error::invalid("write-token", "expected LOGIN=FILE"))?;
+        .ok_or_else(|| Error::invalid("write_token", "expected LOGIN=FILE"))?;
     let user = store.local_user(&Login::parse(login)?)?;
     let token = store.issue_token(user.id)?;
     crate::secret_file::write(path.as_ref(), &format!("{}\n", token.expose()))
-        .map_err(|e| Error::invalid("write-token", format!("cannot write {path}: {e}")))
+        .map_err(|e| Error::invalid("write_token", format!("cannot write {path}: {e}")))
 }
 
 fn github(args: GithubArgs) -> Result<Option<GithubSettings>> {

@@ -32,7 +32,11 @@ pub fn run(global: &Global, command: TokenCommand) -> Result<ExitCode, Failure> 
         }
         TokenCommand::Rotate => {
             let Target::Remote(client) = Target::open(global)? else {
-                return Err(Error::invalid("server", "token rotate needs --server").into());
+                return Err(Error::invalid(
+                    "server",
+                    "missing: token rotate replaces a server's token",
+                )
+                .into());
             };
             let token = client.rotate_token()?;
             // Printed first, so that a token the file cannot take is still said; a closed

@@ -4,5 +4,6 @@ mod support;
 
 mod commands;
 mod default_store;
+mod errors;
 mod lock_run;
 mod tokens;
