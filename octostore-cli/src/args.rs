@@ -71,8 +71,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts, before or after the subcommand.
+/// Options every command accepts, before or after the subcommand: in each command's help,
+/// under headings of their own, after the command's own options.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// A remote server's URL; without it, commands run on the local file (--db) or the
     /// database (--database-url) in this process.
@@ -93,6 +95,7 @@ pub struct Global {
 
 /// The store commands open in this process: the local file, or a shared database.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Store options")]
 pub struct StoreArgs {
     /// A PostgreSQL database that several servers share (postgres://USER[:PASSWORD]@HOST/DB),
     /// used instead of --db; prefer the environment variable for a URL with a password.
@@ -423,7 +426,21 @@ lease ran out. So no process of the group outlives the lease,
 assuming this machine's clock and the server's tick at the same rate (to within 0.1 %) and
 the server's clock does not jump: the server counts the TTL from when it handled the request,
 which is after it was sent. OCTOSTORE_TOKEN and OCTOSTORE_TOKEN_FILE are removed from the
-command's environment unless --pass-token.";
+command's environment unless --pass-token.
+
+The command's environment also has:
+  OCTOSTORE_LOCK           the lock's name
+  OCTOSTORE_LEASE_ID       the lease's id
+  OCTOSTORE_FENCING_TOKEN  the lease's fencing token: pass it to what the lock protects
+
+Exit codes of lock run:
+  N    the command's own exit status, once it ran (128+N if killed by signal N)
+  1 (or --conflict-exit-code)  another holds the lock
+  2    usage or validation error (also: the command cannot be started), or a quota reached
+  4    authentication failed
+  5    server unreachable or storage failure
+  6    the lease was lost while the command ran (or before it could start)
+  7    signals cannot be handled or the command cannot be waited for";
 
 /// `lock run`: the lock, the command, and how to stop it.
 #[derive(Debug, Args)]

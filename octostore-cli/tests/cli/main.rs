@@ -5,5 +5,6 @@ mod support;
 mod commands;
 mod default_store;
 mod errors;
+mod help;
 mod lock_run;
 mod tokens;
