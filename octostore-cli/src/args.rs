@@ -149,6 +149,9 @@ pub enum Command {
         /// bash, zsh, fish, elvish or powershell.
         shell: Shell,
     },
+    /// Print the manual page (roff) of octostore and every command, for `man`: `octostore man
+    /// > ~/.local/share/man/man1/octostore.1`.
+    Man,
 }
 
 #[derive(Debug, Args)]

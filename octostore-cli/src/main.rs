@@ -58,6 +58,7 @@ fn main() -> ExitCode {
         Command::Flag(command) => cmd::flag::run(global, command),
         Command::Config(command) => cmd::config::run(global, command),
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
+        Command::Man => Ok(cmd::man::run()),
     };
     result.unwrap_or_else(|failure| {
         let failure = failure.at(global);

@@ -6,6 +6,7 @@ pub mod flag;
 pub mod limit;
 pub mod lock;
 pub mod lock_run;
+pub mod man;
 pub mod serve;
 pub mod token;
 

@@ -1,7 +1,9 @@
 //! Help a reader can use: each command's own options first, `lock run`'s environment and exit
-//! codes.
+//! codes, and a manual page.
 
-use crate::support::{octostore, Run};
+use std::process::Stdio;
+
+use crate::support::{finish, octostore, Run};
 
 fn help(args: &[&str]) -> String {
     Run::of(octostore().args(args).arg("--help").output().unwrap())
@@ -56,4 +58,43 @@ fn lock_run_help_names_the_commands_environment_and_the_exit_codes() {
     ] {
         at(&help, text);
     }
+}
+
+#[test]
+fn man_prints_one_roff_page_of_every_command() {
+    let run = Run::of(octostore().arg("man").output().unwrap()).expect(0);
+    assert!(run.stdout.starts_with(".ie"), "{}", &run.stdout[..200]);
+    at(&run.stdout, "\n.TH octostore 1 ");
+    // Every command has its section, with its own options (roff escapes each '-').
+    at(&run.stdout, "\n.SH \"OCTOSTORE LOCK RUN\"\n");
+    at(&run.stdout, "\n.SH \"OCTOSTORE CONFIG HISTORY\"\n");
+    let lock_run = &run.stdout[at(&run.stdout, "OCTOSTORE LOCK RUN")..];
+    let lock_run = &lock_run[..at(lock_run, "\n.SH \"OCTOSTORE LIMIT\"")];
+    at(lock_run, "\\-\\-ttl");
+    at(lock_run, "\\-\\-term\\-grace");
+    at(lock_run, "OCTOSTORE_FENCING_TOKEN");
+    // The global options only on the first page, described once.
+    assert!(!lock_run.contains("\\-\\-server"), "{lock_run}");
+    assert_eq!(
+        run.stdout
+            .matches("\\fB\\-\\-server\\fR \\fI<SERVER>")
+            .count(),
+        1
+    );
+    assert_eq!(run.stderr, "");
+}
+
+/// `octostore man | head`: stdout closed before the page is written is a quiet exit 0.
+#[test]
+fn man_into_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = octostore()
+        .arg("man")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run = finish(child);
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""));
 }
