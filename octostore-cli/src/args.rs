@@ -339,26 +339,40 @@ pub enum TokenCommand {
 /// overflow the clock's instants.
 const LONGEST: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// A duration as every duration flag spells it: `500ms`, `30s`, `2m`, `1h`, or a number of
+/// seconds.
+fn spelled_duration(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(seconds) => Ok(Duration::from_secs(seconds)),
+        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string()),
+    }
+}
+
 /// A duration flag: `500ms`, `30s`, `2m`, or a number of seconds; at most [`LONGEST`].
 fn duration(text: &str) -> Result<Duration, String> {
-    let duration = match text.parse::<u64>() {
-        Ok(seconds) => Duration::from_secs(seconds),
-        Err(_) => humantime::parse_duration(text).map_err(|e| e.to_string())?,
-    };
+    let duration = spelled_duration(text)?;
     if duration > LONGEST {
         return Err("must be at most 30 days".into());
     }
     Ok(duration)
 }
 
-/// A TTL in seconds, within what the core's `Ttl` accepts.
-fn ttl(text: &str) -> Result<i64, String> {
-    let max = i64::from(Ttl::MAX_SECONDS);
-    match text.parse::<i64>() {
-        Ok(seconds) if (1..=max).contains(&seconds) => Ok(seconds),
-        Ok(_) => Err(format!("must be 1 to {max} seconds")),
-        Err(e) => Err(format!("must be 1 to {max} seconds ({e})")),
+/// A lease's TTL, spelled as a duration (`90`, `90s`, `5m`, `1h`): whole seconds, within
+/// what the core's `Ttl` accepts.
+fn ttl(text: &str) -> Result<Ttl, String> {
+    let longest = Duration::from_secs(Ttl::MAX_SECONDS.into());
+    let range = format!(
+        "must be whole seconds, 1s to {}",
+        humantime::format_duration(longest)
+    );
+    let duration = spelled_duration(text).map_err(|e| format!("{range} ({e})"))?;
+    if duration.subsec_nanos() != 0 {
+        return Err(range);
     }
+    i64::try_from(duration.as_secs())
+        .ok()
+        .and_then(|seconds| Ttl::seconds(seconds).ok())
+        .ok_or(range)
 }
 
 /// How to take a lock.
@@ -366,9 +380,9 @@ fn ttl(text: &str) -> Result<i64, String> {
 pub struct AcquireArgs {
     /// The lock.
     pub name: String,
-    /// Seconds the lease lasts unless renewed (1 to 3600).
-    #[arg(long, value_parser = ttl)]
-    pub ttl: i64,
+    /// How long the lease lasts unless renewed: whole seconds, 1s to 1h (90, 90s, 5m, 1h).
+    #[arg(long, value_parser = ttl, value_name = "DURATION")]
+    pub ttl: Ttl,
     /// Keep trying this long while another holds the lock (500ms, 30s, 2m, or seconds; at
     /// most 30 days).
     #[arg(long, value_parser = duration)]
@@ -397,9 +411,9 @@ pub enum LockCommand {
         /// The lease id from acquire.
         #[arg(long)]
         lease: uuid::Uuid,
-        /// Seconds from now (1 to 3600).
-        #[arg(long, value_parser = ttl)]
-        ttl: i64,
+        /// How long from now: whole seconds, 1s to 1h (90, 90s, 5m, 1h).
+        #[arg(long, value_parser = ttl, value_name = "DURATION")]
+        ttl: Ttl,
     },
     /// Who holds the lock (exit 0 either way).
     Status {

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use octostore_core::{Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result, Ttl};
+use octostore_core::{Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result};
 use octostore_http::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
 
 use super::print;
@@ -29,7 +29,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
             print(global.json, &released, || format!("released {name}"));
         }
         LockCommand::Renew { name, lease, ttl } => {
-            let lease = api.renew(&LockName::parse(&name)?, LeaseId(lease), Ttl::seconds(ttl)?)?;
+            let lease = api.renew(&LockName::parse(&name)?, LeaseId(lease), ttl)?;
             let held = octostore_core::AcquireStatus::Held;
             print_lease(global.json, &LockResponse::new(held, &lease));
         }
@@ -102,7 +102,6 @@ fn print_lease(as_json: bool, lease: &LockResponse) {
 /// scripts sharing a token exclude each other.
 pub fn acquire(api: &dyn Api, args: &AcquireArgs) -> Result<(LockGrant, Instant)> {
     let name = LockName::parse(&args.name)?;
-    let ttl = Ttl::seconds(args.ttl)?;
     let client_id = match &args.client_id {
         Some(id) => ClientId::parse(id)?,
         None => ClientId::parse(&format!("cli-{}", uuid::Uuid::new_v4().simple()))?,
@@ -111,7 +110,7 @@ pub fn acquire(api: &dyn Api, args: &AcquireArgs) -> Result<(LockGrant, Instant)
     let mut pause = Duration::from_millis(50);
     loop {
         let sent = Instant::now();
-        match api.acquire(&name, ttl, Some(&client_id)) {
+        match api.acquire(&name, args.ttl, Some(&client_id)) {
             Err(Error::LockHeld { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
                 let left = deadline
                     .expect("checked")

@@ -50,7 +50,7 @@ fn kill_margin(ttl: Duration) -> Duration {
 }
 
 pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode, Failure> {
-    let ttl = Ttl::seconds(args.acquire.ttl)?;
+    let ttl = args.acquire.ttl;
     let schedule = Schedule::new(ttl, args.term_grace)?;
     let (grant, sent) = super::lock::acquire(&*api, &args.acquire)?;
     let lease = grant.lease;

@@ -303,11 +303,11 @@ fn huge_durations_and_ttls_are_usage_errors() {
         ),
         (
             vec!["lock", "acquire", "x", "--ttl", "18446744073709551615"],
-            "must be 1 to 3600 seconds",
+            "must be whole seconds, 1s to 1h",
         ),
         (
             vec!["lock", "acquire", "x", "--ttl", "3601"],
-            "must be 1 to 3600 seconds",
+            "must be whole seconds, 1s to 1h",
         ),
         (
             vec![
@@ -319,7 +319,7 @@ fn huge_durations_and_ttls_are_usage_errors() {
                 "--ttl",
                 "0",
             ],
-            "must be 1 to 3600 seconds",
+            "must be whole seconds, 1s to 1h",
         ),
         (
             vec![

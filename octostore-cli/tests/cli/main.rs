@@ -7,4 +7,5 @@ mod default_store;
 mod errors;
 mod help;
 mod lock_run;
+mod lock_scripts;
 mod tokens;
