@@ -383,10 +383,14 @@ pub struct AcquireArgs {
     /// How long the lease lasts unless renewed: whole seconds, 1s to 1h (90, 90s, 5m, 1h).
     #[arg(long, value_parser = ttl, value_name = "DURATION")]
     pub ttl: Ttl,
-    /// Keep trying this long while another holds the lock (500ms, 30s, 2m, or seconds; at
-    /// most 30 days).
-    #[arg(long, value_parser = duration)]
+    /// While another holds the lock, keep trying for at most this long (500ms, 30s, 2m, or
+    /// seconds; at most 30 days), then give up as held by another. Waiting retries the
+    /// acquire, pausing at most 1s between tries.
+    #[arg(long, value_parser = duration, value_name = "DURATION")]
     pub wait: Option<Duration>,
+    /// Try once: if another holds the lock, give up at once.
+    #[arg(short = 'n', long, conflicts_with = "wait")]
+    pub no_wait: bool,
     /// Who this process is among those sharing the token (default: a fresh id per run).
     #[arg(long)]
     pub client_id: Option<String>,
@@ -395,6 +399,8 @@ pub struct AcquireArgs {
 #[derive(Debug, Subcommand)]
 pub enum LockCommand {
     /// Take the lock; exit 1 if another holds it.
+    ///
+    /// Tries once unless --wait (-n, trying once, is accepted too, as `lock run` takes it).
     Acquire(AcquireArgs),
     /// Give the lock back.
     Release {
@@ -423,6 +429,9 @@ pub enum LockCommand {
     /// The caller's live leases.
     List,
     /// Run a command while holding the lock, renewing it in the background.
+    ///
+    /// While another holds the lock it waits, without bound, as flock does: -n tries once,
+    /// --wait DURATION waits at most that long.
     #[command(after_help = LOCK_RUN_HELP)]
     Run(RunArgs),
 }

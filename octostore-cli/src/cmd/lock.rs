@@ -16,7 +16,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
     let api = target.api();
     match command {
         LockCommand::Acquire(args) => {
-            let (grant, _) = acquire(api, &args)?;
+            let (grant, _) = acquire(api, &args, Wait::Once)?;
             print_lease(global.json, &LockResponse::new(grant.status, &grant.lease));
         }
         LockCommand::Release { name, lease } => {
@@ -96,27 +96,49 @@ fn print_lease(as_json: bool, lease: &LockResponse) {
     });
 }
 
-/// Acquires, retrying while another holds the lock until `--wait` runs out; the grant, and
-/// the instant just before the request that won it was sent (the lease ends no sooner than
-/// that instant plus the TTL). Every run without `--client-id` is its own client, so two
+/// How long an acquire tries while another holds the lock, unless `-n` or `--wait` says.
+#[derive(Debug, Clone, Copy)]
+pub enum Wait {
+    /// One try (`lock acquire`).
+    Once,
+    /// Until the lock is free (`lock run`, as `flock`).
+    Forever,
+}
+
+/// The longest pause between two tries of a waiting acquire.
+const LONGEST_PAUSE: Duration = Duration::from_secs(1);
+
+/// Acquires, retrying while another holds the lock for as long as `args` say (by default,
+/// `wait`); the grant, and the instant just before the request that won it was sent (the
+/// lease ends no sooner than that instant plus the TTL). The first refusal of a waiting
+/// acquire is said on stderr. Every run without `--client-id` is its own client, so two
 /// scripts sharing a token exclude each other.
-pub fn acquire(api: &dyn Api, args: &AcquireArgs) -> Result<(LockGrant, Instant)> {
+pub fn acquire(api: &dyn Api, args: &AcquireArgs, wait: Wait) -> Result<(LockGrant, Instant)> {
     let name = LockName::parse(&args.name)?;
     let client_id = match &args.client_id {
         Some(id) => ClientId::parse(id)?,
         None => ClientId::parse(&format!("cli-{}", uuid::Uuid::new_v4().simple()))?,
     };
-    let deadline = args.wait.map(|wait| Instant::now() + wait);
+    let start = Instant::now();
+    // When to give up; `None`: never.
+    let give_up = match (args.no_wait, args.wait, wait) {
+        (true, _, _) | (false, None, Wait::Once) => Some(start),
+        (false, Some(wait), _) => Some(start + wait),
+        (false, None, Wait::Forever) => None,
+    };
     let mut pause = Duration::from_millis(50);
+    let mut waiting = false;
     loop {
         let sent = Instant::now();
         match api.acquire(&name, args.ttl, Some(&client_id)) {
-            Err(Error::LockHeld { .. }) if deadline.is_some_and(|d| Instant::now() < d) => {
-                let left = deadline
-                    .expect("checked")
-                    .saturating_duration_since(Instant::now());
+            Err(e @ Error::LockHeld { .. }) if give_up.is_none_or(|at| Instant::now() < at) => {
+                if !waiting {
+                    eprintln!("octostore: {e}; waiting");
+                    waiting = true;
+                }
+                let left = give_up.map_or(pause, |at| at.saturating_duration_since(Instant::now()));
                 std::thread::sleep(pause.min(left));
-                pause = (pause * 2).min(Duration::from_secs(1));
+                pause = (pause * 2).min(LONGEST_PAUSE);
             }
             result => return result.map(|grant| (grant, sent)),
         }

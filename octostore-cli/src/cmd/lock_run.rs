@@ -52,7 +52,7 @@ fn kill_margin(ttl: Duration) -> Duration {
 pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode, Failure> {
     let ttl = args.acquire.ttl;
     let schedule = Schedule::new(ttl, args.term_grace)?;
-    let (grant, sent) = super::lock::acquire(&*api, &args.acquire)?;
+    let (grant, sent) = super::lock::acquire(&*api, &args.acquire, super::lock::Wait::Forever)?;
     let lease = grant.lease;
     let deadline = schedule.deadline(sent);
     let outcome = if Instant::now() >= schedule.term_at(deadline) {

@@ -118,20 +118,6 @@ fn the_command_does_not_inherit_an_ignored_sigpipe() {
 }
 
 #[test]
-fn a_held_lock_without_wait_is_exit_code_1_and_runs_nothing() {
-    let env = Env::local();
-    env.run(&["lock", "acquire", "busy", "--ttl", "60"])
-        .expect(0);
-    let marker = env.path("ran");
-    let script = format!("touch {}", marker.display());
-    env.run(&[
-        "lock", "run", "busy", "--ttl", "60", "--", "sh", "-c", &script,
-    ])
-    .expect(1);
-    assert!(!marker.exists());
-}
-
-#[test]
 fn a_lost_lease_kills_the_command_and_exits_6() {
     let env = Env::local();
     let lease_file = env.path("lease");

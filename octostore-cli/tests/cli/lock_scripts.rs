@@ -1,11 +1,109 @@
 //! The lock commands as scripts written for `flock`, `etcdctl lock` and `consul lock` use them:
-//! durations for TTLs.
+//! waiting for a held lock, durations for TTLs.
 
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::support::Env;
+use crate::support::{finish, Env};
+
+/// `lock run` waits while another holds the lock, as `flock` does, and runs the command once
+/// the holder lets go.
+fn lock_run_waits_for_the_holder(env: &Env) {
+    let held = env
+        .run(&["lock", "acquire", "queue", "--ttl", "1h", "--json"])
+        .expect(0)
+        .json();
+    let ran = env.path("ran");
+    let mut run = env
+        .command(&["lock", "run", "queue", "--ttl", "60", "--", "touch"])
+        .arg(&ran)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Refused, it says so and waits.
+    let mut said = String::new();
+    BufReader::new(run.stderr.take().unwrap())
+        .read_line(&mut said)
+        .unwrap();
+    assert!(
+        said.starts_with("octostore: lock queue is held by alice until ")
+            && said.ends_with("; waiting\n"),
+        "{said:?}"
+    );
+    assert!(!ran.exists());
+    let lease = held["lease_id"].as_str().unwrap();
+    env.run(&["lock", "release", "queue", "--lease", lease])
+        .expect(0);
+    finish(run).expect(0);
+    assert!(ran.exists());
+}
+
+#[test]
+fn lock_run_waits_for_the_holder_on_a_local_file() {
+    lock_run_waits_for_the_holder(&Env::local());
+}
+
+#[test]
+fn lock_run_waits_for_the_holder_against_a_server() {
+    lock_run_waits_for_the_holder(&Env::remote());
+}
+
+/// `-n` gives up at once, `--wait` once it has waited that long (saying that it waits), and
+/// `lock acquire` tries once by default; the two flags together are a usage error.
+#[test]
+fn no_wait_gives_up_at_once_and_wait_after_a_while() {
+    let env = Env::local();
+    env.run(&["lock", "acquire", "busy", "--ttl", "1h"])
+        .expect(0);
+    let ran = env.path("ran");
+    let touch = ran.to_str().unwrap();
+    for (flags, waits) in [
+        (&["-n"][..], false),
+        (&["--no-wait"], false),
+        (&["--wait", "300ms"], true),
+    ] {
+        let run = ["lock", "run", "busy", "--ttl", "60"];
+        let run = [&run[..], flags, &["--", "touch", touch]].concat();
+        let acquire = [&["lock", "acquire", "busy", "--ttl", "60"][..], flags].concat();
+        for args in [run, acquire] {
+            let refused = env.run(&args).expect(1);
+            assert!(
+                refused.stderr.contains("lock busy is held by alice"),
+                "{args:?}: {}",
+                refused.stderr
+            );
+            assert_eq!(
+                refused.stderr.contains("; waiting"),
+                waits,
+                "{args:?}: {}",
+                refused.stderr
+            );
+        }
+    }
+    assert!(!ran.exists());
+    let once = env
+        .run(&["lock", "acquire", "busy", "--ttl", "60"])
+        .expect(1);
+    assert!(!once.stderr.contains("waiting"), "{}", once.stderr);
+    for args in [
+        vec![
+            "lock", "acquire", "busy", "--ttl", "60", "-n", "--wait", "1s",
+        ],
+        vec![
+            "lock", "run", "busy", "--ttl", "60", "-n", "--wait", "1s", "--", "true",
+        ],
+    ] {
+        let run = env.run(&args).expect(2);
+        assert!(
+            run.stderr.contains("cannot be used with"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
 
 /// A lease's `expires_at`.
 fn expires_at(lease: &Value) -> SystemTime {
@@ -58,5 +156,22 @@ fn every_ttl_is_a_duration_of_whole_seconds_from_1s_to_1h() {
                 run.stderr
             );
         }
+    }
+}
+
+#[test]
+fn lock_run_help_says_that_it_waits_and_how_not_to() {
+    let help = crate::support::octostore()
+        .args(["lock", "run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    for said in [
+        "it waits, without bound",
+        "-n, --no-wait",
+        "--wait <DURATION>",
+        "Waiting retries the acquire",
+    ] {
+        assert!(help.contains(said), "{said:?} in {help}");
     }
 }
