@@ -13,7 +13,8 @@ use octostore_http::{ConnectionLimits, QueueLimits};
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success: acquired or held, allowed, flag on, found
-  1  a negative answer: lock held by another, rate limited, flag off
+  1  a negative answer: lock held by another (lock acquire, lock run: --conflict-exit-code),
+     rate limited, flag off
   2  usage or validation error, or a quota reached
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
@@ -391,6 +392,15 @@ pub struct AcquireArgs {
     /// Try once: if another holds the lock, give up at once.
     #[arg(short = 'n', long, conflicts_with = "wait")]
     pub no_wait: bool,
+    /// The exit code when another holds the lock (default 1), as flock -E: so that a script
+    /// can tell a lock taken from a command's own exit 1.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(0..=255)
+    )]
+    pub conflict_exit_code: u8,
     /// Who this process is among those sharing the token (default: a fresh id per run).
     #[arg(long)]
     pub client_id: Option<String>,

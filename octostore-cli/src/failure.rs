@@ -25,6 +25,9 @@ pub enum Failure {
     NoToken { url: String },
     /// The server refused the token from `from` (a file, or `OCTOSTORE_TOKEN`).
     TokenRefused { url: String, from: String },
+    /// `lock acquire` or `lock run` found the lock held by another (`error`, a
+    /// `LockHeld`): the command exits with `exit_code`, its `--conflict-exit-code`.
+    Held { error: Error, exit_code: u8 },
     /// `serve` cannot listen on its address: in use, or not this user's to take.
     Bind { addr: SocketAddr, source: io::Error },
     /// `serve` cannot start its async runtime.
@@ -115,7 +118,7 @@ fn how_to_get_a_token(url: &str, which: &str) -> String {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Api(err) => match in_cli_terms(err) {
+            Failure::Api(err) | Failure::Held { error: err, .. } => match in_cli_terms(err) {
                 Some(said) => said.fmt(f),
                 None => err.fmt(f),
             },
@@ -141,7 +144,7 @@ impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             // The operation's error stands for itself: its sources are the failure's.
-            Failure::Api(err) => err.source(),
+            Failure::Api(err) | Failure::Held { error: err, .. } => err.source(),
             Failure::Bind { source, .. }
             | Failure::Runtime(source)
             | Failure::Command { source, .. } => Some(source),

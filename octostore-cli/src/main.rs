@@ -43,6 +43,7 @@ fn exit_code(failure: &Failure) -> u8 {
         },
         Failure::NoToken { .. } | Failure::TokenRefused { .. } => 4,
         Failure::Unreachable { .. } => 5,
+        Failure::Held { exit_code, .. } => *exit_code,
         Failure::Bind { .. } | Failure::Runtime(_) | Failure::Command { .. } => 7,
     }
 }

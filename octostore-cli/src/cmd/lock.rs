@@ -111,9 +111,13 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// Acquires, retrying while another holds the lock for as long as `args` say (by default,
 /// `wait`); the grant, and the instant just before the request that won it was sent (the
 /// lease ends no sooner than that instant plus the TTL). The first refusal of a waiting
-/// acquire is said on stderr. Every run without `--client-id` is its own client, so two
-/// scripts sharing a token exclude each other.
-pub fn acquire(api: &dyn Api, args: &AcquireArgs, wait: Wait) -> Result<(LockGrant, Instant)> {
+/// acquire is said on stderr; a lock still held in the end is [`Failure::Held`]. Every run
+/// without `--client-id` is its own client, so two scripts sharing a token exclude each other.
+pub fn acquire(
+    api: &dyn Api,
+    args: &AcquireArgs,
+    wait: Wait,
+) -> Result<(LockGrant, Instant), Failure> {
     let name = LockName::parse(&args.name)?;
     let client_id = match &args.client_id {
         Some(id) => ClientId::parse(id)?,
@@ -140,7 +144,13 @@ pub fn acquire(api: &dyn Api, args: &AcquireArgs, wait: Wait) -> Result<(LockGra
                 std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(LONGEST_PAUSE);
             }
-            result => return result.map(|grant| (grant, sent)),
+            Err(e @ Error::LockHeld { .. }) => {
+                return Err(Failure::Held {
+                    error: e,
+                    exit_code: args.conflict_exit_code,
+                })
+            }
+            result => return Ok((result?, sent)),
         }
     }
 }

@@ -1,5 +1,5 @@
 //! The lock commands as scripts written for `flock`, `etcdctl lock` and `consul lock` use them:
-//! waiting for a held lock, durations for TTLs.
+//! waiting for a held lock, its exit code, durations for TTLs.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -159,6 +159,58 @@ fn every_ttl_is_a_duration_of_whole_seconds_from_1s_to_1h() {
     }
 }
 
+/// `--conflict-exit-code` (`flock -E`) tells a lock held by another from the command's own
+/// exit 1.
+#[test]
+fn a_held_lock_exits_with_the_conflict_exit_code() {
+    let env = Env::local();
+    env.run(&["lock", "acquire", "taken", "--ttl", "1h"])
+        .expect(0);
+    let code = "--conflict-exit-code=75";
+    for args in [
+        vec!["lock", "acquire", "taken", "--ttl", "60", code],
+        vec![
+            "lock", "acquire", "taken", "--ttl", "60", "--wait", "200ms", code,
+        ],
+        vec![
+            "lock", "run", "taken", "--ttl", "60", "-n", code, "--", "true",
+        ],
+        vec![
+            "lock", "run", "taken", "--ttl", "60", "--wait", "200ms", code, "--", "true",
+        ],
+    ] {
+        let run = env.run(&args).expect(75);
+        assert!(
+            run.stderr.contains("lock taken is held by alice"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    env.run(&[
+        "lock",
+        "run",
+        "free",
+        "--ttl",
+        "60",
+        "--conflict-exit-code",
+        "75",
+        "--",
+        "false",
+    ])
+    .expect(1);
+    for bad in ["256", "-1", "one"] {
+        let flag = format!("--conflict-exit-code={bad}");
+        let run = env
+            .run(&["lock", "acquire", "free", "--ttl", "60", &flag])
+            .expect(2);
+        assert!(
+            run.stderr.contains("--conflict-exit-code <N>"),
+            "{bad}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn lock_run_help_says_that_it_waits_and_how_not_to() {
     let help = crate::support::octostore()
@@ -171,6 +223,7 @@ fn lock_run_help_says_that_it_waits_and_how_not_to() {
         "-n, --no-wait",
         "--wait <DURATION>",
         "Waiting retries the acquire",
+        "--conflict-exit-code <N>",
     ] {
         assert!(help.contains(said), "{said:?} in {help}");
     }
