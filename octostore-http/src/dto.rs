@@ -195,6 +195,22 @@ pub struct LockConflict {
     pub lock: ConflictingLock,
 }
 
+impl LockConflict {
+    /// The answer when `holder`'s lease, ending at `expires_at` unless renewed, holds the lock
+    /// `name` (what [`Error::LockHeld`](octostore_core::Error::LockHeld) says).
+    pub fn new(name: &LockName, holder: &Login, expires_at: DateTime<Utc>) -> Self {
+        Self {
+            error: "Lock already held".into(),
+            code: ErrorCode::LockHeld,
+            lock: ConflictingLock {
+                name: name.to_string(),
+                holder: holder.to_string(),
+                expires_at,
+            },
+        }
+    }
+}
+
 /// The lease in the way of an acquire ([`LockConflict::lock`]).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ConflictingLock {

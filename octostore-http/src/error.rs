@@ -8,9 +8,7 @@ use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::dto::{
-    held_by_code, resource_code, ConflictingLock, ErrorBody, ErrorCode, LockConflict,
-};
+use crate::dto::{held_by_code, resource_code, ErrorBody, ErrorCode, LockConflict};
 use crate::reply::json;
 
 fn error_json(status: StatusCode, body: &ErrorBody) -> Response {
@@ -51,18 +49,7 @@ pub fn error_response(err: &Error) -> Response {
             name,
             holder,
             expires_at,
-        } => {
-            let conflict = LockConflict {
-                error: "Lock already held".into(),
-                code,
-                lock: ConflictingLock {
-                    name: name.to_string(),
-                    holder: holder.to_string(),
-                    expires_at: *expires_at,
-                },
-            };
-            return json(status(code), &conflict);
-        }
+        } => return json(status(code), &LockConflict::new(name, holder, *expires_at)),
         Error::Unauthorized => return unauthorized(),
         Error::Invalid { field, reason } => {
             body.field = Some((*field).to_owned());

@@ -4,9 +4,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use octostore_core::{Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result};
-use octostore_http::dto::{LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released};
+use octostore_http::dto::{
+    LockConflict, LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released,
+};
 
-use super::print;
+use super::{out, print};
 use crate::args::{AcquireArgs, Global, LockCommand};
 use crate::failure::Failure;
 use crate::target::Target;
@@ -16,7 +18,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
     let api = target.api();
     match command {
         LockCommand::Acquire(args) => {
-            let (grant, _) = acquire(api, &args, Wait::Once)?;
+            let (grant, _) = acquire(api, &args, Wait::Once, global.json)?;
             print_lease(global.json, &LockResponse::new(grant.status, &grant.lease));
         }
         LockCommand::Release { name, lease } => {
@@ -73,7 +75,9 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
                 lines.join("\n")
             });
         }
-        LockCommand::Run(args) => return super::lock_run::run(target.into_api(), &args),
+        LockCommand::Run(args) => {
+            return super::lock_run::run(target.into_api(), &args, global.json)
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -111,12 +115,13 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(1);
 /// Acquires, retrying while another holds the lock for as long as `args` say (by default,
 /// `wait`); the grant, and the instant just before the request that won it was sent (the
 /// lease ends no sooner than that instant plus the TTL). The first refusal of a waiting
-/// acquire is said on stderr; a lock still held in the end is [`Failure::Held`]. Every run
+/// acquire is said on stderr; a lock still held in the end is [`held`]. Every run
 /// without `--client-id` is its own client, so two scripts sharing a token exclude each other.
 pub fn acquire(
     api: &dyn Api,
     args: &AcquireArgs,
     wait: Wait,
+    as_json: bool,
 ) -> Result<(LockGrant, Instant), Failure> {
     let name = LockName::parse(&args.name)?;
     let client_id = match &args.client_id {
@@ -144,13 +149,28 @@ pub fn acquire(
                 std::thread::sleep(pause.min(left));
                 pause = (pause * 2).min(LONGEST_PAUSE);
             }
-            Err(e @ Error::LockHeld { .. }) => {
-                return Err(Failure::Held {
-                    error: e,
-                    exit_code: args.conflict_exit_code,
-                })
-            }
+            Err(e @ Error::LockHeld { .. }) => return Err(held(e, args, as_json)),
             result => return Ok((result?, sent)),
         }
+    }
+}
+
+/// The failure of an acquire that found the lock held by another (`error`): the command's
+/// `--conflict-exit-code`, and with `--json` the API's 409 answer on stdout.
+fn held(error: Error, args: &AcquireArgs, as_json: bool) -> Failure {
+    if as_json {
+        if let Error::LockHeld {
+            name,
+            holder,
+            expires_at,
+        } = &error
+        {
+            let conflict = LockConflict::new(name, holder, *expires_at);
+            out(&serde_json::to_string(&conflict).expect("API objects serialize"));
+        }
+    }
+    Failure::Held {
+        error,
+        exit_code: args.conflict_exit_code,
     }
 }

@@ -49,10 +49,15 @@ fn kill_margin(ttl: Duration) -> Duration {
     Duration::from_millis(250) + ttl / 1000
 }
 
-pub fn run(api: Arc<dyn Api + Send + Sync>, args: &RunArgs) -> Result<ExitCode, Failure> {
+pub fn run(
+    api: Arc<dyn Api + Send + Sync>,
+    args: &RunArgs,
+    as_json: bool,
+) -> Result<ExitCode, Failure> {
     let ttl = args.acquire.ttl;
     let schedule = Schedule::new(ttl, args.term_grace)?;
-    let (grant, sent) = super::lock::acquire(&*api, &args.acquire, super::lock::Wait::Forever)?;
+    let (grant, sent) =
+        super::lock::acquire(&*api, &args.acquire, super::lock::Wait::Forever, as_json)?;
     let lease = grant.lease;
     let deadline = schedule.deadline(sent);
     let outcome = if Instant::now() >= schedule.term_at(deadline) {

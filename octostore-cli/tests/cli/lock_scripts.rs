@@ -1,7 +1,8 @@
 //! The lock commands as scripts written for `flock`, `etcdctl lock` and `consul lock` use them:
-//! waiting for a held lock, its exit code, durations for TTLs.
+//! waiting for a held lock, its exit code and JSON, durations for TTLs.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
@@ -209,6 +210,84 @@ fn a_held_lock_exits_with_the_conflict_exit_code() {
             run.stderr
         );
     }
+}
+
+/// With `--json`, `lock acquire` and `lock run` refused a lock print the API's 409 answer on
+/// stdout (and still exit with the conflict code); the answer, checked against the holder's
+/// lease.
+fn held_lock_as_json(env: &Env) -> Value {
+    let lease = env
+        .run(&["lock", "acquire", "busy", "--ttl", "1h", "--json"])
+        .expect(0)
+        .json();
+    let acquire = env
+        .run(&["lock", "acquire", "busy", "--ttl", "60", "--json"])
+        .expect(1);
+    assert!(
+        acquire.stderr.contains("lock busy is held by alice"),
+        "{}",
+        acquire.stderr
+    );
+    let conflict = acquire.json();
+    let run = env.run(&[
+        "lock",
+        "run",
+        "busy",
+        "--ttl",
+        "60",
+        "-n",
+        "--json",
+        "--conflict-exit-code",
+        "9",
+        "--",
+        "true",
+    ]);
+    assert_eq!(run.expect(9).json(), conflict);
+    assert_eq!(
+        conflict,
+        serde_json::json!({
+            "error": "Lock already held",
+            "code": "lock_held",
+            "lock": {"name": "busy", "holder": "alice", "expires_at": lease["expires_at"]},
+        })
+    );
+    conflict
+}
+
+#[test]
+fn a_held_lock_as_json_on_a_local_file() {
+    held_lock_as_json(&Env::local());
+}
+
+#[test]
+fn a_held_lock_as_json_is_the_servers_409_answer() {
+    let env = Env::remote();
+    let conflict = held_lock_as_json(&env);
+    let (status, answer) = acquire_by_hand(&env, "busy");
+    assert_eq!(status, "HTTP/1.1 409 Conflict");
+    assert_eq!(answer, conflict);
+}
+
+/// The server's answer to `POST /locks/{name}/acquire` as `alice`, sent by hand: its status
+/// line and JSON body.
+fn acquire_by_hand(env: &Env, name: &str) -> (String, Value) {
+    let token = std::fs::read_to_string(env.path("token")).unwrap();
+    let addr = env.url().trim_start_matches("http://");
+    let body = r#"{"ttl_seconds":60,"client_id":"by-hand"}"#;
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /locks/{name}/acquire HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    (status, serde_json::from_str(body).unwrap())
 }
 
 #[test]
