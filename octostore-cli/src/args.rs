@@ -411,22 +411,26 @@ pub enum LockCommand {
     /// Take the lock; exit 1 if another holds it.
     ///
     /// Tries once unless --wait (-n, trying once, is accepted too, as `lock run` takes it).
-    Acquire(AcquireArgs),
-    /// Give the lock back.
-    Release {
-        /// The lock.
-        name: String,
-        /// The lease id from acquire.
-        #[arg(long)]
-        lease: uuid::Uuid,
+    Acquire {
+        #[command(flatten)]
+        acquire: AcquireArgs,
+        /// Also write the lease to FILE, for `lock renew` and `lock release --lease-file`: the
+        /// API's JSON of it (name, lease_id, fencing_token, expires_at...), readable by its
+        /// owner only (0600, replaced whole; a symlink is refused).
+        #[arg(long, value_name = "FILE")]
+        lease_file: Option<PathBuf>,
     },
-    /// Extend a lease to now + --ttl.
+    /// Give the lock back; with --lease-file, the file is removed once the lease is released
+    /// or found gone.
+    Release {
+        #[command(flatten)]
+        lease: LeaseArgs,
+    },
+    /// Extend a lease to now + --ttl; with --lease-file, the file is rewritten with the
+    /// renewed lease.
     Renew {
-        /// The lock.
-        name: String,
-        /// The lease id from acquire.
-        #[arg(long)]
-        lease: uuid::Uuid,
+        #[command(flatten)]
+        lease: LeaseArgs,
         /// How long from now: whole seconds, 1s to 1h (90, 90s, 5m, 1h).
         #[arg(long, value_parser = ttl, value_name = "DURATION")]
         ttl: Ttl,
@@ -444,6 +448,21 @@ pub enum LockCommand {
     /// --wait DURATION waits at most that long.
     #[command(after_help = LOCK_RUN_HELP)]
     Run(RunArgs),
+}
+
+/// Which lease to release or renew: its lock and id, or a lease file holding both.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("lease_source").required(true).args(["lease", "lease_file"])))]
+pub struct LeaseArgs {
+    /// The lock (with --lease-file, if given, it must be the file's).
+    #[arg(required_unless_present = "lease_file")]
+    pub name: Option<String>,
+    /// The lease id from acquire.
+    #[arg(long)]
+    pub lease: Option<uuid::Uuid>,
+    /// The lease written by `lock acquire --lease-file FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub lease_file: Option<PathBuf>,
 }
 
 /// What `lock run` promises, and on what assumption (also in `--help`).

@@ -1,12 +1,13 @@
 //! `octostore`: a thin binary over `octostore-core` and `octostore-http`. The command line is
 //! declared in `args.rs`, each command group lives in `cmd/`, `target.rs` picks the local file
 //! or a remote server, `store_path.rs` where the default store file is, `secret_file.rs`
-//! writes token files, `failure.rs` says why a command failed, and the mapping from failures
-//! to exit codes is here.
+//! writes token and lease files (`lease_file.rs`: what a lease file holds), `failure.rs` says
+//! why a command failed, and the mapping from failures to exit codes is here.
 
 mod args;
 mod cmd;
 mod failure;
+mod lease_file;
 mod secret_file;
 mod store_path;
 mod target;

@@ -1,5 +1,5 @@
-//! Files holding a secret (a bearer token): written whole or not at all, readable by their
-//! owner only, never through a symlink.
+//! Files holding a secret (a bearer token, a lease id): written whole or not at all, readable
+//! by their owner only, never through a symlink.
 
 use std::io::{self, Write};
 use std::path::Path;

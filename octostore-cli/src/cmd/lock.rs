@@ -1,46 +1,72 @@
 //! `octostore lock ...`.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use octostore_core::{Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result};
+use octostore_core::{
+    AcquireStatus, Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result,
+};
 use octostore_http::dto::{
     LockConflict, LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released,
 };
 
 use super::{out, print};
-use crate::args::{AcquireArgs, Global, LockCommand};
+use crate::args::{AcquireArgs, Global, LeaseArgs, LockCommand};
 use crate::failure::Failure;
+use crate::lease_file;
 use crate::target::Target;
 
 pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
     let target = Target::open(global)?;
     let api = target.api();
     match command {
-        LockCommand::Acquire(args) => {
+        LockCommand::Acquire {
+            acquire: args,
+            lease_file,
+        } => {
             let (grant, _) = acquire(api, &args, Wait::Once, global.json)?;
-            print_lease(global.json, &LockResponse::new(grant.status, &grant.lease));
+            let lease = LockResponse::new(grant.status, &grant.lease);
+            if let Some(path) = &lease_file {
+                keep(api, &grant, &lease, path)?;
+            }
+            print_lease(global.json, &lease);
         }
-        LockCommand::Release { name, lease } => {
-            let name = LockName::parse(&name)?;
-            api.release(&name, LeaseId(lease))?;
+        LockCommand::Release { lease: args } => {
+            let (name, id) = lease_of(&args)?;
+            let released = api.release(&name, id);
+            match (&released, &args.lease_file) {
+                (Ok(()), Some(path)) => forget(path),
+                (Err(Error::NotFound { .. }), Some(path)) => {
+                    eprintln!(
+                        "octostore: the lease in {} was already gone (expired or released); \
+                         removing the file",
+                        path.display()
+                    );
+                    forget(path);
+                }
+                _ => {}
+            }
+            released?;
             let released = Released {
                 status: LockState::Released,
                 message: "Lock released".into(),
             };
             print(global.json, &released, || format!("released {name}"));
         }
-        LockCommand::Renew { name, lease, ttl } => {
-            let lease = api.renew(&LockName::parse(&name)?, LeaseId(lease), ttl)?;
-            let held = octostore_core::AcquireStatus::Held;
-            print_lease(global.json, &LockResponse::new(held, &lease));
+        LockCommand::Renew { lease: args, ttl } => {
+            let (name, id) = lease_of(&args)?;
+            let lease = LockResponse::new(AcquireStatus::Held, &api.renew(&name, id, ttl)?);
+            if let Some(path) = &args.lease_file {
+                lease_file::write(path, &lease)?;
+            }
+            print_lease(global.json, &lease);
         }
         LockCommand::Status { name } => {
             let name = LockName::parse(&name)?;
             match api.lock_status(&name)? {
                 LockStatus::Held(lease) => {
-                    let held = octostore_core::AcquireStatus::Held;
-                    print_lease(global.json, &LockResponse::new(held, &lease));
+                    print_lease(global.json, &LockResponse::new(AcquireStatus::Held, &lease));
                 }
                 LockStatus::Available => {
                     let free = LockNotHeld {
@@ -98,6 +124,55 @@ fn print_lease(as_json: bool, lease: &LockResponse) {
             lease.holder
         )
     });
+}
+
+/// Writes the lease just acquired to `path`. If it cannot, a lease this acquire made is given
+/// back, since nobody could release it but its TTL (one the caller held before, `held`, is
+/// left alone).
+fn keep(api: &dyn Api, grant: &LockGrant, lease: &LockResponse, path: &Path) -> Result<()> {
+    let kept = lease_file::write(path, lease);
+    if kept.is_err()
+        && grant.status == AcquireStatus::Acquired
+        && api.release(&grant.lease.name, grant.lease.lease_id).is_ok()
+    {
+        eprintln!(
+            "octostore: released {}: its lease could not be written",
+            grant.lease.name
+        );
+    }
+    kept
+}
+
+/// The lock and lease `args` name: NAME and `--lease`, or the lease in `--lease-file` (whose
+/// lock must be NAME, if given).
+fn lease_of(args: &LeaseArgs) -> Result<(LockName, LeaseId)> {
+    let name = args.name.as_deref().map(LockName::parse).transpose()?;
+    match (name, args.lease, &args.lease_file) {
+        (Some(name), Some(id), None) => Ok((name, LeaseId(id))),
+        (name, None, Some(path)) => {
+            let lease = lease_file::read(path)?;
+            let held = LockName::parse(&lease.name)?;
+            match name {
+                Some(name) if name != held => Err(Error::invalid(
+                    "lease_file",
+                    format!(
+                        "{} holds a lease on lock {held}, not {name}",
+                        path.display()
+                    ),
+                )),
+                _ => Ok((held, LeaseId(lease.lease_id))),
+            }
+        }
+        _ => unreachable!("clap requires --lease with NAME, or --lease-file"),
+    }
+}
+
+/// Removes a lease file whose lease is released or gone; a file that cannot be removed is
+/// said, the release stands.
+fn forget(path: &Path) {
+    if let Err(e) = lease_file::remove(path) {
+        eprintln!("octostore: cannot remove {}: {e}", path.display());
+    }
 }
 
 /// How long an acquire tries while another holds the lock, unless `-n` or `--wait` says.

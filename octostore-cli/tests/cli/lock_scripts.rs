@@ -1,8 +1,10 @@
 //! The lock commands as scripts written for `flock`, `etcdctl lock` and `consul lock` use them:
-//! waiting for a held lock, its exit code and JSON, durations for TTLs.
+//! waiting for a held lock, its exit code and JSON, durations for TTLs, lease files.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
@@ -288,6 +290,163 @@ fn acquire_by_hand(env: &Env, name: &str) -> (String, Value) {
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     let status = head.lines().next().unwrap().to_owned();
     (status, serde_json::from_str(body).unwrap())
+}
+
+/// The lease `path` holds, as JSON.
+fn lease_in(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A script takes, renews and releases a lock through a lease file, parsing no output.
+fn a_lease_file_carries_the_lease(env: &Env) {
+    let path = env.path("deploy.lease");
+    let file = path.to_str().unwrap();
+    let acquired = env
+        .run(&[
+            "lock",
+            "acquire",
+            "deploy",
+            "--ttl",
+            "5m",
+            "--lease-file",
+            file,
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(lease_in(&path), acquired);
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let renewed = env
+        .run(&[
+            "lock",
+            "renew",
+            "deploy",
+            "--lease-file",
+            file,
+            "--ttl",
+            "1h",
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    assert_eq!(renewed["lease_id"], acquired["lease_id"]);
+    assert_ne!(renewed["expires_at"], acquired["expires_at"]);
+    assert_eq!(lease_in(&path), renewed, "the file holds the renewed lease");
+    // Refused, the file and the lease both kept: another lock's name, or two leases.
+    let other = env
+        .run(&["lock", "release", "other", "--lease-file", file])
+        .expect(2);
+    assert!(
+        other
+            .stderr
+            .contains(&format!("{file} holds a lease on lock deploy, not other")),
+        "{}",
+        other.stderr
+    );
+    let id = acquired["lease_id"].as_str().unwrap();
+    let both = [
+        "lock",
+        "release",
+        "deploy",
+        "--lease",
+        id,
+        "--lease-file",
+        file,
+    ];
+    let both = env.run(&both).expect(2);
+    assert!(
+        both.stderr.contains("cannot be used with"),
+        "{}",
+        both.stderr
+    );
+    env.run(&["lock", "release", "deploy"]).expect(2);
+    assert_eq!(lease_in(&path), renewed);
+    let released = env
+        .run(&["lock", "release", "deploy", "--lease-file", file])
+        .expect(0);
+    assert_eq!(released.stdout.trim(), "released deploy");
+    assert!(!path.exists(), "the file goes with the lease");
+    let status = env.run(&["lock", "status", "deploy", "--json"]).expect(0);
+    assert_eq!(status.json()["status"], "available");
+    // A lease already gone: the file goes too, saying so, and the release is not found (3).
+    // The lock's name may come from the file alone.
+    let acquired = env
+        .run(&[
+            "lock",
+            "acquire",
+            "deploy",
+            "--ttl",
+            "5m",
+            "--lease-file",
+            file,
+            "--json",
+        ])
+        .expect(0)
+        .json();
+    let id = acquired["lease_id"].as_str().unwrap();
+    env.run(&["lock", "release", "deploy", "--lease", id])
+        .expect(0);
+    let gone = env
+        .run(&["lock", "release", "--lease-file", file])
+        .expect(3);
+    assert!(
+        gone.stderr.contains(&format!(
+            "the lease in {file} was already gone (expired or released); removing the file"
+        )),
+        "{}",
+        gone.stderr
+    );
+    assert!(!path.exists());
+    let missing = env
+        .run(&["lock", "release", "--lease-file", file])
+        .expect(2);
+    assert!(
+        missing.stderr.contains(&format!("cannot read {file}")),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn a_lease_file_carries_the_lease_on_a_local_file() {
+    a_lease_file_carries_the_lease(&Env::local());
+}
+
+#[test]
+fn a_lease_file_carries_the_lease_against_a_server() {
+    a_lease_file_carries_the_lease(&Env::remote());
+}
+
+/// A lease file that cannot be written is an error, and the lease it would have named is
+/// given back rather than left holding the lock for its TTL.
+#[test]
+fn an_unwritable_lease_file_gives_the_lock_back() {
+    let env = Env::local();
+    let path = env.path("missing").join("deploy.lease");
+    let file = path.to_str().unwrap();
+    let run = env
+        .run(&[
+            "lock",
+            "acquire",
+            "deploy",
+            "--ttl",
+            "1h",
+            "--lease-file",
+            file,
+        ])
+        .expect(2);
+    assert!(
+        run.stderr
+            .contains("released deploy: its lease could not be written")
+            && run
+                .stderr
+                .contains(&format!("cannot write the lease to {file}")),
+        "{}",
+        run.stderr
+    );
+    let status = env.run(&["lock", "status", "deploy", "--json"]).expect(0);
+    assert_eq!(status.json()["status"], "available");
 }
 
 #[test]
