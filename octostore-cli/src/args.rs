@@ -28,7 +28,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 21] = [
+const FLAGS: [(&str, &str); 22] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -50,6 +50,7 @@ const FLAGS: [(&str, &str); 21] = [
     ("term_grace", "--term-grace"),
     ("memory", "--memory"),
     ("write_token", "--write-token"),
+    ("lease_file", "--lease-file"),
 ];
 
 /// How the command line names `field`: its flag, or the field itself if no flag gives it.

@@ -26,7 +26,11 @@ fn a_commands_own_options_come_before_the_global_ones() {
     let store = &global[at(global, "\nStore options:\n")..];
     let own = &own[..at(own, "\nGlobal options:\n")];
     let global = &global[..at(global, "\nStore options:\n")];
-    for flag in ["--ttl <TTL>", "--wait <WAIT>", "--client-id <CLIENT_ID>"] {
+    for flag in [
+        "--ttl <DURATION>",
+        "--wait <DURATION>",
+        "--client-id <CLIENT_ID>",
+    ] {
         at(own, flag);
     }
     for flag in [
