@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use octostore_core::{Caller, Committer, Concurrency, Error, Result, Session, Store};
+use octostore_core::values::error::Chain;
+use octostore_core::{Caller, Committer, Concurrency, Error, Login, Result, Session, Store};
 use tokio::sync::Semaphore;
 use warp::reply::Response;
 
@@ -19,7 +20,7 @@ use crate::server::ConnectionLimits;
 /// How the server is set up beyond its store.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// GitHub sign-in; without it `/auth/github` answers 503 and local tokens still work.
+    /// GitHub sign-in; without it `/auth/github` answers 404 and local tokens still work.
     pub github: Option<GithubSettings>,
     /// The cap on connections and the timeouts for slow or idle clients; `App::new` ignores
     /// it, `serve_with` takes it.
@@ -69,6 +70,13 @@ type LiveCount = (DateTime<Utc>, usize);
 
 /// How long a count of the live locks is shown again rather than made anew.
 const LIVE_COUNT_REUSED_FOR: TimeDelta = TimeDelta::seconds(1);
+
+/// How long `/ready` waits for the store to answer its read.
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// The login `/ready` looks up: whether such a user exists does not matter, only that the
+/// store answers.
+const READY_PROBE_LOGIN: &str = "octostore-ready";
 
 /// Where operations run, by the backend's [`Concurrency`].
 #[derive(Clone)]
@@ -151,13 +159,24 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
     {
+        self.outcome_by(Instant::now() + self.queue_timeout, op)
+            .await
+    }
+
+    /// [`outcome`](Self::outcome), queued `op` starting only until `deadline`.
+    async fn outcome_by<T, F>(&self, deadline: Instant, op: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T> + Send + 'static,
+    {
         match &self.runner {
             // Run now, while the request is there: no caller to track.
             Runner::Inline => Some(op(&self.store)),
             Runner::Committer(committer) => {
                 let present = Arc::new(());
                 let (sender, answer) = tokio::sync::oneshot::channel();
-                let queued = committer.submit(self.caller(&present), op, move |outcome| {
+                let caller = Self::caller(deadline, &present);
+                let queued = committer.submit(caller, op, move |outcome| {
                     let _ = sender.send(outcome);
                 });
                 match queued {
@@ -168,7 +187,7 @@ impl App {
             Runner::Pool { slots, max } => match slots.clone().try_acquire_owned() {
                 Ok(slot) => {
                     let present = Arc::new(());
-                    let caller = self.caller(&present);
+                    let caller = Self::caller(deadline, &present);
                     let op = move |store: &Store| {
                         let _slot = slot;
                         caller.still_waiting()?;
@@ -183,10 +202,30 @@ impl App {
         }
     }
 
-    /// A queued operation's caller: it waits for the queue timeout, and is gone once
-    /// `present`, which lives in the request's future, is dropped with it.
-    fn caller(&self, present: &Arc<()>) -> Caller {
-        Caller::until(Instant::now() + self.queue_timeout).present_while(present)
+    /// A queued operation's caller: it waits until `deadline`, and is gone once `present`,
+    /// which lives in the request's future, is dropped with it.
+    fn caller(deadline: Instant, present: &Arc<()>) -> Caller {
+        Caller::until(deadline).present_while(present)
+    }
+
+    /// Whether the store answers (`/ready`): a read of one user, run as every operation is
+    /// (so a stuck committer or a pool with no free slot or connection shows too), answered
+    /// within [`READY_DEADLINE`] or the queue timeout if shorter. `Err`: why not, in words.
+    pub(crate) async fn ready(&self) -> std::result::Result<(), String> {
+        let wait = READY_DEADLINE.min(self.queue_timeout);
+        let login = Login::parse(READY_PROBE_LOGIN).expect("a valid login");
+        let read = self.outcome_by(Instant::now() + wait, move |store| {
+            store.user_by_login(&login).map(drop)
+        });
+        match tokio::time::timeout(wait, read).await {
+            Ok(Some(Ok(()))) => Ok(()),
+            Ok(Some(Err(e))) => Err(format!("the store failed a read: {}", Chain(&e))),
+            Ok(None) => Err("the store's read did not finish".to_owned()),
+            Err(_) => Err(format!(
+                "the store did not answer a read within {} ms",
+                wait.as_millis()
+            )),
+        }
     }
 
     /// Whether `token` is good, asked where the backend runs best: for a request whose body

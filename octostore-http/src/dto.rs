@@ -642,6 +642,13 @@ impl ErrorBody {
     }
 }
 
+/// The answer of `GET /ready`: the store answered a read.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Readiness {
+    /// Always `ready`.
+    pub status: String,
+}
+
 /// The `code` of an error answer: stable, one for each kind of error, each answered with one
 /// HTTP status ([`ErrorCode::status`]). A client meeting a code it does not know (a newer
 /// server's) sees [`ErrorCode::Other`].
@@ -680,8 +687,11 @@ pub enum ErrorCode {
     TooManySignIns,
     /// 502: GitHub could not be reached, or refused this server's settings.
     GithubUnavailable,
-    /// 503: this server has no GitHub sign-in configured.
+    /// 404: this server has no GitHub sign-in configured.
     SignInNotConfigured,
+    /// 503 (`GET /ready`): the store failed a read or did not answer it in time (`details`:
+    /// why).
+    NotReady,
     /// A code this client does not know.
     #[serde(other)]
     Other,
@@ -693,7 +703,7 @@ impl ErrorCode {
         match self {
             ErrorCode::ValidationFailed => 422,
             ErrorCode::Unauthorized | ErrorCode::SignInFailed => 401,
-            ErrorCode::NotFound | ErrorCode::NoSuchPath => 404,
+            ErrorCode::NotFound | ErrorCode::NoSuchPath | ErrorCode::SignInNotConfigured => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::LockHeld | ErrorCode::Conflict => 409,
@@ -701,7 +711,7 @@ impl ErrorCode {
             ErrorCode::QuotaExceeded | ErrorCode::TooManySignIns => 429,
             ErrorCode::StorageFailure | ErrorCode::Other => 500,
             ErrorCode::GithubUnavailable => 502,
-            ErrorCode::StoreBusy | ErrorCode::SignInNotConfigured => 503,
+            ErrorCode::StoreBusy | ErrorCode::NotReady => 503,
         }
     }
 }

@@ -36,7 +36,7 @@ pub fn code_of(err: &Error) -> ErrorCode {
 }
 
 /// The status of an answer with `code`.
-fn status(code: ErrorCode) -> StatusCode {
+pub fn status(code: ErrorCode) -> StatusCode {
     StatusCode::from_u16(code.status()).expect("every code's status is valid")
 }
 
@@ -117,6 +117,13 @@ pub fn no_such_path() -> Response {
         Some("no such path".into()),
     );
     error_json(StatusCode::NOT_FOUND, &body)
+}
+
+/// 503 for `GET /ready`: the store did not answer its read, for the reason `why`.
+pub fn not_ready(why: String) -> Response {
+    tracing::warn!(%why, "not ready");
+    let body = ErrorBody::new(ErrorCode::NotReady, "the store is not ready", Some(why));
+    error_json(status(ErrorCode::NotReady), &body)
 }
 
 /// 405 naming the methods the path has.

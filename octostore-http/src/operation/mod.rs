@@ -76,6 +76,8 @@ macro_rules! operations {
 operations! {
     /// `GET /health`: the server is up.
     Health = "health": GET "/health", Public, None;
+    /// `GET /ready`: the server reaches its store (a read through the operations' runner).
+    Ready = "ready": GET "/ready", Public, None;
     /// `GET /metrics`: Prometheus text.
     Metrics = "metrics": GET "/metrics", Public, None;
     /// `GET /openapi.yaml`: the contract this server implements.

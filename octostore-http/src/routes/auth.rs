@@ -18,7 +18,7 @@ use warp::Reply;
 
 use crate::app::App;
 use crate::dto::{ErrorBody, ErrorCode, NewToken, SignedIn, UserInfo};
-use crate::error::{error_response, unauthorized};
+use crate::error::{error_response, status, unauthorized};
 use crate::oauth::{
     denial, GithubOAuth, Origin, SignInError, StateProblem, TooManyBegun, COOKIE,
     MAX_BEGUN_PER_ORIGIN,
@@ -247,11 +247,14 @@ fn no_store(response: &mut Response) {
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
+/// 404: a client's mistake (this server has no GitHub sign-in), logged at DEBUG only.
 fn not_configured() -> Response {
+    tracing::debug!("GitHub sign-in asked for, but it is not configured");
+    let code = ErrorCode::SignInNotConfigured;
     json(
-        StatusCode::SERVICE_UNAVAILABLE,
+        status(code),
         &ErrorBody::new(
-            ErrorCode::SignInNotConfigured,
+            code,
             "GitHub sign-in is not configured on this server",
             Some("start the server with the OCTOSTORE_GITHUB_* settings".into()),
         ),

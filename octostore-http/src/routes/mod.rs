@@ -156,6 +156,7 @@ where
 async fn handle(operation: Operation, request: Request) -> Response {
     match operation {
         Operation::Health => system::health(request).await,
+        Operation::Ready => system::ready(request).await,
         Operation::Metrics => system::metrics(request).await,
         Operation::Openapi => system::openapi(request).await,
         Operation::GithubLogin => auth::begin(request).await,

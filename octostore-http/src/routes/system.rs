@@ -1,10 +1,13 @@
-//! `/health`, `/metrics` and `/openapi.yaml`: public, no token needed.
+//! `/health`, `/ready`, `/metrics` and `/openapi.yaml`: public, no token needed. `/health`
+//! answers while the process serves; `/ready` only while the store answers a read too.
 
-use warp::http::{header, HeaderValue};
+use warp::http::{header, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::Reply;
 
-use crate::error::error_response;
+use crate::dto::Readiness;
+use crate::error::{error_response, not_ready};
+use crate::reply::json;
 use crate::request::Request;
 
 /// The contract this server implements: the seed API plus documented extensions.
@@ -12,6 +15,18 @@ pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 
 pub(super) async fn health(_: Request) -> Response {
     text("OK", "text/plain; charset=utf-8")
+}
+
+pub(super) async fn ready(Request { app, .. }: Request) -> Response {
+    match app.ready().await {
+        Ok(()) => json(
+            StatusCode::OK,
+            &Readiness {
+                status: "ready".to_owned(),
+            },
+        ),
+        Err(why) => not_ready(why),
+    }
 }
 
 pub(super) async fn openapi(_: Request) -> Response {

@@ -7,6 +7,7 @@ use std::net::{Shutdown, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
+use octostore_core::backend::sqlite::faults::Fault;
 use octostore_core::{ManualClock, Store};
 use octostore_http::{QueueLimits, ServerOptions};
 use reqwest::blocking::Client;
@@ -127,6 +128,48 @@ fn a_request_whose_client_left_while_it_waited_is_never_run() {
     assert_eq!(status_of(&server, &token, "deploy"), "available");
 }
 
+fn ready(server: &Server) -> (u16, Value) {
+    let answer = client().get(server.url("/ready")).send().unwrap();
+    (answer.status().as_u16(), answer.json().unwrap())
+}
+
+#[test]
+fn ready_is_503_while_another_process_holds_the_file_and_200_once_it_lets_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, _) = on_a_file(&dir, Duration::from_millis(300));
+    assert_eq!(ready(&server).0, 200);
+    let held = HeldFile::take(&dir);
+    let (status, body) = ready(&server);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "not_ready", "{body}");
+    let details = body["details"].as_str().unwrap();
+    assert!(details.contains("not run"), "{details}");
+    // `/health` says only that the process serves.
+    let health = client().get(server.url("/health")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    drop(held);
+    assert_eq!(
+        ready(&server),
+        (200, serde_json::json!({ "status": "ready" }))
+    );
+}
+
+#[test]
+fn ready_is_503_when_the_store_fails_its_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = octostore_core::SqliteBackend::open(dir.path().join("failing.db")).unwrap();
+    let faults = backend.faults();
+    let store = Store::builder().backend(backend).build();
+    let server = Server::serve(store, Arc::default(), ServerOptions::default());
+    faults.arm(Fault::BeginFails);
+    let (status, body) = ready(&server);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "not_ready", "{body}");
+    let details = body["details"].as_str().unwrap();
+    assert!(details.contains("BEGIN"), "{details}");
+    assert_eq!(ready(&server).0, 200);
+}
+
 /// The variable naming the PostgreSQL database of the tests.
 const POSTGRES_URL_VAR: &str = "OCTOSTORE_TEST_POSTGRES_URL";
 
@@ -188,6 +231,113 @@ fn on_postgres_operations_past_the_queue_bound_are_answered_503_and_never_run() 
     assert_eq!(status_of(&server, &token, "second"), "available");
     drop(server);
     locker
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
+/// A TCP proxy that can be cut: every connection through it closed, and each new one closed
+/// at once, as a database whose host went away; and restored.
+struct CuttableProxy {
+    addr: std::net::SocketAddr,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    open: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl CuttableProxy {
+    fn to(upstream: String) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let open = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cutting, opened) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if cutting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut open = opened.lock().unwrap();
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server.try_clone().unwrap(), client.try_clone().unwrap()),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Both);
+                    });
+                }
+                open.extend([client, server]);
+            }
+        });
+        Self { addr, cut, open }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// On PostgreSQL, `/ready` answers 503 while the database cannot be reached, and 200 again
+/// once it can.
+#[test]
+fn on_postgres_ready_is_503_while_the_database_is_unreachable() {
+    let Some(url) = std::env::var(POSTGRES_URL_VAR)
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED: the postgres readiness test ({POSTGRES_URL_VAR} is unset)");
+        return;
+    };
+    // postgres://USER@HOST:PORT/DB: the same database, through the proxy.
+    let (user, rest) = url
+        .split_once('@')
+        .unwrap_or_else(|| panic!("{POSTGRES_URL_VAR}: expected postgres://USER@HOST:PORT/DB"));
+    let (upstream, database) = rest.split_once('/').unwrap();
+    let proxy = CuttableProxy::to(upstream.to_owned());
+    let proxied = format!("{user}@{}/{database}", proxy.addr);
+    let schema = format!("octostore_ready_{}", uuid::Uuid::new_v4().simple());
+    let options = octostore_core::PostgresOptions {
+        schema: Some(schema.clone()),
+        ..Default::default()
+    };
+    let backend = octostore_core::PostgresBackend::connect_with(&proxied, options)
+        .unwrap_or_else(|e| panic!("{POSTGRES_URL_VAR} is set but: {e}"));
+    let store = Store::builder().backend(backend).build();
+    let server = Server::serve(store, Arc::default(), ServerOptions::default());
+    assert_eq!(ready(&server).0, 200);
+
+    proxy.cut();
+    let (status, body) = ready(&server);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "not_ready", "{body}");
+    let details = body["details"].as_str().unwrap();
+    assert!(
+        details.contains("did not answer a read within 2000 ms"),
+        "{details}"
+    );
+    assert_eq!(
+        client().get(server.url("/health")).send().unwrap().status(),
+        200
+    );
+
+    proxy.restore();
+    let started = std::time::Instant::now();
+    while ready(&server).0 != 200 {
+        assert!(started.elapsed() < DEADLINE, "never ready again");
+    }
+    drop(server);
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
         .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }

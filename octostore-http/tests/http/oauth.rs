@@ -777,12 +777,13 @@ fn a_github_login_taken_by_another_user_is_409() {
 }
 
 #[test]
-fn without_oauth_settings_sign_in_is_503() {
+fn without_oauth_settings_sign_in_is_404() {
     let server = Server::start();
     for path in ["/auth/github", "/auth/github/callback?code=abc&state=def"] {
         let response = http().get(server.url(path)).send().unwrap();
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         let body: Value = response.json().unwrap();
+        assert_eq!(body["code"], "sign_in_not_configured");
         assert_eq!(
             body["error"],
             "GitHub sign-in is not configured on this server"

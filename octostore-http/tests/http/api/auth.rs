@@ -61,14 +61,19 @@ fn rotation_needs_a_valid_token() {
 }
 
 #[test]
-fn github_sign_in_without_settings_is_503_json() {
+fn github_sign_in_without_settings_is_a_404_saying_so() {
     let api = Api::start();
-    let reply = api.anonymous().get("/auth/github");
-    reply.error(503);
-    assert!(reply.header("location").is_none());
-    api.anonymous()
-        .get("/auth/github/callback?code=x&state=y")
-        .error(503);
+    for path in ["/auth/github", "/auth/github/callback?code=x&state=y"] {
+        let reply = api.anonymous().get(path);
+        let body = reply.error(404);
+        assert_eq!(body["code"], "sign_in_not_configured", "{path}");
+        let error = body["error"].as_str().unwrap();
+        assert!(
+            error.contains("GitHub sign-in is not configured"),
+            "{error}"
+        );
+        assert!(reply.header("location").is_none());
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -1,4 +1,5 @@
-//! `/health`, `/metrics` and `/openapi.yaml`: public.
+//! `/health`, `/ready`, `/metrics` and `/openapi.yaml`: public. (`/ready` on a store that
+//! does not answer: `busy_store`.)
 
 use super::{text, Api};
 
@@ -10,6 +11,13 @@ fn health_is_ok_in_plain_text_without_a_token() {
     assert_eq!(reply.body, "OK");
     let content_type = reply.header("content-type").unwrap_or_default();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
+}
+
+#[test]
+fn ready_is_json_without_a_token_while_the_store_answers() {
+    let api = Api::start();
+    let reply = api.anonymous().get("/ready");
+    assert_eq!(reply.ok(), serde_json::json!({ "status": "ready" }));
 }
 
 #[test]
