@@ -1,12 +1,15 @@
-//! `GET /metrics`: requests by route and status, a latency histogram by route, live locks.
-//! Routes are labelled by template (`/locks/{name}`), never by the names in the path.
+//! `GET /metrics`: requests by route and status, a latency histogram by route, live locks,
+//! the decisions of each primitive (limit checks allowed or denied, lock acquires granted or
+//! conflicted, flag evaluations on or off), the process's CPU, memory, open files and start
+//! time, and the build. Routes are labelled by template (`/locks/{name}`), never by the names
+//! in the path.
 
 use std::sync::OnceLock;
 
 use parking_lot::RwLock;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::operation::ROUTES;
@@ -17,6 +20,9 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     live_locks: IntGauge,
+    /// `octostore_decisions_total`'s children, in [`Outcome`]'s order: resolved once, so that
+    /// counting a decision is one atomic add.
+    decisions: [IntCounter; Outcome::ALL.len()],
     /// The children of `requests` and `latency` already used, by route (the templates, then
     /// "unmatched"), so that counting a request neither formats nor hashes its labels.
     routes: Box<[RouteMetrics]>,
@@ -38,6 +44,53 @@ struct RouteMetrics {
     latency: OnceLock<Histogram>,
     /// (index in [`METHODS`], or its length for any other method; status) and its counter.
     requests: RwLock<Vec<((u8, u16), IntCounter)>>,
+}
+
+/// A decision of a primitive, counted in `octostore_decisions_total{primitive, outcome}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A rate-limit check that counted the request.
+    LimitAllowed,
+    /// A rate-limit check that refused it (answered 200 with `allowed: false`).
+    LimitDenied,
+    /// A lock acquire that gave the caller the lease.
+    LockGranted,
+    /// A lock acquire refused because another lease holds the lock (409).
+    LockConflicted,
+    /// A flag evaluation that answered on.
+    FlagOn,
+    /// A flag evaluation that answered off.
+    FlagOff,
+}
+
+impl Outcome {
+    /// Every outcome, each with its `primitive` and `outcome` labels.
+    const ALL: [(Outcome, &'static str, &'static str); 6] = [
+        (Outcome::LimitAllowed, "rate_limit", "allowed"),
+        (Outcome::LimitDenied, "rate_limit", "denied"),
+        (Outcome::LockGranted, "lock", "granted"),
+        (Outcome::LockConflicted, "lock", "conflicted"),
+        (Outcome::FlagOn, "flag", "on"),
+        (Outcome::FlagOff, "flag", "off"),
+    ];
+
+    /// A rate-limit check's outcome.
+    pub fn limit(allowed: bool) -> Self {
+        if allowed {
+            Outcome::LimitAllowed
+        } else {
+            Outcome::LimitDenied
+        }
+    }
+
+    /// A flag evaluation's outcome.
+    pub fn flag(on: bool) -> Self {
+        if on {
+            Outcome::FlagOn
+        } else {
+            Outcome::FlagOff
+        }
+    }
 }
 
 impl Metrics {
@@ -65,20 +118,52 @@ impl Metrics {
         .expect("valid metric");
         let live_locks = IntGauge::new("octostore_live_locks", "Locks held by a live lease")
             .expect("valid metric");
-        for collector in [
+        let decisions = IntCounterVec::new(
+            Opts::new(
+                "octostore_decisions_total",
+                "Decisions by primitive and outcome: rate-limit checks allowed or denied, lock \
+                 acquires granted or conflicted, flag evaluations on or off",
+            ),
+            &["primitive", "outcome"],
+        )
+        .expect("valid metric");
+        let build_info = IntGaugeVec::new(
+            Opts::new(
+                "octostore_build_info",
+                "Always 1, labelled with the version",
+            ),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let mut collectors = vec![
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
             Box::new(live_locks.clone()),
-        ] {
+            Box::new(decisions.clone()),
+            Box::new(build_info),
+        ];
+        // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds,
+        // process_start_time_seconds and the like, read from /proc at each scrape.
+        #[cfg(target_os = "linux")]
+        collectors.push(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        for collector in collectors {
             registry
                 .register(collector)
                 .expect("metric registered once");
         }
+        let decisions = Outcome::ALL
+            .map(|(_, primitive, outcome)| decisions.with_label_values(&[primitive, outcome]));
         Self {
             registry,
             requests,
             latency,
             live_locks,
+            decisions,
             routes: (0..=ROUTES).map(|_| RouteMetrics::default()).collect(),
         }
     }
@@ -99,6 +184,11 @@ impl Metrics {
             .latency
             .get_or_init(|| self.latency.with_label_values(&[route]))
             .observe(seconds);
+    }
+
+    /// Counts a decision of a primitive.
+    pub fn decided(&self, outcome: Outcome) {
+        self.decisions[outcome as usize].inc();
     }
 
     /// Counts a request of `route`, `method` and `status` on the route's cached counter if
@@ -161,6 +251,44 @@ mod tests {
         ));
         assert!(text.contains(r#"route="unmatched""#));
         assert!(text.contains("octostore_live_locks 3"));
+    }
+
+    #[test]
+    fn decisions_process_and_build_are_exposed() {
+        // `decided` finds each outcome's counter by its place in `Outcome::ALL`.
+        for (place, (outcome, _, _)) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, place, "{outcome:?}");
+        }
+        let metrics = Metrics::new();
+        metrics.decided(Outcome::limit(true));
+        metrics.decided(Outcome::limit(false));
+        metrics.decided(Outcome::limit(false));
+        metrics.decided(Outcome::LockConflicted);
+        metrics.decided(Outcome::flag(true));
+        let text = metrics.render(0);
+        for line in [
+            r#"octostore_decisions_total{outcome="allowed",primitive="rate_limit"} 1"#,
+            r#"octostore_decisions_total{outcome="denied",primitive="rate_limit"} 2"#,
+            r#"octostore_decisions_total{outcome="granted",primitive="lock"} 0"#,
+            r#"octostore_decisions_total{outcome="conflicted",primitive="lock"} 1"#,
+            r#"octostore_decisions_total{outcome="on",primitive="flag"} 1"#,
+            r#"octostore_decisions_total{outcome="off",primitive="flag"} 0"#,
+            concat!(
+                r#"octostore_build_info{version=""#,
+                env!("CARGO_PKG_VERSION"),
+                r#""} 1"#
+            ),
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        for process in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(process), "missing {process}:\n{text}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@ use octostore_core::{Api, Session};
 use warp::reply::Response;
 
 use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
+use crate::metrics::Outcome;
 use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, PatchFlag, SetFlag};
 use crate::reply::answer;
 use crate::request::Request;
@@ -40,7 +41,9 @@ pub(super) async fn evaluate(request: Request) -> Response {
         let enabled = session.evaluate_flag(&name, subject.as_ref())?;
         Ok((name, enabled))
     };
+    let metrics = &request.app.metrics;
     let reply = |(name, enabled): (octostore_core::FlagName, bool)| {
+        metrics.decided(Outcome::flag(enabled));
         answer::<EvaluateFlag>(&FlagEvaluation {
             name: name.to_string(),
             enabled,

@@ -5,6 +5,7 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
 use crate::dto::{LimitDecision, LimitInfo, LimitList, LimitReset};
+use crate::metrics::Outcome;
 use crate::operation::requests::{CheckLimit, Endpoint, GetLimit, ListLimits, ResetLimit};
 use crate::reply::answer;
 use crate::request::Request;
@@ -27,7 +28,11 @@ pub(super) async fn check(request: Request) -> Response {
         let CheckLimit { name, policy } = check?;
         session.check(&name, policy)
     };
-    let reply = |d| decision::<CheckLimit>(&d);
+    let metrics = &request.app.metrics;
+    let reply = |d: Decision| {
+        metrics.decided(Outcome::limit(d.allowed));
+        decision::<CheckLimit>(&d)
+    };
     request.app.as_user_then(request.token, op, reply).await
 }
 

@@ -1,11 +1,13 @@
 //! `/locks`: acquire, release, renew, status, list.
 
 use octostore_core::{AcquireStatus, Api, LockGrant, LockStatus, Session};
+use warp::http::StatusCode;
 use warp::reply::Response;
 
 use crate::dto::{
     LockInfo, LockList, LockNotHeld, LockResponse, LockState, LockStatusAnswer, Released,
 };
+use crate::metrics::Outcome;
 use crate::operation::requests::{AcquireLock, GetLock, ListLocks, ReleaseLock, RenewLock};
 use crate::reply::answer;
 use crate::request::Request;
@@ -23,7 +25,15 @@ pub(super) async fn acquire(request: Request) -> Response {
         } = acquire?;
         session.acquire(&name, ttl, client_id.as_ref())
     };
-    request.app.as_user_then(request.token, op, reply).await
+    let app = request.app;
+    let response = app.as_user_then(request.token, op, reply).await;
+    // Counted by the answer, so a conflict is counted as the client sees it.
+    match response.status() {
+        StatusCode::OK => app.metrics.decided(Outcome::LockGranted),
+        StatusCode::CONFLICT => app.metrics.decided(Outcome::LockConflicted),
+        _ => {}
+    }
+    response
 }
 
 pub(super) async fn release(request: Request) -> Response {

@@ -68,6 +68,52 @@ fn metrics_count_requests_by_route_and_show_live_locks() {
 }
 
 #[test]
+fn metrics_count_the_decisions_of_each_primitive() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    alice.acquire("deploy", 30).ok();
+    bob.acquire("deploy", 30).error(409);
+    bob.acquire("deploy", 30).error(409);
+    for _ in 0..3 {
+        alice.check("emails", 2, 60).ok();
+    }
+    alice
+        .set_flag("new-ui", serde_json::json!({ "enabled": true }))
+        .ok();
+    alice.get("/flags/new-ui").ok();
+    alice
+        .set_flag("old-ui", serde_json::json!({ "enabled": false }))
+        .ok();
+    alice.get("/flags/old-ui").ok();
+    alice.get("/flags/old-ui?subject=u1").ok();
+
+    let metrics = api.anonymous().get("/metrics").body;
+    for (primitive, outcome, count) in [
+        ("lock", "granted", 1),
+        ("lock", "conflicted", 2),
+        ("rate_limit", "allowed", 2),
+        ("rate_limit", "denied", 1),
+        ("flag", "on", 1),
+        ("flag", "off", 2),
+    ] {
+        let line = format!(
+            r#"octostore_decisions_total{{outcome="{outcome}",primitive="{primitive}"}} {count}"#
+        );
+        assert!(metrics.contains(&line), "missing {line}:\n{metrics}");
+    }
+    for present in [
+        "octostore_build_info{version=",
+        "process_resident_memory_bytes ",
+        "process_cpu_seconds_total ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(metrics.contains(present), "missing {present}:\n{metrics}");
+    }
+}
+
+#[test]
 fn the_served_contract_is_the_openapi_yaml_file() {
     let api = Api::start();
     let reply = api.anonymous().get("/openapi.yaml");
