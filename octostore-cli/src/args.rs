@@ -178,6 +178,29 @@ pub struct ServeArgs {
     pub connections: ConnectionArgs,
     #[command(flatten)]
     pub queue: QueueArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// What the server logs, and how (RUST_LOG filters it).
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log one line per request (method, route, status, duration, client address, bytes) at
+    /// INFO on the target octostore::access.
+    #[arg(long, env = "OCTOSTORE_ACCESS_LOG")]
+    pub access_log: bool,
+    /// How log lines are written on stderr: text for people, or json, one object a line.
+    #[arg(long, env = "OCTOSTORE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The form of `serve`'s log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text an event, for people.
+    Text,
+    /// One JSON object an event, its fields at the top level.
+    Json,
 }
 
 /// GitHub sign-in; the client id, secret and redirect URL enable it together.

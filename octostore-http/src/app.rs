@@ -27,6 +27,9 @@ pub struct ServerOptions {
     pub connections: ConnectionLimits,
     /// How many operations may wait for the store, and for how long.
     pub queue: QueueLimits,
+    /// One line per request at INFO on the target [`ACCESS_LOG_TARGET`](crate::ACCESS_LOG_TARGET):
+    /// method, route, status, duration, client address, body bytes. Off by default.
+    pub access_log: bool,
 }
 
 /// How many operations may wait for the store, and for how long: past either, a request is
@@ -58,6 +61,8 @@ pub struct App {
     pub(crate) oauth: Option<Arc<GithubOAuth>>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) body_limit: u64,
+    /// Whether each request is logged (see [`ServerOptions::access_log`]).
+    pub(crate) access_log: bool,
     runner: Runner,
     queue_timeout: Duration,
     large_reads: LargeReads,
@@ -117,6 +122,7 @@ impl App {
             oauth,
             metrics: Arc::new(Metrics::new()),
             body_limit,
+            access_log: options.access_log,
             runner,
             queue_timeout: options.queue.timeout,
             large_reads: LargeReads::start()

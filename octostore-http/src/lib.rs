@@ -83,6 +83,10 @@ pub use oauth::GithubSettings;
 #[cfg(feature = "server")]
 pub use server::ConnectionLimits;
 
+/// The tracing target of the access log's lines (`ServerOptions::access_log`).
+#[cfg(feature = "server")]
+pub const ACCESS_LOG_TARGET: &str = "octostore::access";
+
 /// The whole API as one filter, every request answered (as JSON where it is an error),
 /// counted in the metrics and traced.
 #[cfg(feature = "server")]
@@ -110,7 +114,20 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let started = Instant::now();
-    tracing::info!(addr = ?listener.local_addr().ok(), ?limits, "serving");
+    let addr = match listener.local_addr() {
+        Ok(addr) => format!("http://{addr}"),
+        Err(e) => format!("a socket whose address is unknown ({e})"),
+    };
+    let ConnectionLimits {
+        max_connections,
+        header_timeout,
+        body_timeout,
+        idle_timeout,
+    } = limits;
+    tracing::info!(
+        "serving on {addr}: at most {max_connections} connections; timeouts: headers \
+         {header_timeout:?}, bodies {body_timeout:?}, idle {idle_timeout:?}"
+    );
     server::run(listener, routes(&app), limits, shutdown).await;
     tracing::info!(uptime = ?started.elapsed(), "stopped");
 }

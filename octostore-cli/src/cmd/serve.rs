@@ -9,13 +9,12 @@ use octostore_core::values::error::Chain;
 use octostore_core::{Error, Login, MemoryBackend, Quotas, Result, Settings, Store};
 use octostore_http::{App, ConnectionLimits, GithubSettings, QueueLimits, ServerOptions};
 
-use crate::args::{ConnectionArgs, GithubArgs, ServeArgs, StoreArgs};
+use crate::args::{ConnectionArgs, GithubArgs, LogFormat, ServeArgs, StoreArgs};
 use crate::failure::Failure;
 
 /// What the server logs unless RUST_LOG says otherwise: its own events, and not a line per
-/// request (RUST_LOG=info,octostore_http=debug,warp::filters::trace=info adds those, each in
-/// a span with its number, method and route; /metrics counts requests); a failed request
-/// (5xx) is still logged.
+/// request (`--access-log` adds those; /metrics counts requests); a failed store is still
+/// logged.
 const DEFAULT_LOG: &str = "info,warp::filters::trace=error";
 
 /// RUST_LOG, or [`DEFAULT_LOG`]; the PostgreSQL driver's debug lines, which hold every
@@ -35,11 +34,13 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure> {
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(log_filter())
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match args.log.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
     let settings = Settings {
         quotas: Quotas {
             locks: args.quotas.max_locks,
@@ -74,6 +75,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
                 max_queued: args.queue.max_queued,
                 timeout: args.queue.queue_timeout.into(),
             },
+            access_log: args.log.access_log,
         },
     )?;
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;
@@ -85,30 +87,66 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(args.bind);
-        tracing::info!(%addr, store = %described, "listening");
+        let version = env!("CARGO_PKG_VERSION");
+        tracing::info!("octostore {version} listening on http://{addr}, store {described}");
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// The store, as the start line names it: the file's absolute path, or which other store
-/// (never the database's URL, which may hold a password).
+/// The store, as the start line names it: its kind, then the file's absolute path and its
+/// durability, or the database's URL without its password.
 fn describe(store_args: &StoreArgs, memory: bool) -> Result<String> {
     if memory {
         return Ok("memory (nothing survives a restart)".to_owned());
     }
-    if store_args.database_url.is_some() {
-        return Ok(match &store_args.database_schema {
-            Some(schema) => format!("the PostgreSQL database of --database-url, schema {schema}"),
-            None => "the PostgreSQL database of --database-url".to_owned(),
-        });
+    if let Some(url) = &store_args.database_url {
+        let schema = match &store_args.database_schema {
+            Some(schema) => format!(", schema {schema}"),
+            None => String::new(),
+        };
+        return Ok(format!(
+            "postgresql {}{schema} (durability: the database's)",
+            without_password(url)
+        ));
     }
     let file = crate::target::db_file(store_args)?;
-    Ok(std::path::absolute(&file)
-        .unwrap_or(file)
-        .display()
-        .to_string())
+    let durability = if store_args.sync_every_commit {
+        "survives process crashes and power loss"
+    } else {
+        "survives process crashes"
+    };
+    Ok(format!(
+        "sqlite {} (durability: {durability})",
+        std::path::absolute(&file).unwrap_or(file).display()
+    ))
+}
+
+/// A PostgreSQL connection string as the start line shows it, never with its password: a
+/// URL without the password of its user part nor its query (`?password=` may hold one); a
+/// `key=value` string with only its host, port, database and user.
+fn without_password(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        // The last `@` ends the user part: a password may hold `@`, `/` or `?` unescaped.
+        let (user, at) = match rest.rfind('@') {
+            Some(end) => {
+                let user = rest[..end].split(':').next().unwrap_or_default();
+                (format!("{user}@"), &rest[end + 1..])
+            }
+            None => (String::new(), rest),
+        };
+        let at = at.split('?').next().unwrap_or_default();
+        return format!("{scheme}://{user}{at}");
+    }
+    let shown = ["host", "hostaddr", "port", "dbname", "user"];
+    url.split_whitespace()
+        .filter(|pair| {
+            pair.split_once('=')
+                .is_some_and(|(key, _)| shown.contains(&key))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `--write-token LOGIN=FILE`: a new token for the local user LOGIN, in FILE (replaced whole,
@@ -225,4 +263,38 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_database_url_is_shown_without_its_password() {
+        let cases = [
+            (
+                "postgres://octo:s3cret@db.example:5432/octostore",
+                "postgres://octo@db.example:5432/octostore",
+            ),
+            (
+                "postgresql://octo:p@ss/w?rd@db:5432/octostore?sslmode=disable",
+                "postgresql://octo@db:5432/octostore",
+            ),
+            (
+                "postgres://db/octostore?user=octo&password=s3cret",
+                "postgres://db/octostore",
+            ),
+            (
+                "postgres://postgres@127.0.0.1/test",
+                "postgres://postgres@127.0.0.1/test",
+            ),
+            (
+                "host=db port=5432 user=octo password=s3cret dbname=octostore",
+                "host=db port=5432 user=octo dbname=octostore",
+            ),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(without_password(url), shown, "{url}");
+        }
+    }
 }

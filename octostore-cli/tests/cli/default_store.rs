@@ -90,7 +90,7 @@ fn token_and_serve_use_the_default_store_and_serve_names_it() {
     let _ = server.wait();
     let listening = listening.expect("the server did not start");
     assert!(
-        listening.contains(&format!("store={}", file.display())),
+        listening.contains(&format!("store sqlite {} (", file.display())),
         "{listening}"
     );
     // The token was issued on the file the server opened.

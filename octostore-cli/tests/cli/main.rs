@@ -8,4 +8,5 @@ mod errors;
 mod help;
 mod lock_run;
 mod lock_scripts;
+mod serve;
 mod tokens;

@@ -124,12 +124,13 @@ impl Server {
         let reader = {
             let log = log.clone();
             thread::spawn(move || {
-                // The server logs `serving addr=Some(127.0.0.1:PORT)` once it listens. The
-                // reader keeps the pipe drained until the server dies and closes it.
+                // The server logs `octostore VERSION listening on http://127.0.0.1:PORT, store …`
+                // once it listens. The reader keeps the pipe drained until the server dies and
+                // closes it.
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                     if let Some(addr) = line
-                        .split_once("addr=Some(")
-                        .and_then(|(_, rest)| rest.split_once(')'))
+                        .split_once(" listening on http://")
+                        .and_then(|(_, rest)| rest.split_once(','))
                         .map(|(addr, _)| addr.to_owned())
                     {
                         let _ = addr_tx.send(addr);

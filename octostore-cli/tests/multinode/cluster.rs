@@ -93,12 +93,12 @@ impl Cluster {
             .unwrap();
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let mut log = Vec::new();
-        // The server logs `serving addr=Some(127.0.0.1:PORT)` once it listens; a server that
-        // fails to start closes its stderr, ending the loop.
+        // The server logs `octostore VERSION listening on http://127.0.0.1:PORT, store …` once it
+        // listens; a server that fails to start closes its stderr, ending the loop.
         let addr = lines.by_ref().map_while(Result::ok).find_map(|line| {
             let addr = line
-                .split_once("addr=Some(")
-                .and_then(|(_, rest)| rest.split_once(')'))
+                .split_once(" listening on http://")
+                .and_then(|(_, rest)| rest.split_once(','))
                 .map(|(addr, _)| addr.to_owned());
             log.push(line);
             addr

@@ -83,6 +83,7 @@ where
         route = route.map_or("unmatched", |(_, template)| template),
     );
     let metrics = app.metrics.clone();
+    let access_log = app.access_log.then_some(incoming.peer);
     let response = async {
         let response = respond(app, matched, incoming).await;
         tracing::trace!(status = response.status().as_u16(), "answered");
@@ -90,13 +91,38 @@ where
     }
     .instrument(span)
     .await;
-    metrics.observe(
-        route,
-        method.as_str(),
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    metrics.observe(route, method.as_str(), status, elapsed.as_secs_f64());
+    if let Some(peer) = access_log {
+        let route = route.map_or(path.as_str(), |(_, template)| template);
+        log_access(&method, route, status, elapsed, peer, &response);
+    }
     response
+}
+
+/// The access log's line for one answered request: `route` is the path's template, or the
+/// path itself when no template matched; `bytes` the body's length when it is known.
+fn log_access(
+    method: &Method,
+    route: &str,
+    status: u16,
+    elapsed: std::time::Duration,
+    peer: Option<Peer>,
+    response: &Response,
+) {
+    let bytes = http_body::Body::size_hint(response.body()).exact();
+    let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+    tracing::info!(
+        target: crate::ACCESS_LOG_TARGET,
+        %method,
+        %route,
+        status,
+        duration_ms,
+        peer = peer.map(|Peer(addr)| tracing::field::display(addr)),
+        bytes,
+        "request"
+    );
 }
 
 /// 404 for a path the table does not have, 405 for a method its path does not answer;
