@@ -142,8 +142,12 @@ fn ready_is_503_while_another_process_holds_the_file_and_200_once_it_lets_go() {
     let (status, body) = ready(&server);
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["code"], "not_ready", "{body}");
+    // The committer gives up on the file, or the deadline passes first: either says why.
     let details = body["details"].as_str().unwrap();
-    assert!(details.contains("not run"), "{details}");
+    assert!(
+        details.contains("not run") || details.contains("did not answer a read within 300 ms"),
+        "{details}"
+    );
     // `/health` says only that the process serves.
     let health = client().get(server.url("/health")).send().unwrap();
     assert_eq!(health.status(), 200);
@@ -322,7 +326,8 @@ fn on_postgres_ready_is_503_while_the_database_is_unreachable() {
     assert_eq!(body["code"], "not_ready", "{body}");
     let details = body["details"].as_str().unwrap();
     assert!(
-        details.contains("did not answer a read within 2000 ms"),
+        details.contains("did not answer a read within 2000 ms")
+            || details.contains("failed a read"),
         "{details}"
     );
     assert_eq!(
