@@ -126,4 +126,13 @@ fn the_served_contract_is_the_openapi_yaml_file() {
     );
     let content_type = reply.header("content-type").unwrap_or_default();
     assert!(content_type.contains("yaml"), "{content_type}");
+    // Its own description of this answer fits it, read as YAML (as schema checkers read it).
+    let document: serde_json::Value = serde_norway::from_str(&reply.body).unwrap();
+    let schema = &document["paths"]["/openapi.yaml"]["get"]["responses"]["200"]["content"]
+        ["application/yaml"]["schema"];
+    assert_eq!(schema["type"], "object", "{schema}");
+    for key in schema["required"].as_array().unwrap() {
+        let key = key.as_str().unwrap();
+        assert!(document.get(key).is_some(), "no {key} in the document");
+    }
 }
