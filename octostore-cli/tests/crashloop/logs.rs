@@ -1,6 +1,7 @@
-//! What the real server writes to stderr at `RUST_LOG=trace` (its own events, warp's and
-//! hyper's, and the `log` records of its dependencies, which its subscriber takes in): no
-//! token and no lease id, in any form, whatever the calls and their failures.
+//! What the real server writes to stderr at `RUST_LOG=trace` with `--access-log` (its own
+//! events and access lines, warp's and hyper's, and the `log` records of its dependencies,
+//! which its subscriber takes in): no token and no lease id, in any form, whatever the calls
+//! and their failures.
 
 use octostore_core::{
     Api, ClientId, ConfigKey, Error, FlagName, LimitName, LockName, RatePolicy, Ttl,
@@ -72,12 +73,14 @@ fn forms(secret: &str) -> Vec<String> {
 }
 
 fn assert_logs_hold_no_secret(storage: Storage) {
-    let server = Server::start(&storage, "trace");
+    let server = Server::start(&storage, "trace", true);
     let secrets = drive(&server, &storage);
     let log = server.kill();
     assert!(
-        log.iter().any(|l| l.contains("TRACE")) && log.iter().any(|l| l.contains("request{")),
-        "the server did not log at TRACE level:\n{}",
+        log.iter().any(|l| l.contains("TRACE"))
+            && log.iter().any(|l| l.contains("request{"))
+            && log.iter().any(|l| l.contains("octostore::access")),
+        "the server did not log at TRACE level with its access log:\n{}",
         log.join("\n")
     );
     for line in &log {

@@ -430,7 +430,7 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
     let mut load_floor = 0u64;
 
     for cycle in 0..cycles {
-        let server = Server::start(storage, "info");
+        let server = Server::start(storage, "info", false);
         let api = server.client(&token);
         for worker in &mut workers {
             worker.verify(&api, load_floor, &mut tally);
@@ -505,7 +505,7 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
         tally.fencing_tokens += issued.len();
     }
     // The last kill's in-flight operations, checked on one more start.
-    let server = Server::start(storage, "info");
+    let server = Server::start(storage, "info", false);
     let api = server.client(&token);
     for worker in &mut workers {
         worker.verify(&api, load_floor, &mut tally);

@@ -109,10 +109,12 @@ pub struct Server {
 
 impl Server {
     /// Starts `octostore serve` on `storage`, on a port of 127.0.0.1 that the system picks,
-    /// logging at `rust_log`, and returns once it answers `GET /health`.
-    pub fn start(storage: &Storage, rust_log: &str) -> Self {
+    /// logging at `rust_log` (with `--access-log` if `access_log`), and returns once it
+    /// answers `GET /health`.
+    pub fn start(storage: &Storage, rust_log: &str, access_log: bool) -> Self {
+        let serve = ["serve", "--bind", "127.0.0.1:0", "--access-log"];
         let mut child = storage
-            .octostore(&["serve", "--bind", "127.0.0.1:0"])
+            .octostore(&serve[..if access_log { 4 } else { 3 }])
             .env("RUST_LOG", rust_log)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
