@@ -434,7 +434,8 @@ pub struct AcquireArgs {
 pub enum LockCommand {
     /// Take the lock; exit 1 if another holds it.
     ///
-    /// Tries once unless --wait (-n, trying once, is accepted too, as `lock run` takes it).
+    /// Tries once unless --wait is given (-n, to try once, is accepted too, as `lock run`
+    /// takes it).
     Acquire {
         #[command(flatten)]
         acquire: AcquireArgs,
