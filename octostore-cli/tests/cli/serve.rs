@@ -226,3 +226,21 @@ fn json_logs_are_one_object_a_line() {
     assert!(access["duration_ms"].is_f64(), "{access}");
     assert!(access["bytes"].is_u64(), "{access}");
 }
+
+#[test]
+fn a_sign_in_on_a_server_without_github_is_a_404_that_pages_nobody() {
+    let mut serving = Serving::start(&["--memory"]);
+    for path in ["/auth/github", "/auth/github/callback?code=c&state=s"] {
+        let answer = serving.get(path);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(
+            answer.contains("\"code\":\"sign_in_not_configured\""),
+            "{answer}"
+        );
+    }
+    // The server still answers, and nothing above INFO was logged for a client's mistake.
+    assert!(serving.get("/health").starts_with("HTTP/1.1 200"));
+    let log = serving.stop().join("\n");
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains("ERROR") && !log.contains("WARN"), "{log}");
+}
