@@ -229,7 +229,7 @@ fn json_logs_are_one_object_a_line() {
 
 #[test]
 fn a_sign_in_on_a_server_without_github_is_a_404_that_pages_nobody() {
-    let mut serving = Serving::start(&["--memory"]);
+    let serving = Serving::start(&["--memory"]);
     for path in ["/auth/github", "/auth/github/callback?code=c&state=s"] {
         let answer = serving.get(path);
         assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
