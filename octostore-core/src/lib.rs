@@ -23,7 +23,7 @@
 //!   nowhere else), and the one [`Error`].
 //! - [`records`]: what storage keeps, made of values: [`LeaseRecord`], [`LimitRecord`] and its
 //!   sliding window, [`Flag`], [`ConfigHead`] and [`ConfigVersion`], [`User`] and
-//!   [`TokenRecord`].
+//!   [`TokenRecord`], and the change log's [`Event`]s.
 //! - [`backend`]: the storage contract ([`Backend`], [`Tx`]) and the backends, which keep
 //!   records and know no rule: [`MemoryBackend`], `SqliteBackend` (feature `sqlite`, on by
 //!   default), one file shared safely by several processes, and `PostgresBackend` (feature
@@ -63,6 +63,7 @@ pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Concurrency, Tx};
 pub use committer::{Caller, Committer};
 pub use records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+pub use records::event::{Change, Event, EventKind, Kinds, LeaseChange};
 pub use records::flag::Flag;
 pub use records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 pub use records::lock::{FencingToken, LeaseId, LeaseRecord};

@@ -12,16 +12,18 @@
 //! and still seeded at random (per map; the limits' per process), so keys chosen by callers
 //! cannot be aimed at one bucket ahead of time (names are also short: at most 128 characters).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use hashbrown::hash_table;
 use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
-use super::{Backend, Concurrency, Retained, Tx};
+use super::{Backend, Concurrency, EventBounds, EventQuery, Retained, Tx};
 use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::event::{Change, Event};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
@@ -56,6 +58,9 @@ struct State {
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
     config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, StoredVersion>>,
     names: HashMap<UserId, Names>,
+    /// The kept events, oldest first, each with its owner.
+    events: VecDeque<(UserId, Event)>,
+    last_event: u64,
 }
 
 /// A config version, shared so that a history page copies its values out after the mutex
@@ -751,6 +756,49 @@ impl Tx for MemoryTx<'_> {
 
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
         Ok(self.state.count(owner, |n| n.configs.len()))
+    }
+
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {
+        self.state.last_event += 1;
+        let index = self.state.last_event;
+        let change = change.clone();
+        (self.state.events).push_back((owner, Event { index, at, change }));
+        Ok(index)
+    }
+
+    fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>> {
+        let events = &self.state.events;
+        let from = events.partition_point(|(_, e)| e.index <= after);
+        Ok(events
+            .range(from..)
+            .filter(|(owner, e)| query.matches(*owner, &e.change))
+            .take(max)
+            .map(|(_, e)| e.clone())
+            .collect())
+    }
+
+    fn event_bounds(&mut self) -> Result<EventBounds> {
+        let newest = self.state.last_event;
+        let oldest = self
+            .state
+            .events
+            .front()
+            .map_or(newest + 1, |(_, e)| e.index);
+        Ok(EventBounds { oldest, newest })
+    }
+
+    fn prune_events(
+        &mut self,
+        max: usize,
+        prune: &mut dyn FnMut(u64, DateTime<Utc>) -> bool,
+    ) -> Result<usize> {
+        let events = &mut self.state.events;
+        let mut deleted = 0;
+        while deleted < max && events.front().is_some_and(|(_, e)| prune(e.index, e.at)) {
+            events.pop_front();
+            deleted += 1;
+        }
+        Ok(deleted)
     }
 }
 

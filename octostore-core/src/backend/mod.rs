@@ -14,6 +14,9 @@
 //!   storage handed out before the call, committed or not. (Concurrent transactions may
 //!   commit in another order than their tokens, as PostgreSQL's do.)
 //! - Records come back exactly as they were put.
+//! - Events from [`Tx::append_event`] take indexes in commit order: once a transaction has
+//!   read an event (or the newest index, [`EventBounds::newest`]), no transaction commits
+//!   one with a smaller index.
 //!
 //! A few reads and writes have provided implementations made of the others (such as
 //! [`Tx::update_limit`], a read then a write); a backend overrides them only to do the same
@@ -32,7 +35,10 @@ pub mod sqlite;
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
+
 use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{FencingToken, LeaseRecord};
@@ -148,6 +154,39 @@ impl<K> Retained<K> {
             next: last.map(key),
         })
     }
+}
+
+/// Which events [`Tx::events_after`] reads: those of `kinds` whose name starts with
+/// `prefix`, and of `owner` unless their kind is in `of_anyone`.
+#[derive(Debug, Clone, Copy)]
+pub struct EventQuery<'a> {
+    /// The kinds read.
+    pub kinds: Kinds,
+    /// The start of every name read (empty: any name).
+    pub prefix: &'a str,
+    /// Whose events are read...
+    pub owner: UserId,
+    /// ...but of these kinds, everyone's.
+    pub of_anyone: Kinds,
+}
+
+impl EventQuery<'_> {
+    /// Whether the event `change`, of `owner`, is one this query reads.
+    pub fn matches(&self, owner: UserId, change: &Change) -> bool {
+        let kind = change.kind();
+        self.kinds.contains(kind)
+            && (owner == self.owner || self.of_anyone.contains(kind))
+            && change.name().starts_with(self.prefix)
+    }
+}
+
+/// The indexes of the log's ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventBounds {
+    /// The oldest kept event's; `newest + 1` when none is kept.
+    pub oldest: u64,
+    /// The newest event's ever appended, kept or not; 0 before the first.
+    pub newest: u64,
 }
 
 /// The reads and writes one transaction may make. Owner-scoped records are keyed by
@@ -311,4 +350,20 @@ pub trait Tx {
     fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>>;
     /// How many keys the owner has.
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
+
+    /// Appends the event of `owner`'s change, made `at`, to the log; its index, one more
+    /// than the newest before it.
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64>;
+    /// The events `query` reads whose index is above `after`, in index order, at most `max`.
+    fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>>;
+    /// The indexes of the log's ends.
+    fn event_bounds(&mut self) -> Result<EventBounds>;
+    /// Deletes the oldest events, in index order, while `prune` (given an event's index and
+    /// instant) is true for them, at most `max`; how many it deleted. It never deletes an
+    /// event newer than one it keeps, so the kept events stay one run of indexes.
+    fn prune_events(
+        &mut self,
+        max: usize,
+        prune: &mut dyn FnMut(u64, DateTime<Utc>) -> bool,
+    ) -> Result<usize>;
 }

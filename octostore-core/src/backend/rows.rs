@@ -11,6 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::event::{Change, Event, LeaseChange};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
@@ -55,9 +56,15 @@ macro_rules! config_version_columns {
         "version, value, description, created_at"
     };
 }
+/// The columns [`event`] reads, in order.
+macro_rules! event_columns {
+    () => {
+        "idx, at, change, name, enabled, percentage, number, holder, expires_at"
+    };
+}
 pub(crate) use {
-    config_head_columns, config_version_columns, flag_columns, lease_columns, token_columns,
-    user_columns,
+    config_head_columns, config_version_columns, event_columns, flag_columns, lease_columns,
+    token_columns, user_columns,
 };
 
 /// One column of a row, by position, as the few SQL types the backends store.
@@ -279,5 +286,121 @@ pub(crate) fn config_summary(row: &dyn Columns) -> Result<ConfigSummary> {
         version: head.latest,
         created_at: head.created_at,
         updated_at: DateTime::from_timestamp_nanos(updated_at),
+    })
+}
+
+/// An event's change as stored: its columns `change, name, enabled, percentage, number,
+/// holder, expires_at` (`change` a code, `number` a config version or a fencing token; the
+/// columns a change has no use for NULL).
+pub(crate) struct StoredChange<'a> {
+    pub(crate) change: i64,
+    pub(crate) name: &'a str,
+    pub(crate) enabled: Option<i64>,
+    pub(crate) percentage: Option<i64>,
+    pub(crate) number: Option<i64>,
+    pub(crate) holder: Option<&'a str>,
+    pub(crate) expires_at: Option<i64>,
+}
+
+/// The codes of the `change` column.
+const FLAG_SET: i64 = 1;
+const FLAG_DELETED: i64 = 2;
+const CONFIG_PUT: i64 = 3;
+const CONFIG_DELETED: i64 = 4;
+const LIMIT_RESET: i64 = 5;
+const LOCK_ACQUIRED: i64 = 6;
+const LOCK_RENEWED: i64 = 7;
+const LOCK_RELEASED: i64 = 8;
+const LOCK_EXPIRED: i64 = 9;
+
+impl<'a> StoredChange<'a> {
+    /// `change`'s columns.
+    pub(crate) fn of(change: &'a Change) -> Self {
+        let named = |change, name: &'a str| StoredChange {
+            change,
+            name,
+            enabled: None,
+            percentage: None,
+            number: None,
+            holder: None,
+            expires_at: None,
+        };
+        let lease = |change, lease: &'a LeaseChange| StoredChange {
+            number: Some(lease.fencing_token.0 as i64),
+            holder: Some(lease.holder.as_str()),
+            expires_at: Some(nanos(lease.expires_at)),
+            ..named(change, lease.name.as_str())
+        };
+        match change {
+            Change::FlagSet {
+                name,
+                enabled,
+                percentage,
+            } => StoredChange {
+                enabled: Some(i64::from(*enabled)),
+                percentage: percentage.map(|p| i64::from(p.get())),
+                ..named(FLAG_SET, name.as_str())
+            },
+            Change::FlagDeleted { name } => named(FLAG_DELETED, name.as_str()),
+            Change::ConfigPut { key, version } => StoredChange {
+                number: Some(*version as i64),
+                ..named(CONFIG_PUT, key.as_str())
+            },
+            Change::ConfigDeleted { key } => named(CONFIG_DELETED, key.as_str()),
+            Change::LimitReset { name } => named(LIMIT_RESET, name.as_str()),
+            Change::LockAcquired(l) => lease(LOCK_ACQUIRED, l),
+            Change::LockRenewed(l) => lease(LOCK_RENEWED, l),
+            Change::LockReleased(l) => lease(LOCK_RELEASED, l),
+            Change::LockExpired(l) => lease(LOCK_EXPIRED, l),
+        }
+    }
+}
+
+/// An event, from [`event_columns!`].
+pub(crate) fn event(row: &dyn Columns) -> Result<Event> {
+    let present = |value: Option<i64>| value.ok_or_else(|| corrupt("event"));
+    let lease = || -> Result<LeaseChange> {
+        Ok(LeaseChange {
+            name: name_at(row, 3, LockName::parse)?,
+            holder: Login::parse(&row.text_or_null(7)?.ok_or_else(|| corrupt("event"))?)
+                .map_err(|_| corrupt("login"))?,
+            fencing_token: FencingToken(
+                u64::try_from(present(row.int_or_null(6)?)?).map_err(|_| corrupt("number"))?,
+            ),
+            expires_at: DateTime::from_timestamp_nanos(present(row.int_or_null(8)?)?),
+        })
+    };
+    let change = match row.int(2)? {
+        FLAG_SET => Change::FlagSet {
+            name: name_at(row, 3, FlagName::parse)?,
+            enabled: present(row.int_or_null(4)?)? != 0,
+            percentage: row
+                .int_or_null(5)?
+                .map(|p| Percentage::new(p).map_err(|_| corrupt("percentage")))
+                .transpose()?,
+        },
+        FLAG_DELETED => Change::FlagDeleted {
+            name: name_at(row, 3, FlagName::parse)?,
+        },
+        CONFIG_PUT => Change::ConfigPut {
+            key: name_at(row, 3, ConfigKey::parse)?,
+            version: u64::try_from(present(row.int_or_null(6)?)?).map_err(|_| corrupt("number"))?,
+        },
+        CONFIG_DELETED => Change::ConfigDeleted {
+            key: name_at(row, 3, ConfigKey::parse)?,
+        },
+        LIMIT_RESET => Change::LimitReset {
+            name: name_at(row, 3, LimitName::parse)?,
+        },
+        LOCK_ACQUIRED => Change::LockAcquired(lease()?),
+        LOCK_RENEWED => Change::LockRenewed(lease()?),
+        LOCK_RELEASED => Change::LockReleased(lease()?),
+        LOCK_EXPIRED => Change::LockExpired(lease()?),
+        _ => return Err(corrupt("event")),
+    };
+    Ok(Event {
+        index: u64_at(row, 0)?,
+        at: instant_at(row, 1)?,
+        change,
     })
 }

@@ -8,12 +8,15 @@
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use crate::backend::rows::{
-    self, config_head_columns, config_version_columns, flag_columns, id, lease_columns, nanos,
-    token_columns, user_columns, Columns,
+    self, config_head_columns, config_version_columns, event_columns, flag_columns, id,
+    lease_columns, nanos, token_columns, user_columns, Columns, StoredChange,
 };
-use crate::backend::{Retained, Tx};
+use crate::backend::{EventBounds, EventQuery, Retained, Tx};
 use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{FencingToken, LeaseRecord};
@@ -602,5 +605,95 @@ impl<D: Driver> Tx for D {
             "SELECT COUNT(*) FROM config_heads WHERE owner = $1",
             owner,
         )
+    }
+
+    /// The index comes from the one-row `event_index`, updated in the appending transaction:
+    /// a transaction holds that row from here to its commit, so appending transactions
+    /// commit one at a time in the order of their indexes (on PostgreSQL, a second writer
+    /// waits for the row and, once the first commits, fails to serialize and is run again).
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {
+        let index = self.row(
+            "UPDATE event_index SET last = last + 1 WHERE id = 0 RETURNING last",
+            &[],
+            |row| row.int(0),
+        )?;
+        let index = index.ok_or_else(|| rows::corrupt("event index"))?;
+        let c = StoredChange::of(change);
+        self.exec(
+            concat!(
+                "INSERT INTO events (owner, kind, ",
+                event_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            ),
+            &[
+                Bytes(&id(owner.0)),
+                Int(i64::from(Kinds::of([change.kind()]).bits())),
+                Int(index),
+                Int(nanos(at)),
+                Int(c.change),
+                Text(c.name),
+                IntOrNull(c.enabled),
+                IntOrNull(c.percentage),
+                IntOrNull(c.number),
+                TextOrNull(c.holder),
+                IntOrNull(c.expires_at),
+            ],
+        )?;
+        u64::try_from(index).map_err(|_| rows::corrupt("event index"))
+    }
+
+    fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE idx > $1 AND (kind & $2) <> 0
+                 AND (owner = $3 OR (kind & $4) <> 0)
+                 AND substr(name, 1, length(CAST($5 AS TEXT))) = $5
+                 ORDER BY idx LIMIT $6"
+            ),
+            &[
+                Int(i64::try_from(after).unwrap_or(i64::MAX)),
+                Int(i64::from(query.kinds.bits())),
+                Bytes(&id(query.owner.0)),
+                Int(i64::from(query.of_anyone.bits())),
+                Text(query.prefix),
+                Int(rows::sql_limit(max)),
+            ],
+            rows::event,
+        )
+    }
+
+    fn event_bounds(&mut self) -> Result<EventBounds> {
+        let read = self.row(
+            "SELECT last, (SELECT MIN(idx) FROM events) FROM event_index WHERE id = 0",
+            &[],
+            |row| Ok((row.int(0)?, row.int_or_null(1)?)),
+        )?;
+        let (newest, oldest) = read.ok_or_else(|| rows::corrupt("event index"))?;
+        let index = |n: i64| u64::try_from(n).map_err(|_| rows::corrupt("event index"));
+        let newest = index(newest)?;
+        let oldest = oldest.map_or(Ok(newest + 1), index)?;
+        Ok(EventBounds { oldest, newest })
+    }
+
+    fn prune_events(
+        &mut self,
+        max: usize,
+        prune: &mut dyn FnMut(u64, DateTime<Utc>) -> bool,
+    ) -> Result<usize> {
+        let oldest = self.rows(
+            "SELECT idx, at FROM events ORDER BY idx LIMIT $1",
+            &[Int(rows::sql_limit(max))],
+            |row| Ok((row.int(0)?, DateTime::from_timestamp_nanos(row.int(1)?))),
+        )?;
+        let doomed = oldest
+            .iter()
+            .take_while(|(index, at)| prune(*index as u64, *at))
+            .count();
+        if let Some((last, _)) = doomed.checked_sub(1).map(|i| oldest[i]) {
+            self.exec("DELETE FROM events WHERE idx <= $1", &[Int(last)])?;
+        }
+        Ok(doomed)
     }
 }

@@ -5,6 +5,7 @@ mod support;
 
 mod concurrency;
 mod configs;
+mod event_storage;
 mod flags;
 mod group_commit;
 mod identity;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Barrier, Mutex};
+use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -11,8 +11,8 @@ use chrono::DateTime;
 use octostore_core::backend::postgres::SCHEMA_VERSION;
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, Error, LimitName, LockName, LockStatus, Login, ManualClock, PostgresBackend,
-    PostgresOptions, RatePolicy, Session, Store, TimeSource, Ttl,
+    Api, Backend, Change, Error, LimitName, LockName, LockStatus, Login, ManualClock,
+    PostgresBackend, PostgresOptions, RatePolicy, Session, Store, TimeSource, Ttl, Tx, UserId,
 };
 
 use crate::support::{postgres_url, TestSchema};
@@ -388,4 +388,69 @@ fn schema_names_that_would_need_quoting_are_refused() {
             "{schema:?}"
         );
     }
+}
+
+/// The change log's indexes follow commit order across nodes: a transaction that appended an
+/// event holds the log's counter until it commits, so another node's append waits for that
+/// commit, and no reader sees an index before every smaller one is committed.
+#[test]
+fn event_indexes_follow_commit_order_across_nodes() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (first, second, reader) = (schema.backend(), schema.backend(), schema.backend());
+    let clock = &ManualClock::default();
+    let owner = UserId(uuid::Uuid::new_v4());
+    let change = &Change::LimitReset {
+        name: LimitName::parse("l").unwrap(),
+    };
+    let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+    let newest = || {
+        let mut newest = None;
+        let read = &mut |tx: &mut dyn Tx| {
+            newest = Some(tx.event_bounds()?.newest);
+            Ok(())
+        };
+        reader.transact(clock, read).unwrap();
+        newest.unwrap()
+    };
+    let (appended, first_appended) = mpsc::channel();
+    let (commit, may_commit) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        let first = s.spawn(move || {
+            let mut index = 0;
+            let op = &mut |tx: &mut dyn Tx| {
+                index = tx.append_event(owner, at, change)?;
+                appended.send(index).unwrap();
+                may_commit.recv().unwrap();
+                Ok(())
+            };
+            first.transact(clock, op).unwrap();
+            index
+        });
+        assert_eq!(first_appended.recv().unwrap(), 1);
+        let second = s.spawn(move || {
+            let mut index = 0;
+            let op = &mut |tx: &mut dyn Tx| {
+                index = tx.append_event(owner, at, change)?;
+                Ok(())
+            };
+            second.transact(clock, op).unwrap();
+            index
+        });
+        // The second append waits for the counter's row, which the first holds.
+        let mut client = schema.client();
+        let waiting = "SELECT COUNT(*) FROM pg_stat_activity
+                       WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE event_index%'";
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.query_one(waiting, &[]).unwrap().get::<_, i64>(0) == 0 {
+            assert!(Instant::now() < deadline, "the second append never waited");
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!second.is_finished());
+        assert_eq!(newest(), 0, "an index is visible before its commit");
+        commit.send(()).unwrap();
+        assert_eq!(first.join().unwrap(), 1);
+        assert_eq!(second.join().unwrap(), 2);
+    });
+    assert_eq!(newest(), 2);
 }

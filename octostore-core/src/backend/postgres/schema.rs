@@ -20,7 +20,9 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// the default `CACHE 1`: with a cache, each connection would hand out a block of its own,
 /// and a lock's next grant could get a smaller token than the one before. The second counts
 /// the bytes of each config version (its value as stored, compact JSON, and its description)
-/// and each owner's total.
+/// and each owner's total. The third makes the change log: `events`, keyed by their index,
+/// which the one row of `event_index` hands out in commit order (a sequence would not: its
+/// values are taken before the commit; see `sql.rs`'s `append_event`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -91,6 +93,26 @@ CREATE TABLE config_bytes (
 );
 INSERT INTO config_bytes (owner, bytes)
 SELECT owner, SUM(bytes) FROM config_versions GROUP BY owner;
+"#,
+    r#"
+CREATE TABLE events (
+    idx BIGINT PRIMARY KEY,
+    at BIGINT NOT NULL,
+    owner BYTEA NOT NULL,
+    kind BIGINT NOT NULL,
+    change BIGINT NOT NULL,
+    name TEXT NOT NULL,
+    enabled BIGINT,
+    percentage BIGINT,
+    number BIGINT,
+    holder TEXT,
+    expires_at BIGINT
+);
+CREATE TABLE event_index (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    last BIGINT NOT NULL
+);
+INSERT INTO event_index (id, last) VALUES (0, 0);
 "#,
 ];
 

@@ -13,7 +13,9 @@ use crate::values::error::Error;
 /// of each config version (its value as stored, compact JSON, and its description) and each
 /// owner's total, and moves `value` to the end of the row, so that reading the columns
 /// before it (a list's descriptions, a prune's bytes) leaves a large value's overflow pages
-/// unread.
+/// unread. The third makes the change log: `events`, keyed by their index, which the one row
+/// of `event_index` hands out (see `sql.rs`'s `append_event`); `kind` is the event's kind
+/// as a bit (lock 1, limit 2, flag 4, config 8), for filters.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -103,6 +105,26 @@ CREATE TABLE config_bytes (
 ) WITHOUT ROWID;
 INSERT INTO config_bytes (owner, bytes)
 SELECT owner, SUM(bytes) FROM config_versions GROUP BY owner;
+"#,
+    r#"
+CREATE TABLE events (
+    idx INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    owner BLOB NOT NULL,
+    kind INTEGER NOT NULL,
+    change INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    enabled INTEGER,
+    percentage INTEGER,
+    number INTEGER,
+    holder TEXT,
+    expires_at INTEGER
+);
+CREATE TABLE event_index (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    last INTEGER NOT NULL
+);
+INSERT INTO event_index (id, last) VALUES (0, 0);
 "#,
 ];
 

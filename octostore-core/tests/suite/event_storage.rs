@@ -1,0 +1,218 @@
+//! The change log as every backend stores it, through `Tx` alone: events come back as they
+//! were appended, numbered one after another, read by query; the bounds; pruning keeps one
+//! run of indexes.
+
+use std::any::Any;
+
+use chrono::{DateTime, Utc};
+use octostore_core::backend::{EventBounds, EventQuery};
+use octostore_core::{
+    Backend, Change, ConfigKey, Event, EventKind, FencingToken, FlagName, Kinds, LeaseChange,
+    LimitName, LockName, Login, ManualClock, MemoryBackend, Percentage, SqliteBackend, Tx, UserId,
+};
+use uuid::Uuid;
+
+/// A bare backend, and what must outlive it (a file's directory, a schema).
+type Bare = (Box<dyn Backend>, Option<Box<dyn Any>>);
+
+fn bare_backends() -> Vec<(&'static str, Bare)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteBackend::open(dir.path().join("events.db")).unwrap();
+    #[allow(unused_mut)] // without the postgres feature
+    let mut all: Vec<(&'static str, Bare)> = vec![
+        ("memory", (Box::new(MemoryBackend::new()), None)),
+        ("sqlite", (Box::new(sqlite), Some(Box::new(dir)))),
+    ];
+    #[cfg(feature = "postgres")]
+    if let Some(url) = crate::support::postgres_url() {
+        let schema = crate::support::TestSchema::new(&url);
+        let backend = schema.backend();
+        all.push(("postgres", (Box::new(backend), Some(Box::new(schema)))));
+    }
+    all
+}
+
+/// Runs `op` in one transaction of `backend`.
+fn transact<R>(backend: &dyn Backend, mut op: impl FnMut(&mut dyn Tx) -> R) -> R {
+    let clock = ManualClock::default();
+    let mut out = None;
+    backend
+        .transact(&clock, &mut |tx| {
+            out = Some(op(tx));
+            Ok(())
+        })
+        .unwrap();
+    out.unwrap()
+}
+
+fn at(second: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_700_000_000 + second, 123_456_789).unwrap()
+}
+
+/// One change of every shape.
+fn changes() -> Vec<Change> {
+    let lease = LeaseChange {
+        name: LockName::parse("app_deploy").unwrap(),
+        holder: Login::parse("alice").unwrap(),
+        fencing_token: FencingToken(42),
+        expires_at: at(30),
+    };
+    let flag = FlagName::parse("app_beta").unwrap();
+    let key = ConfigKey::parse("web_size").unwrap();
+    vec![
+        Change::FlagSet {
+            name: flag.clone(),
+            enabled: true,
+            percentage: Some(Percentage::new(25).unwrap()),
+        },
+        Change::FlagSet {
+            name: flag.clone(),
+            enabled: false,
+            percentage: None,
+        },
+        Change::FlagDeleted { name: flag },
+        Change::ConfigPut {
+            key: key.clone(),
+            version: 7,
+        },
+        Change::ConfigDeleted { key },
+        Change::LimitReset {
+            name: LimitName::parse("app_api").unwrap(),
+        },
+        Change::LockAcquired(lease.clone()),
+        Change::LockRenewed(lease.clone()),
+        Change::LockReleased(lease.clone()),
+        Change::LockExpired(lease),
+    ]
+}
+
+fn query(owner: UserId, kinds: Kinds, prefix: &str) -> EventQuery<'_> {
+    EventQuery {
+        kinds,
+        prefix,
+        owner,
+        of_anyone: Kinds::of([EventKind::Lock]),
+    }
+}
+
+#[test]
+fn events_come_back_as_appended_in_index_order() {
+    let (alice, bob) = (UserId(Uuid::new_v4()), UserId(Uuid::new_v4()));
+    for (name, (backend, _keep)) in bare_backends() {
+        let backend = &*backend;
+        let empty = transact(backend, |tx| tx.event_bounds().unwrap());
+        assert_eq!(
+            empty,
+            EventBounds {
+                oldest: 1,
+                newest: 0
+            },
+            "{name}"
+        );
+        let mut appended = Vec::new();
+        for (i, change) in changes().into_iter().enumerate() {
+            let owner = if i % 2 == 0 { alice } else { bob };
+            let when = at(i as i64);
+            let index = transact(backend, |tx| tx.append_event(owner, when, &change).unwrap());
+            assert_eq!(index, i as u64 + 1, "{name}");
+            appended.push((
+                owner,
+                Event {
+                    index,
+                    at: when,
+                    change,
+                },
+            ));
+        }
+        let bounds = transact(backend, |tx| tx.event_bounds().unwrap());
+        assert_eq!(
+            bounds,
+            EventBounds {
+                oldest: 1,
+                newest: 10
+            },
+            "{name}"
+        );
+
+        for (kinds, prefix) in [
+            (Kinds::ALL, ""),
+            (Kinds::of([EventKind::Flag]), ""),
+            (Kinds::of([EventKind::Lock, EventKind::Config]), ""),
+            (Kinds::ALL, "app_"),
+            (Kinds::ALL, "web"),
+            (Kinds::ALL, "nothing"),
+        ] {
+            let q = query(alice, kinds, prefix);
+            let expected: Vec<Event> = appended
+                .iter()
+                .filter(|(owner, e)| q.matches(*owner, &e.change))
+                .map(|(_, e)| e.clone())
+                .collect();
+            for after in [0, 3] {
+                let read = transact(backend, |tx| tx.events_after(after, &q, 100).unwrap());
+                let wanted: Vec<Event> = expected
+                    .iter()
+                    .filter(|e| e.index > after)
+                    .cloned()
+                    .collect();
+                assert_eq!(read, wanted, "{name}: {kinds:?} {prefix:?} after {after}");
+            }
+            let first_two = transact(backend, |tx| tx.events_after(0, &q, 2).unwrap());
+            assert_eq!(first_two[..], expected[..expected.len().min(2)], "{name}");
+        }
+    }
+}
+
+#[test]
+fn pruning_deletes_only_the_oldest_run() {
+    let owner = UserId(Uuid::new_v4());
+    let change = Change::LimitReset {
+        name: LimitName::parse("l").unwrap(),
+    };
+    for (name, (backend, _keep)) in bare_backends() {
+        let backend = &*backend;
+        for i in 0..6 {
+            transact(backend, |tx| {
+                tx.append_event(owner, at(i), &change).unwrap()
+            });
+        }
+        // 3 is kept, so 4 and 5 are too, though the rule would prune them.
+        let deleted = transact(backend, |tx| {
+            tx.prune_events(10, &mut |index, _| index != 3).unwrap()
+        });
+        assert_eq!(deleted, 2, "{name}");
+        let bounds = transact(backend, |tx| tx.event_bounds().unwrap());
+        assert_eq!(
+            bounds,
+            EventBounds {
+                oldest: 3,
+                newest: 6
+            },
+            "{name}"
+        );
+        // At most `max`, by instant.
+        let deleted = transact(backend, |tx| {
+            tx.prune_events(2, &mut |_, when| when < at(5)).unwrap()
+        });
+        assert_eq!(deleted, 2, "{name}");
+        let all = query(owner, Kinds::ALL, "");
+        let left = transact(backend, |tx| tx.events_after(0, &all, 10).unwrap());
+        let indexes: Vec<u64> = left.iter().map(|e| e.index).collect();
+        assert_eq!(indexes, [5, 6], "{name}");
+        // Every event pruned: the newest index stays, and the next append follows it.
+        transact(backend, |tx| tx.prune_events(10, &mut |_, _| true).unwrap());
+        let bounds = transact(backend, |tx| tx.event_bounds().unwrap());
+        assert_eq!(
+            bounds,
+            EventBounds {
+                oldest: 7,
+                newest: 6
+            },
+            "{name}"
+        );
+        let next = transact(backend, |tx| {
+            tx.append_event(owner, at(9), &change).unwrap()
+        });
+        assert_eq!(next, 7, "{name}");
+    }
+}
