@@ -8,6 +8,7 @@ use crate::records::config::{ConfigSummary, ConfigVersion};
 use crate::records::flag::Flag;
 use crate::records::lock::LeaseId;
 use crate::rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
+use crate::rules::event::{EventFilter, EventPage};
 use crate::rules::lock::{Lease, LockGrant, LockStatus};
 use crate::rules::rate_limit::{Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
@@ -174,4 +175,26 @@ pub trait Api {
     fn delete_config(&self, key: &ConfigKey) -> Result<()>;
     /// The caller's keys, by key.
     fn configs(&self) -> Result<Vec<ConfigSummary>>;
+
+    /// The change log after index `since`: at most `limit` (1 to
+    /// [`MAX_EVENTS_PER_PAGE`](crate::MAX_EVENTS_PER_PAGE)) of the `filter`'s events the
+    /// caller may see (their own flags', configs' and limits', and every user's locks': lock
+    /// names are one namespace, and [`lock_status`](Self::lock_status) already tells anyone
+    /// who holds a lock), oldest first, and the index to ask from next. If events after
+    /// `since` were pruned (or `since` is not of this log), the page says `resync`: re-read
+    /// the current state, then ask from its `next`.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let seen = alice.events(0, &EventFilter::default(), 100)?.next;
+    /// alice.set_flag(&FlagName::parse("beta")?, true, None)?;
+    /// let page = alice.events(seen, &EventFilter::default(), 100)?;
+    /// assert_eq!(page.events.len(), 1);
+    /// assert_eq!(page.events[0].change.action(), "set");
+    /// assert_eq!(page.next, page.events[0].index);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage>;
 }

@@ -31,7 +31,7 @@
 //! - [`rules`]: the rules, once, in one module per primitive, as functions over a [`Tx`] and
 //!   the transaction's `now`: [`lock`](rules::lock), [`rate_limit`](rules::rate_limit),
 //!   [`flag`](rules::flag), [`config`](rules::config), and [`identity`](rules::identity) for
-//!   users and tokens. What a record means at an instant (a lease live, a limit's check, a
+//!   users and tokens; [`event`](rules::event), the change log every change appends to. What a record means at an instant (a lease live, a limit's check, a
 //!   flag on for a subject) is one of them, defined there as the record's method.
 //! - On top, [`Store`] (`store.rs`) is the facade: a backend, a [`Clock`] and [`Settings`].
 //!   Each operation is one call to [`Backend::transact`] (config history pages and lists,
@@ -69,6 +69,7 @@ pub use records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 pub use records::lock::{FencingToken, LeaseId, LeaseRecord};
 pub use records::rate_limit::LimitRecord;
 pub use rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
+pub use rules::event::{EventFilter, EventPage, MAX_EVENTS_PER_PAGE};
 pub use rules::flag::bucket as flag_bucket;
 pub use rules::identity::Token;
 pub use rules::lock::{AcquireStatus, Lease, LockGrant, LockStatus};

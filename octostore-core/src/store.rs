@@ -3,7 +3,7 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -19,6 +19,7 @@ use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::LeaseId;
 use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
+use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
 use crate::rules::lock::{self, Lease, LockGrant, LockStatus};
@@ -65,6 +66,12 @@ pub struct Settings {
     /// The most bytes one user's configs may keep: every kept version's value, as compact
     /// JSON, and description (default 32 MiB). A put past it is refused.
     pub config_bytes_per_user: u64,
+    /// How many of the newest events the change log keeps at least until they are
+    /// [`events_max_age`](Self::events_max_age) old (default 100 000).
+    pub events_kept: usize,
+    /// How long the change log keeps an event at most (default 24 hours). A sweep deletes
+    /// the events past either bound.
+    pub events_max_age: Duration,
 }
 
 impl Default for Settings {
@@ -74,6 +81,8 @@ impl Default for Settings {
             config_history: 1_000,
             config_value_max_bytes: 64 * 1024,
             config_bytes_per_user: 32 * 1024 * 1024,
+            events_kept: 100_000,
+            events_max_age: Duration::from_secs(24 * 60 * 60),
         }
     }
 }
@@ -101,6 +110,8 @@ pub struct Swept {
     pub leases: usize,
     /// Limits that counted nothing in their window.
     pub limits: usize,
+    /// Events of the change log past its bounds.
+    pub events: usize,
 }
 
 /// OctoStore: locks, rate limits, flags and configs over one backend. Cheap to clone; the
@@ -429,8 +440,10 @@ impl Store {
         Ok(live)
     }
 
-    /// Deletes expired leases and limits that counted nothing in their window. Neither is
-    /// visible to any operation, so a sweep changes no answer; it only frees space. It reads
+    /// Deletes expired leases (each with its `expired` event), limits that counted nothing
+    /// in their window, and the change log's events past [`Settings::events_kept`] or
+    /// [`Settings::events_max_age`]. No lease or limit it deletes is visible to any
+    /// operation, so it changes no answer but the log's; it only frees space. It reads
     /// [`SWEEP_BATCH`] records per transaction, so other operations run between its
     /// transactions instead of waiting for the whole store to be read.
     pub fn sweep(&self) -> Result<Swept> {
@@ -441,11 +454,15 @@ impl Store {
     pub fn sweep_in_batches(&self, batch: NonZeroUsize) -> Result<Swept> {
         let max = batch.get();
         Ok(Swept {
-            leases: self.sweep_steps(|tx, now, after| {
-                tx.retain_leases(after, max, &mut |lease| lease.is_live(now))
-            })?,
+            leases: self.sweep_steps(|tx, now, after| lock::sweep_step(tx, now, after, max))?,
             limits: self.sweep_steps(|tx, now, after| {
                 tx.retain_limits(after, max, &mut |limit| !limit.is_idle(now))
+            })?,
+            events: self.sweep_steps(|tx, now, _: Option<&()>| {
+                let (kept, max_age) = (self.settings().events_kept, self.settings().events_max_age);
+                let deleted = event::prune(tx, now, kept, max_age, max)?;
+                let next = (deleted == max).then_some(());
+                Ok(Retained { deleted, next })
             })?,
         })
     }
@@ -547,7 +564,7 @@ impl Api for Session {
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
         self.store
-            .transact(|tx, _| rate_limit::reset(tx, self.user.id, name))
+            .transact_now(|tx, now, _| rate_limit::reset(tx, now, self.user.id, name))
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
@@ -594,7 +611,7 @@ impl Api for Session {
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
         self.store
-            .transact(|tx, _| flag::delete(tx, self.user.id, name))
+            .transact_now(|tx, now, _| flag::delete(tx, now, self.user.id, name))
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
@@ -637,10 +654,15 @@ impl Api for Session {
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .transact(|tx, _| config::delete(tx, self.user.id, key))
+            .transact_now(|tx, now, _| config::delete(tx, now, self.user.id, key))
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
         self.store.read(|tx| config::list(tx, self.user.id))
+    }
+
+    fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
+        self.store
+            .read(|tx| event::read(tx, self.user.id, since, filter, limit))
     }
 }

@@ -6,9 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use octostore_core::{
-    AcquireStatus, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Decision,
-    FencingToken, Flag, FlagName, HeldBy, Lease, LeaseId, LimitName, LimitSummary, LockGrant,
-    LockName, Login, Percentage, RatePolicy, Resource, Result, User,
+    AcquireStatus, Change, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion,
+    Decision, Error, Event, EventKind, EventPage, FencingToken, Flag, FlagName, HeldBy, Lease,
+    LeaseChange, LeaseId, LimitName, LimitSummary, LockGrant, LockName, Login, Percentage,
+    RatePolicy, Resource, Result, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +23,18 @@ fn rfc3339<S: serde::Serializer>(
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+}
+
+/// An optional instant as [`rfc3339`] writes one (only called for `Some`: the field is
+/// omitted without a value).
+fn rfc3339_some<S: serde::Serializer>(
+    at: &Option<DateTime<Utc>>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match at {
+        Some(at) => rfc3339(at, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// `status` of a lock answer.
@@ -777,5 +790,181 @@ mod tests {
             serde_json::to_string(&Ours(at)).unwrap(),
             serde_json::to_string(&at).unwrap()
         );
+    }
+}
+
+/// A page of the change log (`GET /events`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventList {
+    /// The events after `since` the caller may see, oldest first; none when `resync`.
+    pub events: Vec<EventInfo>,
+    /// The index to ask from next (`since`).
+    pub next: u64,
+    /// True when the log no longer holds every event after `since` (pruned, or `since` is
+    /// not of this log): re-read the current state, then ask from `next`.
+    pub resync: bool,
+}
+
+impl From<EventPage> for EventList {
+    fn from(page: EventPage) -> Self {
+        Self {
+            events: page.events.iter().map(EventInfo::from).collect(),
+            next: page.next,
+            resync: page.resync,
+        }
+    }
+}
+
+impl EventList {
+    /// The page; an event the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
+    pub fn into_page(self) -> Result<EventPage> {
+        Ok(EventPage {
+            events: (self.events.into_iter())
+                .map(EventInfo::into_event)
+                .collect::<Result<_>>()?,
+            next: self.next,
+            resync: self.resync,
+        })
+    }
+}
+
+/// One event of the change log: a change of a lock, limit, flag or config key.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct EventInfo {
+    /// Its place in the store's log: every later change has a larger one.
+    pub index: u64,
+    /// When the change was made (RFC 3339).
+    #[serde(serialize_with = "rfc3339")]
+    pub at: DateTime<Utc>,
+    /// `lock`, `limit`, `flag` or `config`.
+    pub kind: String,
+    /// What happened: a flag `set` or `deleted`, a config `put` or `deleted`, a limit
+    /// `reset`, a lock's lease `acquired`, `renewed`, `released` or `expired`.
+    pub action: String,
+    /// The lock's, limit's or flag's name, or the config key.
+    pub name: String,
+    /// A flag `set`: whether it is on; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// A flag `set`: its percentage; omitted otherwise, and when it has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentage: Option<u8>,
+    /// A config `put`: the new version; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    /// A lock's event: the login of the lease's holder; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// A lock's event: the lease's fencing token; omitted otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fencing_token: Option<u64>,
+    /// A lock's event: when the lease ends (or ended) unless renewed (RFC 3339); omitted
+    /// otherwise.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_some"
+    )]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<&Event> for EventInfo {
+    fn from(e: &Event) -> Self {
+        let mut info = Self {
+            index: e.index,
+            at: e.at,
+            kind: e.change.kind().as_str().to_owned(),
+            action: e.change.action().to_owned(),
+            name: e.change.name().to_owned(),
+            enabled: None,
+            percentage: None,
+            version: None,
+            holder: None,
+            fencing_token: None,
+            expires_at: None,
+        };
+        match &e.change {
+            Change::FlagSet {
+                enabled,
+                percentage,
+                ..
+            } => {
+                info.enabled = Some(*enabled);
+                info.percentage = percentage.map(Percentage::get);
+            }
+            Change::ConfigPut { version, .. } => info.version = Some(*version),
+            Change::LockAcquired(lease)
+            | Change::LockRenewed(lease)
+            | Change::LockReleased(lease)
+            | Change::LockExpired(lease) => {
+                info.holder = Some(lease.holder.to_string());
+                info.fencing_token = Some(lease.fencing_token.0);
+                info.expires_at = Some(lease.expires_at);
+            }
+            Change::FlagDeleted { .. }
+            | Change::ConfigDeleted { .. }
+            | Change::LimitReset { .. } => {}
+        }
+        info
+    }
+}
+
+impl EventInfo {
+    /// The event; a kind, action or field the core does not know is
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
+    pub fn into_event(self) -> Result<Event> {
+        fn given<T>(value: Option<T>, field: &'static str) -> Result<T> {
+            value.ok_or_else(|| Error::invalid(field, "missing from the event"))
+        }
+        let kind = EventKind::from_name(&self.kind)
+            .ok_or_else(|| Error::invalid("kind", format!("unknown: {:?}", self.kind)))?;
+        let name = self.name.as_str();
+        let lease = || -> Result<LeaseChange> {
+            Ok(LeaseChange {
+                name: LockName::parse(name)?,
+                holder: Login::parse(&given(self.holder.clone(), "holder")?)?,
+                fencing_token: FencingToken(given(self.fencing_token, "fencing_token")?),
+                expires_at: given(self.expires_at, "expires_at")?,
+            })
+        };
+        let change = match (kind, self.action.as_str()) {
+            (EventKind::Flag, "set") => Change::FlagSet {
+                name: FlagName::parse(name)?,
+                enabled: given(self.enabled, "enabled")?,
+                percentage: (self.percentage)
+                    .map(|p| Percentage::new(p.into()))
+                    .transpose()?,
+            },
+            (EventKind::Flag, "deleted") => Change::FlagDeleted {
+                name: FlagName::parse(name)?,
+            },
+            (EventKind::Config, "put") => Change::ConfigPut {
+                key: ConfigKey::parse(name)?,
+                version: given(self.version, "version")?,
+            },
+            (EventKind::Config, "deleted") => Change::ConfigDeleted {
+                key: ConfigKey::parse(name)?,
+            },
+            (EventKind::Limit, "reset") => Change::LimitReset {
+                name: LimitName::parse(name)?,
+            },
+            (EventKind::Lock, "acquired") => Change::LockAcquired(lease()?),
+            (EventKind::Lock, "renewed") => Change::LockRenewed(lease()?),
+            (EventKind::Lock, "released") => Change::LockReleased(lease()?),
+            (EventKind::Lock, "expired") => Change::LockExpired(lease()?),
+            (_, action) => {
+                let kind = kind.as_str();
+                return Err(Error::invalid(
+                    "action",
+                    format!("unknown for a {kind} event: {action:?}"),
+                ));
+            }
+        };
+        Ok(Event {
+            index: self.index,
+            at: self.at,
+            change,
+        })
     }
 }

@@ -18,7 +18,9 @@ use serde_json::Value;
 
 use crate::backend::Tx;
 use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::event::Change;
 use crate::records::identity::UserId;
+use crate::rules::event;
 use crate::values::bounds::Description;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -190,6 +192,7 @@ pub(crate) fn put(
             limit: bounds.value_max_bytes,
         });
     }
+    let at = now;
     let now = now.to_datetime();
     let stored = tx.config_head(owner, key)?;
     // The oldest version kept before this put, whose older neighbours it may prune.
@@ -253,6 +256,11 @@ pub(crate) fn put(
     tx.put_config_head(owner, key, &head)?;
     tx.delete_config_versions_before(owner, key, head.oldest)?;
     tx.put_config_bytes_of(owner, kept)?;
+    let change = Change::ConfigPut {
+        key: key.clone(),
+        version: head.latest,
+    };
+    event::append(tx, owner, at, change)?;
     Ok(entry(key, &head, version))
 }
 
@@ -294,12 +302,18 @@ pub(crate) fn history(
     Ok((versions, next))
 }
 
-pub(crate) fn delete(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<()> {
+pub(crate) fn delete(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    key: &ConfigKey,
+) -> Result<()> {
     let head = head_of(tx, owner, key)?;
     let freed = tx.config_bytes_before(owner, key, head.latest + 1)?;
     let kept = tx.config_bytes_of(owner)?.saturating_sub(freed);
     tx.delete_config(owner, key)?;
-    tx.put_config_bytes_of(owner, kept)
+    tx.put_config_bytes_of(owner, kept)?;
+    event::append(tx, owner, now, Change::ConfigDeleted { key: key.clone() })
 }
 
 pub(crate) fn list(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<ConfigSummary>> {

@@ -6,8 +6,10 @@
 //! percentage only ever adds subjects.
 
 use crate::backend::Tx;
+use crate::records::event::Change;
 use crate::records::flag::Flag;
 use crate::records::identity::UserId;
+use crate::rules::event;
 use crate::values::bounds::Percentage;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -86,6 +88,7 @@ pub(crate) fn set(
     enabled: bool,
     percentage: Option<Percentage>,
 ) -> Result<Flag> {
+    let at = now;
     let now = now.to_datetime();
     let created_at = match tx.flag(owner, name)? {
         Some(existing) => existing.created_at,
@@ -105,7 +108,17 @@ pub(crate) fn set(
         updated_at: now,
     };
     tx.put_flag(owner, &flag)?;
+    event::append(tx, owner, at, set_change(&flag))?;
     Ok(flag)
+}
+
+/// The event of a set.
+fn set_change(flag: &Flag) -> Change {
+    Change::FlagSet {
+        name: flag.name.clone(),
+        enabled: flag.enabled,
+        percentage: flag.percentage,
+    }
 }
 
 /// Turns an existing flag on or off, keeping its percentage and `created_at`; a flag that does
@@ -126,6 +139,7 @@ pub(crate) fn set_enabled(
         ..existing
     };
     tx.put_flag(owner, &flag)?;
+    event::append(tx, owner, now, set_change(&flag))?;
     Ok(flag)
 }
 
@@ -141,9 +155,15 @@ pub(crate) fn evaluate(
     Ok(flag.is_enabled_for(subject))
 }
 
-pub(crate) fn delete(tx: &mut dyn Tx, owner: UserId, name: &FlagName) -> Result<()> {
+pub(crate) fn delete(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    name: &FlagName,
+) -> Result<()> {
     if tx.delete_flag(owner, name)? {
-        Ok(())
+        let change = Change::FlagDeleted { name: name.clone() };
+        event::append(tx, owner, now, change)
     } else {
         Err(Error::not_found(Resource::Flag, name))
     }

@@ -12,12 +12,18 @@
 //! memory hand tokens out in commit order, one transaction at a time; PostgreSQL takes them
 //! from a sequence before the commit, so overlapping acquires of different locks may commit
 //! in another order than their tokens.
+//!
+//! Each new lease, renewal and release is an event of the change log, and so is a dead lease
+//! when storage forgets it: taken over by an acquire, deleted at a quota, or swept
+//! ([`sweep_step`]); a dead lease is noticed only then, never at the instant it dies.
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::Tx;
+use crate::backend::{Retained, Tx};
+use crate::records::event::{Change, LeaseChange};
 use crate::records::identity::{User, UserId};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::rules::event;
 use crate::rules::identity::random_uuid;
 use crate::values::bounds::Ttl;
 use crate::values::clock::Timestamp;
@@ -46,6 +52,16 @@ impl LeaseRecord {
     /// Whether the lease still holds at `now`: a lease is dead at `expires_at`, exactly.
     pub fn is_live(&self, now: Timestamp) -> bool {
         now < Timestamp::from(self.expires_at)
+    }
+
+    /// The lease as an event of `holder`'s tells of it.
+    fn change(&self, holder: &Login) -> LeaseChange {
+        LeaseChange {
+            name: self.name.clone(),
+            holder: holder.clone(),
+            fencing_token: self.fencing_token,
+            expires_at: self.expires_at,
+        }
     }
 
     fn held_by(self, holder: Login) -> Lease {
@@ -102,11 +118,12 @@ pub(crate) fn acquire(
     ttl: Ttl,
     client_id: Option<&ClientId>,
 ) -> Result<LockGrant> {
-    if let Some(lease) = tx.lease(name)?.filter(|l| l.is_live(now)) {
+    let stored = tx.lease(name)?;
+    if let Some(lease) = stored.as_ref().filter(|l| l.is_live(now)) {
         if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
             return Ok(LockGrant {
                 status: AcquireStatus::Held,
-                lease: lease.held_by(caller.login.clone()),
+                lease: lease.clone().held_by(caller.login.clone()),
             });
         }
         return Err(Error::LockHeld {
@@ -115,7 +132,11 @@ pub(crate) fn acquire(
             expires_at: lease.expires_at,
         });
     }
-    check_quota(tx, now, quota, caller.id)?;
+    let swept_own = check_quota(tx, now, quota, caller.id)?;
+    if let Some(dead) = stored.filter(|d| !(swept_own && d.owner == caller.id)) {
+        // Before the new lease's writes: `forget_dead` deletes the lease it is handed.
+        forget_dead(tx, now, &dead)?;
+    }
     let lease = LeaseRecord {
         name: name.clone(),
         owner: caller.id,
@@ -126,6 +147,8 @@ pub(crate) fn acquire(
         expires_at: now.plus_seconds(ttl.as_secs()).to_datetime(),
     };
     tx.put_lease(&lease)?;
+    let change = Change::LockAcquired(lease.change(&caller.login));
+    event::append(tx, caller.id, now, change)?;
     Ok(LockGrant {
         status: AcquireStatus::Acquired,
         lease: lease.held_by(caller.login.clone()),
@@ -134,25 +157,25 @@ pub(crate) fn acquire(
 
 /// Dead leases still count in the store until deleted, so only when the raw count reaches
 /// the quota are the owner's leases read, the dead ones deleted, and the live ones counted.
-fn check_quota(tx: &mut dyn Tx, now: Timestamp, quota: usize, owner: UserId) -> Result<()> {
+/// Whether it deleted the owner's dead leases.
+fn check_quota(tx: &mut dyn Tx, now: Timestamp, quota: usize, owner: UserId) -> Result<bool> {
     if tx.count_leases_of(owner)? < quota {
-        return Ok(());
+        return Ok(false);
     }
-    let mut live = 0;
-    for lease in tx.leases_of(owner)? {
-        if lease.is_live(now) {
-            live += 1;
-        } else {
-            tx.delete_lease(&lease.name)?;
-        }
+    let (live, mut dead): (Vec<_>, Vec<_>) =
+        (tx.leases_of(owner)?.into_iter()).partition(|lease| lease.is_live(now));
+    // In name order, whatever order the backend read them in.
+    dead.sort_by(|a, b| a.name.cmp(&b.name));
+    for lease in &dead {
+        forget_dead(tx, now, lease)?;
     }
-    if live >= quota {
+    if live.len() >= quota {
         return Err(Error::QuotaExceeded {
             what: Resource::Lock,
             limit: quota,
         });
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The caller's live lease `lease_id` of `name`; else not found, saying whether another lease
@@ -179,8 +202,47 @@ pub(crate) fn release(
     name: &LockName,
     lease_id: LeaseId,
 ) -> Result<()> {
-    own_live_lease(tx, now, caller, name, lease_id)?;
-    tx.delete_lease(name)
+    let lease = own_live_lease(tx, now, caller, name, lease_id)?;
+    tx.delete_lease(name)?;
+    let change = Change::LockReleased(lease.change(&caller.login));
+    event::append(tx, caller.id, now, change)
+}
+
+/// Deletes a dead lease, with its `expired` event.
+fn forget_dead(tx: &mut dyn Tx, now: Timestamp, lease: &LeaseRecord) -> Result<()> {
+    tx.delete_lease(&lease.name)?;
+    expired(tx, now, lease)
+}
+
+/// Appends the `expired` event of a dead lease storage has forgotten.
+fn expired(tx: &mut dyn Tx, now: Timestamp, lease: &LeaseRecord) -> Result<()> {
+    let holder = holder_login(tx, lease.owner)?;
+    let change = Change::LockExpired(lease.change(&holder));
+    event::append(tx, lease.owner, now, change)
+}
+
+/// One step of a sweep: deletes the dead leases among at most `max` read in name order after
+/// `after`, each with its `expired` event (in name order, whatever order the backend read
+/// them in, as at a quota).
+pub(crate) fn sweep_step(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    after: Option<&LockName>,
+    max: usize,
+) -> Result<Retained<LockName>> {
+    let mut dead = Vec::new();
+    let step = tx.retain_leases(after, max, &mut |lease| {
+        let live = lease.is_live(now);
+        if !live {
+            dead.push(lease.clone());
+        }
+        live
+    })?;
+    dead.sort_by(|a, b| a.name.cmp(&b.name));
+    for lease in &dead {
+        expired(tx, now, lease)?;
+    }
+    Ok(step)
 }
 
 pub(crate) fn renew(
@@ -194,6 +256,8 @@ pub(crate) fn renew(
     let mut lease = own_live_lease(tx, now, caller, name, lease_id)?;
     lease.expires_at = now.plus_seconds(ttl.as_secs()).to_datetime();
     tx.put_lease(&lease)?;
+    let change = Change::LockRenewed(lease.change(&caller.login));
+    event::append(tx, caller.id, now, change)?;
     Ok(lease.held_by(caller.login.clone()))
 }
 

@@ -3,10 +3,11 @@
 //! windows, bucketing, versions and quotas, so that every backend behaves the same.
 //!
 //! One module per primitive: [`lock`], [`rate_limit`], [`flag`], [`config`], and [`identity`]
-//! for users and tokens. They stand on records, values and the storage contract, and know
+//! for users and tokens; and [`event`], the change log the others append to. They stand on records, values and the storage contract, and know
 //! nothing of the store that calls them.
 
 pub mod config;
+pub mod event;
 pub mod flag;
 pub mod identity;
 pub mod lock;

@@ -14,9 +14,11 @@
 use chrono::{DateTime, Utc};
 
 use crate::backend::Tx;
+use crate::records::event::Change;
 use crate::records::identity::UserId;
 use crate::records::rate_limit::window::{Cut, SlidingWindow, Tally};
 use crate::records::rate_limit::LimitRecord;
+use crate::rules::event;
 use crate::values::bounds::RatePolicy;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -248,9 +250,14 @@ pub(crate) fn status(
     Ok(peek(&record, now).1)
 }
 
-pub(crate) fn reset(tx: &mut dyn Tx, owner: UserId, name: &LimitName) -> Result<()> {
+pub(crate) fn reset(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    name: &LimitName,
+) -> Result<()> {
     if tx.delete_limit(owner, name)? {
-        Ok(())
+        event::append(tx, owner, now, Change::LimitReset { name: name.clone() })
     } else {
         Err(Error::not_found(Resource::Limit, name))
     }

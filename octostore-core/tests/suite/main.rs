@@ -6,6 +6,7 @@ mod support;
 mod concurrency;
 mod configs;
 mod event_storage;
+mod events;
 mod flags;
 mod group_commit;
 mod identity;

@@ -48,8 +48,9 @@ use std::time::Duration;
 use octostore_core::values::error::Chain;
 use octostore_core::{
     Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
-    Description, Error, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
-    LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Result, Subject, Ttl,
+    Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId,
+    LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy,
+    Result, Subject, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -757,11 +758,21 @@ impl Api for Client {
             .map(|item| converted(item.into_summary()))
             .collect()
     }
+
+    fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
+        let filter = filter.clone();
+        let page = self.request(&requests::ListEvents {
+            since,
+            filter,
+            limit,
+        })?;
+        converted(page.into_page())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use octostore_core::Resource;
+    use octostore_core::{EventKind, Kinds, Resource};
     use serde_json::json;
 
     use crate::operation::requests::Received;
@@ -1051,6 +1062,22 @@ mod tests {
             });
         }
         sent_and_received(requests::DeleteConfig(key));
+        for (since, kinds, prefix, limit) in [
+            (0, Kinds::ALL, "", 100),
+            (7, Kinds::of([EventKind::Flag]), "app_", 1),
+            (
+                u64::MAX,
+                Kinds::of([EventKind::Lock, EventKind::Config]),
+                "ü &/?=",
+                1000,
+            ),
+        ] {
+            sent_and_received(requests::ListEvents {
+                since,
+                filter: EventFilter::new(kinds, prefix).unwrap(),
+                limit,
+            });
+        }
         sent_and_received(requests::ListLocks);
         sent_and_received(requests::ListLimits);
         sent_and_received(requests::ListFlags);

@@ -126,6 +126,8 @@ operations! {
     DeleteConfig = "deleteConfig": DELETE "/config/{key}", Token, None;
     /// `GET /config/{key}/history?after=&limit=`: a page of versions, newest first.
     GetConfigHistory = "getConfigHistory": GET "/config/{key}/history", Token, None;
+    /// `GET /events?since=&kind=&prefix=&limit=`: a page of the change log.
+    ListEvents = "listEvents": GET "/events", Token, None;
 }
 
 /// A segment of a path template.

@@ -3,8 +3,8 @@
 //! sends and the one decoding the server applies, and the type of its answer.
 
 use octostore_core::{
-    ClientId, ConfigKey, Description, Error, FlagName, HistoryPage, LeaseId, LimitName, LockName,
-    Percentage, RatePolicy, Result, Subject, Ttl,
+    ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
+    LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -13,8 +13,9 @@ use serde_json::{json, Map, Value};
 use super::fields::{path_name, JsonBody};
 use super::Operation;
 use crate::dto::{
-    ConfigInfo, ConfigList, Deleted, FlagEvaluation, FlagInfo, FlagList, History, LimitDecision,
-    LimitList, LimitReset, LockList, LockResponse, LockStatusAnswer, NewToken, Released,
+    ConfigInfo, ConfigList, Deleted, EventList, FlagEvaluation, FlagInfo, FlagList, History,
+    LimitDecision, LimitList, LimitReset, LockList, LockResponse, LockStatusAnswer, NewToken,
+    Released,
 };
 
 /// A request as it travels: the name in its path (before escaping), its query parameters and
@@ -502,6 +503,70 @@ impl Endpoint for GetConfigHistory {
         Ok(Self {
             key,
             page: HistoryPage::new(after, limit)?,
+        })
+    }
+}
+
+/// `GET /events?since=&kind=&prefix=&limit=`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListEvents {
+    /// The index of the last event the caller has seen (0: none).
+    pub since: u64,
+    /// Which events.
+    pub filter: EventFilter,
+    /// The most events the page holds.
+    pub limit: usize,
+}
+
+impl ListEvents {
+    /// How many events a page holds unless asked for fewer or more.
+    pub const DEFAULT_LIMIT: usize = 100;
+}
+
+impl Endpoint for ListEvents {
+    const OPERATION: Operation = Operation::ListEvents;
+    type Answer = EventList;
+
+    fn encode(&self) -> Encoded {
+        let mut query = vec![("since", self.since.to_string())];
+        let kinds = self.filter.kinds();
+        if kinds != Kinds::ALL {
+            let names: Vec<&str> = kinds.iter().map(EventKind::as_str).collect();
+            query.push(("kind", names.join(",")));
+        }
+        if !self.filter.prefix().is_empty() {
+            query.push(("prefix", self.filter.prefix().to_owned()));
+        }
+        query.push(("limit", self.limit.to_string()));
+        Encoded {
+            query,
+            ..Encoded::default()
+        }
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let since = received.number("since", "an event index, an integer from 0")?;
+        let kinds = match received.query("kind") {
+            None => Kinds::ALL,
+            Some(list) => Kinds::of(
+                list.split(',')
+                    .map(|name| {
+                        EventKind::from_name(name).ok_or_else(|| {
+                            Error::invalid(
+                                "kind",
+                                format!("must list lock, limit, flag or config, found {name:?}"),
+                            )
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+        let prefix = received.query("prefix").unwrap_or("");
+        let limit = received.number("limit", "a number of events")?;
+        Ok(Self {
+            since: since.unwrap_or(0),
+            filter: EventFilter::new(kinds, prefix)?,
+            limit: limit.unwrap_or(Self::DEFAULT_LIMIT),
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod auth;
 mod config;
+mod events;
 mod flags;
 mod limits;
 mod locks;
@@ -207,5 +208,6 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::GetConfig => config::get(request).await,
         Operation::DeleteConfig => config::delete(request).await,
         Operation::GetConfigHistory => config::history(request).await,
+        Operation::ListEvents => events::list(request).await,
     }
 }

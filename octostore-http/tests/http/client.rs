@@ -9,9 +9,9 @@ use std::time::Duration as StdDuration;
 
 use chrono::Duration;
 use octostore_core::{
-    Api, ClientId, ConfigKey, Description, Error, FlagName, HistoryPage, LeaseId, LimitName,
-    LimitSummary, LockName, LockStatus, Login, ManualClock, Percentage, Quotas, RatePolicy, Result,
-    Settings, Store, Subject, Ttl,
+    Api, ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage,
+    Kinds, LeaseId, LimitName, LimitSummary, LockName, LockStatus, Login, ManualClock, Percentage,
+    Quotas, RatePolicy, Result, Settings, Store, Subject, Ttl,
 };
 use octostore_http::{Client, ServerOptions};
 use serde_json::json;
@@ -30,6 +30,7 @@ fn settings() -> Settings {
         config_history: 3,
         config_value_max_bytes: 64,
         config_bytes_per_user: 150,
+        ..Settings::default()
     }
 }
 
@@ -341,6 +342,19 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
             &alice.put_config(&key("b"), json!("x".repeat(58)), None),
         );
     }
+
+    // The change log.
+    let all = EventFilter::default();
+    t.record("alice's events", &alice.events(0, &all, 1000));
+    t.record("bob's events", &bob.events(0, &all, 1000));
+    let flags_and_configs = Kinds::of([EventKind::Flag, EventKind::Config]);
+    let db = EventFilter::new(flags_and_configs, "db").unwrap();
+    let page = alice.events(3, &db, 2);
+    t.record("alice's db flags and configs from 3 by 2", &page);
+    let next = page.map(|p| p.next).unwrap_or(0);
+    t.record("and the next page", &alice.events(next, &db, 2));
+    t.record("a page of 0", &alice.events(0, &all, 0));
+    t.record("an index past the log", &alice.events(1_000_000, &all, 10));
     t
 }
 
@@ -391,6 +405,12 @@ fn the_client_answers_exactly_as_the_embedded_store() {
         "Ok(Available)",
         "retry_after_seconds: Some(",
         "allowed: false",
+        "change: LockExpired(",
+        "change: FlagSet {",
+        "change: ConfigPut {",
+        "change: LimitReset {",
+        "resync: true",
+        "Err(Invalid { field: \"limit\"",
     ] {
         assert!(all.contains(expected), "no {expected:?} in\n{all}");
     }
