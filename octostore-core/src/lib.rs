@@ -74,7 +74,7 @@ pub use rules::flag::bucket as flag_bucket;
 pub use rules::identity::Token;
 pub use rules::lock::{AcquireStatus, Lease, LockGrant, LockStatus};
 pub use rules::rate_limit::{Decision, LimitSummary};
-pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept};
+pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept, PRUNE_EVERY};
 pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use values::error::{Error, HeldBy, Resource, Result};

@@ -1,6 +1,7 @@
 //! The facade: a [`Store`] joins a backend, a clock and [`Settings`], and runs each operation
 //! as one transaction of the backend; a [`Session`] is the store acting for one user.
 
+use std::cell::Cell;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,6 +103,9 @@ impl Settings {
 /// How many records a [`Store::sweep`] reads per transaction: about a millisecond of a
 /// SQLite file's time.
 pub const SWEEP_BATCH: NonZeroUsize = NonZeroUsize::new(1_000).expect("not zero");
+
+/// After how many changes on a thread a store prunes its change log, between sweeps.
+pub const PRUNE_EVERY: u64 = 1_024;
 
 /// What a [`Store::sweep`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -458,13 +462,47 @@ impl Store {
             limits: self.sweep_steps(|tx, now, after| {
                 tx.retain_limits(after, max, &mut |limit| !limit.is_idle(now))
             })?,
-            events: self.sweep_steps(|tx, now, _: Option<&()>| {
-                let (kept, max_age) = (self.settings().events_kept, self.settings().events_max_age);
-                let deleted = event::prune(tx, now, kept, max_age, max)?;
-                let next = (deleted == max).then_some(());
-                Ok(Retained { deleted, next })
-            })?,
+            events: self.prune_log(max)?,
         })
+    }
+
+    /// Deletes the change log's events past its bounds, reading at most `max` per
+    /// transaction; how many.
+    fn prune_log(&self, max: usize) -> Result<usize> {
+        let Settings {
+            events_kept: kept,
+            events_max_age: max_age,
+            ..
+        } = self.inner.settings;
+        self.sweep_steps(|tx, now, _: Option<&()>| {
+            let deleted = event::prune(tx, now, kept, max_age, max)?;
+            Ok(Retained {
+                deleted,
+                next: (deleted == max).then_some(()),
+            })
+        })
+    }
+
+    /// Runs `op`, an operation that may change what users see (and so append events), as
+    /// [`transact_now`](Self::transact_now). After every [`PRUNE_EVERY`] changes on a thread,
+    /// it prunes the change log too, so that a store no one sweeps (embedded, in memory)
+    /// keeps it within its bounds.
+    fn change<R>(
+        &self,
+        op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
+    ) -> Result<R> {
+        thread_local! {
+            static CHANGES: Cell<u64> = const { Cell::new(0) };
+        }
+        let outcome = self.transact_now(op);
+        let changes = CHANGES.get() + 1;
+        CHANGES.set(changes);
+        if changes.is_multiple_of(PRUNE_EVERY) {
+            // The change is made whatever this does; a prune that fails is made again by
+            // the next sweep or round of changes.
+            let _ = self.prune_log(SWEEP_BATCH.get());
+        }
+        outcome
     }
 
     /// Runs `step`, each time in a transaction of its own, from the first record to the end;
@@ -517,19 +555,19 @@ impl Api for Session {
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        self.store.transact_now(|tx, now, s| {
+        self.store.change(|tx, now, s| {
             lock::acquire(tx, now, s.quotas.locks, &self.user, name, ttl, client_id)
         })
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
         self.store
-            .transact_now(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
+            .change(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
         self.store
-            .transact_now(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
+            .change(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
@@ -564,7 +602,7 @@ impl Api for Session {
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
         self.store
-            .transact_now(|tx, now, _| rate_limit::reset(tx, now, self.user.id, name))
+            .change(|tx, now, _| rate_limit::reset(tx, now, self.user.id, name))
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
@@ -578,7 +616,7 @@ impl Api for Session {
         enabled: bool,
         percentage: Option<Percentage>,
     ) -> Result<Flag> {
-        self.store.transact_now(|tx, now, s| {
+        self.store.change(|tx, now, s| {
             flag::set(
                 tx,
                 now,
@@ -593,7 +631,7 @@ impl Api for Session {
 
     fn set_flag_enabled(&self, name: &FlagName, enabled: bool) -> Result<Flag> {
         self.store
-            .transact_now(|tx, now, _| flag::set_enabled(tx, now, self.user.id, name, enabled))
+            .change(|tx, now, _| flag::set_enabled(tx, now, self.user.id, name, enabled))
     }
 
     fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
@@ -611,7 +649,7 @@ impl Api for Session {
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
         self.store
-            .transact_now(|tx, now, _| flag::delete(tx, now, self.user.id, name))
+            .change(|tx, now, _| flag::delete(tx, now, self.user.id, name))
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
@@ -624,7 +662,7 @@ impl Api for Session {
         value: Value,
         description: Option<Description>,
     ) -> Result<ConfigEntry> {
-        self.store.transact_now(|tx, now, s| {
+        self.store.change(|tx, now, s| {
             let bounds = s.config_put_bounds();
             config::put(
                 tx,
@@ -654,7 +692,7 @@ impl Api for Session {
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .transact_now(|tx, now, _| config::delete(tx, now, self.user.id, key))
+            .change(|tx, now, _| config::delete(tx, now, self.user.id, key))
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {

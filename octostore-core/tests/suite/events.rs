@@ -17,6 +17,7 @@ each_backend!(
     a_reader_from_any_index_sees_each_later_event_once,
     a_reader_past_the_kept_events_is_told_to_resync,
     events_older_than_their_max_age_are_pruned,
+    the_log_is_pruned_as_changes_go_without_a_sweep,
     others_see_my_locks_but_not_my_flags_configs_or_limits,
     filters_pick_kinds_and_name_prefixes,
     a_refused_change_makes_no_event,
@@ -206,6 +207,21 @@ fn events_older_than_their_max_age_are_pruned(open: Open) {
     // Nothing kept: a reader at the newest index misses nothing.
     let page = alice.events(2, &EventFilter::default(), 10).unwrap();
     assert_eq!((page.events.len(), page.next, page.resync), (0, 2, false));
+}
+
+fn the_log_is_pruned_as_changes_go_without_a_sweep(open: Open) {
+    let h = open(Settings {
+        events_kept: 10,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let changes = octostore_core::PRUNE_EVERY + 10;
+    for i in 0..changes {
+        alice.set_flag(&flag("f"), i % 2 == 0, None).unwrap();
+    }
+    assert!(alice.events(0, &EventFilter::default(), 10).unwrap().resync);
+    let newest = read_all(&alice, changes - 10, &EventFilter::default(), 100);
+    assert_eq!(newest.len(), 10);
 }
 
 fn others_see_my_locks_but_not_my_flags_configs_or_limits(open: Open) {

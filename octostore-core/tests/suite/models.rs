@@ -6,6 +6,7 @@
 //! independently of `src/`.
 
 mod configs;
+mod events;
 mod flags;
 mod limits;
 mod locks;
