@@ -14,7 +14,7 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success: acquired or held, allowed, flag on, found
   1  a negative answer: lock held by another (lock acquire, lock run: --conflict-exit-code),
-     rate limited, flag off
+     rate limited, flag off, events to resync
   2  usage or validation error, or a quota reached
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
@@ -28,7 +28,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 22] = [
+const FLAGS: [(&str, &str); 25] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -51,6 +51,9 @@ const FLAGS: [(&str, &str); 22] = [
     ("memory", "--memory"),
     ("write_token", "--write-token"),
     ("lease_file", "--lease-file"),
+    ("since", "--since"),
+    ("kind", "--kind"),
+    ("prefix", "--prefix"),
 ];
 
 /// How the command line names `field`: its flag, or the field itself if no flag gives it.
@@ -146,6 +149,20 @@ pub enum Command {
     /// The versioned config store.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// The change log after --since, oldest first, one line per event: your flags', configs'
+    /// and limit resets', and every user's locks' (the index to go on from is printed on
+    /// stderr; exit 1 when the events after --since were pruned: re-read the state).
+    Events {
+        /// The events after index N (0: from the first).
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        since: u64,
+        /// Only events of KIND: lock, limit, flag or config (repeatable, or comma-separated).
+        #[arg(long, value_name = "KIND", value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only events of names (or config keys) starting with PREFIX.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.

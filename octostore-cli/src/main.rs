@@ -59,6 +59,11 @@ fn main() -> ExitCode {
         Command::Limit(command) => cmd::limit::run(global, command),
         Command::Flag(command) => cmd::flag::run(global, command),
         Command::Config(command) => cmd::config::run(global, command),
+        Command::Events {
+            since,
+            kind,
+            prefix,
+        } => cmd::events::run(global, since, &kind, prefix.as_deref()),
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
         Command::Man => Ok(cmd::man::run()),
     };

@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod config;
+pub mod events;
 pub mod flag;
 pub mod limit;
 pub mod lock;
@@ -66,7 +67,8 @@ pub fn print<T: Serialize>(as_json: bool, json: &T, human: impl FnOnce() -> Stri
     }
 }
 
-/// Exit code 1: a negative answer (held by another, rate limited, flag off).
+/// Exit code 1: a negative answer (held by another, rate limited, flag off, events to
+/// resync).
 pub fn negative() -> ExitCode {
     ExitCode::from(1)
 }

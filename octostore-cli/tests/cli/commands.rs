@@ -221,6 +221,50 @@ fn every_command(env: &Env) {
         .expect(2);
     env.run(&["config", "delete", "app.replicas"]).expect(0);
     env.run(&["config", "get", "app.replicas"]).expect(3);
+
+    // The change log: every change above, one line each.
+    let all = env.run(&["events", "--json"]).expect(0);
+    let events: Vec<serde_json::Value> = (all.stdout.lines())
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let newest = events.last().unwrap()["index"].as_u64().unwrap();
+    assert_eq!(
+        (events[0]["kind"].clone(), events[0]["action"].clone()),
+        ("lock".into(), "acquired".into())
+    );
+    assert_eq!(events.last().unwrap()["action"], "deleted");
+    assert_eq!(
+        all.stderr.trim(),
+        format!("next: octostore events --since {newest}")
+    );
+    let configs = env
+        .run(&[
+            "events", "--kind", "config", "--prefix", "app.", "--since", "1",
+        ])
+        .expect(0);
+    let lines: Vec<&str> = configs.stdout.lines().collect();
+    assert!(lines.len() >= 3, "{}", configs.stdout);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains(" config ") && l.contains(" app.replicas")),
+        "{}",
+        configs.stdout
+    );
+    assert!(
+        lines[0].contains(" config put app.replicas version=1"),
+        "{}",
+        configs.stdout
+    );
+    let bad = env.run(&["events", "--kind", "locks"]).expect(2);
+    assert!(bad.stderr.contains("--kind"), "{}", bad.stderr);
+    let past = env.run(&["events", "--since", "999999"]).expect(1);
+    assert!(past.stdout.is_empty(), "{}", past.stdout);
+    assert!(
+        past.stderr.contains("resync") && past.stderr.contains(&format!("--since {newest}")),
+        "{}",
+        past.stderr
+    );
 }
 
 #[test]
