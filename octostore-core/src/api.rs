@@ -2,6 +2,8 @@
 //! implements it, and so does the remote client of `octostore-http`, so a program moves
 //! from embedded to remote by changing the one line that makes its `impl Api`.
 
+use std::time::Duration;
+
 use serde_json::Value;
 
 use crate::records::config::{ConfigSummary, ConfigVersion};
@@ -39,6 +41,34 @@ pub trait Api {
     /// ```
     fn acquire(&self, name: &LockName, ttl: Ttl, client_id: Option<&ClientId>)
         -> Result<LockGrant>;
+    /// [`acquire`](Self::acquire), waiting up to `wait` while the lock is held, in the lock's
+    /// FIFO queue of waiters (of one process: the embedding program, or the server); still
+    /// held when `wait` ends: [`Error::LockHeld`](crate::Error::LockHeld). Blocks the
+    /// calling thread; a zero `wait` is one try, but still behind the queue's waiters.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # use std::time::Duration;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// # let bob = store.session(store.create_user(&Login::parse("bob")?)?);
+    /// let name = LockName::parse("deploy")?;
+    /// let ttl = Ttl::seconds(60)?;
+    /// let first = alice.acquire(&name, ttl, None)?;
+    /// let waiter = std::thread::spawn(move || {
+    ///     bob.acquire_within(&name, ttl, None, Duration::from_secs(60))
+    /// });
+    /// alice.release(&first.lease.name, first.lease.lease_id)?;
+    /// assert_eq!(waiter.join().unwrap()?.lease.holder.as_str(), "bob");
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn acquire_within(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        wait: Duration,
+    ) -> Result<LockGrant>;
     /// Ends the caller's live lease `lease_id` on the lock; otherwise
     /// [`Error::NotFound`](crate::Error::NotFound).
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()>;

@@ -14,7 +14,7 @@
 //! ```
 //!
 //! # Layout
-//! Five layers, each a folder (the top, three files), from the bottom; a module imports only
+//! Five layers, each a folder (the top, four files), from the bottom; a module imports only
 //! from its own layer and those below, and none imports one that imports it back
 //! (`cargo test -p octostore-core --test suite layers` checks both):
 //! - [`values`]: what is checked once, when made: validated names ([`LockName`]...) and
@@ -39,6 +39,8 @@
 //!   implements [`Api`] (`api.rs`), the operations a remote client offers too. [`Committer`]
 //!   (`committer.rs`) runs operations for many callers on one thread, committing those that
 //!   queue up meanwhile together: group commit for a serial backend such as SQLite.
+//!   [`waiting`] (`waiting.rs`) queues the waiters for each lock in this process, first come
+//!   first served ([`Session::acquire_waiting`]).
 #![deny(missing_docs)]
 
 pub mod values;
@@ -53,6 +55,7 @@ pub mod api;
 pub mod committer;
 mod known_tokens;
 pub mod store;
+pub mod waiting;
 
 pub use api::Api;
 pub use backend::memory::MemoryBackend;
@@ -79,3 +82,4 @@ pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use values::error::{Error, HeldBy, Resource, Result};
 pub use values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+pub use waiting::{LockQueues, Next, Ticket, Wake};

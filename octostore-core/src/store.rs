@@ -1,5 +1,6 @@
 //! The facade: a [`Store`] joins a backend, a clock and [`Settings`], and runs each operation
-//! as one transaction of the backend; a [`Session`] is the store acting for one user.
+//! as one transaction of the backend; a [`Session`] is the store acting for one user. The
+//! store also owns this process's queues of lock waiters ([`LockQueues`]).
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;
@@ -27,8 +28,9 @@ use crate::rules::lock::{self, Lease, LockGrant, LockStatus};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
-use crate::values::error::Result;
+use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+use crate::waiting::{self, LockQueues, Next, Signal, Ticket, Wake};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +147,7 @@ struct Inner {
     clock: Arc<dyn Clock>,
     settings: Settings,
     known_tokens: KnownTokens,
+    lock_queues: LockQueues,
 }
 
 /// Builds a [`Store`] from parts; every part has a default.
@@ -195,6 +198,7 @@ impl StoreBuilder {
                 clock: self.clock,
                 settings,
                 known_tokens: KnownTokens::default(),
+                lock_queues: LockQueues::default(),
             }),
         }
     }
@@ -275,6 +279,11 @@ impl Store {
     /// The current instant by the store's clock.
     pub fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    /// This process's queues of waiters for locks, shared by the store's clones.
+    pub fn lock_queues(&self) -> &LockQueues {
+        &self.inner.lock_queues
     }
 
     /// How a server should run this store's operations (see [`Concurrency`]).
@@ -546,6 +555,68 @@ impl Session {
         })?;
         Ok(verdict.decision())
     }
+
+    /// Takes a ticket at the back of `name`'s queue of waiters, which `wake` signals when
+    /// this session may try again (see [`waiting`]).
+    pub fn join_queue(&self, name: &LockName, wake: Wake) -> Ticket {
+        let login = self.user.login.clone();
+        self.store.inner.lock_queues.join(name, login, wake)
+    }
+
+    /// One try of a waiting acquire: [`acquire`](Api::acquire) as the holder of `ticket`,
+    /// which may take the lock, free, only at the head of its queue.
+    pub fn acquire_in_turn(
+        &self,
+        ticket: &Ticket,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+    ) -> Result<LockGrant> {
+        self.acquire_promised(ticket.lock(), ttl, client_id, Some(ticket))
+    }
+
+    /// Acquires, waiting up to `wait` (real time) in the lock's queue while it is held: the
+    /// waiters of this process are granted the lock in the order they came. A lock still held
+    /// when `wait` ends is [`Error::LockHeld`]. Blocks the calling thread.
+    pub fn acquire_waiting(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        // About 136 years: "forever", and far from an `Instant`'s overflow.
+        let give_up = Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()));
+        let signal = Arc::new(Signal::default());
+        let ticket = self.join_queue(name, signal.waker());
+        loop {
+            let held_until = match self.acquire_in_turn(&ticket, ttl, client_id) {
+                Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
+                outcome => return outcome,
+            };
+            let retry = match ticket.after_held(held_until) {
+                Next::RetryAt(at) => Instant::now() + waiting::until(self.store.now(), at),
+                Next::AwaitTurn => give_up,
+            };
+            signal.wait_until(retry.min(give_up));
+        }
+    }
+
+    /// An acquire that may take a free lock only if no waiter but `ticket`'s holder heads its
+    /// queue.
+    fn acquire_promised(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        ticket: Option<&Ticket>,
+    ) -> Result<LockGrant> {
+        let promised_to = self.store.inner.lock_queues.promised_to(name, ticket);
+        self.store.change(|tx, now, s| {
+            let quota = s.quotas.locks;
+            let head = promised_to.clone();
+            lock::acquire(tx, now, quota, &self.user, name, ttl, client_id, head)
+        })
+    }
 }
 
 impl Api for Session {
@@ -555,14 +626,25 @@ impl Api for Session {
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        self.store.change(|tx, now, s| {
-            lock::acquire(tx, now, s.quotas.locks, &self.user, name, ttl, client_id)
-        })
+        self.acquire_promised(name, ttl, client_id, None)
+    }
+
+    fn acquire_within(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        self.acquire_waiting(name, ttl, client_id, wait)
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
         self.store
-            .change(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))
+            .change(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))?;
+        // After the commit (in a group, after the operation: the head's try queues behind it).
+        self.store.inner.lock_queues.notify(name);
+        Ok(())
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {

@@ -270,6 +270,24 @@ impl App {
         tokio::task::spawn_blocking(move || op(&store)).await.ok()
     }
 
+    /// The session of `token`'s user, authenticated where the backend runs best.
+    pub(crate) async fn session(&self, token: String) -> Result<Session> {
+        let outcome = self.outcome(move |store| store.authenticate(&token));
+        outcome.await.unwrap_or_else(|| Err(not_finished()))
+    }
+
+    /// `op`'s outcome as `session`, run where the backend runs best, as one operation with
+    /// its own queue deadline.
+    pub(crate) async fn run_as<T, F>(&self, session: &Session, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Session) -> Result<T> + Send + 'static,
+    {
+        let session = session.clone();
+        let outcome = self.outcome(move |_| op(&session));
+        outcome.await.unwrap_or_else(|| Err(not_finished()))
+    }
+
     /// Authenticates `token`, then runs `op` as its user (see [`run`](Self::run)).
     pub(crate) async fn as_user<F>(&self, token: Option<String>, op: F) -> Response
     where

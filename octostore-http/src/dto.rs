@@ -71,6 +71,10 @@ pub struct LockResponse {
     /// Extension: the `client_id` the lease was acquired with; omitted without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Extension, in a lock's status only: how many acquires wait in the lock's queue on
+    /// this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<usize>,
 }
 
 impl LockResponse {
@@ -88,6 +92,7 @@ impl LockResponse {
             expires_at: lease.expires_at,
             holder: lease.holder.to_string(),
             client_id: lease.client_id.as_ref().map(ToString::to_string),
+            waiters: None,
         }
     }
 
@@ -139,6 +144,10 @@ pub struct LockNotHeld {
     /// A message for people ("Lock not currently held"); optional.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Extension: how many acquires wait in the lock's queue on this server (it is free, so
+    /// the first is about to take it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<usize>,
 }
 
 /// One of the caller's leases in a list.

@@ -73,6 +73,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
                         status: LockState::Available,
                         name: name.to_string(),
                         message: Some("Lock not currently held".into()),
+                        waiters: None,
                     };
                     print(global.json, &free, || format!("available {name}"));
                 }

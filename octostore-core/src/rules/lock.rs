@@ -16,6 +16,9 @@
 //! Each new lease, renewal and release is an event of the change log, and so is a dead lease
 //! when storage forgets it: taken over by an acquire, deleted at a quota, or swept
 //! ([`sweep_step`]); a dead lease is noticed only then, never at the instant it dies.
+//!
+//! A free lock that waiters of this process queue for (`waiting.rs`) is promised to the first
+//! of them: anyone else's acquire is told it is held by that waiter's login until now.
 
 use chrono::{DateTime, Utc};
 
@@ -109,6 +112,9 @@ fn holder_login(tx: &mut dyn Tx, owner: UserId) -> Result<Login> {
         .ok_or_else(|| Error::storage(format!("lease owner {owner} has no user record")))
 }
 
+/// A new lease for `caller`, unless the lock is held (by a live lease of another, or promised
+/// to the waiter `promised_to`, if any).
+#[allow(clippy::too_many_arguments)] // each is one of the acquire's inputs
 pub(crate) fn acquire(
     tx: &mut dyn Tx,
     now: Timestamp,
@@ -117,6 +123,7 @@ pub(crate) fn acquire(
     name: &LockName,
     ttl: Ttl,
     client_id: Option<&ClientId>,
+    promised_to: Option<Login>,
 ) -> Result<LockGrant> {
     let stored = tx.lease(name)?;
     if let Some(lease) = stored.as_ref().filter(|l| l.is_live(now)) {
@@ -130,6 +137,13 @@ pub(crate) fn acquire(
             name: name.clone(),
             holder: holder_login(tx, lease.owner)?,
             expires_at: lease.expires_at,
+        });
+    }
+    if let Some(head) = promised_to {
+        return Err(Error::LockHeld {
+            name: name.clone(),
+            holder: head,
+            expires_at: now.to_datetime(),
         });
     }
     let swept_own = check_quota(tx, now, quota, caller.id)?;

@@ -29,11 +29,11 @@ macro_rules! regressions {
         )
     };
 }
-use regressions;
+pub(crate) use regressions;
 
 /// `cases` cases (or `$PROPTEST_CASES`, for a deeper run), failing seeds kept in
 /// `regressions` (see [`regressions!`]).
-fn config(cases: u32, regressions: &'static str) -> ProptestConfig {
+pub(crate) fn config(cases: u32, regressions: &'static str) -> ProptestConfig {
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|n| n.parse().ok())

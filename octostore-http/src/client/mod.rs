@@ -43,7 +43,7 @@
 mod retry;
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use octostore_core::values::error::Chain;
 use octostore_core::{
@@ -60,7 +60,9 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::dto::{held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
+use crate::dto::{
+    held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockResponse, LockStatusAnswer,
+};
 use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
 
@@ -224,6 +226,8 @@ struct Call {
     body: Option<Vec<u8>>,
     /// Whether it may be sent again after an attempt that may have reached the server.
     retry_safe: bool,
+    /// How long the server may hold it before answering, beyond the client's timeout.
+    wait: Duration,
 }
 
 impl Call {
@@ -235,6 +239,7 @@ impl Call {
             query: Vec::new(),
             body: None,
             retry_safe: operation.method() == http::Method::GET,
+            wait: Duration::ZERO,
         }
     }
 
@@ -517,6 +522,9 @@ impl Client {
         token: Option<&HeaderValue>,
     ) -> Result<(StatusCode, HeaderMap, Vec<u8>), reqwest::Error> {
         let mut request = self.http.request(call.operation.method(), url.clone());
+        if !call.wait.is_zero() {
+            request = request.timeout(self.timeout + call.wait);
+        }
         if let Some(token) = token {
             request = request.header(AUTHORIZATION, token.clone());
         }
@@ -571,6 +579,28 @@ impl Client {
         Ok((answer, headers))
     }
 
+    /// One `POST /locks/{name}/acquire` that the server may hold up to `wait` in the lock's
+    /// queue.
+    fn acquire_waiting(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        let request = requests::AcquireLock {
+            name: name.clone(),
+            ttl,
+            client_id: client_id.cloned(),
+            wait,
+        };
+        let mut call = Call::of(Operation::AcquireLock, request.encode())?;
+        call.retry_safe = request.retry_safe();
+        call.wait = wait;
+        let (answer, _) = self.call_for_headers::<LockResponse>(call)?;
+        converted(answer.into_grant())
+    }
+
     /// `err` with the token, should any text of it carry it, hidden.
     fn scrub(&self, err: Error) -> Error {
         let token = self.token.read();
@@ -605,12 +635,35 @@ impl Api for Client {
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        let answer = self.request(&requests::AcquireLock {
-            name: name.clone(),
-            ttl,
-            client_id: client_id.cloned(),
-        })?;
-        converted(answer.into_grant())
+        self.acquire_waiting(name, ttl, client_id, Duration::ZERO)
+    }
+
+    /// Waits in requests of at most [`MAX_LOCK_WAIT`](requests::MAX_LOCK_WAIT) each (whole
+    /// seconds, rounded up): each next request joins the server's queue anew, at its back.
+    fn acquire_within(
+        &self,
+        name: &LockName,
+        ttl: Ttl,
+        client_id: Option<&ClientId>,
+        wait: Duration,
+    ) -> Result<LockGrant> {
+        let give_up = Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()));
+        loop {
+            let left = give_up.saturating_duration_since(Instant::now());
+            let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            let asked = Duration::from_secs(seconds).min(requests::MAX_LOCK_WAIT);
+            let sent = Instant::now();
+            match self.acquire_waiting(name, ttl, client_id, asked) {
+                Err(Error::LockHeld { .. }) if !asked.is_zero() && Instant::now() < give_up => {
+                    // A server that answered before the wait it was asked for (one that does
+                    // not wait) is not asked again at once.
+                    let early = (sent + asked).saturating_duration_since(Instant::now());
+                    let left = give_up.saturating_duration_since(Instant::now());
+                    std::thread::sleep(early.min(left).min(Duration::from_secs(1)));
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
@@ -970,12 +1023,15 @@ mod tests {
             let ttl = Ttl::seconds(60).unwrap();
             let lease_id = LeaseId(uuid::Uuid::new_v4());
             for client_id in [None, Some(ClientId::parse("host:42.a-b").unwrap())] {
-                let (name, client_id) = (name.clone(), client_id);
-                sent_and_received(requests::AcquireLock {
-                    name,
-                    ttl,
-                    client_id,
-                });
+                for wait in [0, 1, 300].map(Duration::from_secs) {
+                    let (name, client_id) = (name.clone(), client_id.clone());
+                    sent_and_received(requests::AcquireLock {
+                        name,
+                        ttl,
+                        client_id,
+                        wait,
+                    });
+                }
             }
             sent_and_received(requests::ReleaseLock {
                 name: name.clone(),

@@ -2,6 +2,8 @@
 //! its query, its JSON body) as the core's validated values, with the one encoding the client
 //! sends and the one decoding the server applies, and the type of its answer.
 
+use std::time::Duration;
+
 use octostore_core::{
     ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
     LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
@@ -170,7 +172,13 @@ pub struct AcquireLock {
     pub ttl: Ttl,
     /// Who within the user asks (two clients of one token exclude each other).
     pub client_id: Option<ClientId>,
+    /// Extension: how long to wait in the lock's queue while it is held (whole seconds,
+    /// at most [`MAX_LOCK_WAIT`]; zero, the default, is one try).
+    pub wait: Duration,
 }
+
+/// The longest wait one acquire may ask for (`wait_seconds`).
+pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 impl Endpoint for AcquireLock {
     const OPERATION: Operation = Operation::AcquireLock;
@@ -181,6 +189,9 @@ impl Endpoint for AcquireLock {
         body.insert("ttl_seconds".into(), self.ttl.as_secs().into());
         if let Some(client_id) = &self.client_id {
             body.insert("client_id".into(), client_id.as_str().into());
+        }
+        if !self.wait.is_zero() {
+            body.insert("wait_seconds".into(), self.wait.as_secs().into());
         }
         Encoded::named(&self.name).body(body.into())
     }
@@ -193,13 +204,29 @@ impl Endpoint for AcquireLock {
             .optional_str("client_id")?
             .map(ClientId::parse)
             .transpose()?;
+        let max = MAX_LOCK_WAIT.as_secs();
+        let wait = match body.optional_int("wait_seconds")? {
+            None => 0,
+            Some(seconds) => u64::try_from(seconds)
+                .ok()
+                .filter(|s| *s <= max)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "wait_seconds",
+                        format!("must be 0 to {max} seconds, not {seconds}"),
+                    )
+                })?,
+        };
         Ok(Self {
             name,
             ttl,
             client_id,
+            wait: Duration::from_secs(wait),
         })
     }
 
+    /// Safe with a `client_id` (a repeat returns the lease the first made), waiting or not;
+    /// a waiting acquire sent again joins the queue anew, at its back.
     fn retry_safe(&self) -> bool {
         self.client_id.is_some()
     }

@@ -1,12 +1,19 @@
-//! `/locks`: acquire, release, renew, status, list.
+//! `/locks`: acquire (once, or waiting in the lock's queue), release, renew, status, list.
 
-use octostore_core::{AcquireStatus, Api, LockGrant, LockStatus, Session};
+use std::sync::Arc;
+
+use octostore_core::waiting::{self, Next};
+use octostore_core::{AcquireStatus, Api, Error, LockGrant, LockStatus, Session};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use crate::app::App;
 use crate::dto::{
     LockInfo, LockList, LockNotHeld, LockResponse, LockState, LockStatusAnswer, Released,
 };
+use crate::error::{error_response, unauthorized};
 use crate::metrics::Outcome;
 use crate::operation::requests::{AcquireLock, GetLock, ListLocks, ReleaseLock, RenewLock};
 use crate::reply::answer;
@@ -15,18 +22,22 @@ use crate::request::Request;
 pub(super) async fn acquire(request: Request) -> Response {
     // Decoded here, off the store's thread; an error is answered after authentication.
     let acquire = request.decode::<AcquireLock>();
-    let reply =
-        |grant: LockGrant| answer::<AcquireLock>(&LockResponse::new(grant.status, &grant.lease));
-    let op = move |session: &Session| {
-        let AcquireLock {
-            name,
-            ttl,
-            client_id,
-        } = acquire?;
-        session.acquire(&name, ttl, client_id.as_ref())
-    };
     let app = request.app;
-    let response = app.as_user_then(request.token, op, reply).await;
+    let response = match acquire {
+        Ok(acquire) if !acquire.wait.is_zero() => waiting(&app, request.token, acquire).await,
+        acquire => {
+            let op = move |session: &Session| {
+                let AcquireLock {
+                    name,
+                    ttl,
+                    client_id,
+                    wait: _,
+                } = acquire?;
+                session.acquire(&name, ttl, client_id.as_ref())
+            };
+            app.as_user_then(request.token, op, granted).await
+        }
+    };
     // Counted by the answer, so a conflict is counted as the client sees it.
     match response.status() {
         StatusCode::OK => app.metrics.decided(Outcome::LockGranted),
@@ -34,6 +45,48 @@ pub(super) async fn acquire(request: Request) -> Response {
         _ => {}
     }
     response
+}
+
+fn granted(grant: LockGrant) -> Response {
+    answer::<AcquireLock>(&LockResponse::new(grant.status, &grant.lease))
+}
+
+/// An acquire that waits in the lock's queue: its ticket lives in this future, so a client
+/// that disconnects (dropping the future) leaves the queue. Each try is one short operation,
+/// run as any other (so no committer or pool slot is held while waiting); between tries the
+/// future awaits its ticket's wake-up or the holder's expiry, holding no thread.
+async fn waiting(app: &App, token: Option<String>, acquire: AcquireLock) -> Response {
+    let Some(token) = token else {
+        return unauthorized();
+    };
+    let session = match app.session(token).await {
+        Ok(session) => session,
+        Err(e) => return error_response(&e),
+    };
+    let give_up = Instant::now() + acquire.wait;
+    let woken = Arc::new(Notify::new());
+    let wake = {
+        let woken = woken.clone();
+        Box::new(move || woken.notify_one())
+    };
+    let ticket = Arc::new(session.join_queue(&acquire.name, wake));
+    loop {
+        let (ticket_now, client_id) = (ticket.clone(), acquire.client_id.clone());
+        let try_once = move |session: &Session| {
+            session.acquire_in_turn(&ticket_now, acquire.ttl, client_id.as_ref())
+        };
+        let held_until = match app.run_as(&session, try_once).await {
+            Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
+            Ok(grant) => return granted(grant),
+            Err(e) => return error_response(&e),
+        };
+        let retry = match ticket.after_held(held_until) {
+            Next::RetryAt(at) => Instant::now() + waiting::until(app.store().now(), at),
+            Next::AwaitTurn => give_up,
+        };
+        // Woken (released, or now the head), or the holder's lease or the wait ended.
+        let _ = tokio::time::timeout_at(retry.min(give_up), woken.notified()).await;
+    }
 }
 
 pub(super) async fn release(request: Request) -> Response {
@@ -67,16 +120,20 @@ pub(super) async fn renew(request: Request) -> Response {
 
 pub(super) async fn status(request: Request) -> Response {
     let status = request.decode::<GetLock>();
+    let queues = request.app.store().lock_queues().clone();
     let op = move |session: &Session| {
         let GetLock(name) = status?;
+        let waiters = Some(queues.waiters(&name));
         let status = match session.lock_status(&name)? {
-            LockStatus::Held(lease) => {
-                LockStatusAnswer::Held(LockResponse::new(AcquireStatus::Held, &lease))
-            }
+            LockStatus::Held(lease) => LockStatusAnswer::Held(LockResponse {
+                waiters,
+                ..LockResponse::new(AcquireStatus::Held, &lease)
+            }),
             LockStatus::Available => LockStatusAnswer::Available(LockNotHeld {
                 status: LockState::Available,
                 name: name.to_string(),
                 message: Some("Lock not currently held".into()),
+                waiters,
             }),
         };
         Ok(answer::<GetLock>(&status))
