@@ -30,7 +30,7 @@ use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
 use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::waiting::{self, LockQueues, Next, Signal, Ticket, Wake};
+use crate::waiting::{self, LockQueues, Next, Signal, Ticket, Wake, HEAD_RECHECK};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,6 +284,22 @@ impl Store {
     /// This process's queues of waiters for locks, shared by the store's clones.
     pub fn lock_queues(&self) -> &LockQueues {
         &self.inner.lock_queues
+    }
+
+    /// When, by real time, a waiter whose try found the lock held tries again (`next`, see
+    /// [`Ticket::after_held`]); `None`: only when woken. The head of a queue tries at the
+    /// holder's expiry; and where other processes may share the store (a file, a database),
+    /// whose releases wake no one in this process, at least every [`HEAD_RECHECK`].
+    pub fn next_try(&self, next: Next) -> Option<Instant> {
+        let Next::RetryAt(expires_at) = next else {
+            return None;
+        };
+        let until_expiry = waiting::until(self.now(), expires_at);
+        let wait = match self.concurrency() {
+            Concurrency::NonBlocking => until_expiry,
+            Concurrency::Serial | Concurrency::Parallel => until_expiry.min(HEAD_RECHECK),
+        };
+        Some(Instant::now() + wait)
     }
 
     /// How a server should run this store's operations (see [`Concurrency`]).
@@ -593,11 +609,8 @@ impl Session {
                 Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
                 outcome => return outcome,
             };
-            let retry = match ticket.after_held(held_until) {
-                Next::RetryAt(at) => Instant::now() + waiting::until(self.store.now(), at),
-                Next::AwaitTurn => give_up,
-            };
-            signal.wait_until(retry.min(give_up));
+            let retry = self.store.next_try(ticket.after_held(held_until));
+            signal.wait_until(retry.map_or(give_up, |at| at.min(give_up)));
         }
     }
 

@@ -4,8 +4,10 @@
 //! wait" wakes it. While tickets wait, only the head's acquire may take a free lock; anyone
 //! else is told the lock is held by the head, until now (it is promised to the head). A release
 //! wakes the head; a holder's expiry needs no wake-up: the head tries again at the lease's
-//! `expires_at` ([`Ticket::after_held`]). A ticket dropped leaves the queue, waking the next
-//! head if it was the head. Waiters in other processes are not in this queue.
+//! `expires_at` ([`Ticket::after_held`]), and where other processes share the store (a file,
+//! a database) at least every [`HEAD_RECHECK`], since their releases wake no one here. A
+//! ticket dropped leaves the queue, waking the next head if it was the head. Waiters in other
+//! processes are not in this queue: each process serves its own in arrival order.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -14,6 +16,12 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::values::names::{LockName, Login};
+
+/// How often the head of a queue tries again while the lock is held, where other processes
+/// may share the store and release it without waking anyone here ([`Store::next_try`]).
+///
+/// [`Store::next_try`]: crate::Store::next_try
+pub const HEAD_RECHECK: Duration = Duration::from_millis(200);
 
 /// What a ticket calls when its holder may try again: it became the head, or the lock it
 /// waits for was released. Called outside the queues' mutex; it should only signal.

@@ -185,14 +185,13 @@ pub enum Wait {
     Forever,
 }
 
-/// The longest pause between two tries of a waiting acquire.
-const LONGEST_PAUSE: Duration = Duration::from_secs(1);
-
-/// Acquires, retrying while another holds the lock for as long as `args` say (by default,
+/// Acquires, waiting while another holds the lock for as long as `args` say (by default,
 /// `wait`); the grant, and the instant just before the request that won it was sent (the
-/// lease ends no sooner than that instant plus the TTL). The first refusal of a waiting
-/// acquire is said on stderr; a lock still held in the end is [`held`]. Every run
-/// without `--client-id` is its own client, so two scripts sharing a token exclude each other.
+/// lease ends no sooner than that instant plus the TTL). A waiting acquire tries once, says
+/// on stderr that it waits, then waits in the lock's queue ([`Api::acquire_within`]: the
+/// server's, or this process's on a file); a lock still held in the end is [`held`]. Every
+/// run without `--client-id` is its own client, so two scripts sharing a token exclude each
+/// other.
 pub fn acquire(
     api: &dyn Api,
     args: &AcquireArgs,
@@ -205,29 +204,25 @@ pub fn acquire(
         None => ClientId::parse(&format!("cli-{}", uuid::Uuid::new_v4().simple()))?,
     };
     let start = Instant::now();
-    // When to give up; `None`: never.
-    let give_up = match (args.no_wait, args.wait, wait) {
-        (true, _, _) | (false, None, Wait::Once) => Some(start),
-        (false, Some(wait), _) => Some(start + wait),
+    // How long to wait; `None`: until the lock is ours.
+    let patience = match (args.no_wait, args.wait, wait) {
+        (true, _, _) | (false, None, Wait::Once) => Some(Duration::ZERO),
+        (false, Some(wait), _) => Some(wait),
         (false, None, Wait::Forever) => None,
     };
-    let mut pause = Duration::from_millis(50);
-    let mut waiting = false;
-    loop {
-        let sent = Instant::now();
-        match api.acquire(&name, args.ttl, Some(&client_id)) {
-            Err(e @ Error::LockHeld { .. }) if give_up.is_none_or(|at| Instant::now() < at) => {
-                if !waiting {
-                    eprintln!("octostore: {e}; waiting");
-                    waiting = true;
-                }
-                let left = give_up.map_or(pause, |at| at.saturating_duration_since(Instant::now()));
-                std::thread::sleep(pause.min(left));
-                pause = (pause * 2).min(LONGEST_PAUSE);
-            }
-            Err(e @ Error::LockHeld { .. }) => return Err(held(e, args, as_json)),
-            result => return Ok((result?, sent)),
+    let outcome = match api.acquire(&name, args.ttl, Some(&client_id)) {
+        Err(e @ Error::LockHeld { .. }) if patience != Some(Duration::ZERO) => {
+            eprintln!("octostore: {e}; waiting");
+            let left = patience.map_or(Duration::MAX, |p| p.saturating_sub(start.elapsed()));
+            let sent = Instant::now();
+            api.acquire_within(&name, args.ttl, Some(&client_id), left)
+                .map(|grant| (grant, sent))
         }
+        outcome => outcome.map(|grant| (grant, start)),
+    };
+    match outcome {
+        Err(e @ Error::LockHeld { .. }) => Err(held(e, args, as_json)),
+        outcome => Ok(outcome?),
     }
 }
 

@@ -467,3 +467,37 @@ fn a_wait_that_ends_is_lock_held_and_leaves_the_queue() {
     );
     assert_eq!(store.lock_queues().waiters(&name), 0);
 }
+
+#[test]
+fn a_release_by_another_process_on_the_file_reaches_the_waiter_long_before_the_expiry() {
+    // Two stores on one file stand for two processes: the release wakes no one in the
+    // waiter's process, so its head asks again on its own.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octostore.db");
+    let (here, there) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+    let user = |store: &Store, login: &str| {
+        let login = octostore_core::Login::parse(login).unwrap();
+        store.session(store.local_user(&login).unwrap())
+    };
+    let (alice, bob) = (user(&there, "alice"), user(&here, "bob"));
+    let name = deploy();
+    let held = alice
+        .acquire(&name, Ttl::seconds(3_600).unwrap(), None)
+        .unwrap();
+    std::thread::scope(|scope| {
+        let waiter =
+            scope.spawn(|| bob.acquire_waiting(&name, ttl(), None, Duration::from_secs(60)));
+        while here.lock_queues().waiters(&name) == 0 {
+            std::thread::yield_now();
+        }
+        alice.release(&name, held.lease.lease_id).unwrap();
+        let released = std::time::Instant::now();
+        let grant = waiter.join().unwrap().unwrap();
+        assert_eq!(grant.lease.holder.as_str(), "bob");
+        // Not the last try a wait makes as it ends: the head asked again on its own.
+        assert!(
+            released.elapsed() < Duration::from_secs(30),
+            "granted only as the 60 s wait ended"
+        );
+    });
+}

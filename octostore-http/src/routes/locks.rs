@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use octostore_core::waiting::{self, Next};
 use octostore_core::{AcquireStatus, Api, Error, LockGrant, LockStatus, Session};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -80,12 +79,10 @@ async fn waiting(app: &App, token: Option<String>, acquire: AcquireLock) -> Resp
             Ok(grant) => return granted(grant),
             Err(e) => return error_response(&e),
         };
-        let retry = match ticket.after_held(held_until) {
-            Next::RetryAt(at) => Instant::now() + waiting::until(app.store().now(), at),
-            Next::AwaitTurn => give_up,
-        };
+        let retry = app.store().next_try(ticket.after_held(held_until));
+        let retry = retry.map_or(give_up, |at| Instant::from_std(at).min(give_up));
         // Woken (released, or now the head), or the holder's lease or the wait ended.
-        let _ = tokio::time::timeout_at(retry.min(give_up), woken.notified()).await;
+        let _ = tokio::time::timeout_at(retry, woken.notified()).await;
     }
 }
 

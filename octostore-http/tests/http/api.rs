@@ -18,6 +18,7 @@ mod isolation;
 mod limits;
 mod locks;
 mod system;
+mod waiting;
 
 use std::io::Cursor;
 use std::time::Duration as StdDuration;
