@@ -67,6 +67,8 @@ pub struct App {
     queue_timeout: Duration,
     large_reads: LargeReads,
     last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
+    /// Set once the server stops taking connections: requests that wait (for a lock) end.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// A count of the live locks and when it was made, by the store's clock (see
@@ -128,7 +130,21 @@ impl App {
             large_reads: LargeReads::start()
                 .map_err(|e| Error::storage_caused("cannot start the large reads' threads", e))?,
             last_live_count: Arc::default(),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         })
+    }
+
+    /// Tells the requests that wait that the server is stopping (see [`stopped`](Self::stopped)).
+    pub(crate) fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Returns once the server is stopping: a request that waits (for a lock) ends then, so
+    /// a graceful shutdown is not held up for the rest of its wait.
+    pub(crate) async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`, so this ends only when the flag is set.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     /// The store the server serves.

@@ -128,6 +128,11 @@ pub async fn serve_with(
         "serving on {addr}: at most {max_connections} connections; timeouts: headers \
          {header_timeout:?}, bodies {body_timeout:?}, idle {idle_timeout:?}"
     );
+    let stopping = app.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.stop_waiting();
+    };
     server::run(listener, routes(&app), limits, shutdown).await;
     tracing::info!(uptime = ?started.elapsed(), "stopped");
 }

@@ -46,6 +46,12 @@ pub(super) async fn acquire(request: Request) -> Response {
     response
 }
 
+/// What a waiting acquire answers when the server stops before it got the lock: it took
+/// nothing and may be sent again (to this server once it is back, or to another node).
+fn shutting_down() -> Error {
+    Error::Unavailable("the server is shutting down; the acquire took nothing".into())
+}
+
 fn granted(grant: LockGrant) -> Response {
     answer::<AcquireLock>(&LockResponse::new(grant.status, &grant.lease))
 }
@@ -82,7 +88,11 @@ async fn waiting(app: &App, token: Option<String>, acquire: AcquireLock) -> Resp
         let retry = app.store().next_try(ticket.after_held(held_until));
         let retry = retry.map_or(give_up, |at| Instant::from_std(at).min(give_up));
         // Woken (released, or now the head), or the holder's lease or the wait ended.
-        let _ = tokio::time::timeout_at(retry, woken.notified()).await;
+        tokio::select! {
+            () = woken.notified() => {}
+            () = tokio::time::sleep_until(retry) => {}
+            () = app.stopped() => return error_response(&shutting_down()),
+        }
     }
 }
 

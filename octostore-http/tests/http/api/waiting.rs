@@ -2,7 +2,7 @@
 //! closed connection leaving the queue, the holder's expiry letting the next one in, a wait
 //! that ends in the usual 409, and the parameter's bounds.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,27 +68,45 @@ fn waiters_are_granted_the_lock_in_arrival_order() {
     assert_eq!(waiters(&alice, "deploy"), json!(0));
 }
 
+/// Sends `token`'s `POST /locks/{name}/acquire` waiting up to `wait_seconds` on a connection
+/// of its own, and leaves the answer unread.
+fn send_waiting(api: &Api, token: &str, name: &str, wait_seconds: u64) -> TcpStream {
+    let body = json!({ "ttl_seconds": 30, "wait_seconds": wait_seconds }).to_string();
+    let url = api.server.url("/");
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "POST /locks/{name}/acquire HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    stream
+}
+
+#[test]
+fn a_server_that_stops_ends_its_waits_with_a_503_that_took_nothing() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice.acquire("deploy", 300).ok();
+    let mut bob = send_waiting(&api, &api.server.token("bob"), "deploy", 20);
+    until_waiters(&alice, "deploy", 1);
+    drop(api);
+
+    let mut answer = String::new();
+    bob.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("store_busy"), "{answer}");
+}
+
 #[test]
 fn a_waiter_whose_connection_closes_leaves_the_queue_and_never_gets_the_lease() {
     let api = Api::start();
     let alice = api.user("alice");
     let held = alice.acquire("deploy", 30).ok();
 
-    let token = api.server.token("bob");
-    let body = json!({ "ttl_seconds": 30, "wait_seconds": 300 }).to_string();
-    let url = api.server.url("/");
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut bob = TcpStream::connect(&addr).unwrap();
-    write!(
-        bob,
-        "POST /locks/deploy/acquire HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    let bob = send_waiting(&api, &api.server.token("bob"), "deploy", 300);
     until_waiters(&alice, "deploy", 1);
     drop(bob);
     until_waiters(&alice, "deploy", 0);
