@@ -52,6 +52,7 @@ pub mod backend;
 pub mod rules;
 
 pub mod api;
+pub mod changes;
 pub mod committer;
 mod known_tokens;
 pub mod store;
@@ -64,6 +65,7 @@ pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::{Durability, SqliteBackend};
 pub use backend::{Backend, Concurrency, Tx};
+pub use changes::{ChangeWaiter, Wake};
 pub use committer::{Caller, Committer};
 pub use records::config::{ConfigHead, ConfigSummary, ConfigVersion};
 pub use records::event::{Change, Event, EventKind, Kinds, LeaseChange};

@@ -4,7 +4,7 @@
 
 use std::cell::Cell;
 use std::num::NonZeroUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
+use crate::changes::{ChangeWaiter, Changes, Wake};
 use crate::known_tokens::KnownTokens;
 use crate::records::config::ConfigSummary;
 use crate::records::flag::Flag;
@@ -109,6 +110,12 @@ pub const SWEEP_BATCH: NonZeroUsize = NonZeroUsize::new(1_000).expect("not zero"
 /// After how many changes on a thread a store prunes its change log, between sweeps.
 pub const PRUNE_EVERY: u64 = 1_024;
 
+thread_local! {
+    /// Inside [`Store::group`] on this thread: whether one of its operations changed
+    /// something (its waiters are woken once the group commits). `None` outside a group.
+    static CHANGED_IN_GROUP: Cell<Option<bool>> = const { Cell::new(None) };
+}
+
 /// What a [`Store::sweep`] deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
@@ -148,6 +155,7 @@ struct Inner {
     settings: Settings,
     known_tokens: KnownTokens,
     lock_queues: LockQueues,
+    changes: Changes,
 }
 
 /// Builds a [`Store`] from parts; every part has a default.
@@ -192,13 +200,24 @@ impl StoreBuilder {
             config_history: self.settings.config_history.max(1),
             ..self.settings
         };
+        let watched = self.backend.written_by_others();
         Store {
-            inner: Arc::new(Inner {
-                backend: self.backend,
-                clock: self.clock,
-                settings,
-                known_tokens: KnownTokens::default(),
-                lock_queues: LockQueues::default(),
+            inner: Arc::new_cyclic(|inner: &Weak<Inner>| {
+                let inner = inner.clone();
+                let newest_index = move || {
+                    let store = Store {
+                        inner: inner.upgrade()?,
+                    };
+                    store.read(|tx| Ok(tx.event_bounds()?.newest)).ok()
+                };
+                Inner {
+                    backend: self.backend,
+                    clock: self.clock,
+                    settings,
+                    known_tokens: KnownTokens::default(),
+                    lock_queues: LockQueues::default(),
+                    changes: Changes::new(watched.then(|| Box::new(newest_index) as _)),
+                }
             }),
         }
     }
@@ -311,12 +330,36 @@ impl Store {
     /// (see [`Backend::group`]): they are durable only once this returns `Ok`. Waiting for
     /// another process's writes ends at `give_up_at`, failing the group.
     pub fn group(&self, give_up_at: Instant, mut work: impl FnMut()) -> Result<()> {
+        let outer = CHANGED_IN_GROUP.replace(Some(false));
         let committed = (self.inner.backend).group(&*self.inner.clock, give_up_at, &mut work);
         if committed.is_err() {
             // A token or user read in the group may not have been committed.
             self.inner.known_tokens.forget_all();
         }
+        // Even a failed group may have committed some of its changes.
+        if CHANGED_IN_GROUP.replace(outer) == Some(true) {
+            self.changed();
+        }
         committed
+    }
+
+    /// Calls `wake` after every change to the store that commits from now on (at once after
+    /// this process's; within about [`WATCH_EVERY`](crate::changes::WATCH_EVERY) after another
+    /// process's), until the returned [`ChangeWaiter`] is dropped. `wake` should only signal
+    /// (notify a task, set a flag): it is called on the thread that committed. Register
+    /// first, then read, then wait: no change committed after the read goes unseen. A
+    /// wake-up may come with nothing new to read.
+    pub fn on_change(&self, wake: Wake) -> ChangeWaiter {
+        self.inner.changes.register(wake)
+    }
+
+    /// A change committed, or will when the group this thread runs commits: wakes the
+    /// waiters then.
+    fn changed(&self) {
+        match CHANGED_IN_GROUP.get() {
+            Some(_) => CHANGED_IN_GROUP.set(Some(true)),
+            None => self.inner.changes.wake_all(),
+        }
     }
 
     /// Runs `op` as one transaction that needs no time: the clock is not read. `op` may run
@@ -482,8 +525,13 @@ impl Store {
     /// [`sweep`](Self::sweep), reading at most `batch` records per transaction.
     pub fn sweep_in_batches(&self, batch: NonZeroUsize) -> Result<Swept> {
         let max = batch.get();
+        let leases = self.sweep_steps(|tx, now, after| lock::sweep_step(tx, now, after, max));
+        if !matches!(leases, Ok(0)) {
+            // Each expired lease appended its event (a failed sweep may have committed some).
+            self.changed();
+        }
         Ok(Swept {
-            leases: self.sweep_steps(|tx, now, after| lock::sweep_step(tx, now, after, max))?,
+            leases: leases?,
             limits: self.sweep_steps(|tx, now, after| {
                 tx.retain_limits(after, max, &mut |limit| !limit.is_idle(now))
             })?,
@@ -509,7 +557,8 @@ impl Store {
     }
 
     /// Runs `op`, an operation that may change what users see (and so append events), as
-    /// [`transact_now`](Self::transact_now). After every [`PRUNE_EVERY`] changes on a thread,
+    /// [`transact_now`](Self::transact_now), then wakes those waiting for changes (once it
+    /// has committed: at the end of the group it runs in, if any). After every [`PRUNE_EVERY`] changes on a thread,
     /// it prunes the change log too, so that a store no one sweeps (embedded, in memory)
     /// keeps it within its bounds.
     fn change<R>(
@@ -520,6 +569,9 @@ impl Store {
             static CHANGES: Cell<u64> = const { Cell::new(0) };
         }
         let outcome = self.transact_now(op);
+        if outcome.is_ok() {
+            self.changed();
+        }
         let changes = CHANGES.get() + 1;
         CHANGES.set(changes);
         if changes.is_multiple_of(PRUNE_EVERY) {
@@ -559,6 +611,11 @@ impl Session {
     /// The user this session acts as.
     pub fn user(&self) -> &User {
         &self.user
+    }
+
+    /// The store this session acts on.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     /// A check the backend could not make in place: of a new limit, or on a backend without

@@ -287,6 +287,10 @@ impl Backend for MemoryBackend {
         Concurrency::NonBlocking
     }
 
+    fn written_by_others(&self) -> bool {
+        false
+    }
+
     fn update_limit_now(
         &self,
         clock: &dyn Clock,

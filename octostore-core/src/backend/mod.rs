@@ -95,6 +95,13 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
 
+    /// Whether another process may write to the same storage (a file, a database): a store
+    /// then watches its change log for their changes while anyone waits for changes
+    /// (`changes.rs`). By default it may.
+    fn written_by_others(&self) -> bool {
+        true
+    }
+
     /// Runs `work`, whose transactions on this thread may be committed together when it
     /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
     /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some
