@@ -57,6 +57,7 @@ pub mod committer;
 mod known_tokens;
 pub mod store;
 pub mod waiting;
+pub mod subscription;
 
 pub use api::Api;
 pub use backend::memory::MemoryBackend;
@@ -80,6 +81,7 @@ pub use rules::identity::Token;
 pub use rules::lock::{AcquireStatus, Lease, LockGrant, LockStatus};
 pub use rules::rate_limit::{Decision, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept, PRUNE_EVERY};
+pub use subscription::{Subscription, SubscriptionItem};
 pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use values::error::{Error, HeldBy, Resource, Result};

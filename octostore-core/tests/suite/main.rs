@@ -19,6 +19,7 @@ mod postgres_db;
 mod processes;
 mod sqlite_file;
 mod waiting;
+mod subscriptions;
 
 /// Without the `postgres` feature there are no postgres tests: a test database named in the
 /// environment must not go untested in silence.
