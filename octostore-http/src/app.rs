@@ -2,16 +2,19 @@
 //! bearer token and run the operation as its user, where the backend runs best (see
 //! [`Runner`]), so storage I/O never stalls the async runtime.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use octostore_core::values::error::Chain;
-use octostore_core::{Caller, Committer, Concurrency, Error, Login, Result, Session, Store};
-use tokio::sync::Semaphore;
+use octostore_core::{
+    Caller, ChangeWaiter, Committer, Concurrency, Error, Login, Result, Session, Store,
+};
+use tokio::sync::{watch, Notify, Semaphore};
 use warp::reply::Response;
 
-use crate::error::{error_response, unauthorized};
+use crate::error::error_response;
 use crate::large_reads::LargeReads;
 use crate::metrics::Metrics;
 use crate::oauth::{GithubOAuth, GithubSettings};
@@ -67,8 +70,8 @@ pub struct App {
     queue_timeout: Duration,
     large_reads: LargeReads,
     last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
-    /// Set once the server stops taking connections: requests that wait (for a lock) end.
-    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    /// `true` once the server begins to shut down: waits for changes end then.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 /// A count of the live locks and when it was made, by the store's clock (see
@@ -130,21 +133,60 @@ impl App {
             large_reads: LargeReads::start()
                 .map_err(|e| Error::storage_caused("cannot start the large reads' threads", e))?,
             last_live_count: Arc::default(),
-            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            closing: Arc::new(watch::Sender::new(false)),
         })
     }
 
-    /// Tells the requests that wait that the server is stopping (see [`stopped`](Self::stopped)).
-    pub(crate) fn stop_waiting(&self) {
-        self.stopping.send_replace(true);
+    /// Ends every wait for changes (`until_changed`) and every stream of them: the server is
+    /// shutting down, and lets each request in flight finish.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
     }
 
-    /// Returns once the server is stopping: a request that waits (for a lock) ends then, so
-    /// a graceful shutdown is not held up for the rest of its wait.
+    /// A receiver of whether the server is shutting down.
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Returns once the server begins to shut down: a waiting acquire ends then, so a
+    /// graceful shutdown is not held up for the rest of its wait.
     pub(crate) async fn stopped(&self) {
-        let mut stopping = self.stopping.subscribe();
         // The sender lives as long as `self`, so this ends only when the flag is set.
-        let _ = stopping.wait_for(|stopping| *stopping).await;
+        let _ = self.closing().wait_for(|closing| *closing).await;
+    }
+
+    /// The store's change signal as a task's wake-up: `changed` is notified after each
+    /// change, until the returned waiter is dropped. Register before reading: a change after
+    /// the read leaves a permit that the next `notified()` takes at once.
+    pub(crate) fn on_change(&self, changed: &Arc<Notify>) -> ChangeWaiter {
+        let changed = changed.clone();
+        self.store.on_change(Box::new(move || changed.notify_one()))
+    }
+
+    /// The response of `attempt`, made at once, then again after each change to the store,
+    /// until it says it is ready or `wait` has passed (or the server begins to shut down):
+    /// then its last response. Between attempts the request holds no thread, committer or
+    /// pool slot, only this future; a client that disconnects drops it.
+    pub(crate) async fn until_changed<F, A>(&self, wait: Duration, mut attempt: A) -> Response
+    where
+        A: FnMut() -> F,
+        F: Future<Output = (Response, bool)>,
+    {
+        let deadline = tokio::time::Instant::now() + wait;
+        let changed = Arc::new(Notify::new());
+        let _waiter = self.on_change(&changed);
+        let mut closing = self.closing();
+        loop {
+            let (response, ready) = attempt().await;
+            if ready || tokio::time::Instant::now() >= deadline || *closing.borrow() {
+                return response;
+            }
+            tokio::select! {
+                () = changed.notified() => {}
+                () = tokio::time::sleep_until(deadline) => {}
+                _ = closing.wait_for(|closing| *closing) => {}
+            }
+        }
     }
 
     /// The store the server serves.
@@ -327,10 +369,24 @@ impl App {
         F: FnOnce(&Session) -> Result<T> + Send + 'static,
         R: FnOnce(T) -> Response,
     {
+        respond(self.as_user_outcome(token, op).await, reply)
+    }
+
+    /// `op`'s outcome, run as the user of `token` (see [`as_user_then`](Self::as_user_then));
+    /// `None` if it did not finish.
+    pub(crate) async fn as_user_outcome<T, F>(
+        &self,
+        token: Option<String>,
+        op: F,
+    ) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Session) -> Result<T> + Send + 'static,
+    {
         let Some(token) = token else {
-            return unauthorized();
+            return Some(Err(Error::Unauthorized));
         };
-        self.run_then(move |store| op(&store.authenticate(&token)?), reply)
+        self.outcome(move |store| op(&store.authenticate(&token)?))
             .await
     }
 }
@@ -346,8 +402,24 @@ impl App {
     where
         F: FnOnce(&Session) -> Result<Response> + Send + 'static,
     {
+        respond(self.read_as_user_outcome(token, op).await, |response| {
+            response
+        })
+    }
+
+    /// `op`'s outcome, run as [`read_as_user`](Self::read_as_user) runs it; `None` if it did
+    /// not finish.
+    pub(crate) async fn read_as_user_outcome<T, F>(
+        &self,
+        token: Option<String>,
+        op: F,
+    ) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Session) -> Result<T> + Send + 'static,
+    {
         let Some(token) = token else {
-            return unauthorized();
+            return Some(Err(Error::Unauthorized));
         };
         // Authenticated on the blocking pool, at the usual priority: on a file, telling
         // whether another process wrote takes the writer's connection for an instant, which a
@@ -356,17 +428,19 @@ impl App {
         // reads need not.
         let session = match self.on_pool(move |store| store.authenticate(&token)).await {
             Some(Ok(session)) => session,
-            Some(Err(e)) => return error_response(&e),
-            None => return error_response(&not_finished()),
+            Some(Err(e)) => return Some(Err(e)),
+            None => return None,
         };
-        let outcome = self.large_reads.run(move || op(&session)).await;
-        respond(outcome, |response| response)
+        self.large_reads.run(move || op(&session)).await
     }
 }
 
 /// The response to an operation's outcome: `reply` of its value, its error, or a storage
 /// error if it did not finish.
-fn respond<T>(outcome: Option<Result<T>>, reply: impl FnOnce(T) -> Response) -> Response {
+pub(crate) fn respond<T>(
+    outcome: Option<Result<T>>,
+    reply: impl FnOnce(T) -> Response,
+) -> Response {
     match outcome {
         Some(Ok(value)) => reply(value),
         Some(Err(e)) => error_response(&e),

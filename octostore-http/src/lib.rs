@@ -128,11 +128,13 @@ pub async fn serve_with(
         "serving on {addr}: at most {max_connections} connections; timeouts: headers \
          {header_timeout:?}, bodies {body_timeout:?}, idle {idle_timeout:?}"
     );
-    let stopping = app.clone();
+    let routes = routes(&app);
     let shutdown = async move {
         shutdown.await;
-        stopping.stop_waiting();
+        // Waits for changes and streams of them answer and end, so the requests in flight
+        // finish.
+        app.close();
     };
-    server::run(listener, routes(&app), limits, shutdown).await;
+    server::run(listener, routes, limits, shutdown).await;
     tracing::info!(uptime = ?started.elapsed(), "stopped");
 }

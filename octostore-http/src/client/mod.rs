@@ -226,7 +226,7 @@ struct Call {
     body: Option<Vec<u8>>,
     /// Whether it may be sent again after an attempt that may have reached the server.
     retry_safe: bool,
-    /// How long the server may hold it before answering, beyond the client's timeout.
+    /// How long the server may wait before it answers, beyond the client's timeout.
     wait: Duration,
 }
 
@@ -317,6 +317,11 @@ fn known_field(field: Option<&str>) -> &'static str {
         "subject",
         "after",
         "limit",
+        "since",
+        "kind",
+        "prefix",
+        "wait",
+        "wait_for_version",
         "login",
         "body",
     ];
@@ -468,6 +473,43 @@ impl Client {
         Ok(answer.token)
     }
 
+    /// [`Api::events`], waiting on the server up to `wait` (at most 300 s) for an event when
+    /// there is none after `since` yet (`GET /events?wait=`): an empty page only once the
+    /// wait is over. The attempt's timeout is the client's plus `wait`.
+    pub fn events_within(
+        &self,
+        since: u64,
+        filter: &EventFilter,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<EventPage> {
+        let page = self.request(&requests::ListEvents {
+            since,
+            filter: filter.clone(),
+            limit,
+            wait,
+        })?;
+        converted(page.into_page())
+    }
+
+    /// The latest version of `key` once it is past `version`, waiting on the server up to
+    /// `wait` (at most 300 s) for it (`GET /config/{key}?wait_for_version=&wait=`); when the
+    /// wait ends first, the latest version then (or [`Error::NotFound`] if there is none).
+    pub fn config_after(
+        &self,
+        key: &ConfigKey,
+        version: u64,
+        wait: Duration,
+    ) -> Result<ConfigEntry> {
+        let answer = self.request(&requests::GetConfig {
+            key: key.clone(),
+            version: None,
+            wait_for_version: Some(version),
+            wait,
+        })?;
+        converted(answer.into_entry())
+    }
+
     /// Sends `request` with the token and decodes its answer; any other answer is the core
     /// error the server mapped.
     fn request<E: Endpoint>(&self, request: &E) -> Result<E::Answer> {
@@ -478,6 +520,7 @@ impl Client {
     fn request_for_headers<E: Endpoint>(&self, request: &E) -> Result<(E::Answer, HeaderMap)> {
         let mut call = Call::of(E::OPERATION, request.encode())?;
         call.retry_safe = request.retry_safe();
+        call.wait = request.wait();
         self.call_for_headers(call)
     }
 
@@ -778,8 +821,13 @@ impl Api for Client {
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         let key = key.clone();
         converted(
-            self.request(&requests::GetConfig { key, version })?
-                .into_entry(),
+            self.request(&requests::GetConfig {
+                key,
+                version,
+                wait_for_version: None,
+                wait: Duration::ZERO,
+            })?
+            .into_entry(),
         )
     }
 
@@ -813,13 +861,7 @@ impl Api for Client {
     }
 
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
-        let filter = filter.clone();
-        let page = self.request(&requests::ListEvents {
-            since,
-            filter,
-            limit,
-        })?;
-        converted(page.into_page())
+        self.events_within(since, filter, limit, Duration::ZERO)
     }
 }
 
@@ -1104,6 +1146,16 @@ mod tests {
             sent_and_received(requests::GetConfig {
                 key: key.clone(),
                 version,
+                wait_for_version: None,
+                wait: Duration::ZERO,
+            });
+        }
+        for (wait_for_version, wait) in [(Some(0), 0), (Some(3), 1), (Some(u64::MAX), 300)] {
+            sent_and_received(requests::GetConfig {
+                key: key.clone(),
+                version: None,
+                wait_for_version,
+                wait: Duration::from_secs(wait),
             });
         }
         for (after, limit) in [
@@ -1118,20 +1170,22 @@ mod tests {
             });
         }
         sent_and_received(requests::DeleteConfig(key));
-        for (since, kinds, prefix, limit) in [
-            (0, Kinds::ALL, "", 100),
-            (7, Kinds::of([EventKind::Flag]), "app_", 1),
+        for (since, kinds, prefix, limit, wait) in [
+            (0, Kinds::ALL, "", 100, 0),
+            (7, Kinds::of([EventKind::Flag]), "app_", 1, 30),
             (
                 u64::MAX,
                 Kinds::of([EventKind::Lock, EventKind::Config]),
                 "ü &/?=",
                 1000,
+                300,
             ),
         ] {
             sent_and_received(requests::ListEvents {
                 since,
                 filter: EventFilter::new(kinds, prefix).unwrap(),
                 limit,
+                wait: Duration::from_secs(wait),
             });
         }
         sent_and_received(requests::ListLocks);

@@ -8,6 +8,8 @@ use octostore_core::{
     ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
     LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
 };
+use std::time::Duration;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -75,6 +77,43 @@ impl Received<'_> {
     }
 }
 
+/// The longest a request may wait for a change (`wait`).
+pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+impl Received<'_> {
+    /// The query parameter `wait`: how long to wait for a change, as seconds (`30`, `30s`) or
+    /// minutes (`2m`), at most [`MAX_WAIT`]; zero if not given.
+    fn wait(&self) -> Result<Duration> {
+        let Some(text) = self.query("wait") else {
+            return Ok(Duration::ZERO);
+        };
+        let refused = || {
+            let max = MAX_WAIT.as_secs();
+            Error::invalid(
+                "wait",
+                format!("must be 0 to {max} seconds, as `30`, `30s` or `2m`, found {text:?}"),
+            )
+        };
+        let (number, unit) = match text.strip_suffix('m') {
+            Some(minutes) => (minutes, 60),
+            None => (text.strip_suffix('s').unwrap_or(text), 1),
+        };
+        let count: u64 = number.parse().map_err(|_| refused())?;
+        let wait = Duration::from_secs(count.checked_mul(unit).ok_or_else(refused)?);
+        if wait > MAX_WAIT {
+            return Err(refused());
+        }
+        Ok(wait)
+    }
+}
+
+/// `wait` as the query sends it, if not zero.
+fn encode_wait(query: &mut Vec<(&'static str, String)>, wait: Duration) {
+    if !wait.is_zero() {
+        query.push(("wait", format!("{}s", wait.as_secs())));
+    }
+}
+
 /// The request of one [`Operation`]: how the client encodes it, how the server decodes it,
 /// and the JSON of its answer. `decode(encode(r)) == r` for every request (a test checks it).
 pub trait Endpoint: Sized {
@@ -94,6 +133,11 @@ pub trait Endpoint: Sized {
     /// and a rate-limit check (a second would count twice) are not.
     fn retry_safe(&self) -> bool {
         Self::OPERATION.method() == http::Method::GET
+    }
+    /// How long the server may wait for a change before it answers (`wait`): none unless the
+    /// request asks.
+    fn wait(&self) -> Duration {
+        Duration::ZERO
     }
 }
 
@@ -474,13 +518,18 @@ impl Endpoint for PutConfig {
     }
 }
 
-/// `GET /config/{key}?version=`.
+/// `GET /config/{key}?version=`, or `?wait_for_version=&wait=`: the latest version once it
+/// is past `wait_for_version`, or whatever it is when the wait ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GetConfig {
     /// The key.
     pub key: ConfigKey,
     /// The version asked for (the latest, if none).
     pub version: Option<i64>,
+    /// Answer the latest version once it is past this one (waiting up to `wait`).
+    pub wait_for_version: Option<u64>,
+    /// How long to wait for a version past `wait_for_version` (zero: answer at once).
+    pub wait: Duration,
 }
 
 impl Endpoint for GetConfig {
@@ -492,14 +541,43 @@ impl Endpoint for GetConfig {
         if let Some(version) = self.version {
             encoded.query.push(("version", version.to_string()));
         }
+        if let Some(version) = self.wait_for_version {
+            encoded
+                .query
+                .push(("wait_for_version", version.to_string()));
+        }
+        encode_wait(&mut encoded.query, self.wait);
         encoded
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name(ConfigKey::parse)?;
+        let version = received.number("version", "an integer")?;
+        let wait_for_version =
+            received.number("wait_for_version", "a version number, an integer from 0")?;
+        let wait = received.wait()?;
+        if version.is_some() && wait_for_version.is_some() {
+            return Err(Error::invalid(
+                "wait_for_version",
+                "waits for the latest version: not with version",
+            ));
+        }
+        if !wait.is_zero() && wait_for_version.is_none() {
+            return Err(Error::invalid(
+                "wait",
+                "waits for a version past wait_for_version: give it too",
+            ));
+        }
         Ok(Self {
-            key: received.name(ConfigKey::parse)?,
-            version: received.number("version", "an integer")?,
+            key,
+            version,
+            wait_for_version,
+            wait,
         })
+    }
+
+    fn wait(&self) -> Duration {
+        self.wait
     }
 }
 
@@ -534,7 +612,7 @@ impl Endpoint for GetConfigHistory {
     }
 }
 
-/// `GET /events?since=&kind=&prefix=&limit=`.
+/// `GET /events?since=&kind=&prefix=&limit=&wait=`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListEvents {
     /// The index of the last event the caller has seen (0: none).
@@ -543,6 +621,8 @@ pub struct ListEvents {
     pub filter: EventFilter,
     /// The most events the page holds.
     pub limit: usize,
+    /// How long to wait for an event when there is none yet (zero: answer at once).
+    pub wait: Duration,
 }
 
 impl ListEvents {
@@ -565,6 +645,7 @@ impl Endpoint for ListEvents {
             query.push(("prefix", self.filter.prefix().to_owned()));
         }
         query.push(("limit", self.limit.to_string()));
+        encode_wait(&mut query, self.wait);
         Encoded {
             query,
             ..Encoded::default()
@@ -594,7 +675,12 @@ impl Endpoint for ListEvents {
             since: since.unwrap_or(0),
             filter: EventFilter::new(kinds, prefix)?,
             limit: limit.unwrap_or(Self::DEFAULT_LIMIT),
+            wait: received.wait()?,
         })
+    }
+
+    fn wait(&self) -> Duration {
+        self.wait
     }
 }
 

@@ -1,11 +1,12 @@
-//! `/config`: put, get (`?version=`), history (in pages: `?after=&limit=`, the next one in a
+//! `/config`: put, get (`?version=`, or a long poll: `?wait_for_version=&wait=`), history (in pages: `?after=&limit=`, the next one in a
 //! `Link` header), delete, list. History and list are reads beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
-use octostore_core::{Api, Session};
+use octostore_core::{Api, Error, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
+use crate::app::respond;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
     DeleteConfig, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
@@ -29,13 +30,37 @@ pub(super) async fn put(request: Request) -> Response {
 }
 
 pub(super) async fn get(request: Request) -> Response {
-    let get = request.decode::<GetConfig>();
-    let op = move |session: &Session| {
-        let GetConfig { key, version } = get?;
-        session.get_config(&key, version)
-    };
     let reply = |entry| answer::<GetConfig>(&ConfigInfo::from(entry));
-    request.app.as_user_then(request.token, op, reply).await
+    let (get, after) = match request.decode::<GetConfig>() {
+        Ok(get) if get.wait_for_version.is_some() => {
+            let after = get.wait_for_version;
+            (get, after)
+        }
+        get => {
+            let op = move |session: &Session| {
+                let GetConfig { key, version, .. } = get?;
+                session.get_config(&key, version)
+            };
+            return request.app.as_user_then(request.token, op, reply).await;
+        }
+    };
+    // A long poll: the latest version once it is past `after`, or whatever it is (or 404)
+    // when the wait is over.
+    let (app, token) = (&request.app, &request.token);
+    app.until_changed(get.wait, || {
+        let (token, key) = (token.clone(), get.key.clone());
+        async move {
+            let op = move |session: &Session| session.get_config(&key, None);
+            let outcome = app.as_user_outcome(token, op).await;
+            let ready = match &outcome {
+                Some(Ok(entry)) => Some(entry.version) > after,
+                Some(Err(Error::NotFound { .. })) => false,
+                _ => true,
+            };
+            (respond(outcome, reply), ready)
+        }
+    })
+    .await
 }
 
 pub(super) async fn history(request: Request) -> Response {

@@ -17,6 +17,7 @@ mod flags;
 mod isolation;
 mod limits;
 mod locks;
+mod long_poll;
 mod system;
 mod waiting;
 
