@@ -418,6 +418,17 @@ impl App {
         T: Send + 'static,
         F: FnOnce(&Session) -> Result<T> + Send + 'static,
     {
+        let session = match self.session(token).await {
+            Some(Ok(session)) => session,
+            Some(Err(e)) => return Some(Err(e)),
+            None => return None,
+        };
+        self.read_as(session, op).await
+    }
+
+    /// The session of `token`'s user, authenticated on the blocking pool; `None` if that did
+    /// not finish.
+    pub(crate) async fn session(&self, token: Option<String>) -> Option<Result<Session>> {
         let Some(token) = token else {
             return Some(Err(Error::Unauthorized));
         };
@@ -426,11 +437,16 @@ impl App {
         // thread of the lowest priority must never hold while the committer waits for it.
         // Not on the committer, whose next group may wait for a file another process holds:
         // reads need not.
-        let session = match self.on_pool(move |store| store.authenticate(&token)).await {
-            Some(Ok(session)) => session,
-            Some(Err(e)) => return Some(Err(e)),
-            None => return None,
-        };
+        self.on_pool(move |store| store.authenticate(&token)).await
+    }
+
+    /// `op`, which only reads, run as `session` on the large reads' threads (see
+    /// [`read_as_user`](Self::read_as_user)); `None` if it did not finish.
+    pub(crate) async fn read_as<T, F>(&self, session: Session, op: F) -> Option<Result<T>>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Session) -> Result<T> + Send + 'static,
+    {
         self.large_reads.run(move || op(&session)).await
     }
 }
@@ -448,6 +464,6 @@ pub(crate) fn respond<T>(
     }
 }
 
-fn not_finished() -> Error {
+pub(crate) fn not_finished() -> Error {
     Error::storage("the operation did not finish")
 }

@@ -256,6 +256,9 @@ enum Phase {
     Answered = 3,
     /// Keep-alive, waiting for the next request.
     Idle = 4,
+    /// Answering with a stream (`text/event-stream`) that may last: timed as idle, but from
+    /// the last write flushed, so a client that stops reading is closed, one that reads is not.
+    Streaming = 5,
 }
 
 impl Phase {
@@ -268,7 +271,8 @@ impl Phase {
             1 => Self::Head,
             2 => Self::Busy,
             3 => Self::Answered,
-            _ => Self::Idle,
+            4 => Self::Idle,
+            _ => Self::Streaming,
         }
     }
 
@@ -282,7 +286,7 @@ impl Phase {
         match self {
             Self::New | Self::Head => limits.header_timeout,
             Self::Busy => limits.body_timeout,
-            Self::Answered | Self::Idle => limits.idle_timeout,
+            Self::Answered | Self::Idle | Self::Streaming => limits.idle_timeout,
         }
     }
 }
@@ -331,15 +335,21 @@ impl Conn {
             Phase::Idle => {
                 self.enter(Phase::Head);
             }
-            Phase::Head | Phase::Busy | Phase::Answered => {}
+            Phase::Head | Phase::Busy | Phase::Answered | Phase::Streaming => {}
         }
     }
 
     /// Everything written so far has been handed to the socket: an answered connection is
-    /// now idle.
+    /// now idle; a streaming one is timed from now.
     fn flushed(&self) {
-        if Phase::of(self.state.load(Relaxed)) == Phase::Answered {
-            self.enter(Phase::Idle);
+        match Phase::of(self.state.load(Relaxed)) {
+            Phase::Answered => {
+                self.enter(Phase::Idle);
+            }
+            Phase::Streaming => {
+                self.enter(Phase::Streaming);
+            }
+            Phase::New | Phase::Head | Phase::Busy | Phase::Idle => {}
         }
     }
 
@@ -472,7 +482,12 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let Ok(mut response) = ready!(Pin::new(&mut self.response).poll(cx));
-        self.conn.enter(Phase::Answered);
+        let streams = (response.headers().get(header::CONTENT_TYPE))
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+        self.conn.enter(match streams {
+            true => Phase::Streaming,
+            false => Phase::Answered,
+        });
         if self.conn.shared.at_cap() {
             response
                 .headers_mut()
@@ -532,5 +547,25 @@ mod tests {
         assert!(check > now && check <= now + LONGEST_TIMEOUT);
         conn.enter(Phase::Idle);
         assert!(conn.next_check(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn a_stream_is_timed_from_its_last_flush_and_never_shed() {
+        let shared = Arc::new(Shared::new(ConnectionLimits::default()));
+        let conn = Conn::new(shared);
+        conn.enter(Phase::Streaming);
+        conn.flushed();
+        assert_eq!(conn.phase().0, Phase::Streaming);
+        assert!(!conn.phase().0.waits_for_request());
+        let late =
+            Instant::now() + ConnectionLimits::default().idle_timeout + Duration::from_secs(1);
+        assert_eq!(
+            conn.next_check(late),
+            None,
+            "closed once no write is flushed for long"
+        );
+        conn.enter(Phase::Answered);
+        conn.flushed();
+        assert_eq!(conn.phase().0, Phase::Idle);
     }
 }

@@ -1,11 +1,13 @@
 //! `/events`: a page of the change log after an index (`?since=&kind=&prefix=&limit=`), a
 //! read beside the store's writer ([`App::read_as_user`](crate::app::App::read_as_user));
 //! with `wait=`, a long poll: the page once an event is there or the wait is over
-//! ([`App::until_changed`](crate::app::App::until_changed)).
+//! ([`App::until_changed`](crate::app::App::until_changed)); with `Accept:
+//! text/event-stream`, a stream of them (`event_stream.rs`).
 
 use octostore_core::{Api, Session};
 use warp::reply::Response;
 
+use super::event_stream;
 use crate::app::respond;
 use crate::dto::EventList;
 use crate::operation::requests::ListEvents;
@@ -13,6 +15,11 @@ use crate::reply::answer;
 use crate::request::Request;
 
 pub(super) async fn list(request: Request) -> Response {
+    if event_stream::wanted(&request.headers) {
+        let list = request.decode::<ListEvents>();
+        let (app, token) = (request.app.clone(), request.token.clone());
+        return event_stream::events(app, token, &request.headers, list).await;
+    }
     let list = match request.decode::<ListEvents>() {
         Ok(list) if !list.wait.is_zero() => list,
         list => {

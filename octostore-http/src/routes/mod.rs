@@ -4,6 +4,7 @@
 
 mod auth;
 mod config;
+mod event_stream;
 mod events;
 mod flags;
 mod limits;

@@ -12,6 +12,7 @@ mod auth;
 mod body_cap;
 mod config;
 mod conventions;
+mod event_stream;
 mod events;
 mod flags;
 mod isolation;
