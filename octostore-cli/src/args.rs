@@ -133,7 +133,7 @@ pub struct StoreArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -196,7 +196,31 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub queue: QueueArgs,
     #[command(flatten)]
+    pub events: EventLogArgs,
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+/// How much of the change log the store keeps (what `events`, `watch` and GET /events can
+/// still read; a reader from further back is told to resync).
+#[derive(Debug, Args)]
+pub struct EventLogArgs {
+    /// The newest events kept at least (unless older than --events-max-age).
+    #[arg(
+        long,
+        env = "OCTOSTORE_EVENTS_KEPT",
+        default_value_t = Settings::default().events_kept,
+        value_parser = at_least_one
+    )]
+    pub events_kept: usize,
+    /// How long an event is kept at most: `90s`, `30m`, `24h`, or a number of seconds.
+    #[arg(
+        long,
+        env = "OCTOSTORE_EVENTS_MAX_AGE",
+        default_value_t = Settings::default().events_max_age.into(),
+        value_parser = timeout
+    )]
+    pub events_max_age: humantime::Duration,
 }
 
 /// What the server logs, and how (RUST_LOG filters it).

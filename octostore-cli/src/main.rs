@@ -53,7 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let global = &cli.global;
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(&global.store, args),
+        Command::Serve(args) => cmd::serve::run(&global.store, *args),
         Command::Token(command) => cmd::token::run(global, command),
         Command::Lock(command) => cmd::lock::run(global, command),
         Command::Limit(command) => cmd::limit::run(global, command),

@@ -49,6 +49,8 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
             configs: args.quotas.max_configs,
         },
         config_bytes_per_user: args.quotas.max_config_bytes_per_user,
+        events_kept: args.events.events_kept,
+        events_max_age: args.events.events_max_age.into(),
         ..Settings::default()
     };
     let builder = if args.memory {
@@ -88,9 +90,16 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
             })?;
         let addr = listener.local_addr().unwrap_or(args.bind);
         let version = env!("CARGO_PKG_VERSION");
+        let shutdown = shutdown_signal();
+        let settings = store.settings();
+        tracing::info!(
+            "change log: the newest {} events kept, none older than {}",
+            settings.events_kept,
+            humantime::format_duration(settings.events_max_age)
+        );
         tracing::info!("octostore {version} listening on http://{addr}, store {described}");
         tokio::spawn(sweep_forever(store));
-        octostore_http::serve_with(listener, app, connections, shutdown_signal()).await;
+        octostore_http::serve_with(listener, app, connections, shutdown).await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -245,24 +254,28 @@ async fn sweep_forever(store: Store) {
     }
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
+/// Completes on ctrl-c (SIGINT) or SIGTERM. Both are caught from this call on (inside the
+/// runtime), not from the future's first poll: a signal sent once the start line is out stops
+/// the server gracefully, never by the default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = received(interrupt.as_mut()) => {}
+            () = received(terminate.as_mut()) => {}
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+        tracing::info!("shutting down");
     }
-    tracing::info!("shutting down");
+}
+
+/// Completes when `signal` is received; never if it could not be caught.
+async fn received(signal: Option<&mut tokio::signal::unix::Signal>) {
+    match signal {
+        Some(signal) => drop(signal.recv().await),
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]

@@ -54,6 +54,12 @@ impl Serving {
         panic!("no line with {text:?}:\n{}", self.log.join("\n"));
     }
 
+    /// The line logged so far that contains `text`.
+    fn logged(&self, text: &str) -> &str {
+        let line = self.log.iter().find(|line| line.contains(text));
+        line.unwrap_or_else(|| panic!("no line with {text:?}:\n{}", self.log.join("\n")))
+    }
+
     /// `GET path`, answered whole; the answer's head and body.
     fn get(&self, path: &str) -> String {
         let mut stream = TcpStream::connect(&self.addr).unwrap();
@@ -100,7 +106,7 @@ fn the_start_line_names_the_version_address_store_and_its_durability() {
     );
     assert!(start.ends_with(&want), "{start}");
     let log = serving.stop().join("\n");
-    let serving_line = log.lines().find(|l| l.contains("serving on")).unwrap();
+    let serving_line = log.lines().find(|l| l.contains("serving on")).expect(&log);
     assert!(
         serving_line.contains("at most 10000 connections; timeouts: headers 10s"),
         "{serving_line}"
@@ -121,6 +127,33 @@ fn the_start_line_names_the_version_address_store_and_its_durability() {
         start.ends_with(", store memory (nothing survives a restart)"),
         "{start}"
     );
+    let kept = serving.logged("change log:");
+    assert!(
+        kept.ends_with("the newest 100000 events kept, none older than 1day"),
+        "{kept}"
+    );
+}
+
+#[test]
+fn the_change_log_keeps_what_serve_is_told() {
+    let args = ["--memory", "--events-kept", "50", "--events-max-age", "90m"];
+    let serving = Serving::start(&args);
+    let kept = serving.logged("change log:");
+    assert!(
+        kept.ends_with("the newest 50 events kept, none older than 1h 30m"),
+        "{kept}"
+    );
+    for (flag, value) in [("--events-kept", "0"), ("--events-max-age", "0s")] {
+        let refused = octostore()
+            .args(["serve", "--memory", "--bind", "127.0.0.1:0", flag, value])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            !refused.status.success() && stderr.contains(flag),
+            "{stderr}"
+        );
+    }
 }
 
 /// The variable naming the PostgreSQL database of the tests.
