@@ -163,6 +163,21 @@ pub enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Follow the change log: each new event as it is made, one line each (a JSON object with
+    /// --json), the same events as `events`; on a server by long polls. When events were
+    /// pruned before they could be read, a note on stderr, then it goes on. Runs until
+    /// interrupted.
+    Watch {
+        /// The events after index N (default: from now on).
+        #[arg(long, value_name = "N")]
+        since: Option<u64>,
+        /// Only events of KIND: lock, limit, flag or config (repeatable, or comma-separated).
+        #[arg(long, value_name = "KIND", value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only events of names (or config keys) starting with PREFIX.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
     /// Print a shell completion script.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -665,13 +680,17 @@ pub enum ConfigCommand {
         #[arg(long)]
         description: Option<String>,
     },
-    /// Print the latest value, or --version N.
+    /// Print the latest value, or --version N; with --watch, then each new value as it is
+    /// put, until interrupted.
     Get {
         /// The key.
         key: String,
         /// A past version.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "watch")]
         version: Option<i64>,
+        /// Then print each new value as it is put (nothing until the key has one).
+        #[arg(long)]
+        watch: bool,
     },
     /// Every kept version, oldest first; with --limit or --after, one page of them (the next
     /// page's --after is printed on stderr).

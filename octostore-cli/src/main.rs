@@ -64,6 +64,11 @@ fn main() -> ExitCode {
             kind,
             prefix,
         } => cmd::events::run(global, since, &kind, prefix.as_deref()),
+        Command::Watch {
+            since,
+            kind,
+            prefix,
+        } => cmd::watch::run(global, since, &kind, prefix.as_deref()),
         Command::Completions { shell } => Ok(cmd::completions::run(shell)),
         Command::Man => Ok(cmd::man::run()),
     };

@@ -11,6 +11,12 @@ use crate::failure::Failure;
 use crate::target::Target;
 
 pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure> {
+    if let ConfigCommand::Get {
+        key, watch: true, ..
+    } = &command
+    {
+        return super::watch::config(global, &ConfigKey::parse(key)?);
+    }
     let target = Target::open(global)?;
     let api = target.api();
     match command {
@@ -27,7 +33,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 format!("{} version={}", entry.key, entry.version)
             });
         }
-        ConfigCommand::Get { key, version } => {
+        ConfigCommand::Get { key, version, .. } => {
             let entry = ConfigInfo::from(api.get_config(&ConfigKey::parse(&key)?, version)?);
             // The value alone, as JSON, so `$(octostore config get KEY)` is the value.
             print(global.json, &entry, || entry.value.to_string());

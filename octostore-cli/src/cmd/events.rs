@@ -12,7 +12,7 @@ use crate::failure::Failure;
 use crate::target::Target;
 
 /// The event as one line: index, instant, kind, action, name, then what it says.
-fn describe(e: &EventInfo) -> String {
+pub(super) fn describe(e: &EventInfo) -> String {
     let mut line = format!(
         "{} {} {} {} {}",
         e.index,
@@ -40,7 +40,7 @@ fn describe(e: &EventInfo) -> String {
 }
 
 /// The kinds named (all if none).
-fn kinds(names: &[String]) -> Result<Kinds> {
+pub(super) fn kinds(names: &[String]) -> Result<Kinds> {
     if names.is_empty() {
         return Ok(Kinds::ALL);
     }

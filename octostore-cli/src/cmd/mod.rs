@@ -10,6 +10,7 @@ pub mod lock_run;
 pub mod man;
 pub mod serve;
 pub mod token;
+pub mod watch;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -10,3 +10,4 @@ mod lock_run;
 mod lock_scripts;
 mod serve;
 mod tokens;
+mod watching;
