@@ -454,3 +454,31 @@ fn event_indexes_follow_commit_order_across_nodes() {
     });
     assert_eq!(newest(), 2);
 }
+
+#[test]
+fn a_change_on_another_node_wakes_a_waiting_subscription() {
+    use octostore_core::{EventFilter, FlagName, SubscriptionItem};
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (here, there) = (
+        node(&schema, TimeSource::Database, 0),
+        node(&schema, TimeSource::Database, 0),
+    );
+    let (me_here, me_there) = (session(&here, "alice"), session(&there, "alice"));
+    let mut subscription = me_here.subscribe(0, EventFilter::default());
+    assert_eq!(subscription.next_within(Duration::ZERO).unwrap(), None);
+    let (go, start) = mpsc::channel::<()>();
+    thread::scope(|s| {
+        s.spawn(move || {
+            start.recv().unwrap();
+            let flag = FlagName::parse("elsewhere").unwrap();
+            me_there.set_flag(&flag, true, None).unwrap();
+        });
+        go.send(()).unwrap();
+        // Seen through the other node's commit alone: a lost wake-up is a `None` after 30 s.
+        match subscription.next_within(Duration::from_secs(30)).unwrap() {
+            Some(SubscriptionItem::Event(e)) => assert_eq!(e.change.name(), "elsewhere"),
+            other => panic!("expected the other node's event, got {other:?}"),
+        }
+    });
+}
