@@ -14,7 +14,7 @@
 //! ```
 //!
 //! # Layout
-//! Five layers, each a folder (the top, four files), from the bottom; a module imports only
+//! Five layers, each a folder (the top, files), from the bottom; a module imports only
 //! from its own layer and those below, and none imports one that imports it back
 //! (`cargo test -p octostore-core --test suite layers` checks both):
 //! - [`values`]: what is checked once, when made: validated names ([`LockName`]...) and
@@ -41,6 +41,9 @@
 //!   queue up meanwhile together: group commit for a serial backend such as SQLite.
 //!   [`waiting`] (`waiting.rs`) queues the waiters for each lock in this process, first come
 //!   first served ([`Session::acquire_waiting`]).
+//!   `changes.rs` wakes whoever waits for changes ([`Store::on_change`]) once one commits,
+//!   and [`Subscription`] (`subscription.rs`, [`Session::subscribe`]) follows the change log
+//!   on it.
 #![deny(missing_docs)]
 
 pub mod values;
