@@ -2,8 +2,9 @@
 //! committed (immediately, in this process), and while anyone waits, one thread of the store
 //! reads the change log's newest index every [`WATCH_EVERY`] and wakes them when it moved:
 //! the changes of other processes on the same file or database, seen within about 100 ms.
-//! A waiter registers a wake-up ([`Store::on_change`](crate::Store::on_change)), then reads, then waits: a change
-//! committed after the read always wakes it. A wake-up may come with nothing new to read.
+//! A waiter registers a wake-up ([`Store::on_change`](crate::Store::on_change)), then reads,
+//! then waits: a change committed after the read always wakes it. A wake-up may come with
+//! nothing new to read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
