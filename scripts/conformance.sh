@@ -57,7 +57,7 @@ mkdir -p "$REPORT"
 # sign-in answers 404 sign_in_not_configured, as the contract documents).
 env -u OCTOSTORE_GITHUB_CLIENT_ID -u OCTOSTORE_GITHUB_CLIENT_SECRET \
   -u OCTOSTORE_GITHUB_REDIRECT_URL \
-  "$BIN" serve --bind "127.0.0.1:$PORT" --db "$DB" >"$REPORT/server.log" 2>&1 &
+  "$BIN" serve --bind "127.0.0.1:$PORT" --db "$DB" --max-wait 1s >"$REPORT/server.log" 2>&1 &
 SERVER_PID=$!
 
 for _ in $(seq 1 100); do

@@ -371,6 +371,10 @@ pub struct QueueArgs {
         value_parser = timeout
     )]
     pub queue_timeout: humantime::Duration,
+    /// The longest a request waits for a held lock or for a change, whatever it asks (at
+    /// most the API's 300 s): `30s`, `2m`, or a number of seconds.
+    #[arg(long, env = "OCTOSTORE_MAX_WAIT", value_parser = timeout)]
+    pub max_wait: Option<humantime::Duration>,
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {

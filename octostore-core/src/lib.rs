@@ -59,8 +59,8 @@ pub mod changes;
 pub mod committer;
 mod known_tokens;
 pub mod store;
-pub mod waiting;
 pub mod subscription;
+pub mod waiting;
 
 pub use api::Api;
 pub use backend::memory::MemoryBackend;
@@ -89,4 +89,4 @@ pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use values::error::{Error, HeldBy, Resource, Result};
 pub use values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-pub use waiting::{LockQueues, Next, Ticket, Wake};
+pub use waiting::{LockQueues, Next, Ticket};

@@ -31,7 +31,7 @@ use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
 use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::waiting::{self, LockQueues, Next, Signal, Ticket, Wake, HEAD_RECHECK};
+use crate::waiting::{self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

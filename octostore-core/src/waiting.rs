@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::changes::Wake;
 use crate::values::names::{LockName, Login};
 
 /// How often the head of a queue tries again while the lock is held, where other processes
@@ -22,10 +23,6 @@ use crate::values::names::{LockName, Login};
 ///
 /// [`Store::next_try`]: crate::Store::next_try
 pub const HEAD_RECHECK: Duration = Duration::from_millis(200);
-
-/// What a ticket calls when its holder may try again: it became the head, or the lock it
-/// waits for was released. Called outside the queues' mutex; it should only signal.
-pub type Wake = Box<dyn Fn() + Send + Sync>;
 
 /// Every lock's queue of waiters in this process. Cheap to clone; clones share the queues.
 #[derive(Clone, Default)]

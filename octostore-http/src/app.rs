@@ -18,6 +18,7 @@ use crate::error::error_response;
 use crate::large_reads::LargeReads;
 use crate::metrics::Metrics;
 use crate::oauth::{GithubOAuth, GithubSettings};
+use crate::operation::requests::MAX_WAIT;
 use crate::server::ConnectionLimits;
 
 /// How the server is set up beyond its store.
@@ -33,6 +34,10 @@ pub struct ServerOptions {
     /// One line per request at INFO on the target [`ACCESS_LOG_TARGET`](crate::ACCESS_LOG_TARGET):
     /// method, route, status, duration, client address, body bytes. Off by default.
     pub access_log: bool,
+    /// The longest a request waits for something (a lock in its queue, a change in a long
+    /// poll) whatever it asks, below the API's own bound (300 s); `None`: that bound. A wait
+    /// cut short ends as a wait that ran out does.
+    pub max_wait: Option<Duration>,
 }
 
 /// How many operations may wait for the store, and for how long: past either, a request is
@@ -72,6 +77,8 @@ pub struct App {
     last_live_count: Arc<tokio::sync::Mutex<Option<LiveCount>>>,
     /// `true` once the server begins to shut down: waits for changes end then.
     closing: Arc<watch::Sender<bool>>,
+    /// The longest a request waits (see [`ServerOptions::max_wait`]).
+    max_wait: Duration,
 }
 
 /// A count of the live locks and when it was made, by the store's clock (see
@@ -134,6 +141,7 @@ impl App {
                 .map_err(|e| Error::storage_caused("cannot start the large reads' threads", e))?,
             last_live_count: Arc::default(),
             closing: Arc::new(watch::Sender::new(false)),
+            max_wait: options.max_wait.map_or(MAX_WAIT, |max| max.min(MAX_WAIT)),
         })
     }
 
@@ -146,6 +154,11 @@ impl App {
     /// A receiver of whether the server is shutting down.
     pub(crate) fn closing(&self) -> watch::Receiver<bool> {
         self.closing.subscribe()
+    }
+
+    /// How long a request that asks to wait `asked` waits on this server.
+    pub(crate) fn capped_wait(&self, asked: Duration) -> Duration {
+        asked.min(self.max_wait)
     }
 
     /// Returns once the server begins to shut down: a waiting acquire ends then, so a
@@ -172,7 +185,7 @@ impl App {
         A: FnMut() -> F,
         F: Future<Output = (Response, bool)>,
     {
-        let deadline = tokio::time::Instant::now() + wait;
+        let deadline = tokio::time::Instant::now() + self.capped_wait(wait);
         let changed = Arc::new(Notify::new());
         let _waiter = self.on_change(&changed);
         let mut closing = self.closing();
@@ -326,12 +339,6 @@ impl App {
     {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || op(&store)).await.ok()
-    }
-
-    /// The session of `token`'s user, authenticated where the backend runs best.
-    pub(crate) async fn session(&self, token: String) -> Result<Session> {
-        let outcome = self.outcome(move |store| store.authenticate(&token));
-        outcome.await.unwrap_or_else(|| Err(not_finished()))
     }
 
     /// `op`'s outcome as `session`, run where the backend runs best, as one operation with

@@ -78,6 +78,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
                 timeout: args.queue.queue_timeout.into(),
             },
             access_log: args.log.access_log,
+            max_wait: args.queue.max_wait.map(Into::into),
         },
     )?;
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;

@@ -18,8 +18,8 @@ mod models;
 mod postgres_db;
 mod processes;
 mod sqlite_file;
-mod waiting;
 mod subscriptions;
+mod waiting;
 
 /// Without the `postgres` feature there are no postgres tests: a test database named in the
 /// environment must not go untested in silence.

@@ -60,9 +60,7 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::dto::{
-    held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockResponse, LockStatusAnswer,
-};
+use crate::dto::{held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
 use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
 
@@ -631,16 +629,12 @@ impl Client {
         client_id: Option<&ClientId>,
         wait: Duration,
     ) -> Result<LockGrant> {
-        let request = requests::AcquireLock {
+        let answer = self.request(&requests::AcquireLock {
             name: name.clone(),
             ttl,
             client_id: client_id.cloned(),
             wait,
-        };
-        let mut call = Call::of(Operation::AcquireLock, request.encode())?;
-        call.retry_safe = request.retry_safe();
-        call.wait = wait;
-        let (answer, _) = self.call_for_headers::<LockResponse>(call)?;
+        })?;
         converted(answer.into_grant())
     }
 
@@ -681,7 +675,7 @@ impl Api for Client {
         self.acquire_waiting(name, ttl, client_id, Duration::ZERO)
     }
 
-    /// Waits in requests of at most [`MAX_LOCK_WAIT`](requests::MAX_LOCK_WAIT) each (whole
+    /// Waits in requests of at most [`MAX_WAIT`](requests::MAX_WAIT) each (whole
     /// seconds, rounded up): each next request joins the server's queue anew, at its back.
     fn acquire_within(
         &self,
@@ -694,7 +688,7 @@ impl Api for Client {
         loop {
             let left = give_up.saturating_duration_since(Instant::now());
             let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            let asked = Duration::from_secs(seconds).min(requests::MAX_LOCK_WAIT);
+            let asked = Duration::from_secs(seconds).min(requests::MAX_WAIT);
             let sent = Instant::now();
             match self.acquire_waiting(name, ttl, client_id, asked) {
                 Err(Error::LockHeld { .. }) if !asked.is_zero() && Instant::now() < give_up => {

@@ -2,8 +2,6 @@
 //! its query, its JSON body) as the core's validated values, with the one encoding the client
 //! sends and the one decoding the server applies, and the type of its answer.
 
-use std::time::Duration;
-
 use octostore_core::{
     ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
     LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
@@ -217,12 +215,9 @@ pub struct AcquireLock {
     /// Who within the user asks (two clients of one token exclude each other).
     pub client_id: Option<ClientId>,
     /// Extension: how long to wait in the lock's queue while it is held (whole seconds,
-    /// at most [`MAX_LOCK_WAIT`]; zero, the default, is one try).
+    /// at most [`MAX_WAIT`]; zero, the default, is one try).
     pub wait: Duration,
 }
-
-/// The longest wait one acquire may ask for (`wait_seconds`).
-pub const MAX_LOCK_WAIT: Duration = Duration::from_secs(300);
 
 impl Endpoint for AcquireLock {
     const OPERATION: Operation = Operation::AcquireLock;
@@ -248,7 +243,7 @@ impl Endpoint for AcquireLock {
             .optional_str("client_id")?
             .map(ClientId::parse)
             .transpose()?;
-        let max = MAX_LOCK_WAIT.as_secs();
+        let max = MAX_WAIT.as_secs();
         let wait = match body.optional_int("wait_seconds")? {
             None => 0,
             Some(seconds) => u64::try_from(seconds)
@@ -273,6 +268,10 @@ impl Endpoint for AcquireLock {
     /// a waiting acquire sent again joins the queue anew, at its back.
     fn retry_safe(&self) -> bool {
         self.client_id.is_some()
+    }
+
+    fn wait(&self) -> Duration {
+        self.wait
     }
 }
 
@@ -653,7 +652,12 @@ impl Endpoint for ListEvents {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        let since = received.number("since", "an event index, an integer from 0")?;
+        // Indexes are stored as 64-bit signed integers.
+        let what = "an event index, an integer from 0 to 9223372036854775807";
+        let since = received.number::<u64>("since", what)?;
+        if since.is_some_and(|since| i64::try_from(since).is_err()) {
+            return Err(Error::invalid("since", format!("must be {what}")));
+        }
         let kinds = match received.query("kind") {
             None => Kinds::ALL,
             Some(list) => Kinds::of(

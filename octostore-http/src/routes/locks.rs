@@ -8,11 +8,12 @@ use tokio::time::Instant;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use crate::app::not_finished;
 use crate::app::App;
 use crate::dto::{
     LockInfo, LockList, LockNotHeld, LockResponse, LockState, LockStatusAnswer, Released,
 };
-use crate::error::{error_response, unauthorized};
+use crate::error::error_response;
 use crate::metrics::Outcome;
 use crate::operation::requests::{AcquireLock, GetLock, ListLocks, ReleaseLock, RenewLock};
 use crate::reply::answer;
@@ -61,14 +62,12 @@ fn granted(grant: LockGrant) -> Response {
 /// run as any other (so no committer or pool slot is held while waiting); between tries the
 /// future awaits its ticket's wake-up or the holder's expiry, holding no thread.
 async fn waiting(app: &App, token: Option<String>, acquire: AcquireLock) -> Response {
-    let Some(token) = token else {
-        return unauthorized();
-    };
     let session = match app.session(token).await {
-        Ok(session) => session,
-        Err(e) => return error_response(&e),
+        Some(Ok(session)) => session,
+        Some(Err(e)) => return error_response(&e),
+        None => return error_response(&not_finished()),
     };
-    let give_up = Instant::now() + acquire.wait;
+    let give_up = Instant::now() + app.capped_wait(acquire.wait);
     let woken = Arc::new(Notify::new());
     let wake = {
         let woken = woken.clone();
