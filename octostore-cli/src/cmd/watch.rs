@@ -22,9 +22,9 @@ use crate::target::Target;
 const POLL_WAIT: Duration = Duration::from_secs(60);
 
 /// The log's newest index: the place to follow from now on. An index past the log is
-/// answered with a resync from its newest.
+/// answered with a resync from its newest; the largest a server takes is 2^63 - 1.
 fn newest(api: &dyn Api, filter: &EventFilter) -> Result<u64> {
-    Ok(api.events(u64::MAX, filter, 1)?.next)
+    Ok(api.events(i64::MAX as u64, filter, 1)?.next)
 }
 
 /// Says on stderr that events were skipped, and where watching goes on from.

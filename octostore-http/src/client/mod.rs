@@ -1168,7 +1168,7 @@ mod tests {
             (0, Kinds::ALL, "", 100, 0),
             (7, Kinds::of([EventKind::Flag]), "app_", 1, 30),
             (
-                u64::MAX,
+                i64::MAX as u64,
                 Kinds::of([EventKind::Lock, EventKind::Config]),
                 "ü &/?=",
                 1000,
