@@ -80,7 +80,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
 impl Received<'_> {
     /// The query parameter `wait`: how long to wait for a change, as seconds (`30`, `30s`) or
-    /// minutes (`2m`), at most [`MAX_WAIT`]; zero if not given.
+    /// minutes (`2m`), cut to [`MAX_WAIT`]; zero if not given.
     fn wait(&self) -> Result<Duration> {
         let Some(text) = self.query("wait") else {
             return Ok(Duration::ZERO);
@@ -89,19 +89,21 @@ impl Received<'_> {
             let max = MAX_WAIT.as_secs();
             Error::invalid(
                 "wait",
-                format!("must be 0 to {max} seconds, as `30`, `30s` or `2m`, found {text:?}"),
+                format!("must be seconds or minutes (cut to {max} s), as `30`, `30s` or `2m`, found {text:?}"),
             )
         };
         let (number, unit) = match text.strip_suffix('m') {
             Some(minutes) => (minutes, 60),
             None => (text.strip_suffix('s').unwrap_or(text), 1),
         };
-        let count: u64 = number.parse().map_err(|_| refused())?;
-        let wait = Duration::from_secs(count.checked_mul(unit).ok_or_else(refused)?);
-        if wait > MAX_WAIT {
+        // Digits only: no sign, no spaces.
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
             return Err(refused());
         }
-        Ok(wait)
+        // As many digits as anyone sends mean "the longest wait".
+        let count: u64 = number.parse().unwrap_or(u64::MAX);
+        let seconds = count.saturating_mul(unit).min(MAX_WAIT.as_secs());
+        Ok(Duration::from_secs(seconds))
     }
 }
 
@@ -559,12 +561,6 @@ impl Endpoint for GetConfig {
             return Err(Error::invalid(
                 "wait_for_version",
                 "waits for the latest version: not with version",
-            ));
-        }
-        if !wait.is_zero() && wait_for_version.is_none() {
-            return Err(Error::invalid(
-                "wait",
-                "waits for a version past wait_for_version: give it too",
             ));
         }
         Ok(Self {

@@ -39,13 +39,15 @@ pub(super) fn wanted(headers: &warp::http::HeaderMap) -> bool {
 }
 
 /// The index a stream starts after: `Last-Event-ID` if the client sent one, else `since`.
-fn start(headers: &warp::http::HeaderMap, since: u64) -> octostore_core::Result<u64> {
+/// A `Last-Event-ID` that is not an index (0 to 2^63 - 1) is refused, stream or not.
+pub(super) fn start(headers: &warp::http::HeaderMap, since: u64) -> octostore_core::Result<u64> {
     match headers.get("last-event-id") {
         None => Ok(since),
         Some(id) => id
             .to_str()
             .ok()
-            .and_then(|id| id.trim().parse().ok())
+            .and_then(|id| id.trim().parse::<u64>().ok())
+            .filter(|id| i64::try_from(*id).is_ok())
             .ok_or_else(|| {
                 octostore_core::Error::invalid("Last-Event-ID", "must be an event index")
             }),

@@ -20,7 +20,11 @@ pub(super) async fn list(request: Request) -> Response {
         let (app, token) = (request.app.clone(), request.token.clone());
         return event_stream::events(app, token, &request.headers, list).await;
     }
-    let list = match request.decode::<ListEvents>() {
+    let list = request.decode::<ListEvents>();
+    // Read by streams only, but refused when it is not an index whatever the answer.
+    let list =
+        list.and_then(|list| event_stream::start(&request.headers, list.since).map(|_| list));
+    let list = match list {
         Ok(list) if !list.wait.is_zero() => list,
         list => {
             // A page at once; an error is answered after authentication.
