@@ -25,13 +25,13 @@ use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBou
 use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
-use crate::rules::lock::{self, Lease, LockGrant, LockStatus};
+use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
 use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::waiting::{self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK};
+use crate::waiting::{self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK, NODE_LEASE};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,20 +202,33 @@ impl StoreBuilder {
         };
         let watched = self.backend.written_by_others();
         Store {
-            inner: Arc::new_cyclic(|inner: &Weak<Inner>| {
-                let inner = inner.clone();
+            inner: Arc::new_cyclic(|weak: &Weak<Inner>| {
+                let inner = weak.clone();
                 let newest_index = move || {
                     let store = Store {
                         inner: inner.upgrade()?,
                     };
                     store.read(|tx| Ok(tx.event_bounds()?.newest)).ok()
                 };
+                let lock_queues = LockQueues::default();
+                let weak = weak.clone();
+                lock_queues.forget_with(Box::new(move |tickets: &[u64]| {
+                    let Some(inner) = weak.upgrade() else {
+                        return true;
+                    };
+                    let forget = |tx: &mut dyn Tx, _: &Settings| {
+                        tickets
+                            .iter()
+                            .try_for_each(|ticket| tx.leave_queue(*ticket))
+                    };
+                    Store { inner }.transact(forget).is_ok()
+                }));
                 Inner {
                     backend: self.backend,
                     clock: self.clock,
                     settings,
                     known_tokens: KnownTokens::default(),
-                    lock_queues: LockQueues::default(),
+                    lock_queues,
                     changes: Changes::new(watched.then(|| Box::new(newest_index) as _)),
                 }
             }),
@@ -306,15 +319,17 @@ impl Store {
     }
 
     /// When, by real time, a waiter whose try found the lock held tries again (`next`, see
-    /// [`Ticket::after_held`]); `None`: only when woken. The head of a queue tries at the
-    /// holder's expiry; and where other processes may share the store (a file, a database),
-    /// whose releases wake no one in this process, at least every [`HEAD_RECHECK`].
+    /// [`Ticket::after_held`]); `None`: only when woken. This process's first waiter tries at
+    /// the holder's expiry; and where other processes may share the store (a file, a
+    /// database), whose releases wake no one in this process, at least every
+    /// [`HEAD_RECHECK`]; a lock promised to another process's waiter, then too.
     pub fn next_try(&self, next: Next) -> Option<Instant> {
         let Next::RetryAt(expires_at) = next else {
             return None;
         };
         let until_expiry = waiting::until(self.now(), expires_at);
         let wait = match self.concurrency() {
+            _ if until_expiry.is_zero() => HEAD_RECHECK,
             Concurrency::NonBlocking => until_expiry,
             Concurrency::Serial | Concurrency::Parallel => until_expiry.min(HEAD_RECHECK),
         };
@@ -530,6 +545,8 @@ impl Store {
             // Each expired lease appended its event (a failed sweep may have committed some).
             self.changed();
         }
+        let me = self.inner.lock_queues.node();
+        self.transact_now(|tx, now, _| tx.forget_dead_nodes(now.to_datetime(), me))?;
         Ok(Swept {
             leases: leases?,
             limits: self.sweep_steps(|tx, now, after| {
@@ -630,21 +647,46 @@ impl Session {
     }
 
     /// Takes a ticket at the back of `name`'s queue of waiters, which `wake` signals when
-    /// this session may try again (see [`waiting`]).
-    pub fn join_queue(&self, name: &LockName, wake: Wake) -> Ticket {
-        let login = self.user.login.clone();
-        self.store.inner.lock_queues.join(name, login, wake)
+    /// this session may try again (see [`waiting`]). It is this process's from inside the
+    /// transaction that stores it, so no try of this process takes its row for one that left.
+    pub fn join_queue(&self, name: &LockName, wake: Wake) -> Result<Ticket> {
+        let queues = &self.store.inner.lock_queues;
+        let wake: Arc<dyn Fn() + Send + Sync> = Arc::from(wake);
+        let node = queues.node();
+        let mut added = None;
+        let joined = self.store.transact_now(|tx, now, _| {
+            if let Some(ticket) = added.take() {
+                // A run before this one, not committed.
+                queues.remove(name, ticket);
+            }
+            tx.beat(node, alive_until(now))?;
+            let ticket = tx.join_queue(name, self.user.id, node)?;
+            queues.add(name, ticket, wake.clone());
+            added = Some(ticket);
+            Ok(ticket)
+        });
+        match joined {
+            Ok(ticket) => Ok(Ticket::new(queues.clone(), name.clone(), ticket)),
+            Err(e) => {
+                if let Some(ticket) = added {
+                    queues.remove(name, ticket);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// One try of a waiting acquire: [`acquire`](Api::acquire) as the holder of `ticket`,
-    /// which may take the lock, free, only at the head of its queue.
+    /// which may take the lock, free, only as the first live waiter of its queue.
     pub fn acquire_in_turn(
         &self,
         ticket: &Ticket,
         ttl: Ttl,
         client_id: Option<&ClientId>,
     ) -> Result<LockGrant> {
-        self.acquire_promised(ticket.lock(), ttl, client_id, Some(ticket))
+        let grant = self.acquire_promised(ticket.lock(), ttl, client_id, Some(ticket))?;
+        ticket.granted();
+        Ok(grant)
     }
 
     /// Acquires, waiting up to `wait` (real time) in the lock's queue while it is held: the
@@ -660,7 +702,7 @@ impl Session {
         // About 136 years: "forever", and far from an `Instant`'s overflow.
         let give_up = Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()));
         let signal = Arc::new(Signal::default());
-        let ticket = self.join_queue(name, signal.waker());
+        let ticket = self.join_queue(name, signal.waker())?;
         loop {
             let held_until = match self.acquire_in_turn(&ticket, ttl, client_id) {
                 Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
@@ -671,8 +713,8 @@ impl Session {
         }
     }
 
-    /// An acquire that may take a free lock only if no waiter but `ticket`'s holder heads its
-    /// queue.
+    /// An acquire that may take a free lock only if no live waiter but `ticket`'s holder
+    /// heads its queue.
     fn acquire_promised(
         &self,
         name: &LockName,
@@ -680,13 +722,24 @@ impl Session {
         client_id: Option<&ClientId>,
         ticket: Option<&Ticket>,
     ) -> Result<LockGrant> {
-        let promised_to = self.store.inner.lock_queues.promised_to(name, ticket);
+        let queues = &self.store.inner.lock_queues;
+        let has_left = |number: u64| queues.has_left(name, number);
         self.store.change(|tx, now, s| {
+            let turn = Turn {
+                node: queues.node(),
+                ticket: ticket.map(Ticket::number),
+                alive_until: ticket.map(|_| alive_until(now)),
+                has_left: &has_left,
+            };
             let quota = s.quotas.locks;
-            let head = promised_to.clone();
-            lock::acquire(tx, now, quota, &self.user, name, ttl, client_id, head)
+            lock::acquire(tx, now, quota, &self.user, name, ttl, client_id, &turn)
         })
     }
+}
+
+/// Until when a waiter's transaction at `now` marks its process alive.
+fn alive_until(now: Timestamp) -> DateTime<Utc> {
+    now.to_datetime() + NODE_LEASE
 }
 
 impl Api for Session {

@@ -1,97 +1,172 @@
-//! Waiting for a lock, fairly, in one process: a FIFO queue of [`Ticket`]s per lock name.
+//! Waiting for a lock, fairly: each lock's queue of waiters is kept by storage, so it holds
+//! across every process sharing the store (servers on one file, nodes on one database). A
+//! waiter's place is a ticket, store-wide and increasing in the order waiters joined; while
+//! any waits, a free lock is promised to the first live one (`rules/lock.rs`): anyone else's
+//! acquire is told it is held by that waiter's user, until now.
 //!
-//! A waiter joins the queue before its first try, so a release between "it is held" and "I
-//! wait" wakes it. While tickets wait, only the head's acquire may take a free lock; anyone
-//! else is told the lock is held by the head, until now (it is promised to the head). A release
-//! wakes the head; a holder's expiry needs no wake-up: the head tries again at the lease's
-//! `expires_at` ([`Ticket::after_held`]), and where other processes share the store (a file,
-//! a database) at least every [`HEAD_RECHECK`], since their releases wake no one here. A
-//! ticket dropped leaves the queue, waking the next head if it was the head. Waiters in other
-//! processes are not in this queue: each process serves its own in arrival order.
+//! This module keeps this process's side: its tickets per lock, in ticket order, each with a
+//! [`Wake`]. A waiter joins before its first try, so a release between "it is held" and "I
+//! wait" wakes it. A release here wakes the first local ticket; a holder's expiry needs no
+//! wake-up (the head tries at the lease's `expires_at`, [`Ticket::after_held`]); releases by
+//! other processes wake no one here, so where the store is shared the first local ticket
+//! tries again every [`HEAD_RECHECK`], and each try marks this process alive for
+//! [`NODE_LEASE`]. A process that dies holds its waiters' places only until then. A ticket
+//! dropped leaves its queue: its row is deleted by a thread of its own, and meanwhile every
+//! try of this process skips it.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
 use crate::changes::Wake;
-use crate::values::names::{LockName, Login};
+use crate::records::lock::NodeId;
+use crate::rules::identity::random_uuid;
+use crate::values::names::LockName;
 
-/// How often the head of a queue tries again while the lock is held, where other processes
-/// may share the store and release it without waking anyone here ([`Store::next_try`]).
-///
-/// [`Store::next_try`]: crate::Store::next_try
+/// How often the first waiter of this process tries again while the lock is held, where
+/// other processes may share the store and release it without waking anyone here
+/// ([`Store::next_try`](crate::Store::next_try)).
 pub const HEAD_RECHECK: Duration = Duration::from_millis(200);
 
-/// Every lock's queue of waiters in this process. Cheap to clone; clones share the queues.
-#[derive(Clone, Default)]
+/// How long a try marks its process alive: a process gone (killed, cut off) keeps its
+/// waiters' places this long at most.
+pub const NODE_LEASE: Duration = Duration::from_secs(10);
+
+/// Deletes the rows of tickets that left their queues; whether it did.
+pub(crate) type Forget = Box<dyn Fn(&[u64]) -> bool + Send + Sync>;
+
+/// This process's waiters for locks, and its name among the processes sharing the store.
+/// Cheap to clone; clones share the queues.
+#[derive(Clone)]
 pub struct LockQueues {
-    inner: Arc<Mutex<Queues>>,
+    shared: Arc<Shared>,
 }
+
+struct Shared {
+    node: NodeId,
+    queues: Mutex<Queues>,
+    /// Whether a thread is deleting the rows of tickets that left.
+    forgetting: AtomicBool,
+    forget: OnceLock<Forget>,
+}
+
+/// A waiter's wake-up, shared with whoever wakes it.
+type SharedWake = Arc<dyn Fn() + Send + Sync>;
 
 #[derive(Default)]
 struct Queues {
-    next_id: u64,
-    by_lock: HashMap<LockName, VecDeque<Waiter>>,
+    /// Each lock's tickets of this process, by ticket.
+    by_lock: HashMap<LockName, BTreeMap<u64, SharedWake>>,
+    /// Tickets that left their queue whose rows are not deleted yet.
+    left: HashSet<u64>,
 }
 
-struct Waiter {
-    id: u64,
-    login: Login,
-    wake: Arc<dyn Fn() + Send + Sync>,
+impl Default for LockQueues {
+    fn default() -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                node: NodeId(random_uuid()),
+                queues: Mutex::default(),
+                forgetting: AtomicBool::new(false),
+                forget: OnceLock::new(),
+            }),
+        }
+    }
 }
 
 impl LockQueues {
     fn queues(&self) -> MutexGuard<'_, Queues> {
         // A panic in a wake callback happens outside the mutex; the maps stay whole.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        (self.shared.queues)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a ticket at the back of `name`'s queue for `login`, which `wake` signals.
-    pub fn join(&self, name: &LockName, login: Login, wake: Wake) -> Ticket {
+    /// This process's name in the queues' rows.
+    pub fn node(&self) -> NodeId {
+        self.shared.node
+    }
+
+    /// Sets how the rows of tickets that left are deleted (once, by the store).
+    pub(crate) fn forget_with(&self, forget: Forget) {
+        let _ = self.shared.forget.set(forget);
+    }
+
+    /// Adds `ticket` of `name`'s queue, which `wake` signals, as this process's.
+    pub(crate) fn add(&self, name: &LockName, ticket: u64, wake: SharedWake) {
         let mut queues = self.queues();
-        queues.next_id += 1;
-        let id = queues.next_id;
-        let waiter = Waiter {
-            id,
-            login,
-            wake: Arc::from(wake),
-        };
         queues
             .by_lock
             .entry(name.clone())
             .or_default()
-            .push_back(waiter);
-        Ticket {
-            queues: self.clone(),
-            name: name.clone(),
-            id,
+            .insert(ticket, wake);
+    }
+
+    /// Removes `ticket` of `name`'s queue, as if it had never been added (a join that failed).
+    pub(crate) fn remove(&self, name: &LockName, ticket: u64) {
+        let mut queues = self.queues();
+        if let Some(queue) = queues.by_lock.get_mut(name) {
+            queue.remove(&ticket);
+            if queue.is_empty() {
+                queues.by_lock.remove(name);
+            }
         }
     }
 
-    /// How many tickets wait for `name`.
-    pub fn waiters(&self, name: &LockName) -> usize {
-        self.queues().by_lock.get(name).map_or(0, VecDeque::len)
-    }
-
-    /// The login of the ticket at the head of `name`'s queue, unless it is `ticket`: whom a
-    /// free lock is promised to, if not to the caller.
-    pub(crate) fn promised_to(&self, name: &LockName, ticket: Option<&Ticket>) -> Option<Login> {
+    /// Whether `ticket`, of this process in `name`'s queue, has left it: a row to skip.
+    pub(crate) fn has_left(&self, name: &LockName, ticket: u64) -> bool {
         let queues = self.queues();
-        let head = queues.by_lock.get(name)?.front()?;
-        (ticket.map(|t| t.id) != Some(head.id)).then(|| head.login.clone())
+        !(queues.by_lock.get(name)).is_some_and(|queue| queue.contains_key(&ticket))
     }
 
-    /// Wakes the head of `name`'s queue: the lock was released.
+    /// How many tickets of this process wait for `name`.
+    pub fn waiters(&self, name: &LockName) -> usize {
+        self.queues().by_lock.get(name).map_or(0, BTreeMap::len)
+    }
+
+    /// Wakes the first ticket of this process in `name`'s queue: the lock was released.
     pub fn notify(&self, name: &LockName) {
         let wake = self
             .queues()
             .by_lock
             .get(name)
-            .and_then(|queue| queue.front().map(|head| head.wake.clone()));
+            .and_then(|queue| queue.values().next().cloned());
         if let Some(wake) = wake {
             wake();
+        }
+    }
+
+    /// Deletes the rows of the tickets that left, on a thread of its own (one at a time).
+    fn forget_left(&self) {
+        if self.shared.forgetting.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let queues = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("octostore-waiters".into())
+            .spawn(move || loop {
+                let left: Vec<u64> = queues.queues().left.iter().copied().collect();
+                let forget = queues.shared.forget.get();
+                let forgotten = !left.is_empty() && forget.is_some_and(|forget| forget(&left));
+                if forgotten {
+                    let mut guard = queues.queues();
+                    for ticket in &left {
+                        guard.left.remove(ticket);
+                    }
+                    continue;
+                }
+                // Nothing (more) to do, or the store failed: the rows lapse with this
+                // process's heartbeat, and each try skips them meanwhile.
+                queues.shared.forgetting.store(false, Ordering::SeqCst);
+                if queues.queues().left.is_empty() || !forgotten {
+                    return;
+                }
+            });
+        if spawned.is_err() {
+            self.shared.forgetting.store(false, Ordering::SeqCst);
         }
     }
 }
@@ -100,30 +175,55 @@ impl LockQueues {
 pub struct Ticket {
     queues: LockQueues,
     name: LockName,
-    id: u64,
+    number: u64,
+    granted: AtomicBool,
 }
 
 /// What a waiting acquire does after a try that found the lock held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// It is the head: try again at this instant of the store's clock (the holder's
-    /// `expires_at`), or when woken.
+    /// It is this process's first waiter: try again at this instant of the store's clock
+    /// (the holder's `expires_at`; now, if the lock is promised to a waiter of another
+    /// process), or when woken.
     RetryAt(DateTime<Utc>),
-    /// Others are ahead: try again when woken.
+    /// Others of this process are ahead: try again when woken.
     AwaitTurn,
 }
 
 impl Ticket {
+    /// The ticket `number` of `name`'s queue, already added to `queues`.
+    pub(crate) fn new(queues: LockQueues, name: LockName, number: u64) -> Self {
+        Self {
+            queues,
+            name,
+            number,
+            granted: AtomicBool::new(false),
+        }
+    }
+
     /// The lock this ticket waits for.
     pub fn lock(&self) -> &LockName {
         &self.name
     }
 
-    /// Whether this ticket is at the head of its queue.
+    /// Its place in the store's queue of the lock.
+    pub fn number(&self) -> u64 {
+        self.number
+    }
+
+    /// Marks the ticket as having got the lock: its row went with the grant.
+    pub(crate) fn granted(&self) {
+        self.granted.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether this ticket is the first of this process in its queue.
     pub fn is_head(&self) -> bool {
         let queues = self.queues.queues();
-        let head = queues.by_lock.get(&self.name).and_then(VecDeque::front);
-        head.is_some_and(|head| head.id == self.id)
+        let head = queues
+            .by_lock
+            .get(&self.name)
+            .and_then(|q| q.keys().next().copied());
+        head == Some(self.number)
     }
 
     /// The next move after a try that found the lock held until `expires_at`.
@@ -138,21 +238,26 @@ impl Ticket {
 
 impl Drop for Ticket {
     fn drop(&mut self) {
+        let granted = self.granted.load(Ordering::SeqCst);
         let next_head = {
             let mut queues = self.queues.queues();
             let Some(queue) = queues.by_lock.get_mut(&self.name) else {
                 return;
             };
-            let was_head = queue.front().is_some_and(|head| head.id == self.id);
-            queue.retain(|waiter| waiter.id != self.id);
-            let next = was_head
-                .then(|| queue.front().map(|head| head.wake.clone()))
-                .flatten();
+            let was_head = queue.keys().next() == Some(&self.number);
+            queue.remove(&self.number);
+            let next = was_head.then(|| queue.values().next().cloned()).flatten();
             if queue.is_empty() {
                 queues.by_lock.remove(&self.name);
             }
+            if !granted {
+                queues.left.insert(self.number);
+            }
             next
         };
+        if !granted {
+            self.queues.forget_left();
+        }
         if let Some(wake) = next_head {
             wake();
         }

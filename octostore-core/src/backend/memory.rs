@@ -26,7 +26,7 @@ use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::records::event::{Change, Event};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
@@ -58,6 +58,12 @@ struct State {
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
     config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, StoredVersion>>,
     names: HashMap<UserId, Names>,
+    /// The queues of lock waiters: each lock's by ticket, and each ticket's lock.
+    queues: HashMap<LockName, BTreeMap<u64, WaiterRecord>>,
+    queued: HashMap<u64, LockName>,
+    last_ticket: u64,
+    /// Until when each waiting process is alive.
+    nodes: HashMap<NodeId, DateTime<Utc>>,
     /// The kept events, oldest first, each with its owner.
     events: VecDeque<(UserId, Event)>,
     last_event: u64,
@@ -760,6 +766,73 @@ impl Tx for MemoryTx<'_> {
 
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
         Ok(self.state.count(owner, |n| n.configs.len()))
+    }
+
+    fn join_queue(&mut self, name: &LockName, owner: UserId, node: NodeId) -> Result<u64> {
+        self.state.last_ticket += 1;
+        let ticket = self.state.last_ticket;
+        let waiter = WaiterRecord {
+            ticket,
+            owner,
+            node,
+        };
+        let queue = self.state.queues.entry(name.clone()).or_default();
+        queue.insert(ticket, waiter);
+        self.state.queued.insert(ticket, name.clone());
+        Ok(ticket)
+    }
+
+    fn queue_of(
+        &mut self,
+        name: &LockName,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<WaiterRecord>> {
+        let nodes = &self.state.nodes;
+        let alive =
+            |w: &&WaiterRecord| w.node == me || nodes.get(&w.node).is_some_and(|t| *t > now);
+        let queue = self
+            .state
+            .queues
+            .get(name)
+            .into_iter()
+            .flat_map(BTreeMap::values);
+        Ok(queue.filter(alive).take(max).copied().collect())
+    }
+
+    fn leave_queue(&mut self, ticket: u64) -> Result<()> {
+        if let Some(name) = self.state.queued.remove(&ticket) {
+            if let Some(queue) = self.state.queues.get_mut(&name) {
+                queue.remove(&ticket);
+                if queue.is_empty() {
+                    self.state.queues.remove(&name);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn beat(&mut self, node: NodeId, until: DateTime<Utc>) -> Result<()> {
+        self.state.nodes.insert(node, until);
+        Ok(())
+    }
+
+    fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize> {
+        let dead: HashSet<NodeId> = (self.state.nodes.iter())
+            .filter(|(node, until)| **until <= now && **node != me)
+            .map(|(node, _)| *node)
+            .collect();
+        self.state.nodes.retain(|node, _| !dead.contains(node));
+        let doomed: Vec<u64> = (self.state.queues.values())
+            .flat_map(BTreeMap::values)
+            .filter(|w| dead.contains(&w.node))
+            .map(|w| w.ticket)
+            .collect();
+        for ticket in &doomed {
+            self.leave_queue(*ticket)?;
+        }
+        Ok(doomed.len())
     }
 
     fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {

@@ -41,7 +41,7 @@ use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::records::lock::{FencingToken, LeaseRecord};
+use crate::records::lock::{FencingToken, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
@@ -357,6 +357,26 @@ pub trait Tx {
     fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>>;
     /// How many keys the owner has.
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
+
+    /// Puts `owner`'s waiter, of the process `node`, at the back of the lock's queue; its
+    /// ticket, greater than every ticket handed out before.
+    fn join_queue(&mut self, name: &LockName, owner: UserId, node: NodeId) -> Result<u64>;
+    /// The first waiters of the lock's queue, by ticket, at most `max`: those of the process
+    /// `me` and of every process alive at `now` (see [`beat`](Self::beat)).
+    fn queue_of(
+        &mut self,
+        name: &LockName,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<WaiterRecord>>;
+    /// Deletes the waiter of this ticket, if any.
+    fn leave_queue(&mut self, ticket: u64) -> Result<()>;
+    /// Marks the process `node` alive until `until`.
+    fn beat(&mut self, node: NodeId, until: DateTime<Utc>) -> Result<()>;
+    /// Deletes the processes not alive at `now`, but `me`, and their waiters; how many
+    /// waiters.
+    fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize>;
 
     /// Appends the event of `owner`'s change, made `at`, to the log; its index, one more
     /// than the newest before it.

@@ -14,7 +14,7 @@ use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVers
 use crate::records::event::{Change, Event, LeaseChange};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
-use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::values::bounds::Percentage;
 use crate::values::error::{Error, Result};
@@ -212,6 +212,15 @@ pub(crate) fn lease(row: &dyn Columns) -> Result<LeaseRecord> {
         lease_id: LeaseId(uuid_at(row, 3)?),
         fencing_token: FencingToken(u64_at(row, 4)?),
         expires_at: instant_at(row, 5)?,
+    })
+}
+
+/// A waiter: ticket, owner, node.
+pub(crate) fn waiter(row: &dyn Columns) -> Result<WaiterRecord> {
+    Ok(WaiterRecord {
+        ticket: u64_at(row, 0)?,
+        owner: UserId(uuid_at(row, 1)?),
+        node: NodeId(uuid_at(row, 2)?),
     })
 }
 

@@ -19,7 +19,7 @@ use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
 use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::records::lock::{FencingToken, LeaseRecord};
+use crate::records::lock::{FencingToken, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::values::clock::Timestamp;
 use crate::values::error::Result;
@@ -605,6 +605,79 @@ impl<D: Driver> Tx for D {
             "SELECT COUNT(*) FROM config_heads WHERE owner = $1",
             owner,
         )
+    }
+
+    /// The ticket comes from the one-row `waiter_tickets`, as an event's index does.
+    fn join_queue(&mut self, name: &LockName, owner: UserId, node: NodeId) -> Result<u64> {
+        let ticket = self.row(
+            "UPDATE waiter_tickets SET last = last + 1 WHERE id = 0 RETURNING last",
+            &[],
+            |row| row.int(0),
+        )?;
+        let ticket = ticket.ok_or_else(|| rows::corrupt("waiter ticket"))?;
+        self.exec(
+            "INSERT INTO lock_waiters (ticket, name, owner, node) VALUES ($1, $2, $3, $4)",
+            &[
+                Int(ticket),
+                Text(name.as_str()),
+                Bytes(&id(owner.0)),
+                Bytes(node.0.as_bytes()),
+            ],
+        )?;
+        u64::try_from(ticket).map_err(|_| rows::corrupt("waiter ticket"))
+    }
+
+    fn queue_of(
+        &mut self,
+        name: &LockName,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<WaiterRecord>> {
+        self.rows(
+            "SELECT w.ticket, w.owner, w.node FROM lock_waiters w
+             LEFT JOIN nodes n ON n.node = w.node
+             WHERE w.name = $1 AND (w.node = $2 OR n.alive_until > $3)
+             ORDER BY w.ticket LIMIT $4",
+            &[
+                Text(name.as_str()),
+                Bytes(me.0.as_bytes()),
+                Int(nanos(now)),
+                Int(rows::sql_limit(max)),
+            ],
+            rows::waiter,
+        )
+    }
+
+    fn leave_queue(&mut self, ticket: u64) -> Result<()> {
+        let ticket = i64::try_from(ticket).unwrap_or(i64::MAX);
+        self.exec("DELETE FROM lock_waiters WHERE ticket = $1", &[Int(ticket)])
+            .map(drop)
+    }
+
+    fn beat(&mut self, node: NodeId, until: DateTime<Utc>) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                "nodes (node, alive_until) VALUES ($1, $2)",
+                "(node) DO UPDATE SET alive_until = $2",
+            )),
+            &[Bytes(node.0.as_bytes()), Int(nanos(until))],
+        )
+        .map(drop)
+    }
+
+    fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize> {
+        let params = [Int(nanos(now)), Bytes(me.0.as_bytes())];
+        let waiters = self.exec(
+            "DELETE FROM lock_waiters WHERE node IN
+             (SELECT node FROM nodes WHERE alive_until <= $1 AND node <> $2)",
+            &params,
+        )?;
+        self.exec(
+            "DELETE FROM nodes WHERE alive_until <= $1 AND node <> $2",
+            &params,
+        )?;
+        rows::count(i64::try_from(waiters).unwrap_or(i64::MAX))
     }
 
     /// The index comes from the one-row `event_index`, updated in the appending transaction:

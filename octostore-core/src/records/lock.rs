@@ -30,6 +30,22 @@ impl fmt::Display for FencingToken {
     }
 }
 
+/// One process sharing a store (a server, or a program embedding it), as the queues of lock
+/// waiters name it: random, one per [`Store`](crate::Store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NodeId(pub Uuid);
+
+/// A waiter in a lock's queue, as storage keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaiterRecord {
+    /// Its place: tickets increase store-wide in the order waiters joined.
+    pub ticket: u64,
+    /// Whose acquire waits.
+    pub owner: UserId,
+    /// The process that waits; its waiters count while it is alive.
+    pub node: NodeId,
+}
+
 /// A lease as a backend stores it: the owner by id, not by login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaseRecord {

@@ -17,15 +17,16 @@
 //! when storage forgets it: taken over by an acquire, deleted at a quota, or swept
 //! ([`sweep_step`]); a dead lease is noticed only then, never at the instant it dies.
 //!
-//! A free lock that waiters of this process queue for (`waiting.rs`) is promised to the first
-//! of them: anyone else's acquire is told it is held by that waiter's login until now.
+//! A free lock that waiters queue for (`waiting.rs`) is promised to the first of them whose
+//! process is alive ([`Turn`]): anyone else's acquire is told it is held by that waiter's
+//! user until now. The grant deletes the waiter's place in the same transaction.
 
 use chrono::{DateTime, Utc};
 
 use crate::backend::{Retained, Tx};
 use crate::records::event::{Change, LeaseChange};
 use crate::records::identity::{User, UserId};
-use crate::records::lock::{FencingToken, LeaseId, LeaseRecord};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId};
 use crate::rules::event;
 use crate::rules::identity::random_uuid;
 use crate::values::bounds::Ttl;
@@ -112,8 +113,48 @@ fn holder_login(tx: &mut dyn Tx, owner: UserId) -> Result<Login> {
         .ok_or_else(|| Error::storage(format!("lease owner {owner} has no user record")))
 }
 
+/// An acquire's place among the lock's waiters.
+pub(crate) struct Turn<'a> {
+    /// The process that asks.
+    pub node: NodeId,
+    /// The caller's ticket, if it waits.
+    pub ticket: Option<u64>,
+    /// Until when a waiting caller's try marks its process alive.
+    pub alive_until: Option<DateTime<Utc>>,
+    /// Whether a ticket of this process has left the queue (its row is about to go).
+    pub has_left: &'a dyn Fn(u64) -> bool,
+}
+
+/// How many of a queue's first waiters one read takes.
+const QUEUE_READ: usize = 8;
+
+/// Whom a free lock is promised to: the owner of the first live waiter in its queue, unless
+/// that is `turn`'s own ticket. Rows of this process's tickets that left are deleted on the
+/// way.
+fn promised_to(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    name: &LockName,
+    turn: &Turn,
+) -> Result<Option<UserId>> {
+    loop {
+        let first = tx.queue_of(name, turn.node, now.to_datetime(), QUEUE_READ)?;
+        for waiter in &first {
+            if waiter.node == turn.node && (turn.has_left)(waiter.ticket) {
+                tx.leave_queue(waiter.ticket)?;
+                continue;
+            }
+            return Ok((turn.ticket != Some(waiter.ticket)).then_some(waiter.owner));
+        }
+        if first.len() < QUEUE_READ {
+            return Ok(None);
+        }
+    }
+}
+
 /// A new lease for `caller`, unless the lock is held (by a live lease of another, or promised
-/// to the waiter `promised_to`, if any).
+/// to another waiter, see [`Turn`]). A waiting caller's try marks its process alive, and its
+/// grant (or a lease it already holds) ends its wait.
 #[allow(clippy::too_many_arguments)] // each is one of the acquire's inputs
 pub(crate) fn acquire(
     tx: &mut dyn Tx,
@@ -123,11 +164,17 @@ pub(crate) fn acquire(
     name: &LockName,
     ttl: Ttl,
     client_id: Option<&ClientId>,
-    promised_to: Option<Login>,
+    turn: &Turn,
 ) -> Result<LockGrant> {
+    if let Some(alive_until) = turn.alive_until {
+        tx.beat(turn.node, alive_until)?;
+    }
     let stored = tx.lease(name)?;
     if let Some(lease) = stored.as_ref().filter(|l| l.is_live(now)) {
         if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
+            if let Some(ticket) = turn.ticket {
+                tx.leave_queue(ticket)?;
+            }
             return Ok(LockGrant {
                 status: AcquireStatus::Held,
                 lease: lease.clone().held_by(caller.login.clone()),
@@ -139,12 +186,15 @@ pub(crate) fn acquire(
             expires_at: lease.expires_at,
         });
     }
-    if let Some(head) = promised_to {
+    if let Some(waiter) = promised_to(tx, now, name, turn)? {
         return Err(Error::LockHeld {
             name: name.clone(),
-            holder: head,
+            holder: holder_login(tx, waiter)?,
             expires_at: now.to_datetime(),
         });
+    }
+    if let Some(ticket) = turn.ticket {
+        tx.leave_queue(ticket)?;
     }
     let swept_own = check_quota(tx, now, quota, caller.id)?;
     if let Some(dead) = stored.filter(|d| !(swept_own && d.owner == caller.id)) {

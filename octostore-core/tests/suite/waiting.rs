@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Clock, Error, LockGrant, LockName, Next, Session, Settings,
-    Store, SystemClock, Ticket, Timestamp, Ttl,
+    AcquireStatus, Api, ClientId, Clock, Error, LockGrant, LockName, ManualClock, Next, Session,
+    Settings, SqliteBackend, Store, SystemClock, Ticket, Timestamp, Ttl,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -173,7 +173,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     let woken = woken.clone();
                     Box::new(move || woken.store(true, Ordering::SeqCst))
                 };
-                let ticket = real.session().join_queue(&name, wake);
+                let ticket = real.session().join_queue(&name, wake).unwrap();
                 real.waiters.push(Waiter {
                     number,
                     ticket,
@@ -262,7 +262,7 @@ fn a_free_lock_with_waiters_is_promised_to_the_first() {
     let (alice, bob, carol) = (h.user("alice"), h.user("bob"), h.user("carol"));
     let name = deploy();
     let held = alice.acquire(&name, ttl(), None).unwrap();
-    let bobs = bob.join_queue(&name, Box::new(|| {}));
+    let bobs = bob.join_queue(&name, Box::new(|| {})).unwrap();
     alice.release(&name, held.lease.lease_id).unwrap();
 
     // Bob has not tried again yet: the lock is his.
@@ -283,7 +283,7 @@ fn the_head_retries_at_the_holders_expiry_without_a_sweep() {
     let (alice, bob) = (h.user("alice"), h.user("bob"));
     let name = deploy();
     let held = alice.acquire(&name, ttl(), None).unwrap();
-    let ticket = bob.join_queue(&name, Box::new(|| {}));
+    let ticket = bob.join_queue(&name, Box::new(|| {})).unwrap();
     let expires_at = match bob.acquire_in_turn(&ticket, ttl(), None) {
         Err(Error::LockHeld { expires_at, .. }) => expires_at,
         other => panic!("expected held, got {other:?}"),
@@ -302,13 +302,13 @@ fn a_waiter_behind_another_awaits_its_turn_and_is_woken_when_the_head_leaves() {
     let (alice, bob, carol) = (h.user("alice"), h.user("bob"), h.user("carol"));
     let name = deploy();
     alice.acquire(&name, ttl(), None).unwrap();
-    let bobs = bob.join_queue(&name, Box::new(|| {}));
+    let bobs = bob.join_queue(&name, Box::new(|| {})).unwrap();
     let woken = Arc::new(AtomicBool::new(false));
     let wake = {
         let woken = woken.clone();
         Box::new(move || woken.store(true, Ordering::SeqCst))
     };
-    let carols = carol.join_queue(&name, wake);
+    let carols = carol.join_queue(&name, wake).unwrap();
     assert_eq!(carols.after_held(h.store.now()), Next::AwaitTurn);
     assert!(!woken.load(Ordering::SeqCst));
     drop(bobs);
@@ -500,4 +500,129 @@ fn a_release_by_another_process_on_the_file_reaches_the_waiter_long_before_the_e
             "granted only as the 60 s wait ended"
         );
     });
+}
+
+/// Two stores on one storage, as two processes (servers, nodes) sharing it are, on one
+/// manual clock; and what keeps the storage.
+type TwoNodes = (Arc<ManualClock>, Store, Store, Box<dyn std::any::Any>);
+
+fn two_nodes_on_a_file() -> TwoNodes {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("octostore.db");
+    let clock = Arc::new(ManualClock::default());
+    let node = || {
+        let backend = SqliteBackend::open(&path).unwrap();
+        Store::builder()
+            .backend(backend)
+            .clock(clock.clone())
+            .build()
+    };
+    let (here, there) = (node(), node());
+    (clock, here, there, Box::new(dir))
+}
+
+#[cfg(feature = "postgres")]
+fn two_nodes_on_postgres() -> Option<TwoNodes> {
+    let schema = crate::support::TestSchema::new(&crate::support::postgres_url()?);
+    let clock = Arc::new(ManualClock::default());
+    let node = || {
+        let backend = schema.backend();
+        Store::builder()
+            .backend(backend)
+            .clock(clock.clone())
+            .build()
+    };
+    let (here, there) = (node(), node());
+    Some((clock, here, there, Box::new(schema)))
+}
+
+fn session_of(store: &Store, login: &str) -> Session {
+    let login = octostore_core::Login::parse(login).unwrap();
+    store.session(store.local_user(&login).unwrap())
+}
+
+/// Alice (here) holds the lock; Bob waits there, then Carol here. Alice's release wakes
+/// Carol, the first waiter here, but the lock is Bob's: he came first, on the other node.
+fn waiters_of_two_nodes_are_served_in_arrival_order((_clock, here, there, _keep): TwoNodes) {
+    let (alice, carol) = (session_of(&here, "alice"), session_of(&here, "carol"));
+    let bob = session_of(&there, "bob");
+    let name = deploy();
+    let held = alice.acquire(&name, ttl(), None).unwrap();
+    let bobs = bob.join_queue(&name, Box::new(|| {})).unwrap();
+    let carols = carol.join_queue(&name, Box::new(|| {})).unwrap();
+    assert!(bobs.number() < carols.number());
+
+    alice.release(&name, held.lease.lease_id).unwrap();
+    match carol.acquire_in_turn(&carols, ttl(), None) {
+        Err(Error::LockHeld { holder, .. }) => assert_eq!(holder.as_str(), "bob"),
+        other => panic!("carol came second, got {other:?}"),
+    }
+    let once = session_of(&here, "dave").acquire(&name, ttl(), None);
+    assert!(matches!(once, Err(Error::LockHeld { .. })), "{once:?}");
+    let grant = bob.acquire_in_turn(&bobs, ttl(), None).unwrap();
+    assert_eq!(grant.lease.holder.as_str(), "bob");
+    drop(bobs);
+    bob.release(&name, grant.lease.lease_id).unwrap();
+    let grant = carol.acquire_in_turn(&carols, ttl(), None).unwrap();
+    assert_eq!(grant.lease.holder.as_str(), "carol");
+}
+
+#[test]
+fn waiters_of_two_processes_on_one_file_are_served_in_arrival_order() {
+    waiters_of_two_nodes_are_served_in_arrival_order(two_nodes_on_a_file());
+}
+
+#[cfg(feature = "postgres")]
+#[test]
+fn waiters_of_two_nodes_on_postgres_are_served_in_arrival_order() {
+    if let Some(nodes) = two_nodes_on_postgres() {
+        waiters_of_two_nodes_are_served_in_arrival_order(nodes);
+    }
+}
+
+#[test]
+fn the_waiters_of_a_dead_process_keep_their_places_only_until_its_lease_ends() {
+    let (clock, here, there, _keep) = two_nodes_on_a_file();
+    let name = deploy();
+    let bob = session_of(&there, "bob");
+    // Bob's process dies with his ticket: nothing deletes its row.
+    std::mem::forget(bob.join_queue(&name, Box::new(|| {})).unwrap());
+    let alice = session_of(&here, "alice");
+    let promised = alice.acquire(&name, ttl(), None);
+    assert!(
+        matches!(promised, Err(Error::LockHeld { .. })),
+        "{promised:?}"
+    );
+
+    clock.advance(chrono::Duration::from_std(octostore_core::waiting::NODE_LEASE).unwrap());
+    let grant = alice.acquire(&name, ttl(), None).unwrap();
+    assert_eq!(grant.lease.holder.as_str(), "alice");
+    here.sweep().unwrap();
+    let after_sweep = session_of(&there, "carol").join_queue(&name, Box::new(|| {}));
+    assert!(after_sweep.is_ok());
+}
+
+#[test]
+fn a_waiter_that_leaves_gives_its_place_to_the_next_in_every_process() {
+    let (_clock, here, there, _keep) = two_nodes_on_a_file();
+    let name = deploy();
+    let bobs = session_of(&here, "bob")
+        .join_queue(&name, Box::new(|| {}))
+        .unwrap();
+    let carol = session_of(&there, "carol");
+    let carols = carol.join_queue(&name, Box::new(|| {})).unwrap();
+    // Bob leaves; his row goes on a thread of its own, and the other process's try must not
+    // wait for it forever: it waits until the row is gone.
+    drop(bobs);
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    let grant = loop {
+        match carol.acquire_in_turn(&carols, ttl(), None) {
+            Ok(grant) => break grant,
+            Err(Error::LockHeld { .. }) if std::time::Instant::now() < give_up => {
+                std::thread::yield_now()
+            }
+            other => panic!("bob's place was never given up: {other:?}"),
+        }
+    };
+    assert_eq!(grant.lease.holder.as_str(), "carol");
 }

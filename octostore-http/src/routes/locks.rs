@@ -73,7 +73,14 @@ async fn waiting(app: &App, token: Option<String>, acquire: AcquireLock) -> Resp
         let woken = woken.clone();
         Box::new(move || woken.notify_one())
     };
-    let ticket = Arc::new(session.join_queue(&acquire.name, wake));
+    let name = acquire.name.clone();
+    let ticket = match app
+        .run_as(&session, move |s| s.join_queue(&name, wake))
+        .await
+    {
+        Ok(ticket) => Arc::new(ticket),
+        Err(e) => return error_response(&e),
+    };
     loop {
         let (ticket_now, client_id) = (ticket.clone(), acquire.client_id.clone());
         let try_once = move |session: &Session| {

@@ -22,7 +22,9 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// the bytes of each config version (its value as stored, compact JSON, and its description)
 /// and each owner's total. The third makes the change log: `events`, keyed by their index,
 /// which the one row of `event_index` hands out in commit order (a sequence would not: its
-/// values are taken before the commit; see `sql.rs`'s `append_event`).
+/// values are taken before the commit; see `sql.rs`'s `append_event`). The fourth makes the
+/// queues of lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets`
+/// hands out), and `nodes`, each waiting process's heartbeat.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -113,6 +115,24 @@ CREATE TABLE event_index (
     last BIGINT NOT NULL
 );
 INSERT INTO event_index (id, last) VALUES (0, 0);
+"#,
+    r#"
+CREATE TABLE lock_waiters (
+    ticket BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    owner BYTEA NOT NULL,
+    node BYTEA NOT NULL
+);
+CREATE INDEX lock_waiters_by_name ON lock_waiters (name, ticket);
+CREATE TABLE waiter_tickets (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    last BIGINT NOT NULL
+);
+INSERT INTO waiter_tickets (id, last) VALUES (0, 0);
+CREATE TABLE nodes (
+    node BYTEA PRIMARY KEY,
+    alive_until BIGINT NOT NULL
+);
 "#,
 ];
 

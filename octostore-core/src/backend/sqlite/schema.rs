@@ -15,7 +15,9 @@ use crate::values::error::Error;
 /// before it (a list's descriptions, a prune's bytes) leaves a large value's overflow pages
 /// unread. The third makes the change log: `events`, keyed by their index, which the one row
 /// of `event_index` hands out (see `sql.rs`'s `append_event`); `kind` is the event's kind
-/// as a bit (lock 1, limit 2, flag 4, config 8), for filters.
+/// as a bit (lock 1, limit 2, flag 4, config 8), for filters. The fourth makes the queues of
+/// lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets` hands out),
+/// and `nodes`, each waiting process's heartbeat.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -125,6 +127,24 @@ CREATE TABLE event_index (
     last INTEGER NOT NULL
 );
 INSERT INTO event_index (id, last) VALUES (0, 0);
+"#,
+    r#"
+CREATE TABLE lock_waiters (
+    ticket INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    owner BLOB NOT NULL,
+    node BLOB NOT NULL
+);
+CREATE INDEX lock_waiters_by_name ON lock_waiters (name, ticket);
+CREATE TABLE waiter_tickets (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    last INTEGER NOT NULL
+);
+INSERT INTO waiter_tickets (id, last) VALUES (0, 0);
+CREATE TABLE nodes (
+    node BLOB PRIMARY KEY,
+    alive_until INTEGER NOT NULL
+);
 "#,
 ];
 
