@@ -19,7 +19,7 @@ use crate::known_tokens::KnownTokens;
 use crate::records::config::ConfigSummary;
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::records::lock::LeaseId;
+use crate::records::lock::{LeaseId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
 use crate::rules::event::{self, EventFilter, EventPage};
@@ -674,6 +674,18 @@ impl Session {
                 Err(e)
             }
         }
+    }
+
+    /// How many wait in `name`'s queue, in every live process sharing the store.
+    pub fn waiters(&self, name: &LockName) -> Result<usize> {
+        let queues = &self.store.inner.lock_queues;
+        let me = queues.node();
+        self.store.read(|tx| {
+            let now = tx.now()?.to_datetime();
+            let waiting = tx.queue_of(name, me, now, usize::MAX)?;
+            let left = |w: &&WaiterRecord| w.node == me && queues.has_left(name, w.ticket);
+            Ok(waiting.iter().filter(|w| !left(w)).count())
+        })
     }
 
     /// One try of a waiting acquire: [`acquire`](Api::acquire) as the holder of `ticket`,

@@ -551,6 +551,11 @@ fn waiters_of_two_nodes_are_served_in_arrival_order((_clock, here, there, _keep)
     let bobs = bob.join_queue(&name, Box::new(|| {})).unwrap();
     let carols = carol.join_queue(&name, Box::new(|| {})).unwrap();
     assert!(bobs.number() < carols.number());
+    assert_eq!(
+        alice.waiters(&name).unwrap(),
+        2,
+        "both nodes' waiters count"
+    );
 
     alice.release(&name, held.lease.lease_id).unwrap();
     match carol.acquire_in_turn(&carols, ttl(), None) {

@@ -133,10 +133,9 @@ pub(super) async fn renew(request: Request) -> Response {
 
 pub(super) async fn status(request: Request) -> Response {
     let status = request.decode::<GetLock>();
-    let queues = request.app.store().lock_queues().clone();
     let op = move |session: &Session| {
         let GetLock(name) = status?;
-        let waiters = Some(queues.waiters(&name));
+        let waiters = Some(session.waiters(&name)?);
         let status = match session.lock_status(&name)? {
             LockStatus::Held(lease) => LockStatusAnswer::Held(LockResponse {
                 waiters,
