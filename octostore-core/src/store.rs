@@ -211,6 +211,15 @@ impl StoreBuilder {
                     store.read(|tx| Ok(tx.event_bounds()?.newest)).ok()
                 };
                 let lock_queues = LockQueues::default();
+                if watched {
+                    let weak = weak.clone();
+                    lock_queues.read_releases_with(Box::new(move |after: u64| {
+                        let store = Store {
+                            inner: weak.upgrade()?,
+                        };
+                        store.read(|tx| lock::released_after(tx, after)).ok()
+                    }));
+                }
                 let weak = weak.clone();
                 lock_queues.forget_with(Box::new(move |tickets: &[u64]| {
                     let Some(inner) = weak.upgrade() else {

@@ -7,12 +7,14 @@
 //! This module keeps this process's side: its tickets per lock, in ticket order, each with a
 //! [`Wake`]. A waiter joins before its first try, so a release between "it is held" and "I
 //! wait" wakes it. A release here wakes the first local ticket; a holder's expiry needs no
-//! wake-up (the head tries at the lease's `expires_at`, [`Ticket::after_held`]); releases by
-//! other processes wake no one here, so where the store is shared the first local ticket
-//! tries again every [`HEAD_RECHECK`], and each try marks this process alive for
-//! [`NODE_LEASE`]. A process that dies holds its waiters' places only until then. A ticket
-//! dropped leaves its queue: its row is deleted by a thread of its own, and meanwhile every
-//! try of this process skips it.
+//! wake-up (the head tries at the lease's `expires_at`, [`Ticket::after_held`]). Where other
+//! processes share the store, while this one has waiters a thread reads the change log's
+//! lock events every [`RELEASES_READ_EVERY`] and wakes the first local ticket of each lock
+//! released elsewhere; and the first local ticket tries again at least every
+//! [`HEAD_RECHECK`] (a lock promised to another process's waiter, a waiter that died), each
+//! try marking this process alive for [`NODE_LEASE`]. A process that dies holds its waiters'
+//! places only until then. A ticket dropped leaves its queue: its row is deleted by a thread
+//! of its own, and meanwhile every try of this process skips it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +31,10 @@ use crate::values::names::LockName;
 /// How often the first waiter of this process tries again while the lock is held, where
 /// other processes may share the store and release it without waking anyone here
 /// ([`Store::next_try`](crate::Store::next_try)).
-pub const HEAD_RECHECK: Duration = Duration::from_millis(200);
+pub const HEAD_RECHECK: Duration = Duration::from_secs(1);
+
+/// How often, while this process has waiters, it reads which locks other processes released.
+pub const RELEASES_READ_EVERY: Duration = Duration::from_millis(20);
 
 /// How long a try marks its process alive: a process gone (killed, cut off) keeps its
 /// waiters' places this long at most.
@@ -37,6 +42,10 @@ pub const NODE_LEASE: Duration = Duration::from_secs(10);
 
 /// Deletes the rows of tickets that left their queues; whether it did.
 pub(crate) type Forget = Box<dyn Fn(&[u64]) -> bool + Send + Sync>;
+
+/// Given the change log's index last read (0: none yet), the index read up to and the locks
+/// released or expired after the one given; `None` if the log cannot be read now.
+pub(crate) type ReadReleases = Box<dyn Fn(u64) -> Option<(u64, Vec<LockName>)> + Send + Sync>;
 
 /// This process's waiters for locks, and its name among the processes sharing the store.
 /// Cheap to clone; clones share the queues.
@@ -51,6 +60,9 @@ struct Shared {
     /// Whether a thread is deleting the rows of tickets that left.
     forgetting: AtomicBool,
     forget: OnceLock<Forget>,
+    /// Whether a thread reads the locks other processes release; set only where they may.
+    reading_releases: AtomicBool,
+    read_releases: OnceLock<ReadReleases>,
 }
 
 /// A waiter's wake-up, shared with whoever wakes it.
@@ -72,6 +84,8 @@ impl Default for LockQueues {
                 queues: Mutex::default(),
                 forgetting: AtomicBool::new(false),
                 forget: OnceLock::new(),
+                reading_releases: AtomicBool::new(false),
+                read_releases: OnceLock::new(),
             }),
         }
     }
@@ -103,6 +117,56 @@ impl LockQueues {
             .entry(name.clone())
             .or_default()
             .insert(ticket, wake);
+        drop(queues);
+        self.read_releases();
+    }
+
+    /// Sets how the locks other processes release are read (once, by a store that others
+    /// may write to).
+    pub(crate) fn read_releases_with(&self, read: ReadReleases) {
+        let _ = self.shared.read_releases.set(read);
+    }
+
+    /// Starts the thread that wakes this process's waiters of the locks other processes
+    /// release, unless it runs or nothing sets how; it stops once no ticket waits here.
+    fn read_releases(&self) {
+        if self.shared.read_releases.get().is_none()
+            || self.shared.reading_releases.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let queues = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("octostore-releases".into())
+            .spawn(move || {
+                let Some(read) = queues.shared.read_releases.get() else {
+                    return;
+                };
+                let mut last = 0;
+                loop {
+                    if let Some((read_to, released)) = read(last) {
+                        last = read_to;
+                        for name in &released {
+                            queues.notify(name);
+                        }
+                    }
+                    std::thread::sleep(RELEASES_READ_EVERY);
+                    if queues.queues().by_lock.is_empty() {
+                        queues
+                            .shared
+                            .reading_releases
+                            .store(false, Ordering::SeqCst);
+                        // A ticket added meanwhile found the flag still set: go on for it.
+                        let added = !queues.queues().by_lock.is_empty();
+                        if !added || queues.shared.reading_releases.swap(true, Ordering::SeqCst) {
+                            return;
+                        }
+                    }
+                }
+            });
+        if spawned.is_err() {
+            self.shared.reading_releases.store(false, Ordering::SeqCst);
+        }
     }
 
     /// Removes `ticket` of `name`'s queue, as if it had never been added (a join that failed).

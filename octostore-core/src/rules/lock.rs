@@ -23,8 +23,8 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{Retained, Tx};
-use crate::records::event::{Change, LeaseChange};
+use crate::backend::{EventQuery, Retained, Tx};
+use crate::records::event::{Change, EventKind, Kinds, LeaseChange};
 use crate::records::identity::{User, UserId};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId};
 use crate::rules::event;
@@ -124,6 +124,35 @@ pub(crate) struct Turn<'a> {
     /// Whether a ticket of this process has left the queue (its row is about to go).
     pub has_left: &'a dyn Fn(u64) -> bool,
 }
+
+/// The change log's index read up to, and the locks released or expired after `after` (0:
+/// none, only the index to read from next time).
+pub(crate) fn released_after(tx: &mut dyn Tx, after: u64) -> Result<(u64, Vec<LockName>)> {
+    let newest = tx.event_bounds()?.newest;
+    if after == 0 || after >= newest {
+        return Ok((newest.max(after), Vec::new()));
+    }
+    let locks = Kinds::of([EventKind::Lock]);
+    let query = EventQuery {
+        kinds: locks,
+        prefix: "",
+        owner: UserId(uuid::Uuid::nil()),
+        of_anyone: locks,
+    };
+    let events = tx.events_after(after, &query, RELEASES_READ)?;
+    let read_to = match events.last() {
+        Some(last) if events.len() == RELEASES_READ => last.index,
+        _ => newest,
+    };
+    let released = events.into_iter().filter_map(|event| match event.change {
+        Change::LockReleased(lease) | Change::LockExpired(lease) => Some(lease.name),
+        _ => None,
+    });
+    Ok((read_to, released.collect()))
+}
+
+/// How many lock events one read of the released locks takes.
+const RELEASES_READ: usize = 1_000;
 
 /// How many of a queue's first waiters one read takes.
 const QUEUE_READ: usize = 8;

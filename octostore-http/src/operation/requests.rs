@@ -75,6 +75,19 @@ impl Received<'_> {
     }
 }
 
+impl Received<'_> {
+    /// The query parameter `name`, a number from 0 to 2^63 - 1 (as storage keeps indexes
+    /// and versions), described as `what` in the error.
+    fn counter(&self, name: &'static str, what: &str) -> Result<Option<u64>> {
+        let what = format!("{what}, an integer from 0 to 9223372036854775807");
+        let number = self.number::<u64>(name, &what)?;
+        if number.is_some_and(|n| i64::try_from(n).is_err()) {
+            return Err(Error::invalid(name, format!("must be {what}")));
+        }
+        Ok(number)
+    }
+}
+
 /// The longest a request may wait for a change (`wait`).
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
 
@@ -554,8 +567,7 @@ impl Endpoint for GetConfig {
     fn decode(received: &Received<'_>) -> Result<Self> {
         let key = received.name(ConfigKey::parse)?;
         let version = received.number("version", "an integer")?;
-        let wait_for_version =
-            received.number("wait_for_version", "a version number, an integer from 0")?;
+        let wait_for_version = received.counter("wait_for_version", "a version number")?;
         let wait = received.wait()?;
         if version.is_some() && wait_for_version.is_some() {
             return Err(Error::invalid(
@@ -648,12 +660,7 @@ impl Endpoint for ListEvents {
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
-        // Indexes are stored as 64-bit signed integers.
-        let what = "an event index, an integer from 0 to 9223372036854775807";
-        let since = received.number::<u64>("since", what)?;
-        if since.is_some_and(|since| i64::try_from(since).is_err()) {
-            return Err(Error::invalid("since", format!("must be {what}")));
-        }
+        let since = received.counter("since", "an event index")?;
         let kinds = match received.query("kind") {
             None => Kinds::ALL,
             Some(list) => Kinds::of(
