@@ -1144,7 +1144,7 @@ mod tests {
                 wait: Duration::ZERO,
             });
         }
-        for (wait_for_version, wait) in [(Some(0), 0), (Some(3), 1), (Some(u64::MAX), 300)] {
+        for (wait_for_version, wait) in [(Some(0), 0), (Some(3), 1), (Some(i64::MAX as u64), 300)] {
             sent_and_received(requests::GetConfig {
                 key: key.clone(),
                 version: None,
