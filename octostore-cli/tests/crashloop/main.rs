@@ -10,21 +10,29 @@
 //! operation that failed when the server died is remembered as "in flight", and the check
 //! after the restart accepts the store with or without it, and then adopts what it finds.
 //!
+//! After each restart the change log agrees with the store (`changes`): each worker's events,
+//! in index order, are exactly the changes it was acknowledged (and its operation in flight
+//! if the store holds it), no event tells of a change the store does not hold, and the last
+//! event of each lock names the lease the store holds, with its expiry. An event written
+//! outside its change's transaction would, at some kill, be missing beside its change or
+//! present without it.
+//!
 //! `logs` runs the same real server at `RUST_LOG=trace` and searches its stderr for tokens
 //! and lease ids.
 
+mod changes;
 mod logs;
 mod server;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, ConfigKey, Error, FlagName, Lease, LeaseId, LimitName, LockName,
-    LockStatus, Percentage, RatePolicy, Ttl,
+    AcquireStatus, Api, Change, ClientId, ConfigKey, Error, Event, EventKind, FlagName, Lease,
+    LeaseId, LimitName, LockName, LockStatus, Percentage, RatePolicy, Ttl,
 };
 use octostore_http::Client;
 use rand::rngs::StdRng;
@@ -98,6 +106,12 @@ struct Worker {
     in_flight: Option<InFlight>,
     /// Fencing tokens of leases newly acquired (status `acquired`) in this cycle.
     issued: Vec<u64>,
+    /// The events the log must hold of this worker's lock, config key and flag, in order:
+    /// its acknowledged changes, and those in flight that the store was found to hold.
+    logged: Vec<String>,
+    /// A renewal was in flight at the last kill: the store may hold it (a later expiry and
+    /// its event) or not.
+    renew_in_flight: bool,
 }
 
 /// What a run did, for the report and for the assertions that it did something.
@@ -111,6 +125,8 @@ struct Tally {
     in_flight: usize,
     in_flight_landed: usize,
     fencing_tokens: usize,
+    /// Events in the log at the last check, each matched with a change.
+    events: usize,
 }
 
 impl Worker {
@@ -129,6 +145,8 @@ impl Worker {
             limit: None,
             in_flight: None,
             issued: Vec::new(),
+            logged: Vec::new(),
+            renew_in_flight: false,
         }
     }
 
@@ -185,6 +203,7 @@ impl Worker {
                             self.lease
                         );
                         self.issued.push(grant.lease.fencing_token.0);
+                        self.log("acquired", grant.lease.fencing_token.0);
                     }
                     AcquireStatus::Held => assert_eq!(
                         self.lease.as_ref().map(|l| (l.lease_id, l.fencing_token)),
@@ -209,6 +228,7 @@ impl Worker {
                     self.id
                 );
                 self.versions.insert(entry.version, value);
+                self.log("put", entry.version);
             }
             Op::Renew => {
                 let Some(lease) = &self.lease else {
@@ -222,6 +242,7 @@ impl Worker {
                     (lease.lease_id, lease.fencing_token),
                     "a renewal keeps the lease and its token"
                 );
+                self.log("renewed", lease.fencing_token.0);
             }
             Op::Flag => {
                 self.n += 1;
@@ -232,6 +253,7 @@ impl Worker {
                 api.set_flag(&self.flag, setting.0, setting.1)
                     .map_err(|e| (InFlight::Flag(setting.0, setting.1), e))?;
                 self.flag_state = Some(setting);
+                self.log("set", format!("{} {:?}", setting.0, setting.1));
             }
             Op::Check => {
                 let (name, allowed) = self.limit.as_mut().unwrap();
@@ -250,10 +272,66 @@ impl Worker {
                 };
                 api.release(&self.lock, lease.lease_id)
                     .map_err(|e| (InFlight::Release(lease.lease_id), e))?;
+                self.log("released", lease.fencing_token.0);
                 self.lease = None;
             }
         }
         Ok(true)
+    }
+
+    /// Notes the event a change of this worker's adds to the log: `set` of its flag, `put` of
+    /// its config key, otherwise an `action` on its lock; `detail` as [`changes::describe`]
+    /// writes it.
+    fn log(&mut self, action: &str, detail: impl std::fmt::Display) {
+        let name = match action {
+            "set" => self.flag.as_str(),
+            "put" => self.key.as_str(),
+            _ => self.lock.as_str(),
+        };
+        self.logged.push(changes::line(action, name, detail));
+    }
+
+    /// Checks, after [`verify`](Self::verify), that `events` (this worker's, in index order)
+    /// are exactly its changes the store holds, in the order they were acknowledged, and that
+    /// its lock's last event is the lease the store holds, to its expiry.
+    fn verify_log(&mut self, api: &Client, events: &[&Event]) {
+        let who = format!("worker {}", self.id);
+        let lines: Vec<String> = events
+            .iter()
+            .map(|e| changes::describe(&e.change))
+            .collect();
+        // A renewal in flight: its event, if the log has it, comes last; whether the store
+        // holds the renewal too is the expiry compared below.
+        if std::mem::take(&mut self.renew_in_flight) {
+            if let Some(lease) = &self.lease {
+                let renewal = changes::line("renewed", self.lock.as_str(), lease.fencing_token.0);
+                if lines.len() == self.logged.len() + 1 && lines.last() == Some(&renewal) {
+                    self.logged.push(renewal);
+                }
+            }
+        }
+        assert_eq!(
+            lines, self.logged,
+            "{who}: the log (left) against the changes acknowledged or found in the store"
+        );
+
+        let last = events
+            .iter()
+            .rev()
+            .find(|e| e.change.kind() == EventKind::Lock)
+            .map(|e| &e.change);
+        match (last, api.lock_status(&self.lock).unwrap()) {
+            (None | Some(Change::LockReleased(_)), LockStatus::Available) => {}
+            (
+                Some(Change::LockAcquired(logged) | Change::LockRenewed(logged)),
+                LockStatus::Held(lease),
+            ) => assert_eq!(
+                (logged.fencing_token, logged.expires_at),
+                (lease.fencing_token, lease.expires_at),
+                "{who}: the lock's last event (left) and its lease"
+            ),
+            (last, status) => panic!("{who}: the lock's last event {last:?}, its state {status:?}"),
+        }
     }
 
     /// Checks, on a restarted server, that the store holds everything acknowledged to this
@@ -309,6 +387,7 @@ impl Worker {
                         "{who}: version {stored_last}"
                     );
                     self.versions.insert(stored_last, value.clone());
+                    self.log("put", stored_last);
                     landed = true;
                 }
                 _ => panic!(
@@ -338,6 +417,7 @@ impl Worker {
                 "{who}: flag {stored:?} stored, {:?} acknowledged",
                 self.flag_state
             );
+            self.log("set", format!("{enabled} {percentage:?}"));
             landed = true;
         }
         if self.flag_state.is_some() {
@@ -361,6 +441,7 @@ impl Worker {
                     "{who}: the acknowledged lease {} was lost",
                     acked.fencing_token
                 );
+                self.log("released", acked.fencing_token.0);
                 self.lease = None;
                 landed = true;
             }
@@ -376,12 +457,14 @@ impl Worker {
                     "{who}: the lease in flight has fencing token {}, not above {floor}",
                     lease.fencing_token
                 );
+                self.log("acquired", lease.fencing_token.0);
                 self.lease = Some(lease);
                 landed = true;
             }
             (None, LockStatus::Available) => {}
         }
         tally.checked += 1;
+        self.renew_in_flight = in_flight == Some(InFlight::Renew);
 
         // Rate limit: every acknowledged check is still counted, and at most the one in
         // flight beside them.
@@ -407,6 +490,32 @@ impl Worker {
     }
 }
 
+/// Reads the whole log and checks it against every worker's changes and the probe's
+/// (`probe`: its lines, as acknowledged): each event is one of theirs.
+fn verify_log(api: &Client, workers: &mut [Worker], probe: &[String], tally: &mut Tally) {
+    let events = changes::read_all(api);
+    let mut owner: HashMap<String, usize> = HashMap::new();
+    for (i, w) in workers.iter().enumerate() {
+        for name in [w.lock.as_str(), w.key.as_str(), w.flag.as_str()] {
+            owner.insert(name.to_owned(), i);
+        }
+    }
+    let mut theirs: Vec<Vec<&Event>> = vec![Vec::new(); workers.len()];
+    let mut probes = Vec::new();
+    for event in &events {
+        match owner.get(event.change.name()) {
+            Some(&i) => theirs[i].push(event),
+            None if event.change.name() == "probe" => probes.push(changes::describe(&event.change)),
+            None => panic!("an event of no client's change: {event:?}"),
+        }
+    }
+    assert_eq!(probes, probe, "the probe's events");
+    tally.events = events.len();
+    for (worker, events) in workers.iter_mut().zip(theirs) {
+        worker.verify_log(api, &events);
+    }
+}
+
 /// Starts the server on `storage` and kills it `cycles` times under load, each time at a
 /// moment drawn from `kill_after` (microseconds after the load's first acknowledgement),
 /// checking the store after every restart.
@@ -428,6 +537,8 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
     // The largest fencing token acknowledged before the last load began: an acquire in
     // flight at the kill that ended it was answered by a greater one.
     let mut load_floor = 0u64;
+    // The probe's acknowledged changes, as the log tells them.
+    let mut probe_log: Vec<String> = Vec::new();
 
     for cycle in 0..cycles {
         let server = Server::start(storage, "info", false);
@@ -438,6 +549,7 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
                 max_token = max_token.max(lease.fencing_token.0);
             }
         }
+        verify_log(&api, &mut workers, &probe_log, &mut tally);
         // A token handed out now is above every token handed out before the kill.
         let probe = api
             .acquire(&probe_lock, Ttl::seconds(1).unwrap(), Some(&probe_client))
@@ -451,6 +563,9 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
         max_token = probe.lease.fencing_token.0;
         load_floor = max_token;
         api.release(&probe_lock, probe.lease.lease_id).unwrap();
+        for action in ["acquired", "released"] {
+            probe_log.push(changes::line(action, "probe", probe.lease.fencing_token.0));
+        }
         tally.fencing_tokens += 1;
 
         // The load, and the kill at a random moment after its first acknowledgement.
@@ -510,6 +625,7 @@ fn crash_loop(storage: &Storage, cycles: usize, kill_after: Range<u64>) -> Tally
     for worker in &mut workers {
         worker.verify(&api, load_floor, &mut tally);
     }
+    verify_log(&api, &mut workers, &probe_log, &mut tally);
     drop(server);
     eprintln!("{tally:?}");
     tally
@@ -525,6 +641,11 @@ fn assert_real_load(tally: &Tally, cycles: usize) {
     assert!(
         tally.in_flight >= cycles,
         "kills that interrupted no operation: {tally:?}"
+    );
+    // Beside the probe's two a cycle, the workers' changes.
+    assert!(
+        tally.events > 2 * cycles + cycles,
+        "too few events: {tally:?}"
     );
 }
 

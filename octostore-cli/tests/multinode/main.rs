@@ -1,6 +1,7 @@
 //! Several `octostore serve` nodes on one PostgreSQL database, driven over HTTP by clients
 //! spread across them: every guarantee holds across nodes, and a node killed with SIGKILL
-//! mid-load loses nothing it acknowledged while the other keeps serving. Also every command
+//! mid-load loses nothing it acknowledged (nor its change log's events) while the other keeps
+//! serving. Also every command
 //! of the CLI on the database directly (`--database-url`).
 //!
 //! Runs when `OCTOSTORE_TEST_POSTGRES_URL` names a database; unset, each test says once that
@@ -15,8 +16,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, ConfigKey, Error, LimitName, LockName, LockStatus, RatePolicy,
-    Ttl,
+    AcquireStatus, Api, Change, ClientId, ConfigKey, Error, Event, EventFilter, LimitName,
+    LockName, LockStatus, RatePolicy, Ttl, MAX_EVENTS_PER_PAGE,
 };
 use serde_json::{json, Value};
 
@@ -237,6 +238,67 @@ fn a_node_killed_mid_load_loses_nothing_it_acknowledged() {
     };
     assert_eq!(grant.status, AcquireStatus::Acquired);
     assert!(grant.lease.fencing_token > leader.lease.fencing_token);
+
+    // The change log agrees with the state, whichever node wrote: an event for each stored
+    // version, in index order as in version order; the dead node's lease acquired, then
+    // expired when the survivor's acquire took the lock over; and no other event.
+    let events = all_events(&survivor);
+    let mut versions: Vec<u64> = survivor
+        .config_history(&key)
+        .unwrap()
+        .iter()
+        .map(|v| v.version)
+        .collect();
+    versions.sort_unstable();
+    let puts: Vec<u64> = events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::ConfigPut { key: k, version } if *k == key => Some(*version),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(puts, versions, "put events (left) and stored versions");
+    let leases: Vec<(&str, u64)> = events
+        .iter()
+        .filter_map(|e| match &e.change {
+            Change::LockAcquired(l) | Change::LockExpired(l) if l.name == lock => {
+                Some((e.change.action(), l.fencing_token.0))
+            }
+            _ => None,
+        })
+        .collect();
+    let (dead, new) = (leader.lease.fencing_token.0, grant.lease.fencing_token.0);
+    assert_eq!(
+        leases,
+        [("acquired", dead), ("expired", dead), ("acquired", new)]
+    );
+    assert_eq!(
+        events.len(),
+        puts.len() + leases.len(),
+        "an event of no change: {events:?}"
+    );
+}
+
+/// The whole change log, oldest first, its indexes strictly increasing.
+fn all_events(api: &dyn Api) -> Vec<Event> {
+    let mut events: Vec<Event> = Vec::new();
+    let mut since = 0;
+    loop {
+        let page = api
+            .events(since, &EventFilter::default(), MAX_EVENTS_PER_PAGE)
+            .unwrap();
+        assert!(!page.resync);
+        let full = page.events.len() == MAX_EVENTS_PER_PAGE;
+        for event in page.events {
+            let last = events.last().map_or(since, |e| e.index);
+            assert!(event.index > last, "event {event:?} after index {last}");
+            events.push(event);
+        }
+        if !full {
+            return events;
+        }
+        since = page.next;
+    }
 }
 
 /// Every command that works on the local file works on the database (`--database-url`),
