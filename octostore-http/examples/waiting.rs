@@ -1,7 +1,9 @@
 //! What waiting costs a server on a SQLite file, measured over real sockets:
 //!
 //! - **handoff:** from sending a release to the waiter receiving its grant, over 1 000
-//!   rounds (p50, p99, max), on a server in this process;
+//!   rounds (p50, p99, max), on a server in this process; with `OCTOSTORE_BENCH_POSTGRES_URL`
+//!   set, also across two servers (nodes) in this process on one PostgreSQL database, the
+//!   release sent to one and the waiter on the other (in a schema of its own, dropped after);
 //! - **idle connections:** a real `octostore serve` (a child process: `OCTOSTORE_BIN`, by
 //!   default the workspace's release build) holding 10 000 connections of one kind at once,
 //!   each kind on a fresh server: acquires waiting for a held lock, SSE streams of
@@ -21,7 +23,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use octostore_core::{
-    Api, ClientId, EventFilter, FlagName, LockGrant, LockName, LockStatus, Login, Store, Ttl,
+    Api, ClientId, EventFilter, FlagName, LockGrant, LockName, LockStatus, Login, PostgresBackend,
+    PostgresOptions, Store, Ttl,
 };
 use octostore_http::{App, Client, ConnectionLimits, ServerOptions};
 
@@ -39,8 +42,11 @@ fn main() {
         store.issue_token(user.id).unwrap().expose().to_owned()
     };
     let tokens: Vec<String> = ["alice", "bob"].into_iter().map(token).collect();
-    let addr = serve(store.clone(), 100);
-    handoff(&store, &format!("http://{addr}"), &tokens, rounds);
+    let addr = format!("http://{}", serve(store.clone(), 100));
+    handoff("one node, SQLite", &store, [&addr, &addr], &tokens, rounds);
+    if let Ok(url) = std::env::var("OCTOSTORE_BENCH_POSTGRES_URL") {
+        handoff_across_postgres_nodes(&url, rounds);
+    }
 
     for kind in [Kind::Waiters, Kind::Stream, Kind::LongPoll] {
         idle(kind, connections);
@@ -71,16 +77,50 @@ fn serve(store: Store, max_connections: usize) -> String {
     addr
 }
 
-/// Rounds of: alice holds, bob waits, alice releases; the time from sending the release to
-/// bob's grant.
-fn handoff(store: &Store, base: &str, tokens: &[String], rounds: usize) {
-    let alice = Client::new(base, &tokens[0]).unwrap();
+/// [`handoff`] between two servers on one PostgreSQL database, in a schema of its own.
+fn handoff_across_postgres_nodes(url: &str, rounds: usize) {
+    let schema = format!("octostore_bench_{}", uuid::Uuid::new_v4().simple());
+    let node = || {
+        let options = PostgresOptions {
+            schema: Some(schema.clone()),
+            ..PostgresOptions::default()
+        };
+        let backend = PostgresBackend::connect_with(url, options).expect("a PostgreSQL node");
+        Store::builder().backend(backend).build()
+    };
+    let (here, there) = (node(), node());
+    let token = |login: &str| {
+        let user = here.create_user(&Login::parse(login).unwrap()).unwrap();
+        here.issue_token(user.id).unwrap().expose().to_owned()
+    };
+    let tokens: Vec<String> = ["alice", "bob"].into_iter().map(token).collect();
+    let alices = format!("http://{}", serve(here, 100));
+    let bobs = format!("http://{}", serve(there.clone(), 100));
+    handoff(
+        "two nodes, PostgreSQL",
+        &there,
+        [&alices, &bobs],
+        &tokens,
+        rounds,
+    );
+    let mut client = postgres::Client::connect(url, postgres::NoTls).expect("the database");
+    let drop_schema = format!("DROP SCHEMA {schema} CASCADE");
+    client
+        .batch_execute(&drop_schema)
+        .expect("the schema dropped");
+}
+
+/// Rounds of: alice holds, bob waits, alice releases (alice on the server `bases[0]`, bob on
+/// `bases[1]`, whose store is `bobs_store`); the time from sending the release to bob's
+/// grant.
+fn handoff(label: &str, bobs_store: &Store, bases: [&str; 2], tokens: &[String], rounds: usize) {
+    let alice = Client::new(bases[0], &tokens[0]).unwrap();
     let name = LockName::parse("handoff").unwrap();
     let ttl = Ttl::seconds(60).unwrap();
     let (to_bob, bobs_turn) = mpsc::channel::<()>();
     let (granted, grants) = mpsc::channel::<(Instant, LockGrant)>();
     let bob = {
-        let (base, token, name) = (base.to_owned(), tokens[1].clone(), name.clone());
+        let (base, token, name) = (bases[1].to_owned(), tokens[1].clone(), name.clone());
         std::thread::spawn(move || {
             let bob = Client::new(&base, &token).unwrap();
             while bobs_turn.recv().is_ok() {
@@ -95,7 +135,7 @@ fn handoff(store: &Store, base: &str, tokens: &[String], rounds: usize) {
     for _ in 0..rounds {
         let held = alice.acquire(&name, ttl, None).unwrap();
         to_bob.send(()).unwrap();
-        while store.lock_queues().waiters(&name) == 0 {
+        while bobs_store.lock_queues().waiters(&name) == 0 {
             std::thread::yield_now();
         }
         let sent = Instant::now();
@@ -112,7 +152,7 @@ fn handoff(store: &Store, base: &str, tokens: &[String], rounds: usize) {
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
     println!(
-        "handoff over {rounds} rounds (release sent -> waiter's grant received): \
+        "handoff, {label}, over {rounds} rounds (release sent -> waiter's grant received): \
          p50 {:?}, p99 {:?}, max {:?}",
         at(0.5),
         at(0.99),

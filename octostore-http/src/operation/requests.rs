@@ -567,13 +567,11 @@ impl Endpoint for GetConfig {
     fn decode(received: &Received<'_>) -> Result<Self> {
         let key = received.name(ConfigKey::parse)?;
         let version = received.number("version", "an integer")?;
-        let wait_for_version = received.counter("wait_for_version", "a version number")?;
-        let wait = received.wait()?;
-        if version.is_some() && wait_for_version.is_some() {
-            return Err(Error::invalid(
-                "wait_for_version",
-                "waits for the latest version: not with version",
-            ));
+        let mut wait_for_version = received.counter("wait_for_version", "a version number")?;
+        let mut wait = received.wait()?;
+        if version.is_some() {
+            // A version read once never changes: nothing to wait for.
+            (wait_for_version, wait) = (None, Duration::ZERO);
         }
         Ok(Self {
             key,
