@@ -39,8 +39,8 @@
 //!   implements [`Api`] (`api.rs`), the operations a remote client offers too. [`Committer`]
 //!   (`committer.rs`) runs operations for many callers on one thread, committing those that
 //!   queue up meanwhile together: group commit for a serial backend such as SQLite.
-//!   [`waiting`] (`waiting.rs`) queues the waiters for each lock in this process, first come
-//!   first served ([`Session::acquire_waiting`]).
+//!   [`waiting`] (`waiting.rs`) is this process's side of each lock's queue of waiters, which
+//!   storage keeps: first come, first served across processes ([`Api::acquire_within`]).
 //!   `changes.rs` wakes whoever waits for changes ([`Store::on_change`]) once one commits,
 //!   and [`Subscription`] (`subscription.rs`, [`Session::subscribe`]) follows the change log
 //!   on it.

@@ -710,30 +710,6 @@ impl Session {
         Ok(grant)
     }
 
-    /// Acquires, waiting up to `wait` (real time) in the lock's queue while it is held: the
-    /// waiters of this process are granted the lock in the order they came. A lock still held
-    /// when `wait` ends is [`Error::LockHeld`]. Blocks the calling thread.
-    pub fn acquire_waiting(
-        &self,
-        name: &LockName,
-        ttl: Ttl,
-        client_id: Option<&ClientId>,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        // About 136 years: "forever", and far from an `Instant`'s overflow.
-        let give_up = Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()));
-        let signal = Arc::new(Signal::default());
-        let ticket = self.join_queue(name, signal.waker())?;
-        loop {
-            let held_until = match self.acquire_in_turn(&ticket, ttl, client_id) {
-                Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
-                outcome => return outcome,
-            };
-            let retry = self.store.next_try(ticket.after_held(held_until));
-            signal.wait_until(retry.map_or(give_up, |at| at.min(give_up)));
-        }
-    }
-
     /// An acquire that may take a free lock only if no live waiter but `ticket`'s holder
     /// heads its queue.
     fn acquire_promised(
@@ -773,6 +749,8 @@ impl Api for Session {
         self.acquire_promised(name, ttl, client_id, None)
     }
 
+    /// Blocks the calling thread; the waiters of every process sharing the store are
+    /// granted the lock in the order they came (see [`waiting`]).
     fn acquire_within(
         &self,
         name: &LockName,
@@ -780,7 +758,17 @@ impl Api for Session {
         client_id: Option<&ClientId>,
         wait: Duration,
     ) -> Result<LockGrant> {
-        self.acquire_waiting(name, ttl, client_id, wait)
+        let give_up = waiting::give_up_at(wait);
+        let signal = Arc::new(Signal::default());
+        let ticket = self.join_queue(name, signal.waker())?;
+        loop {
+            let held_until = match self.acquire_in_turn(&ticket, ttl, client_id) {
+                Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
+                outcome => return outcome,
+            };
+            let retry = self.store.next_try(ticket.after_held(held_until));
+            signal.wait_until(retry.map_or(give_up, |at| at.min(give_up)));
+        }
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {

@@ -363,6 +363,12 @@ impl Signal {
     }
 }
 
+/// When a wait of `wait` from now ends, by real time; a wait of centuries (such as
+/// `Duration::MAX`, "until it is mine") ends in about 136 years, far from an overflow.
+pub fn give_up_at(wait: Duration) -> Instant {
+    Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()))
+}
+
 /// How long from `now` until `at`, both by the store's clock; zero if `at` has passed.
 pub fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)

@@ -1,5 +1,5 @@
 //! Waiting for a lock (`waiting.rs`): the queue driven step by step against a FIFO model on a
-//! manual clock, then the blocking `acquire_waiting` under real thread races.
+//! manual clock, then the blocking `acquire_within` under real thread races.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -316,7 +316,7 @@ fn a_waiter_behind_another_awaits_its_turn_and_is_woken_when_the_head_leaves() {
     assert!(carols.is_head());
 }
 
-/// A store on the system clock: `acquire_waiting`'s timers are real time.
+/// A store on the system clock: `acquire_within`'s timers are real time.
 fn real_time() -> (Store, Session, Session) {
     let store = Store::in_memory();
     let user = |login: &str| {
@@ -341,7 +341,7 @@ fn a_release_racing_a_waiters_arrival_is_never_lost() {
             std::thread::spawn(move || {
                 start.wait();
                 let wait = Duration::from_secs(3_600);
-                let _ = granted.send(bob.acquire_waiting(&name, long, None, wait));
+                let _ = granted.send(bob.acquire_within(&name, long, None, wait));
             });
         }
         start.wait();
@@ -401,7 +401,7 @@ fn a_release_between_a_waiters_try_and_its_sleep_wakes_it() {
     let (granted, grant) = mpsc::channel();
     std::thread::spawn(move || {
         let wait = Duration::from_secs(3_600);
-        let _ = granted.send(bob.acquire_waiting(&name, hour, None, wait));
+        let _ = granted.send(bob.acquire_within(&name, hour, None, wait));
     });
     // Lost, the wake-up would leave the waiter asleep for the holder's hour: this bound only
     // turns that hang into a failure.
@@ -423,7 +423,7 @@ fn blocked_waiters_are_granted_in_arrival_order() {
             let client = ClientId::parse(&format!("w{n}")).unwrap();
             let wait = Duration::from_secs(60);
             let grant = bob
-                .acquire_waiting(&lock, ttl(), Some(&client), wait)
+                .acquire_within(&lock, ttl(), Some(&client), wait)
                 .unwrap();
             granted.send(n).unwrap();
             bob.release(&lock, grant.lease.lease_id).unwrap();
@@ -448,7 +448,7 @@ fn a_lease_that_expires_lets_the_head_in_with_no_release_or_sweep() {
         .acquire(&name, Ttl::seconds(1).unwrap(), None)
         .unwrap();
     let grant = bob
-        .acquire_waiting(&name, ttl(), None, Duration::from_secs(30))
+        .acquire_within(&name, ttl(), None, Duration::from_secs(30))
         .unwrap();
     assert!(grant.lease.fencing_token > held.lease.fencing_token);
 }
@@ -460,7 +460,7 @@ fn a_wait_that_ends_is_lock_held_and_leaves_the_queue() {
     alice
         .acquire(&name, Ttl::seconds(3_600).unwrap(), None)
         .unwrap();
-    let outcome = bob.acquire_waiting(&name, ttl(), None, Duration::from_millis(50));
+    let outcome = bob.acquire_within(&name, ttl(), None, Duration::from_millis(50));
     assert!(
         matches!(outcome, Err(Error::LockHeld { .. })),
         "{outcome:?}"
@@ -486,7 +486,7 @@ fn a_release_by_another_process_on_the_file_reaches_the_waiter_long_before_the_e
         .unwrap();
     std::thread::scope(|scope| {
         let waiter =
-            scope.spawn(|| bob.acquire_waiting(&name, ttl(), None, Duration::from_secs(60)));
+            scope.spawn(|| bob.acquire_within(&name, ttl(), None, Duration::from_secs(60)));
         while here.lock_queues().waiters(&name) == 0 {
             std::thread::yield_now();
         }

@@ -684,7 +684,7 @@ impl Api for Client {
         client_id: Option<&ClientId>,
         wait: Duration,
     ) -> Result<LockGrant> {
-        let give_up = Instant::now() + wait.min(Duration::from_secs(u32::MAX.into()));
+        let give_up = octostore_core::waiting::give_up_at(wait);
         loop {
             let left = give_up.saturating_duration_since(Instant::now());
             let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
