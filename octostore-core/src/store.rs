@@ -213,7 +213,7 @@ impl StoreBuilder {
                 let lock_queues = LockQueues::default();
                 if watched {
                     let weak = weak.clone();
-                    lock_queues.read_releases_with(Box::new(move |after: u64| {
+                    lock_queues.read_releases_with(Box::new(move |after: Option<u64>| {
                         let store = Store {
                             inner: weak.upgrade()?,
                         };
@@ -670,7 +670,8 @@ impl Session {
             }
             tx.beat(node, alive_until(now))?;
             let ticket = tx.join_queue(name, self.user.id, node)?;
-            queues.add(name, ticket, wake.clone());
+            let seen = tx.event_bounds()?.newest;
+            queues.add(name, ticket, wake.clone(), seen);
             added = Some(ticket);
             Ok(ticket)
         });

@@ -43,9 +43,10 @@ pub const NODE_LEASE: Duration = Duration::from_secs(10);
 /// Deletes the rows of tickets that left their queues; whether it did.
 pub(crate) type Forget = Box<dyn Fn(&[u64]) -> bool + Send + Sync>;
 
-/// Given the change log's index last read (0: none yet), the index read up to and the locks
-/// released or expired after the one given; `None` if the log cannot be read now.
-pub(crate) type ReadReleases = Box<dyn Fn(u64) -> Option<(u64, Vec<LockName>)> + Send + Sync>;
+/// Given the change log's index last read (`None`: none yet), the index read up to and the
+/// locks released or expired after the one given; `None` if the log cannot be read now.
+pub(crate) type ReadReleases =
+    Box<dyn Fn(Option<u64>) -> Option<(u64, Vec<LockName>)> + Send + Sync>;
 
 /// This process's waiters for locks, and its name among the processes sharing the store.
 /// Cheap to clone; clones share the queues.
@@ -63,6 +64,9 @@ struct Shared {
     /// Whether a thread reads the locks other processes release; set only where they may.
     reading_releases: AtomicBool,
     read_releases: OnceLock<ReadReleases>,
+    /// The change log's index a new reading thread starts after: the oldest that a ticket
+    /// added meanwhile had seen when it joined.
+    read_from: Mutex<Option<u64>>,
 }
 
 /// A waiter's wake-up, shared with whoever wakes it.
@@ -86,6 +90,7 @@ impl Default for LockQueues {
                 forget: OnceLock::new(),
                 reading_releases: AtomicBool::new(false),
                 read_releases: OnceLock::new(),
+                read_from: Mutex::new(None),
             }),
         }
     }
@@ -109,8 +114,15 @@ impl LockQueues {
         let _ = self.shared.forget.set(forget);
     }
 
-    /// Adds `ticket` of `name`'s queue, which `wake` signals, as this process's.
-    pub(crate) fn add(&self, name: &LockName, ticket: u64, wake: SharedWake) {
+    /// Adds `ticket` of `name`'s queue, which `wake` signals, as this process's; it joined
+    /// when the change log's newest index was `seen`, so releases after that wake it.
+    pub(crate) fn add(&self, name: &LockName, ticket: u64, wake: SharedWake, seen: u64) {
+        {
+            let mut from = (self.shared.read_from)
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *from = Some(from.map_or(seen, |from| from.min(seen)));
+        }
         let mut queues = self.queues();
         queues
             .by_lock
@@ -142,10 +154,15 @@ impl LockQueues {
                 let Some(read) = queues.shared.read_releases.get() else {
                     return;
                 };
-                let mut last = 0;
+                // After the index its first tickets saw when they joined: a release between
+                // their join and this first read still wakes them.
+                let mut last = (queues.shared.read_from)
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
                 loop {
                     if let Some((read_to, released)) = read(last) {
-                        last = read_to;
+                        last = Some(read_to);
                         for name in &released {
                             queues.notify(name);
                         }

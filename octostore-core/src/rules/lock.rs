@@ -125,13 +125,14 @@ pub(crate) struct Turn<'a> {
     pub has_left: &'a dyn Fn(u64) -> bool,
 }
 
-/// The change log's index read up to, and the locks released or expired after `after` (0:
-/// none, only the index to read from next time).
-pub(crate) fn released_after(tx: &mut dyn Tx, after: u64) -> Result<(u64, Vec<LockName>)> {
+/// The change log's index read up to, and the locks released or expired after `after`
+/// (`None`: only the index to read after next time).
+pub(crate) fn released_after(tx: &mut dyn Tx, after: Option<u64>) -> Result<(u64, Vec<LockName>)> {
     let newest = tx.event_bounds()?.newest;
-    if after == 0 || after >= newest {
-        return Ok((newest.max(after), Vec::new()));
-    }
+    let after = match after {
+        Some(after) if after < newest => after,
+        after => return Ok((after.map_or(newest, |after| after.max(newest)), Vec::new())),
+    };
     let locks = Kinds::of([EventKind::Lock]);
     let query = EventQuery {
         kinds: locks,
