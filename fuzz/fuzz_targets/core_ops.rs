@@ -295,6 +295,7 @@ fn settings() -> Settings {
         config_value_max_bytes: VALUE_MAX_BYTES,
         // The model keeps no byte count: the cap is out of its reach (the suite tests it).
         config_bytes_per_user: u64::MAX,
+        ..Settings::default()
     }
 }
 
