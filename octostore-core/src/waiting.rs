@@ -230,20 +230,25 @@ impl LockQueues {
             .name("octostore-waiters".into())
             .spawn(move || loop {
                 let left: Vec<u64> = queues.queues().left.iter().copied().collect();
-                let forget = queues.shared.forget.get();
-                let forgotten = !left.is_empty() && forget.is_some_and(|forget| forget(&left));
-                if forgotten {
-                    let mut guard = queues.queues();
-                    for ticket in &left {
-                        guard.left.remove(ticket);
+                if left.is_empty() {
+                    queues.shared.forgetting.store(false, Ordering::SeqCst);
+                    // A ticket that left meanwhile found the flag still set: go on for it.
+                    let more = !queues.queues().left.is_empty();
+                    if !more || queues.shared.forgetting.swap(true, Ordering::SeqCst) {
+                        return;
                     }
                     continue;
                 }
-                // Nothing (more) to do, or the store failed: the rows lapse with this
-                // process's heartbeat, and each try skips them meanwhile.
-                queues.shared.forgetting.store(false, Ordering::SeqCst);
-                if queues.queues().left.is_empty() || !forgotten {
+                let forget = queues.shared.forget.get();
+                if !forget.is_some_and(|forget| forget(&left)) {
+                    // The store failed: the rows lapse with this process's heartbeat, and
+                    // each try skips them meanwhile; the next ticket that leaves tries again.
+                    queues.shared.forgetting.store(false, Ordering::SeqCst);
                     return;
+                }
+                let mut guard = queues.queues();
+                for ticket in &left {
+                    guard.left.remove(ticket);
                 }
             });
         if spawned.is_err() {
