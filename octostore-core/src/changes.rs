@@ -1,10 +1,11 @@
 //! The change signal: a store wakes everyone waiting for changes once a change it made has
 //! committed (immediately, in this process), and while anyone waits, one thread of the store
-//! reads the change log's newest index every [`WATCH_EVERY`] and wakes them when it moved:
-//! the changes of other processes on the same file or database, seen within about 100 ms.
-//! A waiter registers a wake-up ([`Store::on_change`](crate::Store::on_change)), then reads,
-//! then waits: a change committed after the read always wakes it. A wake-up may come with
-//! nothing new to read.
+//! reads the change log's newest index after each commit another process announces (on
+//! PostgreSQL, `LISTEN`: about a round trip after it; see [`crate::Backend::listen`]) or,
+//! where none are announced (a file shared by processes), every [`WATCH_EVERY`], and wakes
+//! them when it moved. A waiter registers a wake-up
+//! ([`Store::on_change`](crate::Store::on_change)), then reads, then waits: a change
+//! committed after the read always wakes it. A wake-up may come with nothing new to read.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -12,14 +13,46 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-/// How often the store reads the log's newest index while anyone waits.
+use crate::backend::Listener;
+
+/// How often the store reads the log's newest index while anyone waits, where other
+/// processes' commits are not announced.
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
+
+/// Where other processes' commits are announced, how long a reader waits for an
+/// announcement before reading all the same (one may be lost).
+pub const LISTENED_RECHECK: Duration = Duration::from_secs(1);
 
 /// What a waiter is woken by: it should only signal (set a flag, notify a task), never block.
 pub type Wake = Box<dyn Fn() + Send + Sync>;
 
 /// Reads the change log's newest index; `None` if it cannot be read now or the store is gone.
 pub(crate) type NewestIndex = Box<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// Waits between two reads of what other processes committed: until the backend's
+/// [`Listener`] hears a commit announced (at most [`LISTENED_RECHECK`]) or, where the
+/// backend announces none, for a fixed pause.
+pub(crate) struct OutsideCommits {
+    listener: Option<Box<dyn Listener>>,
+    pause: Duration,
+}
+
+impl OutsideCommits {
+    /// Waits on `listener`, if there is one, else for `pause` each time.
+    pub(crate) fn new(listener: Option<Box<dyn Listener>>, pause: Duration) -> Self {
+        Self { listener, pause }
+    }
+
+    /// Returns when another process may have committed since the last call.
+    pub(crate) fn wait(&mut self) {
+        match &mut self.listener {
+            Some(listener) => {
+                listener.wait(LISTENED_RECHECK);
+            }
+            None => std::thread::sleep(self.pause),
+        }
+    }
+}
 
 /// The waiters of one store, and how to watch its log for other processes' changes.
 pub(crate) struct Changes {
@@ -30,6 +63,9 @@ struct Shared {
     waiters: Mutex<Waiters>,
     /// `None`: no other process writes to the store (memory), nothing to watch.
     newest_index: Option<NewestIndex>,
+    /// What the watching thread waits on between its reads (the one thread at a time that
+    /// watches holds it).
+    outside: Mutex<OutsideCommits>,
 }
 
 #[derive(Default)]
@@ -49,12 +85,13 @@ pub struct ChangeWaiter {
 
 impl Changes {
     /// The waiters of a store whose log `newest_index` reads, if other processes may write
-    /// to it.
-    pub(crate) fn new(newest_index: Option<NewestIndex>) -> Self {
+    /// to it, after each time `outside` says they may have.
+    pub(crate) fn new(newest_index: Option<NewestIndex>, outside: OutsideCommits) -> Self {
         Self {
             shared: Arc::new(Shared {
                 waiters: Mutex::default(),
                 newest_index,
+                outside: Mutex::new(outside),
             }),
         }
     }
@@ -109,11 +146,13 @@ fn start_watching(shared: &Arc<Shared>) -> bool {
         .is_ok()
 }
 
-/// Reads the log's newest index every [`WATCH_EVERY`] and wakes the waiters when it moved,
-/// until none is left. The first reading wakes them too: a change committed between a
-/// waiter's read and that reading would otherwise go unseen.
+/// Reads the log's newest index each time other processes may have committed and wakes the
+/// waiters when it moved, until none is left. The first reading wakes them too: a change
+/// committed between a waiter's read and that reading would otherwise go unseen.
 fn watch(shared: &Shared) {
     let newest_index = shared.newest_index.as_ref().expect("watched only if set");
+    // A thread started as the last one ends waits for it here.
+    let mut outside = shared.outside.lock();
     let mut seen = None;
     loop {
         let newest = newest_index();
@@ -121,7 +160,7 @@ fn watch(shared: &Shared) {
             seen = newest;
             shared.wake_all();
         }
-        std::thread::sleep(WATCH_EVERY);
+        outside.wait();
         let mut waiters = shared.waiters.lock();
         if waiters.wakes.is_empty() {
             waiters.watching = false;

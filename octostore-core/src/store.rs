@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
-use crate::changes::{ChangeWaiter, Changes, Wake};
+use crate::changes::{ChangeWaiter, Changes, OutsideCommits, Wake, WATCH_EVERY};
 use crate::known_tokens::KnownTokens;
 use crate::records::config::ConfigSummary;
 use crate::records::flag::Flag;
@@ -31,7 +31,9 @@ use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
 use crate::values::error::{Error, Result};
 use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::waiting::{self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK, NODE_LEASE};
+use crate::waiting::{
+    self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK, NODE_LEASE, RELEASES_READ_EVERY,
+};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,6 +203,7 @@ impl StoreBuilder {
             ..self.settings
         };
         let watched = self.backend.written_by_others();
+        let changes_listener = self.backend.listen();
         Store {
             inner: Arc::new_cyclic(|weak: &Weak<Inner>| {
                 let inner = weak.clone();
@@ -213,12 +216,15 @@ impl StoreBuilder {
                 let lock_queues = LockQueues::default();
                 if watched {
                     let weak = weak.clone();
-                    lock_queues.read_releases_with(Box::new(move |after: Option<u64>| {
-                        let store = Store {
-                            inner: weak.upgrade()?,
-                        };
-                        store.read(|tx| lock::released_after(tx, after)).ok()
-                    }));
+                    lock_queues.read_releases_with(
+                        Box::new(move |after: Option<u64>| {
+                            let store = Store {
+                                inner: weak.upgrade()?,
+                            };
+                            store.read(|tx| lock::released_after(tx, after)).ok()
+                        }),
+                        OutsideCommits::new(self.backend.listen(), RELEASES_READ_EVERY),
+                    );
                 }
                 let weak = weak.clone();
                 lock_queues.forget_with(Box::new(move |tickets: &[u64]| {
@@ -238,7 +244,10 @@ impl StoreBuilder {
                     settings,
                     known_tokens: KnownTokens::default(),
                     lock_queues,
-                    changes: Changes::new(watched.then(|| Box::new(newest_index) as _)),
+                    changes: Changes::new(
+                        watched.then(|| Box::new(newest_index) as _),
+                        OutsideCommits::new(changes_listener, WATCH_EVERY),
+                    ),
                 }
             }),
         }
@@ -368,8 +377,8 @@ impl Store {
     }
 
     /// Calls `wake` after every change to the store that commits from now on (at once after
-    /// this process's; within about [`WATCH_EVERY`](crate::changes::WATCH_EVERY) after another
-    /// process's), until the returned [`ChangeWaiter`] is dropped. `wake` should only signal
+    /// this process's; after another process's, as soon as it is announced on PostgreSQL,
+    /// within about [`WATCH_EVERY`] on a shared file), until the returned [`ChangeWaiter`] is dropped. `wake` should only signal
     /// (notify a task, set a flag): it is called on the thread that committed. Register
     /// first, then read, then wait: no change committed after the read goes unseen. A
     /// wake-up may come with nothing new to read.
@@ -378,11 +387,14 @@ impl Store {
     }
 
     /// A change committed, or will when the group this thread runs commits: wakes the
-    /// waiters then.
+    /// waiters, and announces it to other processes, then.
     fn changed(&self) {
         match CHANGED_IN_GROUP.get() {
             Some(_) => CHANGED_IN_GROUP.set(Some(true)),
-            None => self.inner.changes.wake_all(),
+            None => {
+                self.inner.changes.wake_all();
+                self.inner.backend.announce();
+            }
         }
     }
 

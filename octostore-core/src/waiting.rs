@@ -9,8 +9,10 @@
 //! wait" wakes it. A release here wakes the first local ticket; a holder's expiry needs no
 //! wake-up (the head tries at the lease's `expires_at`, [`Ticket::after_held`]). Where other
 //! processes share the store, while this one has waiters a thread reads the change log's
-//! lock events every [`RELEASES_READ_EVERY`] and wakes the first local ticket of each lock
-//! released elsewhere; and the first local ticket tries again at least every
+//! lock events after each commit another process announces (PostgreSQL's `LISTEN`), or
+//! every [`RELEASES_READ_EVERY`] where none are announced (a file), and wakes the first
+//! local ticket of each lock released elsewhere; and the first local ticket tries again at
+//! least every
 //! [`HEAD_RECHECK`] (a lock promised to another process's waiter, a waiter that died), each
 //! try marking this process alive for [`NODE_LEASE`]. A process that dies holds its waiters'
 //! places only until then. A ticket dropped leaves its queue: its row is deleted by a thread
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::changes::Wake;
+use crate::changes::{OutsideCommits, Wake};
 use crate::records::lock::NodeId;
 use crate::rules::identity::random_uuid;
 use crate::values::names::LockName;
@@ -33,7 +35,8 @@ use crate::values::names::LockName;
 /// ([`Store::next_try`](crate::Store::next_try)).
 pub const HEAD_RECHECK: Duration = Duration::from_secs(1);
 
-/// How often, while this process has waiters, it reads which locks other processes released.
+/// How often, while this process has waiters, it reads which locks other processes released,
+/// where their commits are not announced.
 pub const RELEASES_READ_EVERY: Duration = Duration::from_millis(20);
 
 /// How long a try marks its process alive: a process gone (killed, cut off) keeps its
@@ -63,7 +66,7 @@ struct Shared {
     forget: OnceLock<Forget>,
     /// Whether a thread reads the locks other processes release; set only where they may.
     reading_releases: AtomicBool,
-    read_releases: OnceLock<ReadReleases>,
+    read_releases: OnceLock<(ReadReleases, Mutex<OutsideCommits>)>,
     /// The change log's index a new reading thread starts after: the oldest that a ticket
     /// added meanwhile had seen when it joined.
     read_from: Mutex<Option<u64>>,
@@ -133,10 +136,10 @@ impl LockQueues {
         self.read_releases();
     }
 
-    /// Sets how the locks other processes release are read (once, by a store that others
-    /// may write to).
-    pub(crate) fn read_releases_with(&self, read: ReadReleases) {
-        let _ = self.shared.read_releases.set(read);
+    /// Sets how the locks other processes release are read, after each time `outside` says
+    /// they may have committed (once, by a store that others may write to).
+    pub(crate) fn read_releases_with(&self, read: ReadReleases, outside: OutsideCommits) {
+        let _ = self.shared.read_releases.set((read, Mutex::new(outside)));
     }
 
     /// Starts the thread that wakes this process's waiters of the locks other processes
@@ -151,9 +154,11 @@ impl LockQueues {
         let spawned = std::thread::Builder::new()
             .name("octostore-releases".into())
             .spawn(move || {
-                let Some(read) = queues.shared.read_releases.get() else {
+                let Some((read, outside)) = queues.shared.read_releases.get() else {
                     return;
                 };
+                // A thread started as the last one ends waits for it here.
+                let mut outside = outside.lock().unwrap_or_else(PoisonError::into_inner);
                 // After the index its first tickets saw when they joined: a release between
                 // their join and this first read still wakes them.
                 let mut last = (queues.shared.read_from)
@@ -167,7 +172,7 @@ impl LockQueues {
                             queues.notify(name);
                         }
                     }
-                    std::thread::sleep(RELEASES_READ_EVERY);
+                    outside.wait();
                     if queues.queues().by_lock.is_empty() {
                         queues
                             .shared

@@ -33,7 +33,7 @@ mod sql;
 pub mod sqlite;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
@@ -102,6 +102,18 @@ pub trait Backend: Send + Sync {
         true
     }
 
+    /// Tells other processes' [`Listener`]s that this one committed changes (called after
+    /// each commit of a change). By default no one is told: they see the changes by reading
+    /// the change log now and then.
+    fn announce(&self) {}
+
+    /// A [`Listener`] that hears other processes' [`announce`](Self::announce)ments; `None`
+    /// if this backend makes none (by default). Made without I/O: it connects when first
+    /// waited on.
+    fn listen(&self) -> Option<Box<dyn Listener>> {
+        None
+    }
+
     /// Runs `work`, whose transactions on this thread may be committed together when it
     /// ends (group commit): each stays atomic and isolated, and one that fails leaves no
     /// write, but their writes are durable only once `group` returns `Ok`. On `Err`, some
@@ -114,6 +126,14 @@ pub trait Backend: Send + Sync {
         work();
         Ok(())
     }
+}
+
+/// Hears other processes' commits as they are announced ([`Backend::announce`]).
+pub trait Listener: Send {
+    /// Blocks until another process announces a commit or `timeout` passes; whether one
+    /// did. An announcement may be lost (a process killed after its commit, a connection
+    /// lost): after a timeout, read what changed all the same.
+    fn wait(&mut self, timeout: Duration) -> bool;
 }
 
 /// How operations on a backend are best run by a server with many clients at once.

@@ -482,3 +482,33 @@ fn a_change_on_another_node_wakes_a_waiting_subscription() {
         }
     });
 }
+
+#[test]
+fn a_nodes_commits_are_announced_to_the_others_listening() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (here, there) = (schema.backend(), schema.backend());
+    let mut listener = here.listen().expect("PostgreSQL announces commits");
+    // The first wait connects and listens; nothing was announced on this schema's channel.
+    assert!(!listener.wait(Duration::ZERO));
+    there.announce();
+    assert!(
+        listener.wait(Duration::from_secs(30)),
+        "announcement unheard"
+    );
+    // Heard once: the same announcement does not wake it twice.
+    assert!(!listener.wait(Duration::ZERO));
+    // A store changed on one node announces it to the other.
+    let store = Store::builder().backend(there).build();
+    session(&store, "alice")
+        .set_flag(
+            &octostore_core::FlagName::parse("told").unwrap(),
+            true,
+            None,
+        )
+        .unwrap();
+    assert!(
+        listener.wait(Duration::from_secs(30)),
+        "the change went unannounced"
+    );
+}

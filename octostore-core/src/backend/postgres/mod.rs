@@ -28,6 +28,7 @@
 //! one round trip; `r2d2_postgres` pools bare clients, which would prepare every statement
 //! again (two round trips per query), hence the small [`r2d2::ManageConnection`] here.
 
+mod notify;
 mod schema;
 mod tx;
 
@@ -39,7 +40,7 @@ use postgres::error::SqlState;
 use postgres::{Client, NoTls, Statement};
 use rand::Rng;
 
-use super::{Backend, Concurrency, Tx};
+use super::{Backend, Concurrency, Listener, Tx};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 
@@ -104,6 +105,11 @@ pub struct PostgresBackend {
     /// at a time, so they stop aborting each other (on this machine, with 16 threads on
     /// distinct locks: half the aborts, a third of the 99th-percentile latency).
     retry_turn: Mutex<()>,
+    /// The channel this store's commits are announced on, and the connection settings of
+    /// those who announce and listen.
+    channel: String,
+    config: postgres::Config,
+    announcer: notify::Announcer,
 }
 
 /// A storage error caused by a PostgreSQL error.
@@ -344,16 +350,23 @@ impl PostgresBackend {
             .map_err(|e| Error::storage_caused("cannot connect to PostgreSQL", e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         drop(client);
+        let channel = notify::channel(options.schema.as_deref());
+        let announcer = notify::Announcer::new(config.clone(), &channel);
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(0))
             .test_on_check_out(false)
             .connection_timeout(POOL_TIMEOUT)
-            .build_unchecked(Connector { config });
+            .build_unchecked(Connector {
+                config: config.clone(),
+            });
         Ok(Self {
             pool,
             time: options.time,
             retry_turn: Mutex::new(()),
+            channel,
+            config,
+            announcer,
         })
     }
 
@@ -406,6 +419,17 @@ fn check_schema_name(schema: &str) -> Result<()> {
 impl Backend for PostgresBackend {
     fn concurrency(&self) -> Concurrency {
         Concurrency::Parallel
+    }
+
+    fn announce(&self) {
+        self.announcer.announce();
+    }
+
+    fn listen(&self) -> Option<Box<dyn Listener>> {
+        Some(Box::new(notify::PgListener::new(
+            self.config.clone(),
+            self.channel.clone(),
+        )))
     }
 
     fn transact(
