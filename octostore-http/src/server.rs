@@ -4,7 +4,11 @@
 //! A connection is always in one [`Phase`], stamped with the instant it began, in one atomic
 //! word that the socket, the service and the connection's watchdog update; each phase has its
 //! timeout. The watchdog is one timer per connection, re-armed when it fires rather than on
-//! every request, so a request costs a few clock reads and atomic stores, never a timer.
+//! every request, so a request costs a few clock reads and atomic stores, never a timer: it
+//! looks again within the shortest timeout, by which no phase entered since can have ended.
+//! A phase that may last (a request served for long, as a wait; a stream) lets it sleep until
+//! that phase's own deadline or further, and the phase entered after it wakes the watchdog if
+//! its deadline comes sooner: an idle waiter or stream costs no wake-up.
 //! (hyper's own `header_read_timeout` also runs while a keep-alive connection is idle, so it
 //! cannot tell a slow head from an idle connection, and it allocates a timer per request.)
 //!
@@ -20,7 +24,10 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -178,11 +185,12 @@ async fn pause_after(error: io::Error) {
 /// room is needed while it waits for a request.
 async fn watch(connection: impl Future<Output = Result<(), hyper::Error>>, conn: Arc<Conn>) {
     let mut connection = pin!(connection);
-    let Some(first_check) = conn.next_check(conn.accepted) else {
+    let Some(first_check) = conn.arm(conn.accepted) else {
         return;
     };
     let mut timer = pin!(tokio::time::sleep_until(first_check));
     let mut shed = pin!(conn.shared.shed.notified());
+    let mut rearm = pin!(conn.rearm.notified());
     loop {
         tokio::select! {
             biased;
@@ -192,13 +200,18 @@ async fn watch(connection: impl Future<Output = Result<(), hyper::Error>>, conn:
                 }
                 return;
             }
-            () = &mut timer => match conn.next_check(Instant::now()) {
+            () = &mut timer => match conn.arm(Instant::now()) {
                 Some(at) => timer.as_mut().reset(at),
                 None => {
                     tracing::debug!(phase = ?conn.phase().0, "closing a slow or idle connection");
                     return;
                 }
             },
+            () = &mut rearm => {
+                // A phase that ends sooner than the check armed: look at it now.
+                timer.as_mut().reset(Instant::now());
+                rearm.set(conn.rearm.notified());
+            }
             () = &mut shed => {
                 if conn.phase().0.waits_for_request() {
                     return;
@@ -297,6 +310,10 @@ struct Conn {
     shared: Arc<Shared>,
     accepted: Instant,
     state: AtomicU64,
+    /// The watchdog's next check, in milliseconds since the accept.
+    armed: AtomicU64,
+    /// Tells the watchdog that a phase entered ends before its armed check.
+    rearm: Notify,
 }
 
 impl Conn {
@@ -305,22 +322,37 @@ impl Conn {
             shared,
             accepted: Instant::now(),
             state: AtomicU64::new(Phase::New as u64),
+            armed: AtomicU64::new(0),
+            rearm: Notify::new(),
         }
     }
 
     /// The phase and the instant it began.
     fn phase(&self) -> (Phase, Instant) {
-        let word = self.state.load(Relaxed);
+        self.decode(self.state.load(Relaxed))
+    }
+
+    fn decode(&self, word: u64) -> (Phase, Instant) {
         let since = self.accepted + Duration::from_millis(word >> Phase::BITS);
         (Phase::of(word), since)
     }
 
+    /// Milliseconds since the accept until `at`, rounded up.
+    fn millis_until(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.accepted).as_nanos() as u64).div_ceil(1_000_000)
+    }
+
     /// Enters `phase` now; returns the instant recorded: now, rounded up to the millisecond
-    /// so that no timeout ends early.
+    /// so that no timeout ends early. Wakes the watchdog if the phase ends before its check.
     fn enter(&self, phase: Phase) -> Instant {
-        let millis = (self.accepted.elapsed().as_nanos() as u64).div_ceil(1_000_000);
+        let millis = self.millis_until(Instant::now());
         self.state
-            .store(millis << Phase::BITS | phase as u64, Relaxed);
+            .store(millis << Phase::BITS | phase as u64, SeqCst);
+        let ends = millis.saturating_add(phase.timeout(&self.shared.limits).as_millis() as u64);
+        // Either this sees the check the watchdog armed, or the watchdog sees this phase.
+        if self.armed.load(SeqCst) > ends {
+            self.rearm.notify_one();
+        }
         self.accepted + Duration::from_millis(millis)
     }
 
@@ -353,20 +385,33 @@ impl Conn {
         }
     }
 
-    /// When the watchdog should look again, or `None` if the connection must close now. A
-    /// busy connection is never closed here: a late body is answered 408 by its reader, which
-    /// this wake-up lets run.
-    fn next_check(&self, now: Instant) -> Option<Instant> {
-        let (phase, since) = self.phase();
+    /// When the watchdog should look again, noted as its armed check; `None` if the
+    /// connection must close now.
+    fn arm(&self, now: Instant) -> Option<Instant> {
+        loop {
+            let word = self.state.load(SeqCst);
+            let at = self.check_after(word, now)?;
+            self.armed.store(self.millis_until(at), SeqCst);
+            // A phase entered meanwhile may not have seen this check: look at it again.
+            if self.state.load(SeqCst) == word {
+                return Some(at);
+            }
+        }
+    }
+
+    /// When to look again at a connection in the phase `word` says, or `None` if it must
+    /// close now. Within the shortest timeout, but for the phases that may last: a stream,
+    /// at its own deadline; a request being served (never closed here: a late body is
+    /// answered 408 by its reader, which the check at the body's deadline lets run), never
+    /// once its body's deadline has passed. Leaving them wakes the watchdog ([`Conn::enter`]).
+    fn check_after(&self, word: u64, now: Instant) -> Option<Instant> {
+        let (phase, since) = self.decode(word);
         let deadline = since + phase.timeout(&self.shared.limits);
-        // A phase entered from now on ends no sooner than this.
-        let soonest = now + self.shared.shortest;
-        if deadline > now {
-            Some(deadline.min(soonest))
-        } else if phase == Phase::Busy {
-            Some(soonest)
-        } else {
-            None
+        match phase {
+            Phase::Busy if deadline <= now => Some(now + LONGEST_TIMEOUT),
+            _ if deadline <= now => None,
+            Phase::Streaming => Some(deadline),
+            _ => Some(deadline.min(now + self.shared.shortest)),
         }
     }
 }
@@ -543,10 +588,52 @@ mod tests {
         }));
         let conn = Conn::new(shared);
         let now = Instant::now();
-        let check = conn.next_check(now).expect("a new connection is not late");
+        let check = conn.arm(now).expect("a new connection is not late");
         assert!(check > now && check <= now + LONGEST_TIMEOUT);
         conn.enter(Phase::Idle);
-        assert!(conn.next_check(Instant::now()).is_some());
+        assert!(conn.arm(Instant::now()).is_some());
+    }
+
+    /// Whether the watchdog was told to look again (consumes the wake-up).
+    async fn rearmed(conn: &Conn) -> bool {
+        tokio::time::timeout(Duration::ZERO, conn.rearm.notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_request_served_for_long_lets_the_watchdog_sleep_until_it_is_answered() {
+        let limits = ConnectionLimits::default();
+        let conn = Conn::new(Arc::new(Shared::new(limits)));
+        let started = conn.enter(Phase::Busy);
+        // Until the body's deadline, checked as before; past it, never while it waits.
+        assert!(conn.arm(started).unwrap() <= started + limits.header_timeout);
+        let waiting = started + limits.body_timeout + Duration::from_secs(1);
+        assert!(conn.arm(waiting).unwrap() > waiting + limits.idle_timeout);
+        assert!(!rearmed(&conn).await);
+        // Answered: its idle timeout ends long before that check, so the watchdog is woken.
+        conn.enter(Phase::Answered);
+        assert!(rearmed(&conn).await);
+        assert!(conn.arm(Instant::now()).unwrap() <= Instant::now() + limits.header_timeout);
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_checked_at_its_deadline_and_its_writes_wake_no_watchdog() {
+        let limits = ConnectionLimits::default();
+        let conn = Conn::new(Arc::new(Shared::new(limits)));
+        let since = conn.enter(Phase::Streaming);
+        assert_eq!(conn.arm(since), Some(since + limits.idle_timeout));
+        conn.flushed();
+        assert!(!rearmed(&conn).await, "a write pushes the deadline later");
+        // The stream ends and the next request's head begins: timed from its first byte.
+        conn.enter(Phase::Answered);
+        conn.flushed();
+        assert!(!rearmed(&conn).await);
+        conn.received();
+        assert!(
+            rearmed(&conn).await,
+            "a head ends sooner than the stream's check"
+        );
     }
 
     #[test]
@@ -560,7 +647,7 @@ mod tests {
         let late =
             Instant::now() + ConnectionLimits::default().idle_timeout + Duration::from_secs(1);
         assert_eq!(
-            conn.next_check(late),
+            conn.arm(late),
             None,
             "closed once no write is flushed for long"
         );

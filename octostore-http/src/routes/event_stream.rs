@@ -2,7 +2,7 @@
 //! `Last-Event-ID` (a reconnecting client's) or `since`: each event with its index as `id:`,
 //! its kind as `event:` and the long poll's JSON of it as `data:`; a `resync` event (its `id:`
 //! where to go on from) when the log no longer holds every event after it; a comment line
-//! every 15 s. One task per stream reads a page after each change the store signals and
+//! every 30 s. One task per stream reads a page after each change the store signals and
 //! hands its events to the response's body through a small channel; it ends when the client
 //! goes, the session's token stops working, a read fails, or the server shuts down.
 
@@ -23,8 +23,9 @@ use crate::dto::EventInfo;
 use crate::error::error_response;
 use crate::operation::requests::ListEvents;
 
-/// How long a stream may go without a byte: a comment line is sent then.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// How long a stream may go without a byte: a comment line is sent then. Within the 60 s
+/// that proxies such as nginx wait for a byte by default, and the server's idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(30);
 
 /// How many events wait for a slow client before the stream's task waits for it.
 const BUFFERED: usize = 64;
