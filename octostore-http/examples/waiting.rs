@@ -9,8 +9,9 @@
 //!   each kind on a fresh server: acquires waiting for a held lock, SSE streams of
 //!   `GET /events`, long polls `GET /events?since=<newest>&wait=300s`. Its resident memory per
 //!   connection (its `/proc/PID/status`, so the clients' side is not counted) and its CPU over
-//!   10 s of waiting; then, for streams and long polls, one change and the time until every
-//!   connection has its event.
+//!   10 s of waiting, from 31 s after they all wait (past the body timeout), by thread; then,
+//!   for streams and long polls, one change and the time until every connection has its
+//!   event.
 //!
 //! `cargo build --release -p octostore-cli && cargo run --release -p octostore-http
 //! --example waiting [ROUNDS] [CONNECTIONS]`
@@ -238,12 +239,24 @@ fn idle(kind: Kind, connections: usize) {
         }
         Kind::LongPoll => {}
     }
+    // Past the body timeout (30 s), after which a connection's watchdog sleeps until the
+    // request is answered: what follows is what they cost for as long as they wait.
+    std::thread::sleep(ConnectionLimits::default().body_timeout + Duration::from_secs(1));
     server.settle();
     let after = server.rss_kib();
     let cpu_before = server.cpu_ticks();
+    let threads_before = server.cpu_ticks_by_thread();
     let wall = Instant::now();
     std::thread::sleep(Duration::from_secs(10));
     let cpu = (server.cpu_ticks() - cpu_before) as f64 / ticks_per_second();
+    let mut by_thread: Vec<(String, u64)> = (server.cpu_ticks_by_thread().into_iter())
+        .map(|(name, ticks)| {
+            let before = threads_before.get(&name).copied().unwrap_or(0);
+            (name, ticks.saturating_sub(before))
+        })
+        .filter(|(_, ticks)| *ticks > 0)
+        .collect();
+    by_thread.sort_by_key(|(_, ticks)| std::cmp::Reverse(*ticks));
     let share = cpu / wall.elapsed().as_secs_f64() * 100.0;
     let grown = after.saturating_sub(before);
     println!(
@@ -252,6 +265,10 @@ fn idle(kind: Kind, connections: usize) {
         kind.name(),
         grown as f64 / connections as f64
     );
+    let by_thread: Vec<String> = (by_thread.iter())
+        .map(|(name, ticks)| format!("{name} {ticks}"))
+        .collect();
+    println!("  CPU ticks by thread: {}", by_thread.join(", "));
     if kind != Kind::Waiters {
         let changed = Instant::now();
         api.set_flag(&FlagName::parse("wake").unwrap(), true, None)
@@ -370,15 +387,29 @@ impl Server {
 
     /// The server's user and system CPU time, in clock ticks, from its `/proc/PID/stat`.
     fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        stat_ticks(&format!("/proc/{}/stat", self.child.id())).unwrap()
     }
+
+    /// The CPU ticks of the server's threads, added up by thread name (its tasks' `stat`).
+    fn cpu_ticks_by_thread(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut by_name = std::collections::BTreeMap::new();
+        let tasks = format!("/proc/{}/task", self.child.id());
+        for task in std::fs::read_dir(tasks).unwrap().flatten() {
+            let path = task.path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            if let Some(ticks) = stat_ticks(&path.join("stat").to_string_lossy()) {
+                *by_name.entry(name.trim().to_owned()).or_default() += ticks;
+            }
+        }
+        by_name
+    }
+}
+
+/// User plus system CPU ticks from a `stat` file of `/proc`; `None` if it is gone.
+fn stat_ticks(path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    Some(fields[11].parse::<u64>().ok()? + fields[12].parse::<u64>().ok()?)
 }
 
 impl Drop for Server {
