@@ -1,9 +1,9 @@
 //! The change signal: a store wakes everyone waiting for changes once a change it made has
 //! committed (immediately, in this process), and while anyone waits, one thread of the store
-//! reads the change log's newest index after each commit another process announces (on
-//! PostgreSQL, `LISTEN`: about a round trip after it; see [`crate::Backend::listen`]) or,
-//! where none are announced (a file shared by processes), every [`WATCH_EVERY`], and wakes
-//! them when it moved. A waiter registers a wake-up
+//! reads the change log's newest index each time the backend's listener hears another
+//! process commit ([`crate::Backend::listen`]: PostgreSQL's `LISTEN`, the kernel's reports of
+//! writes to a SQLite file's log on Linux), and at least every [`LISTENED_RECHECK`], or,
+//! with no listener, every [`WATCH_EVERY`], and wakes them when it moved. A waiter registers a wake-up
 //! ([`Store::on_change`](crate::Store::on_change)), then reads, then waits: a change
 //! committed after the read always wakes it. A wake-up may come with nothing new to read.
 
@@ -41,6 +41,14 @@ impl OutsideCommits {
     /// Waits on `listener`, if there is one, else for `pause` each time.
     pub(crate) fn new(listener: Option<Box<dyn Listener>>, pause: Duration) -> Self {
         Self { listener, pause }
+    }
+
+    /// Sets the listener up (connects, listens), before the first read of a thread that
+    /// waits on it: a commit after that read is then heard.
+    pub(crate) fn start(&mut self) {
+        if let Some(listener) = &mut self.listener {
+            listener.wait(Duration::ZERO);
+        }
     }
 
     /// Returns when another process may have committed since the last call.
@@ -153,6 +161,7 @@ fn watch(shared: &Shared) {
     let newest_index = shared.newest_index.as_ref().expect("watched only if set");
     // A thread started as the last one ends waits for it here.
     let mut outside = shared.outside.lock();
+    outside.start();
     let mut seen = None;
     loop {
         let newest = newest_index();

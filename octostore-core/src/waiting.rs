@@ -159,6 +159,7 @@ impl LockQueues {
                 };
                 // A thread started as the last one ends waits for it here.
                 let mut outside = outside.lock().unwrap_or_else(PoisonError::into_inner);
+                outside.start();
                 // After the index its first tickets saw when they joined: a release between
                 // their join and this first read still wakes them.
                 let mut last = (queues.shared.read_from)

@@ -1,15 +1,18 @@
 //! What waiting costs a server on a SQLite file, measured over real sockets:
 //!
 //! - **handoff:** from sending a release to the waiter receiving its grant, over 1 000
-//!   rounds (p50, p99, max), on a server in this process; with `OCTOSTORE_BENCH_POSTGRES_URL`
-//!   set, also across two servers (nodes) in this process on one PostgreSQL database, the
-//!   release sent to one and the waiter on the other (in a schema of its own, dropped after);
+//!   rounds (p50, p99, max), on a server in this process; across two servers in this process
+//!   on one SQLite file (each with its own connections, as two processes would be); with
+//!   `OCTOSTORE_BENCH_POSTGRES_URL` set, also across two servers (nodes) in this process on
+//!   one PostgreSQL database, the release sent to one and the waiter on the other (in a
+//!   schema of its own, dropped after);
 //! - **idle connections:** a real `octostore serve` (a child process: `OCTOSTORE_BIN`, by
 //!   default the workspace's release build) holding 10 000 connections of one kind at once,
 //!   each kind on a fresh server: acquires waiting for a held lock, SSE streams of
 //!   `GET /events`, long polls `GET /events?since=<newest>&wait=300s`. Its resident memory per
 //!   connection (its `/proc/PID/status`, so the clients' side is not counted) and its CPU over
-//!   10 s of waiting, from 31 s after they all wait (past the body timeout), by thread; then,
+//!   30 s of waiting (a period of a stream's keep-alive), from 31 s after they all wait (past
+//!   the body timeout), by thread; then,
 //!   for streams and long polls, one change and the time until every connection has its
 //!   event.
 //!
@@ -45,6 +48,17 @@ fn main() {
     let tokens: Vec<String> = ["alice", "bob"].into_iter().map(token).collect();
     let addr = format!("http://{}", serve(store.clone(), 100));
     handoff("one node, SQLite", &store, [&addr, &addr], &tokens, rounds);
+    // A second server on the same file, as a second process would be: its own connections,
+    // its own queues' side, told of the first one's commits only through the file.
+    let beside = Store::open(dir.path().join("octostore.db")).expect("a second store");
+    let besides = format!("http://{}", serve(beside.clone(), 100));
+    handoff(
+        "two servers, one SQLite file",
+        &beside,
+        [&addr, &besides],
+        &tokens,
+        rounds,
+    );
     if let Ok(url) = std::env::var("OCTOSTORE_BENCH_POSTGRES_URL") {
         handoff_across_postgres_nodes(&url, rounds);
     }
@@ -247,7 +261,8 @@ fn idle(kind: Kind, connections: usize) {
     let cpu_before = server.cpu_ticks();
     let threads_before = server.cpu_ticks_by_thread();
     let wall = Instant::now();
-    std::thread::sleep(Duration::from_secs(10));
+    // One period of a stream's keep-alive comment: each stream sends one in any such window.
+    std::thread::sleep(Duration::from_secs(30));
     let cpu = (server.cpu_ticks() - cpu_before) as f64 / ticks_per_second();
     let mut by_thread: Vec<(String, u64)> = (server.cpu_ticks_by_thread().into_iter())
         .map(|(name, ticks)| {

@@ -311,3 +311,29 @@ fn history_and_lists_are_read_while_another_connection_holds_the_write_lock() {
     assert_eq!(listed.unwrap()[0].version, 3);
     other.execute_batch("ROLLBACK").unwrap();
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn another_processs_commit_to_the_file_is_heard_without_polling() {
+    use octostore_core::{Backend, FlagName};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let here = SqliteBackend::open(&path).unwrap();
+    let mut listener = here.listen().expect("a file's writes are heard on Linux");
+    // The first wait sets the listener up (whatever it hears then).
+    listener.wait(Duration::ZERO);
+    let there = Store::builder()
+        .backend(SqliteBackend::open(&path).unwrap())
+        .build();
+    let alice = there.session(there.local_user(&Login::parse("alice").unwrap()).unwrap());
+    // What was written so far, heard and done with.
+    while listener.wait(Duration::ZERO) {}
+    alice
+        .set_flag(&FlagName::parse("told").unwrap(), true, None)
+        .unwrap();
+    // Heard, not timed out: a listener that only slept would answer `false` after 30 s.
+    assert!(
+        listener.wait(Duration::from_secs(30)),
+        "the other connection's commit went unheard"
+    );
+}

@@ -19,6 +19,8 @@ pub mod faults;
 mod readers;
 mod schema;
 mod tx;
+#[cfg(target_os = "linux")]
+mod wal_listener;
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -119,6 +121,8 @@ pub struct SqliteBackend {
     durability: Durability,
     /// Connections for [`Backend::read`], beside the writer.
     readers: readers::Readers,
+    /// The file's path, whose log a [`Backend::listen`]er watches.
+    path: std::path::PathBuf,
 }
 
 struct Writer {
@@ -253,6 +257,7 @@ impl SqliteBackend {
             })),
             durability,
             readers: readers::Readers::new(path),
+            path: path.to_owned(),
         })
     }
 
@@ -504,6 +509,12 @@ impl Backend for SqliteBackend {
             _ => unreachable!("an opened group is open"),
         };
         Ok(Some(version))
+    }
+
+    /// On Linux, the kernel's reports of writes to the file's log (`wal_listener.rs`).
+    #[cfg(target_os = "linux")]
+    fn listen(&self) -> Option<Box<dyn super::Listener>> {
+        Some(Box::new(wal_listener::WalListener::new(&self.path)))
     }
 
     fn group(&self, _clock: &dyn Clock, give_up_at: Instant, work: &mut dyn FnMut()) -> Result<()> {
