@@ -15,12 +15,12 @@ use parking_lot::Mutex;
 
 use crate::backend::Listener;
 
-/// How often the store reads the log's newest index while anyone waits, where other
-/// processes' commits are not announced.
+/// How often the store reads the log's newest index while anyone waits, where the backend
+/// has no listener to hear other processes' commits.
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 
-/// Where other processes' commits are announced, how long a reader waits for an
-/// announcement before reading all the same (one may be lost).
+/// Where the backend hears other processes' commits, how long a reader waits to hear one
+/// before reading all the same (one may go unheard).
 pub const LISTENED_RECHECK: Duration = Duration::from_secs(1);
 
 /// What a waiter is woken by: it should only signal (set a flag, notify a task), never block.
@@ -30,8 +30,8 @@ pub type Wake = Box<dyn Fn() + Send + Sync>;
 pub(crate) type NewestIndex = Box<dyn Fn() -> Option<u64> + Send + Sync>;
 
 /// Waits between two reads of what other processes committed: until the backend's
-/// [`Listener`] hears a commit announced (at most [`LISTENED_RECHECK`]) or, where the
-/// backend announces none, for a fixed pause.
+/// [`Listener`] hears one (at most [`LISTENED_RECHECK`]) or, where the backend has none,
+/// for a fixed pause.
 pub(crate) struct OutsideCommits {
     listener: Option<Box<dyn Listener>>,
     pause: Duration,

@@ -9,10 +9,10 @@
 //! wait" wakes it. A release here wakes the first local ticket; a holder's expiry needs no
 //! wake-up (the head tries at the lease's `expires_at`, [`Ticket::after_held`]). Where other
 //! processes share the store, while this one has waiters a thread reads the change log's
-//! lock events after each commit another process announces (PostgreSQL's `LISTEN`), or
-//! every [`RELEASES_READ_EVERY`] where none are announced (a file), and wakes the first
-//! local ticket of each lock released elsewhere; and the first local ticket tries again at
-//! least every
+//! lock events each time the backend's listener hears another process commit (PostgreSQL's
+//! `LISTEN`; on Linux, the kernel's reports of writes to a SQLite file's log), or every
+//! [`RELEASES_READ_EVERY`] without one, and wakes the first local ticket of each lock
+//! released elsewhere; and the first local ticket tries again at least every
 //! [`HEAD_RECHECK`] (a lock promised to another process's waiter, a waiter that died), each
 //! try marking this process alive for [`NODE_LEASE`]. A process that dies holds its waiters'
 //! places only until then. A ticket dropped leaves its queue: its row is deleted by a thread
@@ -36,7 +36,7 @@ use crate::values::names::LockName;
 pub const HEAD_RECHECK: Duration = Duration::from_secs(1);
 
 /// How often, while this process has waiters, it reads which locks other processes released,
-/// where their commits are not announced.
+/// where the backend has no listener to hear their commits.
 pub const RELEASES_READ_EVERY: Duration = Duration::from_millis(20);
 
 /// How long a try marks its process alive: a process gone (killed, cut off) keeps its

@@ -107,9 +107,10 @@ pub trait Backend: Send + Sync {
     /// the change log now and then.
     fn announce(&self) {}
 
-    /// A [`Listener`] that hears other processes' [`announce`](Self::announce)ments; `None`
-    /// if this backend makes none (by default). Made without I/O: it connects when first
-    /// waited on.
+    /// A [`Listener`] that hears other processes' commits (their
+    /// [`announce`](Self::announce)ments, or what the storage itself reports); `None` if this
+    /// backend cannot hear them (by default): they are then seen by reading the change log
+    /// now and then. Made without I/O: it is set up when first waited on.
     fn listen(&self) -> Option<Box<dyn Listener>> {
         None
     }
@@ -128,7 +129,7 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Hears other processes' commits as they are announced ([`Backend::announce`]).
+/// Hears other processes' commits ([`Backend::listen`]).
 pub trait Listener: Send {
     /// Blocks until another process announces a commit or `timeout` passes; whether one
     /// did. An announcement may be lost (a process killed after its commit, a connection
