@@ -14,7 +14,7 @@ pub const EXIT_CODES: &str = "\
 Exit codes:
   0  success: acquired or held, allowed, flag on, found
   1  a negative answer: lock held by another (lock acquire, lock run: --conflict-exit-code),
-     rate limited, flag off, events to resync
+     rate limited, flag off, events to resync, a config at another version than --if-version
   2  usage or validation error, or a quota reached
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
@@ -28,7 +28,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 25] = [
+const FLAGS: [(&str, &str); 26] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -54,6 +54,7 @@ const FLAGS: [(&str, &str); 25] = [
     ("since", "--since"),
     ("kind", "--kind"),
     ("prefix", "--prefix"),
+    ("if_version", "--if-version"),
 ];
 
 /// How the command line names `field`: its flag, or the field itself if no flag gives it.
@@ -683,6 +684,10 @@ pub enum ConfigCommand {
         /// What the value is for (default: the previous version's).
         #[arg(long)]
         description: Option<String>,
+        /// Compare-and-set: store it only if the key's latest version is N (0: only if the
+        /// key does not exist); otherwise exit 1 and write nothing.
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
     },
     /// Print the latest value, or --version N; with --watch, then each new value as it is
     /// put, until interrupted.

@@ -31,7 +31,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn exit_code(failure: &Failure) -> u8 {
     match failure {
         Failure::Api(err) => match err {
-            Error::LockHeld { .. } => 1,
+            Error::LockHeld { .. } | Error::VersionMismatch { .. } => 1,
             Error::Invalid { .. }
             | Error::Conflict(_)
             | Error::QuotaExceeded { .. }

@@ -165,6 +165,30 @@ pub trait Api {
         key: &ConfigKey,
         value: Value,
         description: Option<Description>,
+    ) -> Result<ConfigEntry> {
+        self.put_config_if(key, value, description, None)
+    }
+    /// [`put_config`](Self::put_config) as a compare-and-set: only if the key's latest
+    /// version is `if_version` (0: only if the key does not exist; `None`: whatever it is),
+    /// else [`Error::VersionMismatch`] with the current version, and nothing written.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("db.pool_size")?;
+    /// alice.put_config_if(&key, serde_json::json!(10), None, Some(0))?;
+    /// let lost = alice.put_config_if(&key, serde_json::json!(20), None, Some(0));
+    /// assert!(matches!(lost, Err(Error::VersionMismatch { current: 1, .. })));
+    /// assert_eq!(alice.put_config_if(&key, serde_json::json!(20), None, Some(1))?.version, 2);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn put_config_if(
+        &self,
+        key: &ConfigKey,
+        value: Value,
+        description: Option<Description>,
+        if_version: Option<u64>,
     ) -> Result<ConfigEntry>;
     /// The latest version of the key, or version `version`; a version that does not exist
     /// (0, negative, pruned, not yet written) is not found.

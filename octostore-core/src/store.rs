@@ -883,11 +883,12 @@ impl Api for Session {
         self.store.transact(|tx, _| flag::list(tx, self.user.id))
     }
 
-    fn put_config(
+    fn put_config_if(
         &self,
         key: &ConfigKey,
         value: Value,
         description: Option<Description>,
+        if_version: Option<u64>,
     ) -> Result<ConfigEntry> {
         self.store.change(|tx, now, s| {
             let bounds = s.config_put_bounds();
@@ -896,9 +897,11 @@ impl Api for Session {
                 now,
                 bounds,
                 self.user.id,
+                &self.user.login,
                 key,
                 &value,
                 description.as_ref(),
+                if_version,
             )
         })
     }

@@ -451,6 +451,10 @@ pub struct ConfigInfo {
     /// When this version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// Extension: the login that put this version; omitted when unknown (a version stored
+    /// before writers were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
 }
 
 impl From<ConfigEntry> for ConfigInfo {
@@ -462,6 +466,7 @@ impl From<ConfigEntry> for ConfigInfo {
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            updated_by: c.updated_by.map(|login| login.to_string()),
         }
     }
 }
@@ -477,6 +482,7 @@ impl ConfigInfo {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            updated_by: self.updated_by.as_deref().map(Login::parse).transpose()?,
         })
     }
 }
@@ -494,6 +500,10 @@ pub struct VersionInfo {
     /// When this version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub created_at: DateTime<Utc>,
+    /// Extension: the login that put this version; omitted when unknown (a version stored
+    /// before writers were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 impl From<ConfigVersion> for VersionInfo {
@@ -503,18 +513,22 @@ impl From<ConfigVersion> for VersionInfo {
             value: v.value,
             description: v.description,
             created_at: v.created_at,
+            created_by: v.created_by.map(|login| login.to_string()),
         }
     }
 }
 
-impl From<VersionInfo> for ConfigVersion {
-    fn from(v: VersionInfo) -> Self {
-        ConfigVersion {
-            version: v.version,
-            value: v.value,
-            description: v.description,
-            created_at: v.created_at,
-        }
+impl VersionInfo {
+    /// The version; a login the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
+    pub fn into_version(self) -> Result<ConfigVersion> {
+        Ok(ConfigVersion {
+            version: self.version,
+            value: self.value,
+            description: self.description,
+            created_at: self.created_at,
+            created_by: self.created_by.as_deref().map(Login::parse).transpose()?,
+        })
     }
 }
 
@@ -645,6 +659,12 @@ pub struct ErrorBody {
     /// (`not_found` of a lock): `nobody` or `another_lease`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_held_by: Option<String>,
+    /// The version a compare-and-set expected (`version_mismatch`; 0: no key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
+    /// The key's latest version (`version_mismatch`; 0: the key does not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<u64>,
 }
 
 impl ErrorBody {
@@ -660,6 +680,8 @@ impl ErrorBody {
             limit: None,
             size: None,
             lock_held_by: None,
+            expected_version: None,
+            current_version: None,
         }
     }
 }
@@ -694,6 +716,9 @@ pub enum ErrorCode {
     LockHeld,
     /// 409: the request contradicts what is stored, other than a held lock.
     Conflict,
+    /// 412: a compare-and-set found the config key at another version (`name`: the key;
+    /// `expected_version`, `current_version`: 0 for no key); nothing was written.
+    VersionMismatch,
     /// 413: the body, or a value in it, is larger than accepted (`field`, `limit`, `size`).
     PayloadTooLarge,
     /// 429: the caller owns as many of `resource` as its quota allows (`limit`).
@@ -729,6 +754,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::RequestTimeout => 408,
             ErrorCode::LockHeld | ErrorCode::Conflict => 409,
+            ErrorCode::VersionMismatch => 412,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::QuotaExceeded | ErrorCode::TooManySignIns => 429,
             ErrorCode::StorageFailure | ErrorCode::Other => 500,

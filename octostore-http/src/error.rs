@@ -25,6 +25,7 @@ pub fn code_of(err: &Error) -> ErrorCode {
         Error::NotFound { .. } => ErrorCode::NotFound,
         Error::LockHeld { .. } => ErrorCode::LockHeld,
         Error::Conflict(_) => ErrorCode::Conflict,
+        Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
         Error::Unauthorized => ErrorCode::Unauthorized,
         Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -68,6 +69,16 @@ pub fn error_response(err: &Error) -> Response {
             body.resource = Some(resource_code(*what).to_owned());
             body.name = Some(name.clone());
             body.lock_held_by = held_by.map(|h| held_by_code(h).to_owned());
+        }
+        Error::VersionMismatch {
+            key,
+            expected,
+            current,
+        } => {
+            body.resource = Some(resource_code(Resource::Config).to_owned());
+            body.name = Some(key.to_string());
+            body.expected_version = Some(*expected);
+            body.current_version = Some(*current);
         }
         Error::QuotaExceeded { what, limit } => {
             body.resource = Some(resource_code(*what).to_owned());

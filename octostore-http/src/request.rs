@@ -166,6 +166,7 @@ impl Request {
         E::decode(&Received {
             name: (&self.name, self.name_field),
             query: &query,
+            headers: &self.headers,
             body: &self.body,
         })
     }

@@ -24,11 +24,13 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
             key,
             value,
             description,
+            if_version,
         } => {
             let key = ConfigKey::parse(&key)?;
             let value = serde_json::from_str(&value).map_err(|e| not_json(&key, &value, &e))?;
             let description = description.map(Description::new).transpose()?;
-            let entry = ConfigInfo::from(api.put_config(&key, value, description)?);
+            let entry = api.put_config_if(&key, value, description, if_version)?;
+            let entry = ConfigInfo::from(entry);
             print(global.json, &entry, || {
                 format!("{} version={}", entry.key, entry.version)
             });
@@ -60,7 +62,11 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 let lines: Vec<String> = history
                     .versions
                     .iter()
-                    .map(|v| format!("{} {} {}", v.version, v.created_at.to_rfc3339(), v.value))
+                    .map(|v| {
+                        let by = v.created_by.as_deref().unwrap_or("-");
+                        let at = v.created_at.to_rfc3339();
+                        format!("{} {at} {by} {}", v.version, v.value)
+                    })
                     .collect();
                 lines.join("\n")
             });

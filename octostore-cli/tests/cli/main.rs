@@ -3,6 +3,7 @@
 mod support;
 
 mod commands;
+mod config_versions;
 mod default_store;
 mod errors;
 mod help;

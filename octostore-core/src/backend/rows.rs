@@ -53,7 +53,7 @@ macro_rules! config_head_columns {
 /// The columns [`config_version`] reads, in order.
 macro_rules! config_version_columns {
     () => {
-        "version, value, description, created_at"
+        "version, value, description, created_at, created_by"
     };
 }
 /// The columns [`event`] reads, in order.
@@ -278,6 +278,10 @@ pub(crate) fn config_version(row: &dyn Columns) -> Result<ConfigVersion> {
         value: serde_json::from_str::<Value>(&row.text(1)?).map_err(|_| corrupt("config value"))?,
         description: row.text_or_null(2)?,
         created_at: instant_at(row, 3)?,
+        created_by: row
+            .text_or_null(4)?
+            .map(|login| Login::parse(&login).map_err(|_| corrupt("login")))
+            .transpose()?,
     })
 }
 

@@ -485,10 +485,10 @@ impl<D: Driver> Tx for D {
                 concat!(
                     "config_versions (owner, key, ",
                     config_version_columns!(),
-                    ", bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    ", bytes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                 ),
                 "(owner, key, version) DO UPDATE SET value = $4, description = $5,
-                 created_at = $6, bytes = $7",
+                 created_at = $6, created_by = $7, bytes = $8",
             )),
             &[
                 Bytes(&id(owner.0)),
@@ -497,6 +497,7 @@ impl<D: Driver> Tx for D {
                 Text(&v.value.to_string()),
                 TextOrNull(v.description.as_deref()),
                 Int(nanos(v.created_at)),
+                TextOrNull(v.created_by.as_ref().map(Login::as_str)),
                 Int(bytes as i64),
             ],
         )

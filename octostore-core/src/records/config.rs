@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::values::error::Error;
-use crate::values::names::ConfigKey;
+use crate::values::names::{ConfigKey, Login};
 
 /// What a backend stores for a key, beside its versions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,9 @@ pub struct ConfigVersion {
     pub description: Option<String>,
     /// When this version was put.
     pub created_at: DateTime<Utc>,
+    /// The login of the user who put this version, as it was then; `None` for a version
+    /// stored before writers were recorded whose owner was unknown when they began to be.
+    pub created_by: Option<Login>,
 }
 
 /// A key as a list shows it: its latest version without the value.

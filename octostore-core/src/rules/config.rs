@@ -1,7 +1,8 @@
 //! The versioned config store: every put of a key stores version `latest + 1`.
 //!
-//! Each version keeps its own value, description and `created_at`; as many of the newest as
-//! a put is told to keep are kept, and older ones pruned.
+//! Each version keeps its own value, description, `created_at` and `created_by` (the login
+//! that put it); as many of the newest as a put is told to keep are kept, and older ones
+//! pruned.
 //! A put without a description carries the previous version's over; an empty one clears it.
 //! Deleting a key deletes its history, and a later put starts again at version 1.
 //! A history is read in pages ([`HistoryPage`]), so no read holds a whole history at once.
@@ -24,7 +25,7 @@ use crate::rules::event;
 use crate::values::bounds::Description;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
-use crate::values::names::ConfigKey;
+use crate::values::names::{ConfigKey, Login};
 
 /// A key at one version, as a get answers it.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +42,8 @@ pub struct ConfigEntry {
     pub created_at: DateTime<Utc>,
     /// When this version was put.
     pub updated_at: DateTime<Utc>,
+    /// Who put this version (see [`ConfigVersion::created_by`]).
+    pub updated_by: Option<Login>,
 }
 
 /// Which versions of a key's history to read: at most `limit`, numbered above `after`,
@@ -157,6 +160,7 @@ fn entry(key: &ConfigKey, head: &ConfigHead, version: ConfigVersion) -> ConfigEn
         version: version.version,
         created_at: head.created_at,
         updated_at: version.created_at,
+        updated_by: version.created_by,
     }
 }
 
@@ -175,14 +179,33 @@ fn stored_version(
         .ok_or_else(|| lost_version(key, version))
 }
 
+/// Fails with [`Error::VersionMismatch`] unless the key's latest version (0: it does not
+/// exist) is `expected`; any version passes when none is expected.
+fn check_expected(key: &ConfigKey, head: Option<&ConfigHead>, expected: Option<u64>) -> Result<()> {
+    let current = head.map_or(0, |head| head.latest);
+    match expected {
+        Some(expected) if expected != current => Err(Error::VersionMismatch {
+            key: key.clone(),
+            expected,
+            current,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Stores `value` as the key's next version, put by `author`, if the key's latest version is
+/// `expected` (compare-and-set; 0: the key does not exist) or none is expected.
+#[allow(clippy::too_many_arguments)] // each is one of the put's inputs
 pub(crate) fn put(
     tx: &mut dyn Tx,
     now: Timestamp,
     bounds: PutBounds,
     owner: UserId,
+    author: &Login,
     key: &ConfigKey,
     value: &Value,
     description: Option<&Description>,
+    expected: Option<u64>,
 ) -> Result<ConfigEntry> {
     let size = json_size(value);
     if size > bounds.value_max_bytes {
@@ -195,6 +218,7 @@ pub(crate) fn put(
     let at = now;
     let now = now.to_datetime();
     let stored = tx.config_head(owner, key)?;
+    check_expected(key, stored.as_ref(), expected)?;
     // The oldest version kept before this put, whose older neighbours it may prune.
     let kept_from = stored.map(|head| head.oldest);
     let (head, description) = match stored {
@@ -251,6 +275,7 @@ pub(crate) fn put(
         value: value.clone(),
         description,
         created_at: now,
+        created_by: Some(author.clone()),
     };
     tx.put_config_version(owner, key, &version, bytes)?;
     tx.put_config_head(owner, key, &head)?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::values::names::{LockName, Login};
+use crate::values::names::{ConfigKey, LockName, Login};
 
 /// What an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,6 +118,16 @@ pub enum Error {
     /// The request contradicts stored state other than a lock, e.g. a login already
     /// taken (HTTP 409).
     Conflict(String),
+    /// A compare-and-set found the config key at another version than the one expected
+    /// (HTTP 412, exit code 1); nothing was written.
+    VersionMismatch {
+        /// The key.
+        key: ConfigKey,
+        /// The version expected: 0 for a key that does not exist.
+        expected: u64,
+        /// The key's latest version: 0 if it does not exist.
+        current: u64,
+    },
     /// The token is unknown, revoked or rotated away (HTTP 401, exit code 4).
     Unauthorized,
     /// The caller already owns as many of these as its quota allows (HTTP 429).
@@ -184,6 +194,26 @@ impl fmt::Display for Error {
                 expires_at,
             } => write!(f, "lock {name} is held by {holder} until {expires_at}"),
             Error::Conflict(message) => f.write_str(message),
+            Error::VersionMismatch {
+                key,
+                expected,
+                current,
+            } => match (expected, current) {
+                (0, current) => write!(
+                    f,
+                    "config key {key} already exists, at version {current}: nothing was written"
+                ),
+                (expected, 0) => write!(
+                    f,
+                    "config key {key} does not exist (expected at version {expected}): nothing \
+                     was written"
+                ),
+                (expected, current) => write!(
+                    f,
+                    "config key {key} is at version {current}, not {expected} as expected: \
+                     nothing was written"
+                ),
+            },
             Error::Unauthorized => f.write_str("invalid or missing bearer token"),
             Error::QuotaExceeded { what, limit } => write!(
                 f,

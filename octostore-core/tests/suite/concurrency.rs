@@ -10,9 +10,10 @@ use std::sync::Barrier;
 use std::thread;
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Error, LimitName, LockName, LockStatus, RatePolicy, Session,
-    Settings, Ttl,
+    AcquireStatus, Api, ClientId, ConfigKey, Error, LimitName, LockName, LockStatus, RatePolicy,
+    Session, Settings, Ttl,
 };
+use serde_json::json;
 
 use crate::support::backends;
 
@@ -187,6 +188,79 @@ fn threads_racing_on_one_limit_get_exactly_max_admissions() {
         assert!(
             !status.allowed && status.remaining == 0,
             "[{backend}] {status:?}"
+        );
+    }
+}
+
+/// Writers racing with compare-and-set on one key: each reads the latest version and puts
+/// the next only over it, trying again when another won. No write is lost: every version
+/// is exactly one writer's put, each writer's values appear in its own order, and the
+/// history holds all of them, one after the other.
+#[test]
+fn writers_racing_with_compare_and_set_lose_no_write() {
+    const PUTS: usize = 25;
+
+    for (backend, open) in backends() {
+        let h = open(Settings::default());
+        let user = h.user("writer").user().clone();
+        let key = ConfigKey::parse("counter").unwrap();
+        let barrier = Barrier::new(THREADS);
+        let mismatches = AtomicUsize::new(0);
+        thread::scope(|s| {
+            let handles = (0..THREADS)
+                .map(|t| {
+                    let session = h.store.session(user.clone());
+                    let (barrier, key, mismatches) = (&barrier, &key, &mismatches);
+                    s.spawn(move || {
+                        barrier.wait();
+                        for i in 0..PUTS {
+                            loop {
+                                let latest = match session.get_config(key, None) {
+                                    Ok(entry) => entry.version,
+                                    Err(Error::NotFound { .. }) => 0,
+                                    Err(e) => panic!("[{backend}] get: {e:?}"),
+                                };
+                                let value = json!({ "writer": t, "put": i, "over": latest });
+                                match session.put_config_if(key, value, None, Some(latest)) {
+                                    Ok(entry) => {
+                                        assert_eq!(entry.version, latest + 1, "[{backend}]");
+                                        break;
+                                    }
+                                    Err(Error::VersionMismatch { current, .. }) => {
+                                        assert_ne!(current, latest, "[{backend}]");
+                                        mismatches.fetch_add(1, SeqCst);
+                                    }
+                                    Err(e) => panic!("[{backend}] put: {e:?}"),
+                                }
+                            }
+                        }
+                    })
+                })
+                .collect();
+            join_all(handles)
+        });
+        let history = h.store.session(user).config_history(&key).unwrap();
+        assert_eq!(
+            history.len(),
+            THREADS * PUTS,
+            "[{backend}] every write kept"
+        );
+        let mut next = [0u64; THREADS];
+        for (n, v) in history.iter().enumerate() {
+            assert_eq!(v.version, n as u64 + 1, "[{backend}]");
+            assert_eq!(
+                v.value["over"],
+                json!(n),
+                "[{backend}] put over the one before"
+            );
+            let writer = v.value["writer"].as_u64().unwrap() as usize;
+            assert_eq!(v.value["put"], json!(next[writer]), "[{backend}] in order");
+            next[writer] += 1;
+        }
+        assert_eq!(next, [PUTS as u64; THREADS], "[{backend}]");
+        eprintln!(
+            "[{backend}] {} compare-and-set puts lost a race and were tried again",
+            mismatches.load(SeqCst)
         );
     }
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod concurrency;
+mod config_cas;
 mod configs;
 mod event_storage;
 mod events;

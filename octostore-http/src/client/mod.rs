@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, ConfigVersion, Decision,
-    Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId,
-    LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy,
-    Result, Subject, Ttl,
+    Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, Decision, Description,
+    Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName,
+    LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Result, Subject,
+    Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -60,7 +60,9 @@ use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::dto::{held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer};
+use crate::dto::{
+    held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer, VersionInfo,
+};
 use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
 
@@ -220,6 +222,8 @@ struct Call {
     operation: Operation,
     path: String,
     query: Vec<(&'static str, String)>,
+    /// The headers beyond the token's.
+    headers: Vec<(&'static str, String)>,
     /// The JSON body, serialized.
     body: Option<Vec<u8>>,
     /// Whether it may be sent again after an attempt that may have reached the server.
@@ -235,6 +239,7 @@ impl Call {
             operation,
             path: operation.template().to_owned(),
             query: Vec::new(),
+            headers: Vec::new(),
             body: None,
             retry_safe: operation.method() == http::Method::GET,
             wait: Duration::ZERO,
@@ -249,6 +254,7 @@ impl Call {
             call.path = operation.path_with(&segment(name, field)?);
         }
         call.query = encoded.query;
+        call.headers = encoded.headers;
         call.body = encoded
             .body
             .map(|body| serde_json::to_vec(&body).expect("a JSON value serializes"));
@@ -353,6 +359,8 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
         limit,
         size,
         lock_held_by,
+        expected_version,
+        current_version,
     } = answer;
     let resource = resource.as_deref().and_then(resource_of);
     let words = || match &details {
@@ -389,6 +397,17 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
             Err(e) => unexpected(format!("409 lock_held without its lock: {e}")),
         },
         ErrorCode::Conflict => Error::Conflict(error),
+        ErrorCode::VersionMismatch => {
+            let key = name.as_deref().map(ConfigKey::parse);
+            match (key, expected_version, current_version) {
+                (Some(Ok(key)), Some(expected), Some(current)) => Error::VersionMismatch {
+                    key,
+                    expected,
+                    current,
+                },
+                _ => unexpected(words()),
+            }
+        }
         ErrorCode::QuotaExceeded => match (resource, limit) {
             (Some(what), Some(limit)) => Error::QuotaExceeded {
                 what,
@@ -568,6 +587,9 @@ impl Client {
         }
         if let Some(token) = token {
             request = request.header(AUTHORIZATION, token.clone());
+        }
+        for (name, value) in &call.headers {
+            request = request.header(*name, value);
         }
         if let Some(body) = &call.body {
             request = request
@@ -798,16 +820,18 @@ impl Api for Client {
             .collect()
     }
 
-    fn put_config(
+    fn put_config_if(
         &self,
         key: &ConfigKey,
         value: Value,
         description: Option<Description>,
+        if_version: Option<u64>,
     ) -> Result<ConfigEntry> {
         let answer = self.request(&requests::PutConfig {
             key: key.clone(),
             value,
             description,
+            if_version,
         })?;
         converted(answer.into_entry())
     }
@@ -833,11 +857,9 @@ impl Api for Client {
             .map(|after| converted(HistoryPage::new(Some(after), Some(page.limit() as u64))))
             .transpose()?;
         Ok(ConfigHistory {
-            versions: history
-                .versions
-                .into_iter()
-                .map(ConfigVersion::from)
-                .collect(),
+            versions: (history.versions.into_iter())
+                .map(VersionInfo::into_version)
+                .collect::<Result<_>>()?,
             next,
         })
     }
@@ -1044,9 +1066,14 @@ mod tests {
         assert_eq!(found.operation, Some(E::OPERATION), "{}", url.path());
         let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
         let body = call.body.unwrap_or_default();
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &call.headers {
+            headers.append(*name, value.parse().unwrap());
+        }
         let received = Received {
             name: found.name.unwrap_or(("", "name")),
             query: &query,
+            headers: &headers,
             body: &body,
         };
         assert_eq!(E::decode(&received).unwrap(), request, "{url}");
@@ -1128,12 +1155,16 @@ mod tests {
             json!(1.5),
         ] {
             for description in [None, Some(Description::new("for ü & you").unwrap())] {
-                let (key, value) = (key.clone(), value.clone());
-                sent_and_received(requests::PutConfig {
-                    key,
-                    value,
-                    description,
-                });
+                for if_version in [None, Some(0), Some(1), Some(i64::MAX as u64)] {
+                    let (key, value) = (key.clone(), value.clone());
+                    let description = description.clone();
+                    sent_and_received(requests::PutConfig {
+                        key,
+                        value,
+                        description,
+                        if_version,
+                    });
+                }
             }
         }
         for version in [None, Some(1), Some(i64::MAX)] {

@@ -28,6 +28,8 @@ pub struct Encoded {
     pub name: Option<String>,
     /// The query parameters, in order.
     pub query: Vec<(&'static str, String)>,
+    /// The headers beyond the token's, in order.
+    pub headers: Vec<(&'static str, String)>,
     /// The JSON body, for an operation that reads one.
     pub body: Option<Value>,
 }
@@ -40,6 +42,8 @@ pub struct Received<'a> {
     pub name: (&'a str, &'static str),
     /// The query parameters, percent-decoded.
     pub query: &'a [(String, String)],
+    /// The headers.
+    pub headers: &'a http::HeaderMap,
     /// The body's bytes.
     pub body: &'a [u8],
 }
@@ -85,6 +89,90 @@ impl Received<'_> {
             return Err(Error::invalid(name, format!("must be {what}")));
         }
         Ok(number)
+    }
+}
+
+/// The headers of a compare-and-set, as RFC 9110 names them.
+const IF_MATCH: &str = "If-Match";
+const IF_NONE_MATCH: &str = "If-None-Match";
+
+impl Received<'_> {
+    /// The header `name` as text, if sent (the first, if sent twice).
+    fn header(&self, name: &'static str) -> Result<Option<&str>> {
+        (self.headers.get(name))
+            .map(|v| (v.to_str()).map_err(|_| Error::invalid(name, "must be ASCII text")))
+            .transpose()
+    }
+
+    /// The version a compare-and-set expects of a config key: `If-Match: "N"` (the `ETag` a
+    /// get answers), `If-None-Match: *` (0: the key must not exist), or the body's
+    /// `if_version` (N, or 0), for clients that cannot set headers; `None` if none is sent.
+    /// Two that disagree are refused.
+    fn if_version(&self, body: &JsonBody) -> Result<Option<u64>> {
+        let matched = match self.header(IF_MATCH)? {
+            None => None,
+            Some(etag) => Some(
+                (etag.trim().strip_prefix('"'))
+                    .and_then(|etag| etag.strip_suffix('"'))
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .filter(|&n| n >= 1 && i64::try_from(n).is_ok())
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            IF_MATCH,
+                            format!(
+                                "must be one version's ETag, as \"3\" (a GET's ETag), found \
+                                 {etag:?}"
+                            ),
+                        )
+                    })?,
+            ),
+        };
+        let absent = match self.header(IF_NONE_MATCH)? {
+            None => None,
+            Some("*") => Some(0),
+            Some(other) => {
+                return Err(Error::invalid(
+                    IF_NONE_MATCH,
+                    format!("must be * (put only if the key does not exist), found {other:?}"),
+                ))
+            }
+        };
+        let in_body = match body.optional_int("if_version")? {
+            None => None,
+            Some(n) if n >= 0 => Some(n as u64),
+            Some(n) => {
+                return Err(Error::invalid(
+                    "if_version",
+                    format!("must be a version, or 0 for a key that does not exist, got {n}"),
+                ))
+            }
+        };
+        let sent = [
+            (IF_MATCH, matched),
+            (IF_NONE_MATCH, absent),
+            ("if_version", in_body),
+        ];
+        let mut given = sent.iter().filter_map(|(field, v)| v.map(|v| (*field, v)));
+        let first = given.next();
+        if let (Some((field, v)), Some((other, w))) = (first, given.next()) {
+            if v != w {
+                return Err(Error::invalid(
+                    other,
+                    format!("expects another version than {field} does: send one of them"),
+                ));
+            }
+        }
+        Ok(first.map(|(_, v)| v))
+    }
+}
+
+/// `if_version` as the headers send it, if any.
+fn encode_if_version(headers: &mut Vec<(&'static str, String)>, if_version: Option<u64>) {
+    match if_version {
+        None => {}
+        Some(0) => headers.push((IF_NONE_MATCH, "*".into())),
+        Some(n) => headers.push((IF_MATCH, format!("\"{n}\""))),
     }
 }
 
@@ -492,7 +580,8 @@ impl Endpoint for EvaluateFlag {
     }
 }
 
-/// `PUT /config/{key}`.
+/// `PUT /config/{key}`, with `If-Match: "N"` or `If-None-Match: *` (or the body's
+/// `if_version`) a compare-and-set.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PutConfig {
     /// The key.
@@ -501,6 +590,8 @@ pub struct PutConfig {
     pub value: Value,
     /// What the value is for.
     pub description: Option<Description>,
+    /// Put only if the key's latest version is this one (0: if the key does not exist).
+    pub if_version: Option<u64>,
 }
 
 impl Endpoint for PutConfig {
@@ -513,7 +604,9 @@ impl Endpoint for PutConfig {
         if let Some(description) = &self.description {
             body.insert("description".into(), description.as_str().into());
         }
-        Encoded::named(&self.key).body(body.into())
+        let mut encoded = Encoded::named(&self.key).body(body.into());
+        encode_if_version(&mut encoded.headers, self.if_version);
+        encoded
     }
 
     fn decode(received: &Received<'_>) -> Result<Self> {
@@ -523,11 +616,13 @@ impl Endpoint for PutConfig {
             .optional_str("description")?
             .map(Description::new)
             .transpose()?;
+        let if_version = received.if_version(&body)?;
         let value = body.take_value("value")?;
         Ok(Self {
             key,
             value,
             description,
+            if_version,
         })
     }
 }

@@ -1,18 +1,27 @@
-//! `/config`: put, get (`?version=`, or a long poll: `?wait_for_version=&wait=`), history (in pages: `?after=&limit=`, the next one in a
-//! `Link` header), delete, list. History and list are reads beside the store's writer
+//! `/config`: put (a compare-and-set with `If-Match` or `If-None-Match`), get (`?version=`,
+//! or a long poll: `?wait_for_version=&wait=`; both answer the version as their `ETag`),
+//! history (in pages: `?after=&limit=`, the next one in a `Link` header), delete, list. History and list are reads beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
-use octostore_core::{Api, Error, Session};
+use octostore_core::{Api, ConfigEntry, Error, Session};
 use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
 use crate::app::respond;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
-    DeleteConfig, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
+    DeleteConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
 };
 use crate::reply::answer;
 use crate::request::Request;
+
+/// The answer of a version, with its number as its `ETag` (what `If-Match` names).
+fn version_answer<E: Endpoint<Answer = ConfigInfo>>(entry: ConfigEntry) -> Response {
+    let etag = HeaderValue::from_str(&format!("\"{}\"", entry.version)).expect("digits");
+    let mut response = answer::<E>(&ConfigInfo::from(entry));
+    response.headers_mut().insert(header::ETAG, etag);
+    response
+}
 
 pub(super) async fn put(request: Request) -> Response {
     // Decoded here, off the store's thread; an error is answered after authentication.
@@ -22,15 +31,18 @@ pub(super) async fn put(request: Request) -> Response {
             key,
             value,
             description,
+            if_version,
         } = put?;
-        session.put_config(&key, value, description)
+        session.put_config_if(&key, value, description, if_version)
     };
-    let reply = |entry| answer::<PutConfig>(&ConfigInfo::from(entry));
-    request.app.as_user_then(request.token, op, reply).await
+    request
+        .app
+        .as_user_then(request.token, op, version_answer::<PutConfig>)
+        .await
 }
 
 pub(super) async fn get(request: Request) -> Response {
-    let reply = |entry| answer::<GetConfig>(&ConfigInfo::from(entry));
+    let reply = version_answer::<GetConfig>;
     let (get, after) = match request.decode::<GetConfig>() {
         Ok(get) if get.wait_for_version.is_some() => {
             let after = get.wait_for_version;

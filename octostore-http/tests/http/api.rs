@@ -11,6 +11,7 @@
 mod auth;
 mod body_cap;
 mod config;
+mod config_cas;
 mod conventions;
 mod event_stream;
 mod events;
@@ -79,6 +80,7 @@ impl Api {
         Caller {
             api: self,
             authorization: Some(format!("Bearer {token}")),
+            headers: Vec::new(),
         }
     }
 
@@ -87,6 +89,7 @@ impl Api {
         Caller {
             api: self,
             authorization: None,
+            headers: Vec::new(),
         }
     }
 
@@ -95,6 +98,7 @@ impl Api {
         Caller {
             api: self,
             authorization: Some(header.to_owned()),
+            headers: Vec::new(),
         }
     }
 
@@ -118,9 +122,22 @@ impl Api {
 pub struct Caller<'a> {
     api: &'a Api,
     authorization: Option<String>,
+    /// Sent with every request, beside the token.
+    headers: Vec<(String, String)>,
 }
 
 impl Caller<'_> {
+    /// The same caller, sending `name: value` with every request too.
+    pub fn with_header(&self, name: &str, value: &str) -> Self {
+        let mut headers = self.headers.clone();
+        headers.push((name.to_owned(), value.to_owned()));
+        Caller {
+            api: self.api,
+            authorization: self.authorization.clone(),
+            headers,
+        }
+    }
+
     /// Sends `method path` with `body` (if any) and `content_type` (if any).
     pub fn send(
         &self,
@@ -132,6 +149,9 @@ impl Caller<'_> {
         let mut request = self.api.http.request(method, self.api.server.url(path));
         if let Some(authorization) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        for (name, value) in &self.headers {
+            request = request.header(name, value);
         }
         if let Some(content_type) = content_type {
             request = request.header(CONTENT_TYPE, content_type);

@@ -318,6 +318,13 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
         &alice.config_history(&key("nope")),
     );
     t.record("bob reads alice's key", &bob.get_config(&pool, None));
+    let bobs = key("bobs");
+    for if_version in [Some(1), Some(0), Some(0), Some(2), Some(1)] {
+        t.record(
+            &format!("bob puts expecting version {if_version:?}"),
+            &bob.put_config_if(&bobs, json!(if_version), None, if_version),
+        );
+    }
     t.record(
         "a second key",
         &alice.put_config(&key("b"), json!(null), None),

@@ -24,7 +24,9 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// which the one row of `event_index` hands out in commit order (a sequence would not: its
 /// values are taken before the commit; see `sql.rs`'s `append_event`). The fourth makes the
 /// queues of lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets`
-/// hands out), and `nodes`, each waiting process's heartbeat.
+/// hands out), and `nodes`, each waiting process's heartbeat. The fifth records who put each
+/// config version (`created_by`, a login), the versions already stored taken as their
+/// owner's: a user's configs are private to them.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -133,6 +135,11 @@ CREATE TABLE nodes (
     node BYTEA PRIMARY KEY,
     alive_until BIGINT NOT NULL
 );
+"#,
+    r#"
+ALTER TABLE config_versions ADD COLUMN created_by TEXT;
+UPDATE config_versions
+SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
 "#,
 ];
 

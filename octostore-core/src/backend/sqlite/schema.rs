@@ -17,7 +17,10 @@ use crate::values::error::Error;
 /// of `event_index` hands out (see `sql.rs`'s `append_event`); `kind` is the event's kind
 /// as a bit (lock 1, limit 2, flag 4, config 8), for filters. The fourth makes the queues of
 /// lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets` hands out),
-/// and `nodes`, each waiting process's heartbeat.
+/// and `nodes`, each waiting process's heartbeat. The fifth records who put each config
+/// version (`created_by`, a login), the versions already stored taken as their owner's: a
+/// user's configs are private to them. It is added after `value`, which only a read of the
+/// whole version (which reads the value anyway) reads it with.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -146,6 +149,11 @@ CREATE TABLE nodes (
     alive_until INTEGER NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE config_versions ADD COLUMN created_by TEXT;
+UPDATE config_versions
+SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
+"#,
 ];
 
 /// The schema version this binary writes.
@@ -216,5 +224,33 @@ mod tests {
             )
             .unwrap();
         assert_eq!(value, "{}");
+    }
+
+    /// A file of schema 4 with configs keeps them, each version now put by its owner's login
+    /// (unknown for an owner the file has no user for).
+    #[test]
+    fn stored_config_versions_are_taken_as_their_owners() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for migration in &MIGRATIONS[..4] {
+            conn.execute_batch(migration).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO users VALUES (x'01', 'Alice', 'alice', NULL, NULL);
+             INSERT INTO config_versions VALUES (x'01', 'a', 1, 3, NULL, 0, '[1]');
+             INSERT INTO config_versions VALUES (x'02', 'b', 1, 2, NULL, 0, '{}');",
+        )
+        .unwrap();
+        assert!(migrate(&mut conn).is_ok());
+        let by = |key: &str| -> Option<String> {
+            conn.query_row(
+                "SELECT created_by FROM config_versions WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert_eq!(by("a").as_deref(), Some("Alice"));
+        assert_eq!(by("b"), None);
     }
 }

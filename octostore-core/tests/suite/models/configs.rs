@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 use octostore_core::{
-    Api, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Description, Error, Quotas,
+    Api, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion, Description, Error, Login, Quotas,
     Resource, Session, Settings,
 };
 use proptest::prelude::*;
@@ -101,6 +101,8 @@ struct ModelVersion {
     value: Value,
     description: Option<String>,
     created_at: DateTime<Utc>,
+    /// The user who put it.
+    created_by: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -137,7 +139,22 @@ impl World {
             version: v.version,
             created_at: k.created_at,
             updated_at: v.created_at,
+            updated_by: Some(self.login(v.created_by)),
         }
+    }
+
+    fn version(&self, v: &ModelVersion) -> ConfigVersion {
+        ConfigVersion {
+            version: v.version,
+            value: v.value.clone(),
+            description: v.description.clone(),
+            created_at: v.created_at,
+            created_by: Some(self.login(v.created_by)),
+        }
+    }
+
+    fn login(&self, user: usize) -> Login {
+        self.users[user].user().login.clone()
     }
 }
 
@@ -191,6 +208,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                 value: value(seed),
                 description,
                 created_at: now,
+                created_by: user,
             });
             if k.versions.len() > HISTORY {
                 k.versions.remove(0);
@@ -228,16 +246,8 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
             let got = w.users[user].config_history(&w.keys[key]);
             match m.keys.get(&(user, key)) {
                 Some(k) => {
-                    let want: Vec<ConfigVersion> = k
-                        .versions
-                        .iter()
-                        .map(|v| ConfigVersion {
-                            version: v.version,
-                            value: v.value.clone(),
-                            description: v.description.clone(),
-                            created_at: v.created_at,
-                        })
-                        .collect();
+                    let want: Vec<ConfigVersion> =
+                        k.versions.iter().map(|v| w.version(v)).collect();
                     prop_assert_eq!(got.map_err(unexpected)?, want);
                 }
                 None => prop_assert!(

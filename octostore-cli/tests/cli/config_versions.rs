@@ -1,0 +1,51 @@
+//! `octostore config` beyond the seed: `set --if-version` (exit 1 when the key is at another
+//! version), and who put each version in `history`, on a local file and against a server.
+
+use crate::support::Env;
+
+fn compare_and_set(env: &Env) {
+    env.run(&["config", "set", "k", "1", "--if-version", "0"])
+        .expect(0);
+    let lost = env
+        .run(&["config", "set", "k", "2", "--if-version", "0"])
+        .expect(1);
+    assert!(
+        lost.stderr.contains("already exists, at version 1"),
+        "{}",
+        lost.stderr
+    );
+    env.run(&["config", "set", "k", "2", "--if-version", "2"])
+        .expect(1);
+    let put = env
+        .run(&["config", "set", "k", "2", "--if-version", "1", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(put["version"], 2);
+    assert_eq!(
+        env.run(&["config", "get", "k"]).expect(0).stdout.trim(),
+        "2"
+    );
+    let history = env.run(&["config", "history", "k"]).expect(0).stdout;
+    let writers: Vec<&str> = history
+        .lines()
+        .map(|line| line.split(' ').nth(2).unwrap())
+        .collect();
+    let me = env.run(&["config", "get", "k", "--json"]).expect(0).json();
+    assert_eq!(
+        writers,
+        [me["updated_by"].as_str().unwrap(); 2],
+        "{history}"
+    );
+    env.run(&["config", "set", "k", "3", "--if-version", "-1"])
+        .expect(2);
+}
+
+#[test]
+fn compare_and_set_on_a_local_file() {
+    compare_and_set(&Env::local());
+}
+
+#[test]
+fn compare_and_set_against_a_server() {
+    compare_and_set(&Env::remote());
+}

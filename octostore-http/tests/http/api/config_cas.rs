@@ -1,0 +1,160 @@
+//! `/config` beyond the seed: who put each version, `ETag`, and compare-and-set puts by
+//! `If-Match`, `If-None-Match` and the body's `if_version`.
+
+use serde_json::json;
+
+use super::Api;
+
+#[test]
+fn versions_name_who_put_them_and_answer_their_etag() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let put = alice.put_config("k", json!({ "value": 1 }));
+    assert_eq!(put.header("etag"), Some("\"1\""));
+    assert_eq!(put.ok()["updated_by"], "alice");
+    alice.put_config("k", json!({ "value": 2 })).ok();
+    let got = alice.get("/config/k");
+    assert_eq!(got.header("etag"), Some("\"2\""));
+    assert_eq!(got.ok()["updated_by"], "alice");
+    assert_eq!(
+        alice.get("/config/k?version=1").header("etag"),
+        Some("\"1\"")
+    );
+    let history = alice.get("/config/k/history").ok();
+    assert_eq!(history["versions"][0]["created_by"], "alice");
+    assert_eq!(history["versions"][1]["created_by"], "alice");
+}
+
+#[test]
+fn if_match_puts_only_over_the_version_it_names() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice.put_config("k", json!({ "value": "one" })).ok();
+    let stale = alice
+        .with_header("If-Match", "\"2\"")
+        .put_config("k", json!({ "value": "lost" }))
+        .error(412);
+    assert_eq!(stale["code"], "version_mismatch");
+    assert_eq!(stale["name"], "k");
+    assert_eq!(stale["resource"], "config");
+    assert_eq!(
+        (
+            stale["expected_version"].clone(),
+            stale["current_version"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    assert_eq!(
+        alice.get("/config/k").ok()["value"],
+        "one",
+        "nothing written"
+    );
+    let fresh = alice
+        .with_header("If-Match", "\"1\"")
+        .put_config("k", json!({ "value": "two" }));
+    assert_eq!(fresh.header("etag"), Some("\"2\""));
+    assert_eq!(fresh.ok()["version"], 2);
+    // The body's field, for clients that cannot set headers.
+    let stale = alice
+        .put_config("k", json!({ "value": "lost", "if_version": 1 }))
+        .error(412);
+    assert_eq!(stale["current_version"], 2);
+    alice
+        .put_config("k", json!({ "value": "three", "if_version": 2 }))
+        .ok();
+    assert_eq!(
+        alice.get("/config/k/history").ok()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn if_none_match_creates_only() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let create = alice.with_header("If-None-Match", "*");
+    assert_eq!(
+        create.put_config("k", json!({ "value": 1 })).ok()["version"],
+        1
+    );
+    let again = create.put_config("k", json!({ "value": 2 })).error(412);
+    assert_eq!(
+        (
+            again["expected_version"].clone(),
+            again["current_version"].clone()
+        ),
+        (json!(0), json!(1))
+    );
+    let body = alice
+        .put_config("k", json!({ "value": 2, "if_version": 0 }))
+        .error(412);
+    assert_eq!(body["current_version"], 1);
+    // Another user's key of the same name is another key.
+    let bob = api.user("bob").with_header("If-None-Match", "*");
+    bob.put_config("k", json!({ "value": 1 })).ok();
+    // A missing key expected at a version.
+    let missing = alice
+        .with_header("If-Match", "\"1\"")
+        .put_config("nope", json!({ "value": 1 }))
+        .error(412);
+    assert_eq!(missing["current_version"], 0);
+    alice.get("/config/nope").error(404);
+}
+
+#[test]
+fn malformed_preconditions_are_refused_naming_them() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice.put_config("k", json!({ "value": 1 })).ok();
+    for etag in [
+        "1",
+        "\"\"",
+        "\"0\"",
+        "\"-1\"",
+        "W/\"1\"",
+        "*",
+        "\"1\", \"2\"",
+        "\"99999999999999999999\"",
+    ] {
+        alice
+            .with_header("If-Match", etag)
+            .put_config("k", json!({ "value": 2 }))
+            .invalid("If-Match");
+    }
+    for value in ["\"1\"", "**"] {
+        alice
+            .with_header("If-None-Match", value)
+            .put_config("k", json!({ "value": 2 }))
+            .invalid("If-None-Match");
+    }
+    for version in [json!(-1), json!("1"), json!(1.5), json!(null)] {
+        alice
+            .put_config("k", json!({ "value": 2, "if_version": version }))
+            .invalid("if_version");
+    }
+    // Two that disagree.
+    alice
+        .with_header("If-Match", "\"1\"")
+        .put_config("k", json!({ "value": 2, "if_version": 2 }))
+        .invalid("if_version");
+    alice
+        .with_header("If-Match", "\"1\"")
+        .with_header("If-None-Match", "*")
+        .put_config("k", json!({ "value": 2 }))
+        .invalid("If-None-Match");
+    // Two that agree.
+    alice
+        .with_header("If-Match", "\"1\"")
+        .put_config("k", json!({ "value": 2, "if_version": 1 }))
+        .ok();
+    assert_eq!(
+        alice.get("/config/k/history").ok()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
