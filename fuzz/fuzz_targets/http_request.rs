@@ -273,6 +273,7 @@ fn natural_body(world: &World, operation: Operation, small: u8, flag: bool) -> O
         Operation::PatchFlag => json!({ "enabled": flag }),
         Operation::PutConfig if flag => json!({ "value": small, "description": "d" }),
         Operation::PutConfig => json!({ "value": { "n": small } }),
+        Operation::RollbackConfig => json!({ "version": 1 + small % 4 }),
         _ => return None,
     })
 }

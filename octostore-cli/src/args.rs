@@ -713,6 +713,16 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "VERSION")]
         after: Option<u64>,
     },
+    /// Store kept version VERSION's value and description again, as the key's next version.
+    Rollback {
+        /// The key.
+        key: String,
+        /// The kept version to store again.
+        version: u64,
+        /// Compare-and-set: only if the key's latest version is N; otherwise exit 1.
+        #[arg(long, value_name = "N")]
+        if_version: Option<u64>,
+    },
     /// Delete the key and its history.
     Delete {
         /// The key.

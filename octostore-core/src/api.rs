@@ -190,6 +190,27 @@ pub trait Api {
         description: Option<Description>,
         if_version: Option<u64>,
     ) -> Result<ConfigEntry>;
+    /// Stores kept version `version` of the key again (its value and description) as the
+    /// key's next version, if the latest is `if_version` (as
+    /// [`put_config_if`](Self::put_config_if)): the history keeps every version.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("replicas")?;
+    /// alice.put_config(&key, serde_json::json!(3), None)?;
+    /// alice.put_config(&key, serde_json::json!(30), None)?;
+    /// let back = alice.rollback_config(&key, 1, None)?;
+    /// assert_eq!((back.version, back.value), (3, serde_json::json!(3)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn rollback_config(
+        &self,
+        key: &ConfigKey,
+        version: u64,
+        if_version: Option<u64>,
+    ) -> Result<ConfigEntry>;
     /// The latest version of the key, or version `version`; a version that does not exist
     /// (0, negative, pruned, not yet written) is not found.
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry>;

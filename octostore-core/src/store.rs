@@ -906,6 +906,19 @@ impl Api for Session {
         })
     }
 
+    fn rollback_config(
+        &self,
+        key: &ConfigKey,
+        version: u64,
+        if_version: Option<u64>,
+    ) -> Result<ConfigEntry> {
+        self.store.change(|tx, now, s| {
+            let bounds = s.config_put_bounds();
+            let (owner, author) = (self.user.id, &self.user.login);
+            config::rollback(tx, now, bounds, owner, author, key, version, if_version)
+        })
+    }
+
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         self.store
             .transact(|tx, _| config::get(tx, self.user.id, key, version))

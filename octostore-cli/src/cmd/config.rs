@@ -35,6 +35,17 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 format!("{} version={}", entry.key, entry.version)
             });
         }
+        ConfigCommand::Rollback {
+            key,
+            version,
+            if_version,
+        } => {
+            let key = ConfigKey::parse(&key)?;
+            let entry = ConfigInfo::from(api.rollback_config(&key, version, if_version)?);
+            print(global.json, &entry, || {
+                format!("{} version={}", entry.key, entry.version)
+            });
+        }
         ConfigCommand::Get { key, version, .. } => {
             let entry = ConfigInfo::from(api.get_config(&ConfigKey::parse(&key)?, version)?);
             // The value alone, as JSON, so `$(octostore config get KEY)` is the value.

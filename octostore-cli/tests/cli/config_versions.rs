@@ -1,5 +1,6 @@
 //! `octostore config` beyond the seed: `set --if-version` (exit 1 when the key is at another
-//! version), and who put each version in `history`, on a local file and against a server.
+//! version), who put each version in `history`, `rollback`; on a local file and against a
+//! server.
 
 use crate::support::Env;
 
@@ -38,6 +39,34 @@ fn compare_and_set(env: &Env) {
     );
     env.run(&["config", "set", "k", "3", "--if-version", "-1"])
         .expect(2);
+}
+
+fn rollback(env: &Env) {
+    env.run(&["config", "set", "k", r#"{"good":true}"#])
+        .expect(0);
+    env.run(&["config", "set", "k", r#"{"good":false}"#])
+        .expect(0);
+    let back = env.run(&["config", "rollback", "k", "1"]).expect(0);
+    assert_eq!(back.stdout.trim(), "k version=3");
+    assert_eq!(
+        env.run(&["config", "get", "k"]).expect(0).stdout.trim(),
+        r#"{"good":true}"#
+    );
+    env.run(&["config", "rollback", "k", "2", "--if-version", "2"])
+        .expect(1);
+    env.run(&["config", "rollback", "k", "9"]).expect(3);
+    env.run(&["config", "rollback", "nope", "1"]).expect(3);
+    env.run(&["config", "rollback", "k", "0"]).expect(3);
+}
+
+#[test]
+fn rollback_on_a_local_file() {
+    rollback(&Env::local());
+}
+
+#[test]
+fn rollback_against_a_server() {
+    rollback(&Env::remote());
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! that put it); as many of the newest as a put is told to keep are kept, and older ones
 //! pruned.
 //! A put without a description carries the previous version's over; an empty one clears it.
+//! A put may expect the key's latest version (compare-and-set; 0: no key), and a rollback
+//! puts a kept version's value and description again, as the next version.
 //! Deleting a key deletes its history, and a later put starts again at version 1.
 //! A history is read in pages ([`HistoryPage`]), so no read holds a whole history at once.
 //! The bytes a user keeps, every kept version of every key, are capped: storage keeps a
@@ -287,6 +289,43 @@ pub(crate) fn put(
     };
     event::append(tx, owner, at, change)?;
     Ok(entry(key, &head, version))
+}
+
+/// Stores a kept version's value and description again, as the key's next version (put by
+/// `author`, under the put's bounds and compare-and-set): the history keeps every version.
+#[allow(clippy::too_many_arguments)] // each is one of the rollback's inputs
+pub(crate) fn rollback(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    bounds: PutBounds,
+    owner: UserId,
+    author: &Login,
+    key: &ConfigKey,
+    version: u64,
+    expected: Option<u64>,
+) -> Result<ConfigEntry> {
+    let head = head_of(tx, owner, key)?;
+    check_expected(key, Some(&head), expected)?;
+    if !(head.oldest..=head.latest).contains(&version) {
+        return Err(Error::not_found(
+            Resource::ConfigVersion,
+            format!("{key}@{version}"),
+        ));
+    }
+    let old = stored_version(tx, owner, key, version)?;
+    // Stored descriptions were checked when put; an empty one clears the carried-over one.
+    let description = Description::new(old.description.unwrap_or_default())?;
+    put(
+        tx,
+        now,
+        bounds,
+        owner,
+        author,
+        key,
+        &old.value,
+        Some(&description),
+        expected,
+    )
 }
 
 pub(crate) fn get(

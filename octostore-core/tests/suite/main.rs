@@ -4,7 +4,7 @@
 mod support;
 
 mod concurrency;
-mod config_cas;
+mod config_writes;
 mod configs;
 mod event_storage;
 mod events;

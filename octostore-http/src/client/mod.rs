@@ -836,6 +836,20 @@ impl Api for Client {
         converted(answer.into_entry())
     }
 
+    fn rollback_config(
+        &self,
+        key: &ConfigKey,
+        version: u64,
+        if_version: Option<u64>,
+    ) -> Result<ConfigEntry> {
+        let answer = self.request(&requests::RollbackConfig {
+            key: key.clone(),
+            version,
+            if_version,
+        })?;
+        converted(answer.into_entry())
+    }
+
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         let key = key.clone();
         converted(
@@ -1166,6 +1180,13 @@ mod tests {
                     });
                 }
             }
+        }
+        for (version, if_version) in [(1, None), (2, Some(0)), (i64::MAX as u64, Some(7))] {
+            sent_and_received(requests::RollbackConfig {
+                key: key.clone(),
+                version,
+                if_version,
+            });
         }
         for version in [None, Some(1), Some(i64::MAX)] {
             sent_and_received(requests::GetConfig {

@@ -124,8 +124,10 @@ operations! {
     GetConfig = "getConfig": GET "/config/{key}", Token, None;
     /// `DELETE /config/{key}`: delete a key and its history.
     DeleteConfig = "deleteConfig": DELETE "/config/{key}", Token, None;
-    /// `GET /config/{key}/history?after=&limit=`: a page of versions, newest first.
+    /// `GET /config/{key}/history?after=&limit=`: a page of versions, oldest first.
     GetConfigHistory = "getConfigHistory": GET "/config/{key}/history", Token, None;
+    /// `POST /config/{key}/rollback`: put a kept version again, as the next.
+    RollbackConfig = "rollbackConfig": POST "/config/{key}/rollback", Token, Json;
     /// `GET /events?since=&kind=&prefix=&limit=`: a page of the change log.
     ListEvents = "listEvents": GET "/events", Token, None;
 }

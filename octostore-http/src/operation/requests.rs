@@ -627,6 +627,43 @@ impl Endpoint for PutConfig {
     }
 }
 
+/// `POST /config/{key}/rollback`: a kept version put again as the next, with `If-Match`,
+/// `If-None-Match` or the body's `if_version` a compare-and-set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollbackConfig {
+    /// The key.
+    pub key: ConfigKey,
+    /// The kept version to put again.
+    pub version: u64,
+    /// Only if the key's latest version is this one.
+    pub if_version: Option<u64>,
+}
+
+impl Endpoint for RollbackConfig {
+    const OPERATION: Operation = Operation::RollbackConfig;
+    type Answer = ConfigInfo;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.key).body(json!({ "version": self.version }));
+        encode_if_version(&mut encoded.headers, self.if_version);
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name(ConfigKey::parse)?;
+        let body = received.json()?;
+        // Version 0, as on a get, is not found (no version has the number).
+        let version = u64::try_from(body.int("version")?)
+            .map_err(|_| Error::invalid("version", "must be a version number, not negative"))?;
+        let if_version = received.if_version(&body)?;
+        Ok(Self {
+            key,
+            version,
+            if_version,
+        })
+    }
+}
+
 /// `GET /config/{key}?version=`, or `?wait_for_version=&wait=`: the latest version once it
 /// is past `wait_for_version`, or whatever it is when the wait ends.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,6 +1,7 @@
 //! `/config`: put (a compare-and-set with `If-Match` or `If-None-Match`), get (`?version=`,
 //! or a long poll: `?wait_for_version=&wait=`; both answer the version as their `ETag`),
-//! history (in pages: `?after=&limit=`, the next one in a `Link` header), delete, list. History and list are reads beside the store's writer
+//! history (in pages: `?after=&limit=`, the next one in a `Link` header), rollback (a kept
+//! version put again), delete, list. History and list are reads beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
 use octostore_core::{Api, ConfigEntry, Error, Session};
@@ -10,7 +11,7 @@ use warp::reply::Response;
 use crate::app::respond;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
-    DeleteConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
+    DeleteConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig, RollbackConfig,
 };
 use crate::reply::answer;
 use crate::request::Request;
@@ -38,6 +39,22 @@ pub(super) async fn put(request: Request) -> Response {
     request
         .app
         .as_user_then(request.token, op, version_answer::<PutConfig>)
+        .await
+}
+
+pub(super) async fn rollback(request: Request) -> Response {
+    let rollback = request.decode::<RollbackConfig>();
+    let op = move |session: &Session| {
+        let RollbackConfig {
+            key,
+            version,
+            if_version,
+        } = rollback?;
+        session.rollback_config(&key, version, if_version)
+    };
+    request
+        .app
+        .as_user_then(request.token, op, version_answer::<RollbackConfig>)
         .await
 }
 

@@ -209,6 +209,7 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::GetConfig => config::get(request).await,
         Operation::DeleteConfig => config::delete(request).await,
         Operation::GetConfigHistory => config::history(request).await,
+        Operation::RollbackConfig => config::rollback(request).await,
         Operation::ListEvents => events::list(request).await,
     }
 }

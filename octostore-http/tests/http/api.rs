@@ -11,7 +11,7 @@
 mod auth;
 mod body_cap;
 mod config;
-mod config_cas;
+mod config_writes;
 mod conventions;
 mod event_stream;
 mod events;

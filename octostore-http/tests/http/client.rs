@@ -325,6 +325,12 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
             &bob.put_config_if(&bobs, json!(if_version), None, if_version),
         );
     }
+    for (version, if_version) in [(1, None), (2, Some(2)), (0, None), (9, None), (2, Some(3))] {
+        t.record(
+            &format!("bob rolls back to {version} expecting {if_version:?}"),
+            &bob.rollback_config(&bobs, version, if_version),
+        );
+    }
     t.record(
         "a second key",
         &alice.put_config(&key("b"), json!(null), None),

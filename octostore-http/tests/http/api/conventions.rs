@@ -26,6 +26,7 @@ fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
                 Operation::CheckLimit => Some(json!({ "max_requests": 5, "window_seconds": 60 })),
                 Operation::SetFlag | Operation::PatchFlag => Some(json!({ "enabled": true })),
                 Operation::PutConfig => Some(json!({ "value": 1 })),
+                Operation::RollbackConfig => Some(json!({ "version": 1 })),
                 _ if op.body() == Body::Json => panic!("no valid body for {op:?}"),
                 _ => None,
             };

@@ -1,7 +1,7 @@
-//! Config versions beyond the seed: who put each one, and compare-and-set puts
-//! (`put_config_if`).
+//! Config writes beyond the seed: who put each version, compare-and-set puts
+//! (`put_config_if`), rollbacks.
 
-use octostore_core::{Api, ConfigKey, Error, Login, Settings};
+use octostore_core::{Api, ConfigKey, Description, Error, Login, Resource, Settings};
 use serde_json::json;
 
 use crate::support::{each_backend, Open};
@@ -122,7 +122,79 @@ fn a_deleted_key_is_absent_to_a_compare_and_set(open: Open) {
     );
 }
 
+fn a_rollback_puts_a_kept_version_again_as_the_next(open: Open) {
+    let h = open(Settings {
+        config_history: 3,
+        ..Settings::default()
+    });
+    let (alice, bob) = (h.user("alice"), h.user("bob"));
+    let k = key("app");
+    let described = Some(Description::new("first").unwrap());
+    alice.put_config(&k, json!({"n": 1}), described).unwrap();
+    alice.put_config(&k, json!({"n": 2}), None).unwrap();
+    alice
+        .put_config(&k, json!({"n": 3}), Some(Description::new("").unwrap()))
+        .unwrap();
+    h.advance_secs(7);
+    let back = alice.rollback_config(&k, 1, Some(3)).unwrap();
+    assert_eq!(back.version, 4);
+    assert_eq!(back.value, json!({"n": 1}));
+    assert_eq!(back.description.as_deref(), Some("first"));
+    assert_eq!(
+        (back.updated_at, back.updated_by.clone()),
+        (h.store.now(), login("alice"))
+    );
+    assert_eq!(alice.get_config(&k, None).unwrap(), back);
+    // Back to a version without a description clears it.
+    let back = alice.rollback_config(&k, 3, None).unwrap();
+    assert_eq!((back.version, back.description), (5, None));
+    let values: Vec<_> = (alice.config_history(&k).unwrap().into_iter())
+        .map(|v| (v.version, v.value))
+        .collect();
+    assert_eq!(
+        values,
+        [
+            (3, json!({"n": 3})),
+            (4, json!({"n": 1})),
+            (5, json!({"n": 3}))
+        ],
+        "the history keeps the rollbacks, pruned to the cap"
+    );
+    // Pruned, future, zero: not found; nothing written.
+    for version in [1, 2, 6, 0, u64::MAX] {
+        let got = alice.rollback_config(&k, version, None);
+        assert!(
+            matches!(
+                &got,
+                Err(Error::NotFound {
+                    what: Resource::ConfigVersion,
+                    ..
+                })
+            ),
+            "version {version}: {got:?}"
+        );
+    }
+    let stale = alice.rollback_config(&k, 4, Some(4));
+    assert!(
+        matches!(stale, Err(Error::VersionMismatch { current: 5, .. })),
+        "{stale:?}"
+    );
+    assert_eq!(alice.get_config(&k, None).unwrap().version, 5);
+    let theirs = bob.rollback_config(&k, 4, None);
+    assert!(
+        matches!(
+            &theirs,
+            Err(Error::NotFound {
+                what: Resource::Config,
+                ..
+            })
+        ),
+        "{theirs:?}"
+    );
+}
+
 each_backend!(
+    a_rollback_puts_a_kept_version_again_as_the_next,
     every_version_records_who_put_it_and_when,
     a_put_expecting_the_latest_version_writes_the_next,
     a_put_expecting_another_version_writes_nothing,

@@ -1,5 +1,5 @@
-//! `/config` beyond the seed: who put each version, `ETag`, and compare-and-set puts by
-//! `If-Match`, `If-None-Match` and the body's `if_version`.
+//! `/config` writes beyond the seed: who put each version, `ETag`, compare-and-set puts by
+//! `If-Match`, `If-None-Match` and the body's `if_version`, rollbacks.
 
 use serde_json::json;
 
@@ -156,5 +156,63 @@ fn malformed_preconditions_are_refused_naming_them() {
             .unwrap()
             .len(),
         2
+    );
+}
+
+#[test]
+fn a_rollback_puts_a_kept_version_again() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice
+        .put_config("k", json!({ "value": "good", "description": "known good" }))
+        .ok();
+    alice.put_config("k", json!({ "value": "bad" })).ok();
+    let back = alice.post("/config/k/rollback", &json!({ "version": 1 }));
+    assert_eq!(back.header("etag"), Some("\"3\""));
+    let back = back.ok();
+    assert_eq!(
+        (back["version"].clone(), back["value"].clone()),
+        (json!(3), json!("good"))
+    );
+    assert_eq!(back["description"], "known good");
+    assert_eq!(alice.get("/config/k").ok(), back);
+    let stale = alice
+        .with_header("If-Match", "\"2\"")
+        .post("/config/k/rollback", &json!({ "version": 2 }))
+        .error(412);
+    assert_eq!(stale["current_version"], 3);
+    alice
+        .post(
+            "/config/k/rollback",
+            &json!({ "version": 2, "if_version": 3 }),
+        )
+        .ok();
+    let missing = alice
+        .post("/config/k/rollback", &json!({ "version": 9 }))
+        .error(404);
+    assert_eq!(
+        (missing["resource"].clone(), missing["name"].clone()),
+        (json!("config_version"), json!("k@9"))
+    );
+    alice
+        .post("/config/nope/rollback", &json!({ "version": 1 }))
+        .error(404);
+    alice
+        .post("/config/k/rollback", &json!({ "version": 0 }))
+        .error(404);
+    for version in [json!(-1), json!("1"), json!(null)] {
+        alice
+            .post("/config/k/rollback", &json!({ "version": version }))
+            .invalid("version");
+    }
+    alice
+        .post("/config/k/rollback", &json!({}))
+        .invalid("version");
+    assert_eq!(
+        alice.get("/config/k/history").ok()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
     );
 }
