@@ -723,6 +723,16 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "N")]
         if_version: Option<u64>,
     },
+    /// What changed from version FROM to version TO: a JSON Patch (RFC 6902), an operation
+    /// a line (--json: the patch as one array).
+    Diff {
+        /// The key.
+        key: String,
+        /// The version the patch applies to.
+        from: u64,
+        /// The version the patch makes.
+        to: u64,
+    },
     /// Delete the key and its history.
     Delete {
         /// The key.

@@ -10,6 +10,7 @@ use crate::records::config::{ConfigSummary, ConfigVersion};
 use crate::records::flag::Flag;
 use crate::records::lock::LeaseId;
 use crate::rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
+use crate::rules::config_diff::ConfigDiff;
 use crate::rules::event::{EventFilter, EventPage};
 use crate::rules::lock::{Lease, LockGrant, LockStatus};
 use crate::rules::rate_limit::{Decision, LimitSummary};
@@ -211,6 +212,22 @@ pub trait Api {
         version: u64,
         if_version: Option<u64>,
     ) -> Result<ConfigEntry>;
+    /// What changed from kept version `from` of the key to kept version `to`: an RFC 6902
+    /// JSON Patch (either may be the newer; a version not kept is not found).
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("db")?;
+    /// alice.put_config(&key, serde_json::json!({"pool": 5, "host": "a"}), None)?;
+    /// alice.put_config(&key, serde_json::json!({"pool": 8, "host": "a"}), None)?;
+    /// let diff = alice.diff_config(&key, 1, 2)?;
+    /// let patch = serde_json::to_value(&diff.patch).unwrap();
+    /// assert_eq!(patch, serde_json::json!([{"op": "replace", "path": "/pool", "value": 8}]));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn diff_config(&self, key: &ConfigKey, from: u64, to: u64) -> Result<ConfigDiff>;
     /// The latest version of the key, or version `version`; a version that does not exist
     /// (0, negative, pruned, not yet written) is not found.
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry>;

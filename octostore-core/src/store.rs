@@ -22,6 +22,7 @@ use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{LeaseId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
+use crate::rules::config_diff::{self, ConfigDiff};
 use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
@@ -917,6 +918,13 @@ impl Api for Session {
             let (owner, author) = (self.user.id, &self.user.login);
             config::rollback(tx, now, bounds, owner, author, key, version, if_version)
         })
+    }
+
+    fn diff_config(&self, key: &ConfigKey, from: u64, to: u64) -> Result<ConfigDiff> {
+        let (from, to) =
+            (self.store).read(|tx| config_diff::versions(tx, self.user.id, key, from, to))?;
+        // Made here, after the transaction: a large diff holds no lock.
+        Ok(ConfigDiff::between(key, &from, &to))
     }
 
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {

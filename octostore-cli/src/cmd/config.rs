@@ -46,6 +46,15 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 format!("{} version={}", entry.key, entry.version)
             });
         }
+        ConfigCommand::Diff { key, from, to } => {
+            let diff = api.diff_config(&ConfigKey::parse(&key)?, from, to)?;
+            print(global.json, &diff.patch, || {
+                let lines: Vec<String> = (diff.patch.0.iter())
+                    .map(|op| serde_json::to_string(op).expect("a patch serializes"))
+                    .collect();
+                lines.join("\n")
+            });
+        }
         ConfigCommand::Get { key, version, .. } => {
             let entry = ConfigInfo::from(api.get_config(&ConfigKey::parse(&key)?, version)?);
             // The value alone, as JSON, so `$(octostore config get KEY)` is the value.

@@ -1,6 +1,6 @@
 //! `octostore config` beyond the seed: `set --if-version` (exit 1 when the key is at another
-//! version), who put each version in `history`, `rollback`; on a local file and against a
-//! server.
+//! version), who put each version in `history`, `rollback`, `diff`; on a local file and
+//! against a server.
 
 use crate::support::Env;
 
@@ -57,6 +57,37 @@ fn rollback(env: &Env) {
     env.run(&["config", "rollback", "k", "9"]).expect(3);
     env.run(&["config", "rollback", "nope", "1"]).expect(3);
     env.run(&["config", "rollback", "k", "0"]).expect(3);
+}
+
+fn diff(env: &Env) {
+    env.run(&["config", "set", "k", r#"{"a":1,"b":2}"#])
+        .expect(0);
+    env.run(&["config", "set", "k", r#"{"a":1,"b":3}"#])
+        .expect(0);
+    let diff = env.run(&["config", "diff", "k", "1", "2"]).expect(0);
+    assert_eq!(
+        diff.stdout.trim(),
+        r#"{"op":"replace","path":"/b","value":3}"#
+    );
+    let json = env
+        .run(&["config", "diff", "k", "2", "1", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(
+        json,
+        serde_json::json!([{"op": "replace", "path": "/b", "value": 2}])
+    );
+    env.run(&["config", "diff", "k", "1", "3"]).expect(3);
+}
+
+#[test]
+fn diff_on_a_local_file() {
+    diff(&Env::local());
+}
+
+#[test]
+fn diff_against_a_server() {
+    diff(&Env::remote());
 }
 
 #[test]

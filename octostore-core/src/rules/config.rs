@@ -306,13 +306,7 @@ pub(crate) fn rollback(
 ) -> Result<ConfigEntry> {
     let head = head_of(tx, owner, key)?;
     check_expected(key, Some(&head), expected)?;
-    if !(head.oldest..=head.latest).contains(&version) {
-        return Err(Error::not_found(
-            Resource::ConfigVersion,
-            format!("{key}@{version}"),
-        ));
-    }
-    let old = stored_version(tx, owner, key, version)?;
+    let old = kept_version(tx, owner, key, version)?;
     // Stored descriptions were checked when put; an empty one clears the carried-over one.
     let description = Description::new(old.description.unwrap_or_default())?;
     put(
@@ -326,6 +320,23 @@ pub(crate) fn rollback(
         Some(&description),
         expected,
     )
+}
+
+/// Version `version` of the key, if it is kept; else the key, or the version, is not found.
+pub(crate) fn kept_version(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    key: &ConfigKey,
+    version: u64,
+) -> Result<ConfigVersion> {
+    let head = head_of(tx, owner, key)?;
+    if !(head.oldest..=head.latest).contains(&version) {
+        return Err(Error::not_found(
+            Resource::ConfigVersion,
+            format!("{key}@{version}"),
+        ));
+    }
+    stored_version(tx, owner, key, version)
 }
 
 pub(crate) fn get(

@@ -2,11 +2,13 @@
 //! [`Tx`](crate::backend::Tx) and the transaction's `now`, which decide expiry, fencing,
 //! windows, bucketing, versions and quotas, so that every backend behaves the same.
 //!
-//! One module per primitive: [`lock`], [`rate_limit`], [`flag`], [`config`], and [`identity`]
+//! One module per primitive: [`lock`], [`rate_limit`], [`flag`], [`config`] (with
+//! [`config_diff`]), and [`identity`]
 //! for users and tokens; and [`event`], the change log the others append to. They stand on records, values and the storage contract, and know
 //! nothing of the store that calls them.
 
 pub mod config;
+pub mod config_diff;
 pub mod event;
 pub mod flag;
 pub mod identity;

@@ -1,6 +1,7 @@
 //! Config writes beyond the seed: who put each version, compare-and-set puts
-//! (`put_config_if`), rollbacks.
+//! (`put_config_if`), rollbacks, diffs.
 
+use octostore_core::json_patch;
 use octostore_core::{Api, ConfigKey, Description, Error, Login, Resource, Settings};
 use serde_json::json;
 
@@ -193,7 +194,64 @@ fn a_rollback_puts_a_kept_version_again_as_the_next(open: Open) {
     );
 }
 
+fn a_diff_is_the_json_patch_between_two_kept_versions(open: Open) {
+    let h = open(Settings {
+        config_history: 3,
+        ..Settings::default()
+    });
+    let alice = h.user("alice");
+    let k = key("db");
+    let first = json!({"pool": 5, "hosts": ["a", "b"], "tls": true});
+    let second = json!({"pool": 8, "hosts": ["a"], "timeout": {"ms": 50}, "tls": true});
+    alice.put_config(&k, json!("pruned"), None).unwrap();
+    alice.put_config(&k, first.clone(), None).unwrap();
+    alice.put_config(&k, second.clone(), None).unwrap();
+    alice.put_config(&k, json!(null), None).unwrap();
+    for (from, to, a, b) in [
+        (2, 3, &first, &second),
+        (3, 2, &second, &first),
+        (2, 2, &first, &first),
+    ] {
+        let diff = alice.diff_config(&k, from, to).unwrap();
+        assert_eq!(
+            (diff.key.clone(), diff.from, diff.to),
+            (k.clone(), from, to)
+        );
+        let mut patched = a.clone();
+        json_patch::patch(&mut patched, &diff.patch).unwrap();
+        assert_eq!(&patched, b, "{from} -> {to}: {:?}", diff.patch);
+    }
+    assert!(alice.diff_config(&k, 2, 2).unwrap().patch.0.is_empty());
+    let whole = serde_json::to_value(alice.diff_config(&k, 3, 4).unwrap().patch).unwrap();
+    assert_eq!(whole, json!([{"op": "replace", "path": "", "value": null}]));
+    for (from, to) in [(1, 2), (2, 5), (0, 2), (u64::MAX, 3)] {
+        let got = alice.diff_config(&k, from, to);
+        assert!(
+            matches!(
+                &got,
+                Err(Error::NotFound {
+                    what: Resource::ConfigVersion,
+                    ..
+                })
+            ),
+            "{from} -> {to}: {got:?}"
+        );
+    }
+    let theirs = h.user("bob").diff_config(&k, 2, 3);
+    assert!(
+        matches!(
+            &theirs,
+            Err(Error::NotFound {
+                what: Resource::Config,
+                ..
+            })
+        ),
+        "{theirs:?}"
+    );
+}
+
 each_backend!(
+    a_diff_is_the_json_patch_between_two_kept_versions,
     a_rollback_puts_a_kept_version_again_as_the_next,
     every_version_records_who_put_it_and_when,
     a_put_expecting_the_latest_version_writes_the_next,

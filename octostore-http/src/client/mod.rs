@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, ClientId, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, Decision, Description,
-    Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName,
-    LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy, Result, Subject,
-    Ttl,
+    Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, Decision,
+    Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId,
+    LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy,
+    Result, Subject, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -850,6 +850,21 @@ impl Api for Client {
         converted(answer.into_entry())
     }
 
+    fn diff_config(&self, key: &ConfigKey, from: u64, to: u64) -> Result<ConfigDiff> {
+        let key = key.clone();
+        let patch = self.request(&requests::DiffConfig {
+            key: key.clone(),
+            from,
+            to,
+        })?;
+        Ok(ConfigDiff {
+            key,
+            from,
+            to,
+            patch,
+        })
+    }
+
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         let key = key.clone();
         converted(
@@ -1187,6 +1202,10 @@ mod tests {
                 version,
                 if_version,
             });
+        }
+        for (from, to) in [(0, 0), (1, 2), (9, 3), (i64::MAX as u64, 1)] {
+            let key = key.clone();
+            sent_and_received(requests::DiffConfig { key, from, to });
         }
         for version in [None, Some(1), Some(i64::MAX)] {
             sent_and_received(requests::GetConfig {

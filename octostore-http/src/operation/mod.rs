@@ -128,6 +128,8 @@ operations! {
     GetConfigHistory = "getConfigHistory": GET "/config/{key}/history", Token, None;
     /// `POST /config/{key}/rollback`: put a kept version again, as the next.
     RollbackConfig = "rollbackConfig": POST "/config/{key}/rollback", Token, Json;
+    /// `GET /config/{key}/diff?from=&to=`: the JSON Patch between two kept versions.
+    DiffConfig = "diffConfig": GET "/config/{key}/diff", Token, None;
     /// `GET /events?since=&kind=&prefix=&limit=`: a page of the change log.
     ListEvents = "listEvents": GET "/events", Token, None;
 }

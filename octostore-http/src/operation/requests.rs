@@ -2,6 +2,7 @@
 //! its query, its JSON body) as the core's validated values, with the one encoding the client
 //! sends and the one decoding the server applies, and the type of its answer.
 
+use octostore_core::json_patch::Patch;
 use octostore_core::{
     ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
     LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
@@ -660,6 +661,43 @@ impl Endpoint for RollbackConfig {
             key,
             version,
             if_version,
+        })
+    }
+}
+
+/// `GET /config/{key}/diff?from=&to=`: the JSON Patch from one kept version to another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiffConfig {
+    /// The key.
+    pub key: ConfigKey,
+    /// The version the patch applies to.
+    pub from: u64,
+    /// The version the patch makes.
+    pub to: u64,
+}
+
+impl Endpoint for DiffConfig {
+    const OPERATION: Operation = Operation::DiffConfig;
+    type Answer = Patch;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.key);
+        encoded.query.push(("from", self.from.to_string()));
+        encoded.query.push(("to", self.to.to_string()));
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name(ConfigKey::parse)?;
+        let version = |name| {
+            received
+                .counter(name, "a version number")?
+                .ok_or_else(|| Error::invalid(name, "is required: a version number"))
+        };
+        Ok(Self {
+            key,
+            from: version("from")?,
+            to: version("to")?,
         })
     }
 }

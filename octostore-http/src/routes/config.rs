@@ -1,7 +1,8 @@
 //! `/config`: put (a compare-and-set with `If-Match` or `If-None-Match`), get (`?version=`,
 //! or a long poll: `?wait_for_version=&wait=`; both answer the version as their `ETag`),
 //! history (in pages: `?after=&limit=`, the next one in a `Link` header), rollback (a kept
-//! version put again), delete, list. History and list are reads beside the store's writer
+//! version put again), diff (a JSON Patch), delete, list. History, diff and list are reads
+//! beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
 use octostore_core::{Api, ConfigEntry, Error, Session};
@@ -11,7 +12,8 @@ use warp::reply::Response;
 use crate::app::respond;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
-    DeleteConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig, RollbackConfig,
+    DeleteConfig, DiffConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
+    RollbackConfig,
 };
 use crate::reply::answer;
 use crate::request::Request;
@@ -112,6 +114,16 @@ pub(super) async fn history(request: Request) -> Response {
             response.headers_mut().insert(header::LINK, link);
         }
         Ok(response)
+    };
+    request.app.read_as_user(request.token, op).await
+}
+
+pub(super) async fn diff(request: Request) -> Response {
+    let diff = request.decode::<DiffConfig>();
+    let op = move |session: &Session| {
+        let DiffConfig { key, from, to } = diff?;
+        let diff = session.diff_config(&key, from, to)?;
+        Ok(answer::<DiffConfig>(&diff.patch))
     };
     request.app.read_as_user(request.token, op).await
 }

@@ -210,6 +210,7 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::DeleteConfig => config::delete(request).await,
         Operation::GetConfigHistory => config::history(request).await,
         Operation::RollbackConfig => config::rollback(request).await,
+        Operation::DiffConfig => config::diff(request).await,
         Operation::ListEvents => events::list(request).await,
     }
 }

@@ -325,6 +325,12 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
             &bob.put_config_if(&bobs, json!(if_version), None, if_version),
         );
     }
+    for (from, to) in [(1, 2), (2, 1), (2, 2), (0, 1), (1, 9)] {
+        t.record(
+            &format!("bob's diff from {from} to {to}"),
+            &bob.diff_config(&bobs, from, to),
+        );
+    }
     for (version, if_version) in [(1, None), (2, Some(2)), (0, None), (9, None), (2, Some(3))] {
         t.record(
             &format!("bob rolls back to {version} expecting {if_version:?}"),

@@ -1,5 +1,5 @@
 //! `/config` writes beyond the seed: who put each version, `ETag`, compare-and-set puts by
-//! `If-Match`, `If-None-Match` and the body's `if_version`, rollbacks.
+//! `If-Match`, `If-None-Match` and the body's `if_version`, rollbacks; and diffs.
 
 use serde_json::json;
 
@@ -215,4 +215,39 @@ fn a_rollback_puts_a_kept_version_again() {
             .len(),
         4
     );
+}
+
+#[test]
+fn a_diff_answers_the_json_patch_between_two_versions() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice
+        .put_config("k", json!({ "value": { "pool": 5, "hosts": ["a"] } }))
+        .ok();
+    alice
+        .put_config("k", json!({ "value": { "pool": 8, "hosts": ["a", "b"] } }))
+        .ok();
+    let patch = alice.get("/config/k/diff?from=1&to=2").ok();
+    let mut ops = patch.as_array().unwrap().clone();
+    ops.sort_by_key(|op| op["path"].as_str().unwrap().to_owned());
+    assert_eq!(
+        ops,
+        [
+            json!({ "op": "add", "path": "/hosts/1", "value": "b" }),
+            json!({ "op": "replace", "path": "/pool", "value": 8 }),
+        ]
+    );
+    assert_eq!(alice.get("/config/k/diff?from=2&to=2").ok(), json!([]));
+    for path in [
+        "/config/k/diff?from=1&to=3",
+        "/config/k/diff?from=0&to=1",
+        "/config/nope/diff?from=1&to=1",
+    ] {
+        alice.get(path).error(404);
+    }
+    alice.get("/config/k/diff?to=1").invalid("from");
+    alice.get("/config/k/diff?from=1").invalid("to");
+    alice.get("/config/k/diff?from=-1&to=1").invalid("from");
+    alice.get("/config/k/diff?from=1&to=x").invalid("to");
+    api.user("bob").get("/config/k/diff?from=1&to=2").error(404);
 }
