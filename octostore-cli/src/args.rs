@@ -213,6 +213,17 @@ pub struct ServeArgs {
     pub queue: QueueArgs,
     #[command(flatten)]
     pub events: EventLogArgs,
+    /// How long a deleted config key is kept for `config undelete` (its history with it):
+    /// `7d`, `12h`, or a number of seconds; 0 erases deleted keys at once. A sweep forgets
+    /// the keys deleted longer ago.
+    #[arg(
+        long,
+        env = "OCTOSTORE_CONFIG_RETENTION",
+        default_value_t = Settings::default().config_retention.into(),
+        value_parser = retention,
+        value_name = "DURATION"
+    )]
+    pub config_retention: humantime::Duration,
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -441,6 +452,15 @@ fn duration(text: &str) -> Result<Duration, String> {
         return Err("must be at most 30 days".into());
     }
     Ok(duration)
+}
+
+/// How long deleted config keys are kept: a duration of at most 10 years, zero included.
+fn retention(text: &str) -> Result<humantime::Duration, String> {
+    let duration = spelled_duration(text)?;
+    if duration > Duration::from_secs(3650 * 24 * 60 * 60) {
+        return Err("must be at most 10 years (3650d)".into());
+    }
+    Ok(duration.into())
 }
 
 /// A lease's TTL, spelled as a duration (`90`, `90s`, `5m`, `1h`): whole seconds, within
@@ -737,9 +757,22 @@ pub enum ConfigCommand {
     Delete {
         /// The key.
         key: String,
+        /// Erase it at once, history and all (a deleted key too), instead of keeping it for
+        /// `config undelete` during the server's retention.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Bring back a deleted key as it was (its history with it); prints its latest version.
+    Undelete {
+        /// The key.
+        key: String,
     },
     /// The caller's keys.
-    List,
+    List {
+        /// The deleted keys that `config undelete` can still bring back instead.
+        #[arg(long)]
+        deleted: bool,
+    },
 }
 
 #[cfg(test)]

@@ -263,10 +263,31 @@ pub trait Api {
         }
         Ok(versions)
     }
-    /// Deletes the key and its history.
+    /// Deletes the key and its history: from then on it reads as absent, and a put starts
+    /// again at version 1; until such a put, for the store's retention period, it may be
+    /// brought back ([`undelete_config`](Self::undelete_config)).
     fn delete_config(&self, key: &ConfigKey) -> Result<()>;
-    /// The caller's keys, by key.
+    /// Erases the key and its history at once, whether live or deleted and kept.
+    fn purge_config(&self, key: &ConfigKey) -> Result<()>;
+    /// Brings back a deleted key as it was (its versions, its latest the key's latest): the
+    /// answer is the latest version.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("replicas")?;
+    /// alice.put_config(&key, serde_json::json!(3), None)?;
+    /// alice.delete_config(&key)?;
+    /// assert!(alice.get_config(&key, None).is_err());
+    /// assert_eq!(alice.undelete_config(&key)?.value, serde_json::json!(3));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry>;
+    /// The caller's keys, by key (not the deleted ones).
     fn configs(&self) -> Result<Vec<ConfigSummary>>;
+    /// The caller's deleted keys that an undelete may still bring back, by key.
+    fn deleted_configs(&self) -> Result<Vec<ConfigSummary>>;
 
     /// The change log after index `since`: at most `limit` (1 to
     /// [`MAX_EVENTS_PER_PAGE`](crate::MAX_EVENTS_PER_PAGE)) of the `filter`'s events the

@@ -22,6 +22,7 @@ use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{LeaseId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
+use crate::rules::config_delete;
 use crate::rules::config_diff::{self, ConfigDiff};
 use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
@@ -71,8 +72,12 @@ pub struct Settings {
     /// The largest config value, as compact JSON (default 64 KiB).
     pub config_value_max_bytes: usize,
     /// The most bytes one user's configs may keep: every kept version's value, as compact
-    /// JSON, and description (default 32 MiB). A put past it is refused.
+    /// JSON, and description (default 32 MiB), deleted keys' included until they are
+    /// purged. A put past it purges deleted keys to make room, or is refused.
     pub config_bytes_per_user: u64,
+    /// How long a deleted config key is kept for an undelete (default 7 days; zero: a
+    /// delete erases the key at once). A sweep forgets the keys deleted longer ago.
+    pub config_retention: Duration,
     /// How many of the newest events the change log keeps at least until they are
     /// [`events_max_age`](Self::events_max_age) old (default 100 000).
     pub events_kept: usize,
@@ -88,6 +93,7 @@ impl Default for Settings {
             config_history: 1_000,
             config_value_max_bytes: 64 * 1024,
             config_bytes_per_user: 32 * 1024 * 1024,
+            config_retention: Duration::from_secs(7 * 24 * 60 * 60),
             events_kept: 100_000,
             events_max_age: Duration::from_secs(24 * 60 * 60),
         }
@@ -128,6 +134,8 @@ pub struct Swept {
     pub limits: usize,
     /// Events of the change log past its bounds.
     pub events: usize,
+    /// Config keys deleted longer ago than [`Settings::config_retention`].
+    pub configs: usize,
 }
 
 /// OctoStore: locks, rate limits, flags and configs over one backend. Cheap to clone; the
@@ -575,6 +583,10 @@ impl Store {
                 tx.retain_limits(after, max, &mut |limit| !limit.is_idle(now))
             })?,
             events: self.prune_log(max)?,
+            configs: self.sweep_steps(|tx, now, _: Option<&()>| {
+                let retention = self.inner.settings.config_retention;
+                config_delete::forget_expired(tx, now, retention, max)
+            })?,
         })
     }
 
@@ -942,12 +954,31 @@ impl Api for Session {
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
+        self.store.change(|tx, now, s| {
+            config_delete::delete(tx, now, s.config_retention, self.user.id, key)
+        })
+    }
+
+    fn purge_config(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .change(|tx, now, _| config::delete(tx, now, self.user.id, key))
+            .change(|tx, now, _| config_delete::purge(tx, now, self.user.id, key))
+    }
+
+    fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry> {
+        self.store.change(|tx, now, s| {
+            let (retention, keys) = (s.config_retention, s.quotas.configs);
+            config_delete::undelete(tx, now, retention, keys, self.user.id, key)
+        })
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
         self.store.read(|tx| config::list(tx, self.user.id))
+    }
+
+    fn deleted_configs(&self) -> Result<Vec<ConfigSummary>> {
+        self.store.transact_now(|tx, now, s| {
+            config_delete::list_deleted(tx, now, s.config_retention, self.user.id)
+        })
     }
 
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {

@@ -556,6 +556,13 @@ pub struct ConfigListItem {
     /// When the latest version was put (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// Extension: when the key was deleted, for a deleted key (`?deleted=true`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "rfc3339_some"
+    )]
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<ConfigSummary> for ConfigListItem {
@@ -566,6 +573,7 @@ impl From<ConfigSummary> for ConfigListItem {
             version: c.version,
             created_at: c.created_at,
             updated_at: c.updated_at,
+            deleted_at: c.deleted_at,
         }
     }
 }
@@ -580,6 +588,7 @@ impl ConfigListItem {
             version: self.version,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            deleted_at: self.deleted_at,
         })
     }
 }
@@ -765,12 +774,13 @@ impl ErrorCode {
 }
 
 /// Each [`Resource`] and the `resource` of an error answer that names it.
-const RESOURCES: [(Resource, &str); 8] = [
+const RESOURCES: [(Resource, &str); 9] = [
     (Resource::Lock, "lock"),
     (Resource::Limit, "limit"),
     (Resource::Flag, "flag"),
     (Resource::Config, "config"),
     (Resource::ConfigVersion, "config_version"),
+    (Resource::DeletedConfig, "deleted_config"),
     (Resource::ConfigBytes, "config_bytes"),
     (Resource::User, "user"),
     (Resource::Token, "token"),

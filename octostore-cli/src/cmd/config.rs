@@ -91,15 +91,27 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 lines.join("\n")
             });
         }
-        ConfigCommand::Delete { key } => {
+        ConfigCommand::Delete { key, purge } => {
             let key = ConfigKey::parse(&key)?;
-            api.delete_config(&key)?;
+            match purge {
+                true => api.purge_config(&key)?,
+                false => api.delete_config(&key)?,
+            }
             print(global.json, &Deleted { deleted: true }, || {
                 format!("deleted {key}")
             });
         }
-        ConfigCommand::List => {
-            let configs = api.configs()?;
+        ConfigCommand::Undelete { key } => {
+            let entry = ConfigInfo::from(api.undelete_config(&ConfigKey::parse(&key)?)?);
+            print(global.json, &entry, || {
+                format!("{} version={}", entry.key, entry.version)
+            });
+        }
+        ConfigCommand::List { deleted } => {
+            let configs = match deleted {
+                true => api.deleted_configs()?,
+                false => api.configs()?,
+            };
             let list = ConfigList {
                 configs: configs.into_iter().map(ConfigListItem::from).collect(),
             };
@@ -108,12 +120,16 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                     .configs
                     .iter()
                     .map(|c| {
-                        format!(
+                        let mut line = format!(
                             "{} version={} updated_at={}",
                             c.key,
                             c.version,
                             c.updated_at.to_rfc3339()
-                        )
+                        );
+                        if let Some(at) = c.deleted_at {
+                            line.push_str(&format!(" deleted_at={}", at.to_rfc3339()));
+                        }
+                        line
                     })
                     .collect();
                 lines.join("\n")

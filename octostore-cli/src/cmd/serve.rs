@@ -51,6 +51,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
         config_bytes_per_user: args.quotas.max_config_bytes_per_user,
         events_kept: args.events.events_kept,
         events_max_age: args.events.events_max_age.into(),
+        config_retention: args.config_retention.into(),
         ..Settings::default()
     };
     let builder = if args.memory {

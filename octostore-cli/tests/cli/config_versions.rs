@@ -1,6 +1,6 @@
 //! `octostore config` beyond the seed: `set --if-version` (exit 1 when the key is at another
-//! version), who put each version in `history`, `rollback`, `diff`; on a local file and
-//! against a server.
+//! version), who put each version in `history`, `rollback`, `diff`, `delete` kept for
+//! `undelete` (or `--purge`d), `list --deleted`; on a local file and against a server.
 
 use crate::support::Env;
 
@@ -78,6 +78,38 @@ fn diff(env: &Env) {
         serde_json::json!([{"op": "replace", "path": "/b", "value": 2}])
     );
     env.run(&["config", "diff", "k", "1", "3"]).expect(3);
+}
+
+fn deletes(env: &Env) {
+    env.run(&["config", "set", "k", "1"]).expect(0);
+    env.run(&["config", "set", "k", "2"]).expect(0);
+    env.run(&["config", "delete", "k"]).expect(0);
+    env.run(&["config", "get", "k"]).expect(3);
+    env.run(&["config", "history", "k"]).expect(3);
+    assert_eq!(env.run(&["config", "list"]).expect(0).stdout.trim(), "");
+    let deleted = env.run(&["config", "list", "--deleted"]).expect(0).stdout;
+    assert!(deleted.starts_with("k version=2 "), "{deleted}");
+    assert!(deleted.contains(" deleted_at="), "{deleted}");
+    let back = env.run(&["config", "undelete", "k"]).expect(0);
+    assert_eq!(back.stdout.trim(), "k version=2");
+    assert_eq!(
+        env.run(&["config", "get", "k"]).expect(0).stdout.trim(),
+        "2"
+    );
+    env.run(&["config", "undelete", "k"]).expect(2);
+    env.run(&["config", "delete", "k", "--purge"]).expect(0);
+    env.run(&["config", "undelete", "k"]).expect(3);
+    env.run(&["config", "delete", "k", "--purge"]).expect(3);
+}
+
+#[test]
+fn deletes_on_a_local_file() {
+    deletes(&Env::local());
+}
+
+#[test]
+fn deletes_against_a_server() {
+    deletes(&Env::remote());
 }
 
 #[test]

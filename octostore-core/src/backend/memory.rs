@@ -263,7 +263,10 @@ struct Names {
     leases: HashSet<LockName>,
     limits: HashSet<LimitName>,
     flags: HashSet<FlagName>,
+    /// Every key, deleted ones included.
     configs: HashSet<ConfigKey>,
+    /// How many of `configs` are deleted.
+    deleted_configs: usize,
     config_bytes: u64,
 }
 
@@ -605,8 +608,8 @@ impl Tx for MemoryTx<'_> {
     }
 
     fn put_config_head(&mut self, owner: UserId, key: &ConfigKey, head: &ConfigHead) -> Result<()> {
-        match self.state.config_heads.get_mut(&OwnedRef::new(owner, key)) {
-            Some(stored) => *stored = *head,
+        let was_deleted = match self.state.config_heads.get_mut(&OwnedRef::new(owner, key)) {
+            Some(stored) => std::mem::replace(stored, *head).deleted_at.is_some(),
             None => {
                 let owned = Owned {
                     owner,
@@ -614,7 +617,14 @@ impl Tx for MemoryTx<'_> {
                 };
                 self.state.config_heads.insert(owned, *head);
                 self.state.names_mut(owner).configs.insert(key.clone());
+                false
             }
+        };
+        let names = self.state.names_mut(owner);
+        match (was_deleted, head.deleted_at.is_some()) {
+            (false, true) => names.deleted_configs += 1,
+            (true, false) => names.deleted_configs -= 1,
+            _ => {}
         }
         Ok(())
     }
@@ -730,11 +740,13 @@ impl Tx for MemoryTx<'_> {
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
         let borrowed = OwnedRef::new(owner, key);
         self.state.config_versions.remove(&borrowed);
-        let existed = self.state.config_heads.remove(&borrowed).is_some();
-        if existed {
-            self.state.names_mut(owner).configs.remove(key);
+        let removed = self.state.config_heads.remove(&borrowed);
+        if let Some(head) = removed {
+            let names = self.state.names_mut(owner);
+            names.configs.remove(key);
+            names.deleted_configs -= usize::from(head.deleted_at.is_some());
         }
-        Ok(existed)
+        Ok(removed.is_some())
     }
 
     /// Reads each latest version's description and time, never copying a value.
@@ -759,13 +771,31 @@ impl Tx for MemoryTx<'_> {
                     version: head.latest,
                     created_at: head.created_at,
                     updated_at: latest.version.created_at,
+                    deleted_at: head.deleted_at,
                 })
             })
             .collect()
     }
 
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
-        Ok(self.state.count(owner, |n| n.configs.len()))
+        Ok(self
+            .state
+            .count(owner, |n| n.configs.len() - n.deleted_configs))
+    }
+
+    /// Reads every key's head: sweeps are rare, and deleted keys few.
+    fn configs_deleted_before(
+        &mut self,
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(UserId, ConfigKey)>> {
+        let mut deleted: Vec<_> = (self.state.config_heads.iter())
+            .filter_map(|(key, head)| Some((head.deleted_at?, key)))
+            .filter(|(at, _)| *at < before)
+            .collect();
+        deleted.sort_by_key(|(at, _)| *at);
+        let keys = deleted.into_iter().take(max);
+        Ok(keys.map(|(_, k)| (k.owner, k.name.clone())).collect())
     }
 
     fn join_queue(&mut self, name: &LockName, owner: UserId, node: NodeId) -> Result<u64> {

@@ -373,11 +373,17 @@ pub trait Tx {
     fn put_config_bytes_of(&mut self, owner: UserId, bytes: u64) -> Result<()>;
     /// Deletes the key's head and all its versions; whether it existed.
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool>;
-    /// Each of the owner's keys with its latest version's description and time, read
-    /// without the versions' values.
+    /// Each of the owner's keys, deleted ones included, with its latest version's
+    /// description and time, read without the versions' values.
     fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>>;
-    /// How many keys the owner has.
+    /// How many keys the owner has that are not deleted.
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
+    /// At most `max` keys of any owner deleted before `before`.
+    fn configs_deleted_before(
+        &mut self,
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(UserId, ConfigKey)>>;
 
     /// Puts `owner`'s waiter, of the process `node`, at the back of the lock's queue; its
     /// ticket, greater than every ticket handed out before.

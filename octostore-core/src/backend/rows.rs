@@ -47,7 +47,7 @@ macro_rules! flag_columns {
 /// The columns [`config_head`] reads, in order.
 macro_rules! config_head_columns {
     () => {
-        "latest, oldest, created_at"
+        "latest, oldest, created_at, deleted_at"
     };
 }
 /// The columns [`config_version`] reads, in order.
@@ -131,7 +131,7 @@ pub(crate) fn nanos(t: DateTime<Utc>) -> i64 {
     t.timestamp_nanos_opt().expect("instants before 2262")
 }
 
-fn uuid_at(row: &dyn Columns, i: usize) -> Result<Uuid> {
+pub(crate) fn uuid_at(row: &dyn Columns, i: usize) -> Result<Uuid> {
     Uuid::from_slice(&row.bytes(i)?).map_err(|_| corrupt("id"))
 }
 
@@ -268,6 +268,7 @@ pub(crate) fn config_head(row: &dyn Columns, at: usize) -> Result<ConfigHead> {
         latest: u64_at(row, at)?,
         oldest: u64_at(row, at + 1)?,
         created_at: instant_at(row, at + 2)?,
+        deleted_at: row.int_or_null(at + 3)?.map(DateTime::from_timestamp_nanos),
     })
 }
 
@@ -290,15 +291,16 @@ pub(crate) fn config_version(row: &dyn Columns) -> Result<ConfigVersion> {
 pub(crate) fn config_summary(row: &dyn Columns) -> Result<ConfigSummary> {
     let key = name_at(row, 0, ConfigKey::parse)?;
     let head = config_head(row, 1)?;
-    let Some(updated_at) = row.int_or_null(5)? else {
+    let Some(updated_at) = row.int_or_null(6)? else {
         return Err(lost_version(&key, head.latest));
     };
     Ok(ConfigSummary {
         key,
-        description: row.text_or_null(4)?,
+        description: row.text_or_null(5)?,
         version: head.latest,
         created_at: head.created_at,
         updated_at: DateTime::from_timestamp_nanos(updated_at),
+        deleted_at: head.deleted_at,
     })
 }
 

@@ -426,9 +426,10 @@ impl<D: Driver> Tx for D {
                 concat!(
                     "config_heads (owner, key, ",
                     config_head_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
                 ),
-                "(owner, key) DO UPDATE SET latest = $3, oldest = $4, created_at = $5",
+                "(owner, key) DO UPDATE SET latest = $3, oldest = $4, created_at = $5,
+                 deleted_at = $6",
             )),
             &[
                 Bytes(&id(owner.0)),
@@ -436,6 +437,7 @@ impl<D: Driver> Tx for D {
                 Int(head.latest as i64),
                 Int(head.oldest as i64),
                 Int(nanos(head.created_at)),
+                IntOrNull(head.deleted_at.map(nanos)),
             ],
         )
         .map(drop)
@@ -591,7 +593,8 @@ impl<D: Driver> Tx for D {
 
     fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>> {
         self.rows(
-            "SELECT h.key, h.latest, h.oldest, h.created_at, v.description, v.created_at
+            "SELECT h.key, h.latest, h.oldest, h.created_at, h.deleted_at, v.description,
+                    v.created_at
              FROM config_heads h LEFT JOIN config_versions v
              ON v.owner = h.owner AND v.key = h.key AND v.version = h.latest
              WHERE h.owner = $1",
@@ -603,8 +606,27 @@ impl<D: Driver> Tx for D {
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize> {
         count(
             self,
-            "SELECT COUNT(*) FROM config_heads WHERE owner = $1",
+            "SELECT COUNT(*) FROM config_heads WHERE owner = $1 AND deleted_at IS NULL",
             owner,
+        )
+    }
+
+    fn configs_deleted_before(
+        &mut self,
+        before: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Vec<(UserId, ConfigKey)>> {
+        self.rows(
+            "SELECT owner, key FROM config_heads
+             WHERE deleted_at IS NOT NULL AND deleted_at < $1
+             ORDER BY deleted_at LIMIT $2",
+            &[Int(nanos(before)), Int(rows::sql_limit(max))],
+            |row| {
+                Ok((
+                    UserId(rows::uuid_at(row, 0)?),
+                    rows::name_at(row, 1, ConfigKey::parse)?,
+                ))
+            },
         )
     }
 

@@ -15,6 +15,9 @@ pub struct ConfigHead {
     pub oldest: u64,
     /// When the key was created.
     pub created_at: DateTime<Utc>,
+    /// When the key was deleted, if it was: its versions are kept for a while, for an
+    /// undelete, while it reads as absent.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// One stored version of a key.
@@ -46,6 +49,8 @@ pub struct ConfigSummary {
     pub created_at: DateTime<Utc>,
     /// When the latest version was put.
     pub updated_at: DateTime<Utc>,
+    /// When the key was deleted, for a deleted key kept for an undelete.
+    pub deleted_at: Option<DateTime<Utc>>,
 }
 
 /// A version the key's head says is kept, but storage does not have.

@@ -6,10 +6,13 @@
 //! A put without a description carries the previous version's over; an empty one clears it.
 //! A put may expect the key's latest version (compare-and-set; 0: no key), and a rollback
 //! puts a kept version's value and description again, as the next version.
-//! Deleting a key deletes its history, and a later put starts again at version 1.
+//! A deleted key reads as absent (see [`config_delete`](super::config_delete)), and a later
+//! put purges what was kept of it and starts again at version 1.
 //! A history is read in pages ([`HistoryPage`]), so no read holds a whole history at once.
 //! The bytes a user keeps, every kept version of every key, are capped: storage keeps a
-//! running total per user, which these rules update with every put, prune and delete. A put
+//! running total per user, which these rules update with every put, prune and purge; a
+//! deleted key's versions count until purged, and a put past the cap purges the owner's
+//! deleted keys, the oldest deleted first, to make room before it is refused. A put
 //! takes its numbers as it is given them (keys, versions kept, a value's size, bytes kept); a
 //! store gives those of its [`Settings`](crate::Settings).
 
@@ -166,9 +169,53 @@ fn entry(key: &ConfigKey, head: &ConfigHead, version: ConfigVersion) -> ConfigEn
     }
 }
 
-fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead> {
-    tx.config_head(owner, key)?
+/// The key's head, unless it does not exist or is deleted: a deleted key reads as absent.
+pub(crate) fn head_of(tx: &mut dyn Tx, owner: UserId, key: &ConfigKey) -> Result<ConfigHead> {
+    (tx.config_head(owner, key)?)
+        .filter(|head| head.deleted_at.is_none())
         .ok_or_else(|| Error::not_found(Resource::Config, key))
+}
+
+/// The bytes every kept version of the key counts.
+pub(crate) fn bytes_of(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    key: &ConfigKey,
+    head: &ConfigHead,
+) -> Result<u64> {
+    tx.config_bytes_before(owner, key, head.latest + 1)
+}
+
+/// The owner's deleted keys (but `key`) to purge, oldest deleted first, so that their bytes
+/// free at least `needed` (a deleted key's versions count until it is purged); and the bytes
+/// they free. Too few: the byte quota is exceeded.
+fn deleted_to_purge(
+    tx: &mut dyn Tx,
+    bounds: PutBounds,
+    owner: UserId,
+    key: &ConfigKey,
+    needed: u64,
+) -> Result<(Vec<ConfigKey>, u64)> {
+    let mut deleted: Vec<_> = (tx.config_summaries_of(owner)?.into_iter())
+        .filter_map(|s| Some((s.deleted_at?, s.key, s.version)))
+        .filter(|(_, k, _)| k != key)
+        .collect();
+    deleted.sort();
+    let (mut keys, mut freed) = (Vec::new(), 0);
+    for (_, k, latest) in deleted {
+        if freed >= needed {
+            break;
+        }
+        freed += tx.config_bytes_before(owner, &k, latest + 1)?;
+        keys.push(k);
+    }
+    if freed < needed {
+        return Err(Error::QuotaExceeded {
+            what: Resource::ConfigBytes,
+            limit: bounds.bytes_per_owner as usize,
+        });
+    }
+    Ok((keys, freed))
 }
 
 fn stored_version(
@@ -219,7 +266,11 @@ pub(crate) fn put(
     }
     let at = now;
     let now = now.to_datetime();
-    let stored = tx.config_head(owner, key)?;
+    // A deleted key's kept versions are purged by a put, which starts again at version 1.
+    let (stored, purged) = match tx.config_head(owner, key)? {
+        Some(head) if head.deleted_at.is_some() => (None, Some(bytes_of(tx, owner, key, &head)?)),
+        live => (live, None),
+    };
     check_expected(key, stored.as_ref(), expected)?;
     // The oldest version kept before this put, whose older neighbours it may prune.
     let kept_from = stored.map(|head| head.oldest);
@@ -255,6 +306,7 @@ pub(crate) fn put(
                 latest: 1,
                 oldest: 1,
                 created_at: now,
+                deleted_at: None,
             };
             (head, description.map(|d| d.as_str().to_owned()))
         }
@@ -265,12 +317,20 @@ pub(crate) fn put(
         Some(oldest) if oldest < head.oldest => tx.config_bytes_before(owner, key, head.oldest)?,
         _ => 0,
     };
-    let kept = tx.config_bytes_of(owner)?.saturating_sub(pruned) + bytes;
+    let freed = pruned + purged.unwrap_or(0);
+    let mut kept = tx.config_bytes_of(owner)?.saturating_sub(freed) + bytes;
+    let mut reclaimed = Vec::new();
     if kept > bounds.bytes_per_owner {
-        return Err(Error::QuotaExceeded {
-            what: Resource::ConfigBytes,
-            limit: bounds.bytes_per_owner as usize,
-        });
+        let needed = kept - bounds.bytes_per_owner;
+        let freed;
+        (reclaimed, freed) = deleted_to_purge(tx, bounds, owner, key, needed)?;
+        kept -= freed;
+    }
+    if purged.is_some() {
+        tx.delete_config(owner, key)?;
+    }
+    for deleted in &reclaimed {
+        tx.delete_config(owner, deleted)?;
     }
     let version = ConfigVersion {
         version: head.latest,
@@ -377,22 +437,10 @@ pub(crate) fn history(
     Ok((versions, next))
 }
 
-pub(crate) fn delete(
-    tx: &mut dyn Tx,
-    now: Timestamp,
-    owner: UserId,
-    key: &ConfigKey,
-) -> Result<()> {
-    let head = head_of(tx, owner, key)?;
-    let freed = tx.config_bytes_before(owner, key, head.latest + 1)?;
-    let kept = tx.config_bytes_of(owner)?.saturating_sub(freed);
-    tx.delete_config(owner, key)?;
-    tx.put_config_bytes_of(owner, kept)?;
-    event::append(tx, owner, now, Change::ConfigDeleted { key: key.clone() })
-}
-
+/// The owner's keys, but deleted ones, by key.
 pub(crate) fn list(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<ConfigSummary>> {
     let mut summaries = tx.config_summaries_of(owner)?;
+    summaries.retain(|s| s.deleted_at.is_none());
     summaries.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(summaries)
 }

@@ -21,6 +21,8 @@ pub enum Resource {
     Config,
     /// One version of a config key.
     ConfigVersion,
+    /// A deleted config key kept for an undelete.
+    DeletedConfig,
     /// The bytes of every kept version of a user's config keys.
     ConfigBytes,
     /// A user.
@@ -44,6 +46,7 @@ impl Resource {
             (Resource::Flag, true) => "feature flag",
             (Resource::Config, true) => "config key",
             (Resource::ConfigVersion, true) => "config version",
+            (Resource::DeletedConfig, true) => "deleted config key",
             (Resource::User, true) => "user",
             (Resource::Token, true) => "token",
             (_, _) => self.plural(),
@@ -58,6 +61,7 @@ impl Resource {
             Resource::Flag => "feature flags",
             Resource::Config => "config keys",
             Resource::ConfigVersion => "config versions",
+            Resource::DeletedConfig => "deleted config keys",
             Resource::ConfigBytes => "bytes of config values and descriptions (every kept version of every key; delete keys to free some)",
             Resource::User => "users",
             Resource::Token => "tokens",

@@ -4,6 +4,7 @@
 mod support;
 
 mod concurrency;
+mod config_deletes;
 mod config_writes;
 mod configs;
 mod event_storage;

@@ -527,6 +527,14 @@ impl Client {
         converted(answer.into_entry())
     }
 
+    /// The caller's config keys, or its deleted ones.
+    fn config_list(&self, deleted: bool) -> Result<Vec<ConfigSummary>> {
+        let list = self.request(&requests::ListConfigs { deleted })?;
+        (list.configs.into_iter())
+            .map(|item| converted(item.into_summary()))
+            .collect()
+    }
+
     /// Sends `request` with the token and decodes its answer; any other answer is the core
     /// error the server mapped.
     fn request<E: Endpoint>(&self, request: &E) -> Result<E::Answer> {
@@ -894,15 +902,30 @@ impl Api for Client {
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
-        self.request(&requests::DeleteConfig(key.clone())).map(drop)
+        let key = key.clone();
+        let purge = false;
+        self.request(&requests::DeleteConfig { key, purge })
+            .map(drop)
+    }
+
+    fn purge_config(&self, key: &ConfigKey) -> Result<()> {
+        let key = key.clone();
+        let purge = true;
+        self.request(&requests::DeleteConfig { key, purge })
+            .map(drop)
+    }
+
+    fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry> {
+        let answer = self.request(&requests::UndeleteConfig(key.clone()))?;
+        converted(answer.into_entry())
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        let list = self.request(&requests::ListConfigs)?;
-        list.configs
-            .into_iter()
-            .map(|item| converted(item.into_summary()))
-            .collect()
+        self.config_list(false)
+    }
+
+    fn deleted_configs(&self) -> Result<Vec<ConfigSummary>> {
+        self.config_list(true)
     }
 
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
@@ -1234,7 +1257,11 @@ mod tests {
                 page,
             });
         }
-        sent_and_received(requests::DeleteConfig(key));
+        for purge in [false, true] {
+            let key = key.clone();
+            sent_and_received(requests::DeleteConfig { key, purge });
+        }
+        sent_and_received(requests::UndeleteConfig(key));
         for (since, kinds, prefix, limit, wait) in [
             (0, Kinds::ALL, "", 100, 0),
             (7, Kinds::of([EventKind::Flag]), "app_", 1, 30),
@@ -1256,7 +1283,8 @@ mod tests {
         sent_and_received(requests::ListLocks);
         sent_and_received(requests::ListLimits);
         sent_and_received(requests::ListFlags);
-        sent_and_received(requests::ListConfigs);
+        sent_and_received(requests::ListConfigs { deleted: false });
+        sent_and_received(requests::ListConfigs { deleted: true });
         sent_and_received(requests::RotateToken);
     }
 

@@ -116,13 +116,14 @@ operations! {
     DeleteFlag = "deleteFlag": DELETE "/flags/{name}", Token, None;
     /// `PATCH /flags/{name}`: turn a flag on or off, keeping its percentage.
     PatchFlag = "patchFlag": PATCH "/flags/{name}", Token, Json;
-    /// `GET /config`: the caller's config keys.
+    /// `GET /config?deleted=`: the caller's config keys (or deleted keys).
     ListConfigs = "listConfigs": GET "/config", Token, None;
     /// `PUT /config/{key}`: store a new version of a value.
     PutConfig = "putConfig": PUT "/config/{key}", Token, Json;
     /// `GET /config/{key}?version=`: the latest (or a given) version.
     GetConfig = "getConfig": GET "/config/{key}", Token, None;
-    /// `DELETE /config/{key}`: delete a key and its history.
+    /// `DELETE /config/{key}?purge=`: delete a key and its history (kept for an undelete
+    /// unless purged).
     DeleteConfig = "deleteConfig": DELETE "/config/{key}", Token, None;
     /// `GET /config/{key}/history?after=&limit=`: a page of versions, oldest first.
     GetConfigHistory = "getConfigHistory": GET "/config/{key}/history", Token, None;
@@ -130,6 +131,8 @@ operations! {
     RollbackConfig = "rollbackConfig": POST "/config/{key}/rollback", Token, Json;
     /// `GET /config/{key}/diff?from=&to=`: the JSON Patch between two kept versions.
     DiffConfig = "diffConfig": GET "/config/{key}/diff", Token, None;
+    /// `POST /config/{key}/undelete`: bring back a deleted key.
+    UndeleteConfig = "undeleteConfig": POST "/config/{key}/undelete", Token, None;
     /// `GET /events?since=&kind=&prefix=&limit=`: a page of the change log.
     ListEvents = "listEvents": GET "/events", Token, None;
 }

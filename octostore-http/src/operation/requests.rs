@@ -292,8 +292,6 @@ bare! {
     ListLimits: ListLimits -> LimitList;
     /// `GET /flags`.
     ListFlags: ListFlags -> FlagList;
-    /// `GET /config`.
-    ListConfigs: ListConfigs -> ConfigList;
 }
 
 named! {
@@ -305,8 +303,80 @@ named! {
     ResetLimit(LimitName): ResetLimit -> LimitReset;
     /// `DELETE /flags/{name}`.
     DeleteFlag(FlagName): DeleteFlag -> Deleted;
-    /// `DELETE /config/{key}`.
-    DeleteConfig(ConfigKey): DeleteConfig -> Deleted;
+    /// `POST /config/{key}/undelete`: a deleted key brought back.
+    UndeleteConfig(ConfigKey): UndeleteConfig -> ConfigInfo;
+}
+
+impl Received<'_> {
+    /// The query parameter `name`, `true` or `false`; false if not given.
+    fn boolean(&self, name: &'static str) -> Result<bool> {
+        match self.query(name) {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(other) => Err(Error::invalid(
+                name,
+                format!("must be true or false, found {other:?}"),
+            )),
+        }
+    }
+}
+
+/// `true` as the query sends a boolean parameter, if it is.
+fn encode_flag(query: &mut Vec<(&'static str, String)>, name: &'static str, on: bool) {
+    if on {
+        query.push((name, "true".into()));
+    }
+}
+
+/// `GET /config`, or `?deleted=true`: the deleted keys an undelete may bring back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListConfigs {
+    /// List the deleted keys instead.
+    pub deleted: bool,
+}
+
+impl Endpoint for ListConfigs {
+    const OPERATION: Operation = Operation::ListConfigs;
+    type Answer = ConfigList;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::default();
+        encode_flag(&mut encoded.query, "deleted", self.deleted);
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        Ok(Self {
+            deleted: received.boolean("deleted")?,
+        })
+    }
+}
+
+/// `DELETE /config/{key}`, or `?purge=true`: erased at once, history and all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeleteConfig {
+    /// The key.
+    pub key: ConfigKey,
+    /// Erase it at once (a deleted key too) instead of keeping it for an undelete.
+    pub purge: bool,
+}
+
+impl Endpoint for DeleteConfig {
+    const OPERATION: Operation = Operation::DeleteConfig;
+    type Answer = Deleted;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::named(&self.key);
+        encode_flag(&mut encoded.query, "purge", self.purge);
+        encoded
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        Ok(Self {
+            key: received.name(ConfigKey::parse)?,
+            purge: received.boolean("purge")?,
+        })
+    }
 }
 
 /// `POST /locks/{name}/acquire`.

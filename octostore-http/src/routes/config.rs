@@ -1,7 +1,8 @@
 //! `/config`: put (a compare-and-set with `If-Match` or `If-None-Match`), get (`?version=`,
 //! or a long poll: `?wait_for_version=&wait=`; both answer the version as their `ETag`),
 //! history (in pages: `?after=&limit=`, the next one in a `Link` header), rollback (a kept
-//! version put again), diff (a JSON Patch), delete, list. History, diff and list are reads
+//! version put again), diff (a JSON Patch), delete (kept for an undelete, or `?purge=true`),
+//! undelete, list (`?deleted=true`: the deleted keys). History, diff and list are reads
 //! beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
@@ -13,7 +14,7 @@ use crate::app::respond;
 use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
 use crate::operation::requests::{
     DeleteConfig, DiffConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
-    RollbackConfig,
+    RollbackConfig, UndeleteConfig,
 };
 use crate::reply::answer;
 use crate::request::Request;
@@ -131,16 +132,32 @@ pub(super) async fn diff(request: Request) -> Response {
 pub(super) async fn delete(request: Request) -> Response {
     let delete = request.decode::<DeleteConfig>();
     let op = move |session: &Session| {
-        let DeleteConfig(key) = delete?;
-        session.delete_config(&key)?;
+        let DeleteConfig { key, purge } = delete?;
+        match purge {
+            true => session.purge_config(&key)?,
+            false => session.delete_config(&key)?,
+        }
         Ok(answer::<DeleteConfig>(&Deleted { deleted: true }))
     };
     request.app.as_user(request.token, op).await
 }
 
+pub(super) async fn undelete(request: Request) -> Response {
+    let undelete = request.decode::<UndeleteConfig>();
+    let op = move |session: &Session| session.undelete_config(&undelete?.0);
+    request
+        .app
+        .as_user_then(request.token, op, version_answer::<UndeleteConfig>)
+        .await
+}
+
 pub(super) async fn list(request: Request) -> Response {
-    let op = |session: &Session| {
-        let configs = session.configs()?;
+    let list = request.decode::<ListConfigs>();
+    let op = move |session: &Session| {
+        let configs = match list?.deleted {
+            true => session.deleted_configs()?,
+            false => session.configs()?,
+        };
         Ok(answer::<ListConfigs>(&ConfigList {
             configs: configs.into_iter().map(ConfigListItem::from).collect(),
         }))

@@ -211,6 +211,7 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::GetConfigHistory => config::history(request).await,
         Operation::RollbackConfig => config::rollback(request).await,
         Operation::DiffConfig => config::diff(request).await,
+        Operation::UndeleteConfig => config::undelete(request).await,
         Operation::ListEvents => events::list(request).await,
     }
 }

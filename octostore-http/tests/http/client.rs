@@ -337,6 +337,15 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
             &bob.rollback_config(&bobs, version, if_version),
         );
     }
+    t.record("bob deletes his key", &bob.delete_config(&bobs));
+    t.record("bob's deleted keys", &bob.deleted_configs());
+    t.record("bob's keys once deleted", &bob.configs());
+    t.record("bob reads it deleted", &bob.get_config(&bobs, None));
+    t.record("bob undeletes it", &bob.undelete_config(&bobs));
+    t.record("bob undeletes it again", &bob.undelete_config(&bobs));
+    t.record("bob purges it", &bob.purge_config(&bobs));
+    t.record("bob undeletes it purged", &bob.undelete_config(&bobs));
+    t.record("bob purges it again", &bob.purge_config(&bobs));
     t.record(
         "a second key",
         &alice.put_config(&key("b"), json!(null), None),

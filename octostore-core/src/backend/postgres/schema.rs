@@ -26,7 +26,8 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// queues of lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets`
 /// hands out), and `nodes`, each waiting process's heartbeat. The fifth records who put each
 /// config version (`created_by`, a login), the versions already stored taken as their
-/// owner's: a user's configs are private to them.
+/// owner's: a user's configs are private to them; and marks a deleted key kept for an
+/// undelete (`deleted_at`), indexed for the sweep that forgets them.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -140,6 +141,8 @@ CREATE TABLE nodes (
 ALTER TABLE config_versions ADD COLUMN created_by TEXT;
 UPDATE config_versions
 SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
+ALTER TABLE config_heads ADD COLUMN deleted_at BIGINT;
+CREATE INDEX config_heads_deleted ON config_heads (deleted_at) WHERE deleted_at IS NOT NULL;
 "#,
 ];
 

@@ -20,7 +20,8 @@ use crate::values::error::Error;
 /// and `nodes`, each waiting process's heartbeat. The fifth records who put each config
 /// version (`created_by`, a login), the versions already stored taken as their owner's: a
 /// user's configs are private to them. It is added after `value`, which only a read of the
-/// whole version (which reads the value anyway) reads it with.
+/// whole version (which reads the value anyway) reads it with. It also marks a deleted key
+/// kept for an undelete (`deleted_at`), indexed for the sweep that forgets them.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -153,6 +154,8 @@ CREATE TABLE nodes (
 ALTER TABLE config_versions ADD COLUMN created_by TEXT;
 UPDATE config_versions
 SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
+ALTER TABLE config_heads ADD COLUMN deleted_at INTEGER;
+CREATE INDEX config_heads_deleted ON config_heads (deleted_at) WHERE deleted_at IS NOT NULL;
 "#,
 ];
 

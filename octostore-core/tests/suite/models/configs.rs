@@ -280,6 +280,7 @@ fn step(w: &World, m: &mut Model, op: &Op) -> Result<(), TestCaseError> {
                     version: k.latest().version,
                     created_at: k.created_at,
                     updated_at: k.latest().created_at,
+                    deleted_at: None,
                 })
                 .collect();
             want.sort_by(|a, b| a.key.cmp(&b.key));

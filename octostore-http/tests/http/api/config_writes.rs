@@ -251,3 +251,46 @@ fn a_diff_answers_the_json_patch_between_two_versions() {
     alice.get("/config/k/diff?from=1&to=x").invalid("to");
     api.user("bob").get("/config/k/diff?from=1&to=2").error(404);
 }
+
+#[test]
+fn a_deleted_key_is_absent_until_undeleted_and_a_purge_erases_it() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    alice.put_config("k", json!({ "value": 1 })).ok();
+    alice.put_config("k", json!({ "value": 2 })).ok();
+    assert_eq!(alice.delete("/config/k").ok()["deleted"], true);
+    for path in [
+        "/config/k",
+        "/config/k?version=1",
+        "/config/k/history",
+        "/config/k/diff?from=1&to=2",
+    ] {
+        alice.get(path).error(404);
+    }
+    alice.delete("/config/k").error(404);
+    assert_eq!(alice.get("/config").ok()["configs"], json!([]));
+    let deleted = alice.get("/config?deleted=true").ok();
+    assert_eq!(deleted["configs"][0]["key"], "k");
+    assert_eq!(deleted["configs"][0]["version"], 2);
+    assert!(deleted["configs"][0]["deleted_at"].is_string(), "{deleted}");
+    let back = alice.post("/config/k/undelete", &json!({}));
+    assert_eq!(back.header("etag"), Some("\"2\""));
+    assert_eq!(back.ok()["value"], 2);
+    assert_eq!(
+        alice.get("/config/k/history").ok()["versions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let live = alice.post("/config/k/undelete", &json!({})).error(409);
+    assert_eq!(live["code"], "conflict");
+    assert_eq!(alice.delete("/config/k?purge=true").ok()["deleted"], true);
+    let gone = alice.post("/config/k/undelete", &json!({})).error(404);
+    assert_eq!(gone["resource"], "deleted_config");
+    alice.delete("/config/k?purge=yes").invalid("purge");
+    alice.get("/config?deleted=1").invalid("deleted");
+    alice
+        .post("/config/bad%20key/undelete", &json!({}))
+        .invalid("key");
+}

@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use super::{text, Api, Caller, Reply};
 
-/// Every operation that needs a token, from the API's table: method, path, and a valid body
-/// if it reads one.
+/// Every operation that needs a token, from the API's table: method, path (with its required
+/// query), and a valid body if it reads one.
 fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
     let lease = json!({ "lease_id": Uuid::new_v4(), "ttl_seconds": 10 });
     Operation::ALL
@@ -30,7 +30,12 @@ fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
                 _ if op.body() == Body::Json => panic!("no valid body for {op:?}"),
                 _ => None,
             };
-            (op.method(), op.path_with("n"), body)
+            let mut path = op.path_with("n");
+            if *op == Operation::DiffConfig {
+                // Its required query.
+                path.push_str("?from=1&to=1");
+            }
+            (op.method(), path, body)
         })
         .collect()
 }
