@@ -274,6 +274,8 @@ fn natural_body(world: &World, operation: Operation, small: u8, flag: bool) -> O
         Operation::PutConfig if flag => json!({ "value": small, "description": "d" }),
         Operation::PutConfig => json!({ "value": { "n": small } }),
         Operation::RollbackConfig => json!({ "version": 1 + small % 4 }),
+        Operation::PutConfigSchema if flag => json!({ "schema": { "type": "integer" }, "force": true }),
+        Operation::PutConfigSchema => json!({ "schema": { "maximum": small } }),
         _ => return None,
     })
 }

@@ -15,7 +15,8 @@ Exit codes:
   0  success: acquired or held, allowed, flag on, found
   1  a negative answer: lock held by another (lock acquire, lock run: --conflict-exit-code),
      rate limited, flag off, events to resync, a config at another version than --if-version
-  2  usage or validation error, or a quota reached
+  2  usage or validation error (a config value its key's schema refuses among them), or a
+     quota reached
   3  not found (lock lease, flag, config, limit, version)
   4  authentication failed
   5  server unreachable or storage failure
@@ -28,7 +29,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 26] = [
+const FLAGS: [(&str, &str); 25] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -46,7 +47,6 @@ const FLAGS: [(&str, &str); 26] = [
     ("db", "--db"),
     ("database_url", "--database-url"),
     ("database_schema", "--database-schema"),
-    ("schema", "--database-schema"),
     ("term_grace", "--term-grace"),
     ("memory", "--memory"),
     ("write_token", "--write-token"),
@@ -772,6 +772,38 @@ pub enum ConfigCommand {
         /// The deleted keys that `config undelete` can still bring back instead.
         #[arg(long)]
         deleted: bool,
+    },
+    /// A key's JSON Schema (draft 2020-12), which every put to the key must match (exit 2
+    /// naming where a value fails and the rule it breaks).
+    Schema {
+        #[command(subcommand)]
+        command: SchemaCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCommand {
+    /// Set the key's schema (refused, exit 2, if the key's latest value does not match it,
+    /// unless --force).
+    Set {
+        /// The key.
+        key: String,
+        /// The schema, as JSON, or @FILE to read it from a file.
+        #[arg(value_name = "JSON")]
+        schema: String,
+        /// Set it even if the key's latest value does not match it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the key's schema.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Delete the key's schema: its puts are no longer checked.
+    Delete {
+        /// The key.
+        key: String,
     },
 }
 

@@ -33,6 +33,7 @@ fn exit_code(failure: &Failure) -> u8 {
         Failure::Api(err) => match err {
             Error::LockHeld { .. } | Error::VersionMismatch { .. } => 1,
             Error::Invalid { .. }
+            | Error::SchemaViolation { .. }
             | Error::Conflict(_)
             | Error::QuotaExceeded { .. }
             | Error::TooLarge { .. } => 2,

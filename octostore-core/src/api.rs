@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::records::config::{ConfigSummary, ConfigVersion};
+use crate::records::config::{ConfigSchema, ConfigSummary, ConfigVersion};
 use crate::records::flag::Flag;
 use crate::records::lock::LeaseId;
 use crate::rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
@@ -286,6 +286,32 @@ pub trait Api {
     fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry>;
     /// The caller's keys, by key (not the deleted ones).
     fn configs(&self) -> Result<Vec<ConfigSummary>>;
+    /// Sets the key's JSON Schema (draft 2020-12), which every later put and rollback of the
+    /// key must match ([`Error::SchemaViolation`] naming where the value fails and the rule
+    /// it breaks). A schema that the key's latest value does not match is refused the same
+    /// way, unless `force`. A key may have a schema before its first value.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let key = ConfigKey::parse("db.port")?;
+    /// let schema = serde_json::json!({"type": "integer", "maximum": 65535});
+    /// alice.set_config_schema(&key, schema, false)?;
+    /// let refused = alice.put_config(&key, serde_json::json!(70000), None);
+    /// assert!(matches!(refused, Err(Error::SchemaViolation { rule, .. }) if rule == "/maximum"));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn set_config_schema(
+        &self,
+        key: &ConfigKey,
+        schema: Value,
+        force: bool,
+    ) -> Result<ConfigSchema>;
+    /// The key's schema.
+    fn config_schema(&self, key: &ConfigKey) -> Result<ConfigSchema>;
+    /// Deletes the key's schema: its puts are no longer checked.
+    fn delete_config_schema(&self, key: &ConfigKey) -> Result<()>;
     /// The caller's deleted keys that an undelete may still bring back, by key.
     fn deleted_configs(&self) -> Result<Vec<ConfigSummary>>;
 

@@ -72,7 +72,7 @@ pub use backend::{Backend, Concurrency, Tx};
 pub use changes::{ChangeWaiter, Wake};
 pub use committer::{Caller, Committer};
 pub use json_patch;
-pub use records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+pub use records::config::{ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest};
 pub use records::event::{Change, Event, EventKind, Kinds, LeaseChange};
 pub use records::flag::Flag;
 pub use records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};

@@ -16,7 +16,7 @@ use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
 use crate::changes::{ChangeWaiter, Changes, OutsideCommits, Wake, WATCH_EVERY};
 use crate::known_tokens::KnownTokens;
-use crate::records::config::ConfigSummary;
+use crate::records::config::{ConfigSchema, ConfigSummary};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{LeaseId, WaiterRecord};
@@ -24,11 +24,13 @@ use crate::records::rate_limit::LimitRecord;
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
 use crate::rules::config_delete;
 use crate::rules::config_diff::{self, ConfigDiff};
+use crate::rules::config_schema::{self, SchemaBounds};
 use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
 use crate::rules::identity::{self, Token};
 use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
+use crate::rules::schema::Validators;
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
 use crate::values::error::{Error, Result};
@@ -75,6 +77,8 @@ pub struct Settings {
     /// JSON, and description (default 32 MiB), deleted keys' included until they are
     /// purged. A put past it purges deleted keys to make room, or is refused.
     pub config_bytes_per_user: u64,
+    /// The largest JSON Schema of a config key, as compact JSON (default 64 KiB).
+    pub config_schema_max_bytes: usize,
     /// How long a deleted config key is kept for an undelete (default 7 days; zero: a
     /// delete erases the key at once). A sweep forgets the keys deleted longer ago.
     pub config_retention: Duration,
@@ -93,6 +97,7 @@ impl Default for Settings {
             config_history: 1_000,
             config_value_max_bytes: 64 * 1024,
             config_bytes_per_user: 32 * 1024 * 1024,
+            config_schema_max_bytes: 64 * 1024,
             config_retention: Duration::from_secs(7 * 24 * 60 * 60),
             events_kept: 100_000,
             events_max_age: Duration::from_secs(24 * 60 * 60),
@@ -101,6 +106,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The numbers the config rules bound a put by.
+    fn config_schema_bounds(&self) -> SchemaBounds {
+        SchemaBounds {
+            max_bytes: self.config_schema_max_bytes,
+            keys: self.quotas.configs,
+        }
+    }
+
     /// The numbers the config rules bound a put by.
     fn config_put_bounds(&self) -> PutBounds {
         PutBounds {
@@ -167,6 +180,8 @@ struct Inner {
     known_tokens: KnownTokens,
     lock_queues: LockQueues,
     changes: Changes,
+    /// The config schemas compiled, by digest.
+    validators: Validators,
 }
 
 /// Builds a [`Store`] from parts; every part has a default.
@@ -257,6 +272,7 @@ impl StoreBuilder {
                         watched.then(|| Box::new(newest_index) as _),
                         OutsideCommits::new(changes_listener, WATCH_EVERY),
                     ),
+                    validators: Validators::default(),
                 }
             }),
         }
@@ -909,6 +925,7 @@ impl Api for Session {
                 tx,
                 now,
                 bounds,
+                &self.store.inner.validators,
                 self.user.id,
                 &self.user.login,
                 key,
@@ -928,7 +945,10 @@ impl Api for Session {
         self.store.change(|tx, now, s| {
             let bounds = s.config_put_bounds();
             let (owner, author) = (self.user.id, &self.user.login);
-            config::rollback(tx, now, bounds, owner, author, key, version, if_version)
+            let validators = &self.store.inner.validators;
+            config::rollback(
+                tx, now, bounds, validators, owner, author, key, version, if_version,
+            )
         })
     }
 
@@ -973,6 +993,33 @@ impl Api for Session {
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
         self.store.read(|tx| config::list(tx, self.user.id))
+    }
+
+    fn set_config_schema(
+        &self,
+        key: &ConfigKey,
+        schema: Value,
+        force: bool,
+    ) -> Result<ConfigSchema> {
+        self.store.transact_now(|tx, now, s| {
+            let (owner, author) = (self.user.id, &self.user.login);
+            let validators = &self.store.inner.validators;
+            let bounds = s.config_schema_bounds();
+            let schema = schema.clone();
+            config_schema::set(
+                tx, now, bounds, validators, owner, author, key, schema, force,
+            )
+        })
+    }
+
+    fn config_schema(&self, key: &ConfigKey) -> Result<ConfigSchema> {
+        self.store
+            .transact(|tx, _| config_schema::get(tx, self.user.id, key))
+    }
+
+    fn delete_config_schema(&self, key: &ConfigKey) -> Result<()> {
+        self.store
+            .transact(|tx, _| config_schema::delete(tx, self.user.id, key))
     }
 
     fn deleted_configs(&self) -> Result<Vec<ConfigSummary>> {

@@ -6,10 +6,10 @@
 
 use chrono::{DateTime, Utc};
 use octostore_core::{
-    AcquireStatus, Change, ClientId, ConfigEntry, ConfigKey, ConfigSummary, ConfigVersion,
-    Decision, Error, Event, EventKind, EventPage, FencingToken, Flag, FlagName, HeldBy, Lease,
-    LeaseChange, LeaseId, LimitName, LimitSummary, LockGrant, LockName, Login, Percentage,
-    RatePolicy, Resource, Result, User,
+    AcquireStatus, Change, ClientId, ConfigEntry, ConfigKey, ConfigSchema, ConfigSummary,
+    ConfigVersion, Decision, Error, Event, EventKind, EventPage, FencingToken, Flag, FlagName,
+    HeldBy, Lease, LeaseChange, LeaseId, LimitName, LimitSummary, LockGrant, LockName, Login,
+    Percentage, RatePolicy, Resource, Result, User,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -487,6 +487,44 @@ impl ConfigInfo {
     }
 }
 
+/// A config key's JSON Schema (`/config/{key}/schema`).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SchemaInfo {
+    /// The config key.
+    pub key: String,
+    /// The schema (draft 2020-12).
+    pub schema: Value,
+    /// When it was set (RFC 3339).
+    #[serde(serialize_with = "rfc3339")]
+    pub updated_at: DateTime<Utc>,
+    /// The login that set it; omitted when unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+}
+
+impl SchemaInfo {
+    /// The schema of `key`, as answered.
+    pub fn new(key: &ConfigKey, schema: ConfigSchema) -> Self {
+        Self {
+            key: key.to_string(),
+            schema: schema.schema,
+            updated_at: schema.updated_at,
+            updated_by: schema.updated_by.map(|login| login.to_string()),
+        }
+    }
+
+    /// The schema; a login the core rejects is its
+    /// [`Error::Invalid`](octostore_core::Error::Invalid).
+    pub fn into_schema(self) -> Result<ConfigSchema> {
+        Ok(ConfigSchema {
+            digest: octostore_core::rules::schema::digest(&self.schema),
+            schema: self.schema,
+            updated_at: self.updated_at,
+            updated_by: self.updated_by.as_deref().map(Login::parse).transpose()?,
+        })
+    }
+}
+
 /// One kept version of a config key, in its history.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct VersionInfo {
@@ -674,6 +712,13 @@ pub struct ErrorBody {
     /// The key's latest version (`version_mismatch`; 0: the key does not exist).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_version: Option<u64>,
+    /// The JSON pointer of the value's part that breaks the schema (`schema_violation`;
+    /// empty: the whole value).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pointer: Option<String>,
+    /// The JSON pointer, in the schema, of the rule broken (`schema_violation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
 }
 
 impl ErrorBody {
@@ -691,6 +736,8 @@ impl ErrorBody {
             lock_held_by: None,
             expected_version: None,
             current_version: None,
+            pointer: None,
+            rule: None,
         }
     }
 }
@@ -728,6 +775,10 @@ pub enum ErrorCode {
     /// 412: a compare-and-set found the config key at another version (`name`: the key;
     /// `expected_version`, `current_version`: 0 for no key); nothing was written.
     VersionMismatch,
+    /// 422: a config value does not match its key's JSON Schema (`name`: the key; `pointer`:
+    /// where in the value; `rule`: which rule of the schema; `details`: why); nothing was
+    /// written.
+    SchemaViolation,
     /// 413: the body, or a value in it, is larger than accepted (`field`, `limit`, `size`).
     PayloadTooLarge,
     /// 429: the caller owns as many of `resource` as its quota allows (`limit`).
@@ -757,7 +808,7 @@ impl ErrorCode {
     /// The HTTP status every answer with this code has.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::ValidationFailed => 422,
+            ErrorCode::ValidationFailed | ErrorCode::SchemaViolation => 422,
             ErrorCode::Unauthorized | ErrorCode::SignInFailed => 401,
             ErrorCode::NotFound | ErrorCode::NoSuchPath | ErrorCode::SignInNotConfigured => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -774,13 +825,14 @@ impl ErrorCode {
 }
 
 /// Each [`Resource`] and the `resource` of an error answer that names it.
-const RESOURCES: [(Resource, &str); 9] = [
+const RESOURCES: [(Resource, &str); 10] = [
     (Resource::Lock, "lock"),
     (Resource::Limit, "limit"),
     (Resource::Flag, "flag"),
     (Resource::Config, "config"),
     (Resource::ConfigVersion, "config_version"),
     (Resource::DeletedConfig, "deleted_config"),
+    (Resource::ConfigSchema, "config_schema"),
     (Resource::ConfigBytes, "config_bytes"),
     (Resource::User, "user"),
     (Resource::Token, "token"),

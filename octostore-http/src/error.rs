@@ -26,6 +26,7 @@ pub fn code_of(err: &Error) -> ErrorCode {
         Error::LockHeld { .. } => ErrorCode::LockHeld,
         Error::Conflict(_) => ErrorCode::Conflict,
         Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
+        Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
         Error::Unauthorized => ErrorCode::Unauthorized,
         Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -79,6 +80,19 @@ pub fn error_response(err: &Error) -> Response {
             body.name = Some(key.to_string());
             body.expected_version = Some(*expected);
             body.current_version = Some(*current);
+        }
+        Error::SchemaViolation {
+            key,
+            pointer,
+            rule,
+            reason,
+        } => {
+            body.resource = Some(resource_code(Resource::Config).to_owned());
+            body.name = Some(key.to_string());
+            body.field = Some("value".into());
+            body.pointer = Some(pointer.clone());
+            body.rule = Some(rule.clone());
+            body.details = Some(reason.clone());
         }
         Error::QuotaExceeded { what, limit } => {
             body.resource = Some(resource_code(*what).to_owned());

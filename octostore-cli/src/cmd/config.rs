@@ -2,11 +2,13 @@
 
 use std::process::ExitCode;
 
-use octostore_core::{ConfigKey, Description, Error, HistoryPage, Result};
-use octostore_http::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
+use octostore_core::{Api, ConfigKey, Description, Error, HistoryPage, Result};
+use octostore_http::dto::{
+    ConfigInfo, ConfigList, ConfigListItem, Deleted, History, SchemaInfo, VersionInfo,
+};
 
 use super::print;
-use crate::args::{ConfigCommand, Global};
+use crate::args::{ConfigCommand, Global, SchemaCommand};
 use crate::failure::Failure;
 use crate::target::Target;
 
@@ -107,6 +109,7 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
                 format!("{} version={}", entry.key, entry.version)
             });
         }
+        ConfigCommand::Schema { command } => schema(global, api, command)?,
         ConfigCommand::List { deleted } => {
             let configs = match deleted {
                 true => api.deleted_configs()?,
@@ -137,6 +140,38 @@ pub fn run(global: &Global, command: ConfigCommand) -> Result<ExitCode, Failure>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `octostore config schema ...`.
+fn schema(global: &Global, api: &dyn Api, command: SchemaCommand) -> Result<(), Failure> {
+    match command {
+        SchemaCommand::Set { key, schema, force } => {
+            let key = ConfigKey::parse(&key)?;
+            let text = match schema.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| Error::invalid("schema", format!("cannot read {path}: {e}")))?,
+                None => schema,
+            };
+            let schema = serde_json::from_str(&text)
+                .map_err(|e| Error::invalid("schema", format!("not JSON ({e})")))?;
+            let set = SchemaInfo::new(&key, api.set_config_schema(&key, schema, force)?);
+            print(global.json, &set, || format!("schema set for {key}"));
+        }
+        SchemaCommand::Get { key } => {
+            let key = ConfigKey::parse(&key)?;
+            let got = SchemaInfo::new(&key, api.config_schema(&key)?);
+            // The schema alone, as JSON, as `config get` prints a value.
+            print(global.json, &got, || got.schema.to_string());
+        }
+        SchemaCommand::Delete { key } => {
+            let key = ConfigKey::parse(&key)?;
+            api.delete_config_schema(&key)?;
+            print(global.json, &Deleted { deleted: true }, || {
+                format!("deleted the schema of {key}")
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The error for a `config set` value `text` that is not JSON. Text that does not begin as an

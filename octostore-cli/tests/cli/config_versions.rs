@@ -1,6 +1,7 @@
 //! `octostore config` beyond the seed: `set --if-version` (exit 1 when the key is at another
 //! version), who put each version in `history`, `rollback`, `diff`, `delete` kept for
-//! `undelete` (or `--purge`d), `list --deleted`; on a local file and against a server.
+//! `undelete` (or `--purge`d), `list --deleted`, `schema set|get|delete`; on a local file and
+//! against a server.
 
 use crate::support::Env;
 
@@ -100,6 +101,52 @@ fn deletes(env: &Env) {
     env.run(&["config", "delete", "k", "--purge"]).expect(0);
     env.run(&["config", "undelete", "k"]).expect(3);
     env.run(&["config", "delete", "k", "--purge"]).expect(3);
+}
+
+fn schemas(env: &Env) {
+    let schema = r#"{"type":"object","properties":{"port":{"maximum":65535}}}"#;
+    env.run(&["config", "schema", "set", "svc", schema])
+        .expect(0);
+    let got = env
+        .run(&["config", "schema", "get", "svc"])
+        .expect(0)
+        .stdout;
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&got).unwrap(),
+        serde_json::from_str::<serde_json::Value>(schema).unwrap()
+    );
+    let refused = env
+        .run(&["config", "set", "svc", r#"{"port":70000}"#])
+        .expect(2);
+    assert!(
+        refused.stderr.contains("/port") && refused.stderr.contains("/properties/port/maximum"),
+        "{}",
+        refused.stderr
+    );
+    env.run(&["config", "set", "svc", r#"{"port":80}"#])
+        .expect(0);
+    let file = env.path("schema.json");
+    std::fs::write(&file, r#"{"type":"string"}"#).unwrap();
+    let from_file = format!("@{}", file.display());
+    env.run(&["config", "schema", "set", "svc", &from_file])
+        .expect(2);
+    env.run(&["config", "schema", "set", "svc", &from_file, "--force"])
+        .expect(0);
+    env.run(&["config", "schema", "set", "svc", r#"{"type":5}"#])
+        .expect(2);
+    env.run(&["config", "schema", "delete", "svc"]).expect(0);
+    env.run(&["config", "schema", "get", "svc"]).expect(3);
+    env.run(&["config", "schema", "delete", "svc"]).expect(3);
+}
+
+#[test]
+fn schemas_on_a_local_file() {
+    schemas(&Env::local());
+}
+
+#[test]
+fn schemas_against_a_server() {
+    schemas(&Env::remote());
 }
 
 #[test]

@@ -22,7 +22,9 @@ use hashbrown::{DefaultHashBuilder, Equivalent, HashMap, HashSet, HashTable};
 use parking_lot::Mutex;
 
 use super::{Backend, Concurrency, EventBounds, EventQuery, Retained, Tx};
-use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::config::{
+    ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
+};
 use crate::records::event::{Change, Event};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
@@ -57,6 +59,7 @@ struct State {
     flags: HashMap<Owned<FlagName>, Flag>,
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
     config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, StoredVersion>>,
+    config_schemas: HashMap<Owned<ConfigKey>, ConfigSchema>,
     names: HashMap<UserId, Names>,
     /// The queues of lock waiters: each lock's by ticket, and each ticket's lock.
     queues: HashMap<LockName, BTreeMap<u64, WaiterRecord>>,
@@ -267,6 +270,8 @@ struct Names {
     configs: HashSet<ConfigKey>,
     /// How many of `configs` are deleted.
     deleted_configs: usize,
+    /// How many keys have a schema.
+    config_schemas: usize,
     config_bytes: u64,
 }
 
@@ -781,6 +786,57 @@ impl Tx for MemoryTx<'_> {
         Ok(self
             .state
             .count(owner, |n| n.configs.len() - n.deleted_configs))
+    }
+
+    fn config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigSchema>> {
+        let key = OwnedRef::new(owner, key);
+        Ok(self.state.config_schemas.get(&key).cloned())
+    }
+
+    fn config_schema_digest(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+    ) -> Result<Option<SchemaDigest>> {
+        let key = OwnedRef::new(owner, key);
+        Ok(self.state.config_schemas.get(&key).map(|s| s.digest))
+    }
+
+    fn put_config_schema(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        schema: &ConfigSchema,
+    ) -> Result<()> {
+        let owned = Owned {
+            owner,
+            name: key.clone(),
+        };
+        if self
+            .state
+            .config_schemas
+            .insert(owned, schema.clone())
+            .is_none()
+        {
+            self.state.names_mut(owner).config_schemas += 1;
+        }
+        Ok(())
+    }
+
+    fn delete_config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
+        let removed = self
+            .state
+            .config_schemas
+            .remove(&OwnedRef::new(owner, key))
+            .is_some();
+        if removed {
+            self.state.names_mut(owner).config_schemas -= 1;
+        }
+        Ok(removed)
+    }
+
+    fn count_config_schemas_of(&mut self, owner: UserId) -> Result<usize> {
+        Ok(self.state.count(owner, |n| n.config_schemas))
     }
 
     /// Reads every key's head: sweeps are rare, and deleted keys few.

@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::config::{
+    ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
+};
 use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
@@ -378,6 +380,25 @@ pub trait Tx {
     fn config_summaries_of(&mut self, owner: UserId) -> Result<Vec<ConfigSummary>>;
     /// How many keys the owner has that are not deleted.
     fn count_configs_of(&mut self, owner: UserId) -> Result<usize>;
+    /// The key's schema.
+    fn config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigSchema>>;
+    /// The digest of the key's schema alone, without the schema: what a put reads.
+    fn config_schema_digest(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+    ) -> Result<Option<SchemaDigest>>;
+    /// Stores the key's schema.
+    fn put_config_schema(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        schema: &ConfigSchema,
+    ) -> Result<()>;
+    /// Deletes the key's schema; whether it had one.
+    fn delete_config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool>;
+    /// How many keys of the owner have a schema.
+    fn count_config_schemas_of(&mut self, owner: UserId) -> Result<usize>;
     /// At most `max` keys of any owner deleted before `before`.
     fn configs_deleted_before(
         &mut self,

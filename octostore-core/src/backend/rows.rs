@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::config::{
+    lost_version, ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
+};
 use crate::records::event::{Change, Event, LeaseChange};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
@@ -56,6 +58,12 @@ macro_rules! config_version_columns {
         "version, value, description, created_at, created_by"
     };
 }
+/// The columns [`config_schema`] reads, in order.
+macro_rules! config_schema_columns {
+    () => {
+        "digest, updated_at, updated_by, schema"
+    };
+}
 /// The columns [`event`] reads, in order.
 macro_rules! event_columns {
     () => {
@@ -63,8 +71,8 @@ macro_rules! event_columns {
     };
 }
 pub(crate) use {
-    config_head_columns, config_version_columns, event_columns, flag_columns, lease_columns,
-    token_columns, user_columns,
+    config_head_columns, config_schema_columns, config_version_columns, event_columns,
+    flag_columns, lease_columns, token_columns, user_columns,
 };
 
 /// One column of a row, by position, as the few SQL types the backends store.
@@ -283,6 +291,28 @@ pub(crate) fn config_version(row: &dyn Columns) -> Result<ConfigVersion> {
             .text_or_null(4)?
             .map(|login| Login::parse(&login).map_err(|_| corrupt("login")))
             .transpose()?,
+    })
+}
+
+/// A digest, from its column `i`.
+pub(crate) fn schema_digest(row: &dyn Columns, i: usize) -> Result<SchemaDigest> {
+    let bytes = row.bytes(i)?;
+    Ok(SchemaDigest(
+        bytes.try_into().map_err(|_| corrupt("schema digest"))?,
+    ))
+}
+
+/// A config schema, from [`config_schema_columns!`].
+pub(crate) fn config_schema(row: &dyn Columns) -> Result<ConfigSchema> {
+    Ok(ConfigSchema {
+        digest: schema_digest(row, 0)?,
+        updated_at: instant_at(row, 1)?,
+        updated_by: row
+            .text_or_null(2)?
+            .map(|login| Login::parse(&login).map_err(|_| corrupt("login")))
+            .transpose()?,
+        schema: serde_json::from_str::<Value>(&row.text(3)?)
+            .map_err(|_| corrupt("config schema"))?,
     })
 }
 

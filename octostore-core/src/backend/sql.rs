@@ -11,11 +11,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::backend::rows::{
-    self, config_head_columns, config_version_columns, event_columns, flag_columns, id,
-    lease_columns, nanos, token_columns, user_columns, Columns, StoredChange,
+    self, config_head_columns, config_schema_columns, config_version_columns, event_columns,
+    flag_columns, id, lease_columns, nanos, token_columns, user_columns, Columns, StoredChange,
 };
 use crate::backend::{EventBounds, EventQuery, Retained, Tx};
-use crate::records::config::{ConfigHead, ConfigSummary, ConfigVersion};
+use crate::records::config::{
+    ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
+};
 use crate::records::event::{Change, Event, Kinds};
 use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
@@ -607,6 +609,74 @@ impl<D: Driver> Tx for D {
         count(
             self,
             "SELECT COUNT(*) FROM config_heads WHERE owner = $1 AND deleted_at IS NULL",
+            owner,
+        )
+    }
+
+    fn config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigSchema>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                config_schema_columns!(),
+                " FROM config_schemas WHERE owner = $1 AND key = $2"
+            ),
+            &[Bytes(&id(owner.0)), Text(key.as_str())],
+            rows::config_schema,
+        )
+    }
+
+    fn config_schema_digest(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+    ) -> Result<Option<SchemaDigest>> {
+        self.row(
+            "SELECT digest FROM config_schemas WHERE owner = $1 AND key = $2",
+            &[Bytes(&id(owner.0)), Text(key.as_str())],
+            |row| rows::schema_digest(row, 0),
+        )
+    }
+
+    fn put_config_schema(
+        &mut self,
+        owner: UserId,
+        key: &ConfigKey,
+        schema: &ConfigSchema,
+    ) -> Result<()> {
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "config_schemas (owner, key, ",
+                    config_schema_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                "(owner, key) DO UPDATE SET digest = $3, updated_at = $4, updated_by = $5,
+                 schema = $6",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(key.as_str()),
+                Bytes(&schema.digest.0),
+                Int(nanos(schema.updated_at)),
+                TextOrNull(schema.updated_by.as_ref().map(Login::as_str)),
+                Text(&schema.schema.to_string()),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM config_schemas WHERE owner = $1 AND key = $2",
+            &[Bytes(&id(owner.0)), Text(key.as_str())],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn count_config_schemas_of(&mut self, owner: UserId) -> Result<usize> {
+        count(
+            self,
+            "SELECT COUNT(*) FROM config_schemas WHERE owner = $1",
             owner,
         )
     }

@@ -1,4 +1,5 @@
-//! Config keys as storage keeps them: a head per key, beside its versions.
+//! Config keys as storage keeps them: a head per key, beside its versions, and a key's
+//! schema.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -34,6 +35,23 @@ pub struct ConfigVersion {
     /// The login of the user who put this version, as it was then; `None` for a version
     /// stored before writers were recorded whose owner was unknown when they began to be.
     pub created_by: Option<Login>,
+}
+
+/// The SHA-256 of a schema's compact JSON: which schema a compiled validator is of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SchemaDigest(pub [u8; 32]);
+
+/// A key's JSON Schema (draft 2020-12), which every value put to the key must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigSchema {
+    /// The schema.
+    pub schema: Value,
+    /// Its digest.
+    pub digest: SchemaDigest,
+    /// When it was set.
+    pub updated_at: DateTime<Utc>,
+    /// The login that set it.
+    pub updated_by: Option<Login>,
 }
 
 /// A key as a list shows it: its latest version without the value.

@@ -27,6 +27,7 @@ use crate::records::config::{lost_version, ConfigHead, ConfigSummary, ConfigVers
 use crate::records::event::Change;
 use crate::records::identity::UserId;
 use crate::rules::event;
+use crate::rules::schema::{self, Validators};
 use crate::values::bounds::Description;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -243,12 +244,14 @@ fn check_expected(key: &ConfigKey, head: Option<&ConfigHead>, expected: Option<u
 }
 
 /// Stores `value` as the key's next version, put by `author`, if the key's latest version is
-/// `expected` (compare-and-set; 0: the key does not exist) or none is expected.
+/// `expected` (compare-and-set; 0: the key does not exist) or none is expected, and the value
+/// matches the key's schema, if it has one.
 #[allow(clippy::too_many_arguments)] // each is one of the put's inputs
 pub(crate) fn put(
     tx: &mut dyn Tx,
     now: Timestamp,
     bounds: PutBounds,
+    validators: &Validators,
     owner: UserId,
     author: &Login,
     key: &ConfigKey,
@@ -272,6 +275,7 @@ pub(crate) fn put(
         live => (live, None),
     };
     check_expected(key, stored.as_ref(), expected)?;
+    schema::check_put(tx, validators, owner, key, value)?;
     // The oldest version kept before this put, whose older neighbours it may prune.
     let kept_from = stored.map(|head| head.oldest);
     let (head, description) = match stored {
@@ -358,6 +362,7 @@ pub(crate) fn rollback(
     tx: &mut dyn Tx,
     now: Timestamp,
     bounds: PutBounds,
+    validators: &Validators,
     owner: UserId,
     author: &Login,
     key: &ConfigKey,
@@ -373,6 +378,7 @@ pub(crate) fn rollback(
         tx,
         now,
         bounds,
+        validators,
         owner,
         author,
         key,

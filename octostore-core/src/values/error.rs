@@ -21,6 +21,8 @@ pub enum Resource {
     Config,
     /// One version of a config key.
     ConfigVersion,
+    /// A config key's JSON Schema.
+    ConfigSchema,
     /// A deleted config key kept for an undelete.
     DeletedConfig,
     /// The bytes of every kept version of a user's config keys.
@@ -46,6 +48,7 @@ impl Resource {
             (Resource::Flag, true) => "feature flag",
             (Resource::Config, true) => "config key",
             (Resource::ConfigVersion, true) => "config version",
+            (Resource::ConfigSchema, true) => "config schema",
             (Resource::DeletedConfig, true) => "deleted config key",
             (Resource::User, true) => "user",
             (Resource::Token, true) => "token",
@@ -61,6 +64,7 @@ impl Resource {
             Resource::Flag => "feature flags",
             Resource::Config => "config keys",
             Resource::ConfigVersion => "config versions",
+            Resource::ConfigSchema => "config schemas",
             Resource::DeletedConfig => "deleted config keys",
             Resource::ConfigBytes => "bytes of config values and descriptions (every kept version of every key; delete keys to free some)",
             Resource::User => "users",
@@ -134,6 +138,18 @@ pub enum Error {
     },
     /// The token is unknown, revoked or rotated away (HTTP 401, exit code 4).
     Unauthorized,
+    /// A config value does not match its key's JSON Schema (HTTP 422, exit code 2); nothing
+    /// was written.
+    SchemaViolation {
+        /// The key.
+        key: ConfigKey,
+        /// The JSON pointer of the value's part that fails (empty: the whole value).
+        pointer: String,
+        /// The JSON pointer, in the schema, of the rule it breaks (`/properties/port/maximum`).
+        rule: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// The caller already owns as many of these as its quota allows (HTTP 429).
     QuotaExceeded {
         /// What the quota counts.
@@ -218,6 +234,23 @@ impl fmt::Display for Error {
                      nothing was written"
                 ),
             },
+            Error::SchemaViolation {
+                key,
+                pointer,
+                rule,
+                reason,
+            } => {
+                let at = if pointer.is_empty() {
+                    "the whole value"
+                } else {
+                    pointer
+                };
+                write!(
+                    f,
+                    "the value does not match config key {key}'s schema: at {at}, rule {rule}: \
+                     {reason}"
+                )
+            }
             Error::Unauthorized => f.write_str("invalid or missing bearer token"),
             Error::QuotaExceeded { what, limit } => write!(
                 f,

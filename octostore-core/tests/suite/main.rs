@@ -5,6 +5,7 @@ mod support;
 
 mod concurrency;
 mod config_deletes;
+mod config_schemas;
 mod config_writes;
 mod configs;
 mod event_storage;

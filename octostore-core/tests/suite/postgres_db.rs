@@ -381,7 +381,7 @@ fn schema_names_that_would_need_quoting_are_refused() {
             matches!(
                 PostgresBackend::connect_with("postgres://postgres@127.0.0.1:1/test", options),
                 Err(Error::Invalid {
-                    field: "schema",
+                    field: "database_schema",
                     ..
                 })
             ),

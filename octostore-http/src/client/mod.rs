@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSummary, Decision,
-    Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId,
-    LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage, RatePolicy,
-    Result, Subject, Ttl,
+    Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSchema, ConfigSummary,
+    Decision, Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease,
+    LeaseId, LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage,
+    RatePolicy, Result, Subject, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -328,6 +328,15 @@ fn known_field(field: Option<&str>) -> &'static str {
         "wait_for_version",
         "login",
         "body",
+        "if_version",
+        "If-Match",
+        "If-None-Match",
+        "from",
+        "to",
+        "purge",
+        "deleted",
+        "schema",
+        "force",
     ];
     field
         .and_then(|field| FIELDS.iter().find(|known| **known == field))
@@ -361,6 +370,8 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
         lock_held_by,
         expected_version,
         current_version,
+        pointer,
+        rule,
     } = answer;
     let resource = resource.as_deref().and_then(resource_of);
     let words = || match &details {
@@ -405,6 +416,20 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
                     expected,
                     current,
                 },
+                _ => unexpected(words()),
+            }
+        }
+        ErrorCode::SchemaViolation => {
+            let key = name.as_deref().map(ConfigKey::parse);
+            match (key, pointer, rule, details.clone()) {
+                (Some(Ok(key)), Some(pointer), Some(rule), Some(reason)) => {
+                    Error::SchemaViolation {
+                        key,
+                        pointer,
+                        rule,
+                        reason,
+                    }
+                }
                 _ => unexpected(words()),
             }
         }
@@ -928,6 +953,27 @@ impl Api for Client {
         self.config_list(true)
     }
 
+    fn set_config_schema(
+        &self,
+        key: &ConfigKey,
+        schema: Value,
+        force: bool,
+    ) -> Result<ConfigSchema> {
+        let key = key.clone();
+        let answer = self.request(&requests::PutConfigSchema { key, schema, force })?;
+        converted(answer.into_schema())
+    }
+
+    fn config_schema(&self, key: &ConfigKey) -> Result<ConfigSchema> {
+        let answer = self.request(&requests::GetConfigSchema(key.clone()))?;
+        converted(answer.into_schema())
+    }
+
+    fn delete_config_schema(&self, key: &ConfigKey) -> Result<()> {
+        self.request(&requests::DeleteConfigSchema(key.clone()))
+            .map(drop)
+    }
+
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
         self.events_within(since, filter, limit, Duration::ZERO)
     }
@@ -1261,7 +1307,13 @@ mod tests {
             let key = key.clone();
             sent_and_received(requests::DeleteConfig { key, purge });
         }
-        sent_and_received(requests::UndeleteConfig(key));
+        sent_and_received(requests::UndeleteConfig(key.clone()));
+        for (schema, force) in [(json!({"type": "integer"}), false), (json!(true), true)] {
+            let key = key.clone();
+            sent_and_received(requests::PutConfigSchema { key, schema, force });
+        }
+        sent_and_received(requests::GetConfigSchema(key.clone()));
+        sent_and_received(requests::DeleteConfigSchema(key));
         for (since, kinds, prefix, limit, wait) in [
             (0, Kinds::ALL, "", 100, 0),
             (7, Kinds::of([EventKind::Flag]), "app_", 1, 30),

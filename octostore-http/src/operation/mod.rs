@@ -133,6 +133,12 @@ operations! {
     DiffConfig = "diffConfig": GET "/config/{key}/diff", Token, None;
     /// `POST /config/{key}/undelete`: bring back a deleted key.
     UndeleteConfig = "undeleteConfig": POST "/config/{key}/undelete", Token, None;
+    /// `PUT /config/{key}/schema`: set a key's JSON Schema.
+    PutConfigSchema = "putConfigSchema": PUT "/config/{key}/schema", Token, Json;
+    /// `GET /config/{key}/schema`: a key's JSON Schema.
+    GetConfigSchema = "getConfigSchema": GET "/config/{key}/schema", Token, None;
+    /// `DELETE /config/{key}/schema`: stop checking a key's puts.
+    DeleteConfigSchema = "deleteConfigSchema": DELETE "/config/{key}/schema", Token, None;
     /// `GET /events?since=&kind=&prefix=&limit=`: a page of the change log.
     ListEvents = "listEvents": GET "/events", Token, None;
 }

@@ -18,7 +18,7 @@ use super::Operation;
 use crate::dto::{
     ConfigInfo, ConfigList, Deleted, EventList, FlagEvaluation, FlagInfo, FlagList, History,
     LimitDecision, LimitList, LimitReset, LockList, LockResponse, LockStatusAnswer, NewToken,
-    Released,
+    Released, SchemaInfo,
 };
 
 /// A request as it travels: the name in its path (before escaping), its query parameters and
@@ -305,6 +305,47 @@ named! {
     DeleteFlag(FlagName): DeleteFlag -> Deleted;
     /// `POST /config/{key}/undelete`: a deleted key brought back.
     UndeleteConfig(ConfigKey): UndeleteConfig -> ConfigInfo;
+    /// `GET /config/{key}/schema`.
+    GetConfigSchema(ConfigKey): GetConfigSchema -> SchemaInfo;
+    /// `DELETE /config/{key}/schema`.
+    DeleteConfigSchema(ConfigKey): DeleteConfigSchema -> Deleted;
+}
+
+/// `PUT /config/{key}/schema`: the key's JSON Schema, checked against its latest value
+/// unless forced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutConfigSchema {
+    /// The key.
+    pub key: ConfigKey,
+    /// The schema (draft 2020-12).
+    pub schema: Value,
+    /// Set it even if the key's latest value does not match it.
+    pub force: bool,
+}
+
+impl Endpoint for PutConfigSchema {
+    const OPERATION: Operation = Operation::PutConfigSchema;
+    type Answer = SchemaInfo;
+
+    fn encode(&self) -> Encoded {
+        let mut body = Map::new();
+        body.insert("schema".into(), self.schema.clone());
+        if self.force {
+            body.insert("force".into(), true.into());
+        }
+        Encoded::named(&self.key).body(body.into())
+    }
+
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let key = received.name(ConfigKey::parse)?;
+        let mut body = received.json()?;
+        let force = match body.has("force") {
+            true => body.bool("force")?,
+            false => false,
+        };
+        let schema = body.take_value("schema")?;
+        Ok(Self { key, schema, force })
+    }
 }
 
 impl Received<'_> {

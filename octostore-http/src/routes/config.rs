@@ -2,7 +2,8 @@
 //! or a long poll: `?wait_for_version=&wait=`; both answer the version as their `ETag`),
 //! history (in pages: `?after=&limit=`, the next one in a `Link` header), rollback (a kept
 //! version put again), diff (a JSON Patch), delete (kept for an undelete, or `?purge=true`),
-//! undelete, list (`?deleted=true`: the deleted keys). History, diff and list are reads
+//! undelete, list (`?deleted=true`: the deleted keys), and a key's JSON Schema (put, get,
+//! delete). History, diff and list are reads
 //! beside the store's writer
 //! ([`App::read_as_user`](crate::app::App::read_as_user)).
 
@@ -11,10 +12,12 @@ use warp::http::{header, HeaderValue};
 use warp::reply::Response;
 
 use crate::app::respond;
-use crate::dto::{ConfigInfo, ConfigList, ConfigListItem, Deleted, History, VersionInfo};
+use crate::dto::{
+    ConfigInfo, ConfigList, ConfigListItem, Deleted, History, SchemaInfo, VersionInfo,
+};
 use crate::operation::requests::{
-    DeleteConfig, DiffConfig, Endpoint, GetConfig, GetConfigHistory, ListConfigs, PutConfig,
-    RollbackConfig, UndeleteConfig,
+    DeleteConfig, DeleteConfigSchema, DiffConfig, Endpoint, GetConfig, GetConfigHistory,
+    GetConfigSchema, ListConfigs, PutConfig, PutConfigSchema, RollbackConfig, UndeleteConfig,
 };
 use crate::reply::answer;
 use crate::request::Request;
@@ -149,6 +152,35 @@ pub(super) async fn undelete(request: Request) -> Response {
         .app
         .as_user_then(request.token, op, version_answer::<UndeleteConfig>)
         .await
+}
+
+pub(super) async fn put_schema(request: Request) -> Response {
+    let put = request.decode::<PutConfigSchema>();
+    let op = move |session: &Session| {
+        let PutConfigSchema { key, schema, force } = put?;
+        let schema = session.set_config_schema(&key, schema, force)?;
+        Ok(answer::<PutConfigSchema>(&SchemaInfo::new(&key, schema)))
+    };
+    request.app.as_user(request.token, op).await
+}
+
+pub(super) async fn get_schema(request: Request) -> Response {
+    let get = request.decode::<GetConfigSchema>();
+    let op = move |session: &Session| {
+        let GetConfigSchema(key) = get?;
+        let schema = session.config_schema(&key)?;
+        Ok(answer::<GetConfigSchema>(&SchemaInfo::new(&key, schema)))
+    };
+    request.app.as_user(request.token, op).await
+}
+
+pub(super) async fn delete_schema(request: Request) -> Response {
+    let delete = request.decode::<DeleteConfigSchema>();
+    let op = move |session: &Session| {
+        session.delete_config_schema(&delete?.0)?;
+        Ok(answer::<DeleteConfigSchema>(&Deleted { deleted: true }))
+    };
+    request.app.as_user(request.token, op).await
 }
 
 pub(super) async fn list(request: Request) -> Response {

@@ -212,6 +212,9 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::RollbackConfig => config::rollback(request).await,
         Operation::DiffConfig => config::diff(request).await,
         Operation::UndeleteConfig => config::undelete(request).await,
+        Operation::PutConfigSchema => config::put_schema(request).await,
+        Operation::GetConfigSchema => config::get_schema(request).await,
+        Operation::DeleteConfigSchema => config::delete_schema(request).await,
         Operation::ListEvents => events::list(request).await,
     }
 }

@@ -346,6 +346,32 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
     t.record("bob purges it", &bob.purge_config(&bobs));
     t.record("bob undeletes it purged", &bob.undelete_config(&bobs));
     t.record("bob purges it again", &bob.purge_config(&bobs));
+    let port = json!({ "type": "integer", "maximum": 65535 });
+    t.record("bob's key has no schema", &bob.config_schema(&bobs));
+    t.record(
+        "bob sets a schema",
+        &bob.set_config_schema(&bobs, port.clone(), false),
+    );
+    t.record("bob reads it", &bob.config_schema(&bobs));
+    t.record(
+        "bob puts what it refuses",
+        &bob.put_config(&bobs, json!(70000), None),
+    );
+    t.record(
+        "bob puts what it takes",
+        &bob.put_config(&bobs, json!(443), None),
+    );
+    t.record(
+        "bob sets a schema his value breaks",
+        &bob.set_config_schema(&bobs, json!({ "type": "string" }), false),
+    );
+    t.record(
+        "bob sets a schema that is none",
+        &bob.set_config_schema(&bobs, json!({ "type": 5 }), false),
+    );
+    t.record("bob deletes the schema", &bob.delete_config_schema(&bobs));
+    t.record("bob deletes it again", &bob.delete_config_schema(&bobs));
+    t.record("bob purges his key", &bob.purge_config(&bobs));
     t.record(
         "a second key",
         &alice.put_config(&key("b"), json!(null), None),

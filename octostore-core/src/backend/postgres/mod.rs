@@ -410,7 +410,7 @@ fn check_schema_name(schema: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid(
-            "schema",
+            "database_schema",
             "a schema name is 1 to 63 of [a-z0-9_], not starting with a digit",
         ))
     }

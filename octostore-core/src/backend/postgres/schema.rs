@@ -27,7 +27,8 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// hands out), and `nodes`, each waiting process's heartbeat. The fifth records who put each
 /// config version (`created_by`, a login), the versions already stored taken as their
 /// owner's: a user's configs are private to them; and marks a deleted key kept for an
-/// undelete (`deleted_at`), indexed for the sweep that forgets them.
+/// undelete (`deleted_at`), indexed for the sweep that forgets them; and makes
+/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -143,6 +144,15 @@ UPDATE config_versions
 SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
 ALTER TABLE config_heads ADD COLUMN deleted_at BIGINT;
 CREATE INDEX config_heads_deleted ON config_heads (deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE config_schemas (
+    owner BYTEA NOT NULL,
+    key TEXT NOT NULL,
+    digest BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL,
+    updated_by TEXT,
+    schema TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+);
 "#,
 ];
 

@@ -21,7 +21,8 @@ use crate::values::error::Error;
 /// version (`created_by`, a login), the versions already stored taken as their owner's: a
 /// user's configs are private to them. It is added after `value`, which only a read of the
 /// whole version (which reads the value anyway) reads it with. It also marks a deleted key
-/// kept for an undelete (`deleted_at`), indexed for the sweep that forgets them.
+/// kept for an undelete (`deleted_at`), indexed for the sweep that forgets them, and makes
+/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -156,6 +157,15 @@ UPDATE config_versions
 SET created_by = (SELECT login FROM users WHERE users.id = config_versions.owner);
 ALTER TABLE config_heads ADD COLUMN deleted_at INTEGER;
 CREATE INDEX config_heads_deleted ON config_heads (deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE TABLE config_schemas (
+    owner BLOB NOT NULL,
+    key TEXT NOT NULL,
+    digest BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    updated_by TEXT,
+    schema TEXT NOT NULL,
+    PRIMARY KEY (owner, key)
+) WITHOUT ROWID;
 "#,
 ];
 

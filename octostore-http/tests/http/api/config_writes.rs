@@ -294,3 +294,75 @@ fn a_deleted_key_is_absent_until_undeleted_and_a_purge_erases_it() {
         .post("/config/bad%20key/undelete", &json!({}))
         .invalid("key");
 }
+
+#[test]
+fn a_schema_checks_every_put_naming_where_and_which_rule() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let schema = json!({
+        "type": "object",
+        "properties": { "port": { "type": "integer", "maximum": 65535 } },
+        "required": ["port"]
+    });
+    let set = alice
+        .put("/config/svc/schema", &json!({ "schema": schema }))
+        .ok();
+    assert_eq!(
+        (set["key"].clone(), set["schema"].clone()),
+        (json!("svc"), schema.clone())
+    );
+    assert_eq!(set["updated_by"], "alice");
+    assert_eq!(alice.get("/config/svc/schema").ok(), set);
+    let refused = alice
+        .put_config("svc", json!({ "value": { "port": 70000 } }))
+        .error(422);
+    assert_eq!(refused["code"], "schema_violation");
+    assert_eq!(
+        (refused["pointer"].clone(), refused["rule"].clone()),
+        (json!("/port"), json!("/properties/port/maximum"))
+    );
+    assert_eq!(refused["name"], "svc");
+    assert!(
+        refused["error"].as_str().unwrap().contains("/port"),
+        "{refused}"
+    );
+    alice.get("/config/svc").error(404);
+    alice
+        .put_config("svc", json!({ "value": { "port": 80 } }))
+        .ok();
+    // A schema the latest value breaks: refused unless forced.
+    let stricter = json!({ "type": "object", "properties": { "port": { "minimum": 1024 } } });
+    let refused = alice
+        .put("/config/svc/schema", &json!({ "schema": stricter }))
+        .error(422);
+    assert_eq!(refused["pointer"], "/port");
+    alice
+        .put(
+            "/config/svc/schema",
+            &json!({ "schema": stricter, "force": true }),
+        )
+        .ok();
+    alice
+        .put("/config/svc/schema", &json!({ "schema": { "type": 5 } }))
+        .invalid("schema");
+    alice
+        .put("/config/svc/schema", &json!({}))
+        .invalid("schema");
+    alice
+        .put(
+            "/config/svc/schema",
+            &json!({ "schema": true, "force": "yes" }),
+        )
+        .invalid("force");
+    let big = json!({ "schema": { "description": "x".repeat(70 * 1024) } });
+    assert_eq!(
+        alice.put("/config/svc/schema", &big).error(413)["field"],
+        "schema"
+    );
+    assert_eq!(alice.delete("/config/svc/schema").ok()["deleted"], true);
+    alice.delete("/config/svc/schema").error(404);
+    let missing = alice.get("/config/svc/schema").error(404);
+    assert_eq!(missing["resource"], "config_schema");
+    alice.put_config("svc", json!({ "value": "anything" })).ok();
+    api.user("bob").get("/config/svc/schema").error(404);
+}

@@ -27,6 +27,7 @@ fn protected_operations() -> Vec<(Method, String, Option<Value>)> {
                 Operation::SetFlag | Operation::PatchFlag => Some(json!({ "enabled": true })),
                 Operation::PutConfig => Some(json!({ "value": 1 })),
                 Operation::RollbackConfig => Some(json!({ "version": 1 })),
+                Operation::PutConfigSchema => Some(json!({ "schema": true })),
                 _ if op.body() == Body::Json => panic!("no valid body for {op:?}"),
                 _ => None,
             };
