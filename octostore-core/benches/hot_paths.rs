@@ -178,8 +178,36 @@ fn configs(c: &mut Criterion) {
     group.bench_function("put", |b| {
         b.iter(|| me.put_config(&key, value.clone(), None).expect("a put"))
     });
+    // A service's settings under a schema of the size people write (types, bounds, an enum,
+    // a pattern, required fields, nested objects and an array of them): what checking a put
+    // against it costs, the compiled schema remembered by the store.
+    let checked = ConfigKey::parse("svc.settings").expect("a valid key");
+    let settings = service_settings();
+    me.set_config_schema(&checked, service_schema(), false)
+        .expect("a schema");
+    group.bench_function("put_with_schema", |b| {
+        b.iter(|| {
+            me.put_config(&checked, settings.clone(), None)
+                .expect("a put")
+        })
+    });
+    group.bench_function("put_same_value_no_schema", |b| {
+        let unchecked = ConfigKey::parse("svc.unchecked").expect("a valid key");
+        b.iter(|| {
+            me.put_config(&unchecked, settings.clone(), None)
+                .expect("a put")
+        })
+    });
     group.finish();
 }
 
-criterion_group!(benches, locks, rate_limits, flags, configs);
-criterion_main!(benches);
+/// A realistic service configuration (about 500 bytes of JSON), as `bench/wrk` puts it.
+fn service_settings() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../bench/wrk/service.json")).expect("JSON")
+}
+
+/// The schema of [`service_settings`] (about 1.4 KiB of JSON), as `bench/config_put.sh` sets
+/// it.
+fn service_schema() -> serde_json::Value {
+    serde_json::from_str(include_str!("../../bench/wrk/service.schema.json")).expect("JSON")
+}
