@@ -211,3 +211,6 @@ fn service_settings() -> serde_json::Value {
 fn service_schema() -> serde_json::Value {
     serde_json::from_str(include_str!("../../bench/wrk/service.schema.json")).expect("JSON")
 }
+
+criterion_group!(benches, locks, rate_limits, flags, configs);
+criterion_main!(benches);
