@@ -245,4 +245,50 @@ mod tests {
         // `"é"` is 4 bytes of UTF-8 (3 characters), `two` 3.
         assert_eq!(counted, [7, 12, 2]);
     }
+
+    /// A database of schema 4 with configs keeps them, each version now put by its owner's
+    /// login (unknown for an owner the database has no user for).
+    #[test]
+    fn stored_config_versions_are_taken_as_their_owners() {
+        let Ok(url) = std::env::var("OCTOSTORE_TEST_POSTGRES_URL") else {
+            eprintln!("OCTOSTORE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        let schema = format!("octostore_migration5_{}", std::process::id());
+        let mut client = Client::connect(&url, postgres::NoTls).unwrap();
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
+                 SET search_path = {schema};
+                 CREATE TABLE octostore_schema (id INTEGER PRIMARY KEY, version INTEGER);
+                 INSERT INTO octostore_schema VALUES (0, 4);"
+            ))
+            .unwrap();
+        for migration in &MIGRATIONS[..4] {
+            client.batch_execute(migration).unwrap();
+        }
+        client
+            .batch_execute(
+                "INSERT INTO users VALUES ('\\x01', 'Alice', 'alice', NULL, NULL);
+                 INSERT INTO config_versions VALUES ('\\x01', 'a', 1, '[1]', NULL, 0, 3);
+                 INSERT INTO config_versions VALUES ('\\x02', 'b', 1, '{}', NULL, 0, 2);",
+            )
+            .unwrap();
+        let migrated = migrate(&mut client, Some(&schema));
+        let mut by = |key: &str| -> Option<String> {
+            client
+                .query_one(
+                    "SELECT created_by FROM config_versions WHERE key = $1",
+                    &[&key],
+                )
+                .unwrap()
+                .get(0)
+        };
+        let writers = [by("a"), by("b")];
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        assert!(migrated.is_ok(), "{migrated:?}");
+        assert_eq!(writers, [Some("Alice".to_owned()), None]);
+    }
 }
