@@ -58,6 +58,7 @@ pub mod api;
 pub mod changes;
 pub mod committer;
 mod known_tokens;
+mod session;
 pub mod store;
 pub mod subscription;
 pub mod waiting;

@@ -8,36 +8,25 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::api::Api;
 use crate::backend::memory::MemoryBackend;
 use crate::backend::{Backend, Concurrency, Retained, Tx};
 use crate::changes::{ChangeWaiter, Changes, OutsideCommits, Wake, WATCH_EVERY};
 use crate::known_tokens::KnownTokens;
-use crate::records::config::{ConfigSchema, ConfigSummary};
-use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
-use crate::records::lock::{LeaseId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
-use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage, PutBounds};
+use crate::rules::config::PutBounds;
 use crate::rules::config_delete;
-use crate::rules::config_diff::{self, ConfigDiff};
-use crate::rules::config_schema::{self, SchemaBounds};
-use crate::rules::event::{self, EventFilter, EventPage};
-use crate::rules::flag;
+use crate::rules::config_schema::SchemaBounds;
+use crate::rules::event::{self};
 use crate::rules::identity::{self, Token};
-use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
-use crate::rules::rate_limit::{self, Decision, LimitSummary};
+use crate::rules::lock::{self};
 use crate::rules::schema::Validators;
-use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::{Clock, SystemClock, Timestamp};
-use crate::values::error::{Error, Result};
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
-use crate::waiting::{
-    self, LockQueues, Next, Signal, Ticket, HEAD_RECHECK, NODE_LEASE, RELEASES_READ_EVERY,
-};
+use crate::values::error::Result;
+use crate::values::names::{LimitName, Login};
+use crate::waiting::{self, LockQueues, Next, HEAD_RECHECK, RELEASES_READ_EVERY};
 
 /// How many of each thing one user may own at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,7 +96,7 @@ impl Default for Settings {
 
 impl Settings {
     /// The numbers the config rules bound a put by.
-    fn config_schema_bounds(&self) -> SchemaBounds {
+    pub(crate) fn config_schema_bounds(&self) -> SchemaBounds {
         SchemaBounds {
             max_bytes: self.config_schema_max_bytes,
             keys: self.quotas.configs,
@@ -115,7 +104,7 @@ impl Settings {
     }
 
     /// The numbers the config rules bound a put by.
-    fn config_put_bounds(&self) -> PutBounds {
+    pub(crate) fn config_put_bounds(&self) -> PutBounds {
         PutBounds {
             keys: self.quotas.configs,
             history: self.config_history,
@@ -362,7 +351,7 @@ impl Store {
     }
 
     /// When, by real time, a waiter whose try found the lock held tries again (`next`, see
-    /// [`Ticket::after_held`]); `None`: only when woken. This process's first waiter tries at
+    /// [`Ticket::after_held`](crate::waiting::Ticket::after_held)); `None`: only when woken. This process's first waiter tries at
     /// the holder's expiry; and where other processes may share the store (a file, a
     /// database), whose releases wake no one in this process, at least every
     /// [`HEAD_RECHECK`]; a lock promised to another process's waiter, then too.
@@ -377,6 +366,23 @@ impl Store {
             Concurrency::Serial | Concurrency::Parallel => until_expiry.min(HEAD_RECHECK),
         };
         Some(Instant::now() + wait)
+    }
+
+    /// [`Backend::update_limit_now`] on this store's clock: a check of an existing limit made
+    /// in place, where the backend can.
+    #[inline]
+    pub(crate) fn update_limit_now(
+        &self,
+        owner: UserId,
+        name: &LimitName,
+        update: &mut dyn FnMut(&mut LimitRecord, Timestamp),
+    ) -> bool {
+        (self.inner.backend).update_limit_now(&*self.inner.clock, owner, name, update)
+    }
+
+    /// The compiled JSON Schemas of config keys, by digest.
+    pub(crate) fn validators(&self) -> &Validators {
+        &self.inner.validators
     }
 
     /// How a server should run this store's operations (see [`Concurrency`]).
@@ -425,7 +431,10 @@ impl Store {
 
     /// Runs `op` as one transaction that needs no time: the clock is not read. `op` may run
     /// more than once if the backend retries.
-    fn transact<R>(&self, mut op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>) -> Result<R> {
+    pub(crate) fn transact<R>(
+        &self,
+        mut op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>,
+    ) -> Result<R> {
         let mut out = None;
         let settings = &self.inner.settings;
         self.inner.backend.transact(&*self.inner.clock, &mut |tx| {
@@ -437,7 +446,7 @@ impl Store {
 
     /// Runs `op`, which only reads, as one read-only transaction of the backend
     /// ([`Backend::read`]): on SQLite, beside the writer rather than in its queue.
-    fn read<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+    pub(crate) fn read<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
         let mut out = None;
         self.inner.backend.read(&*self.inner.clock, &mut |tx| {
             out = Some(op(tx)?);
@@ -454,7 +463,7 @@ impl Store {
     }
 
     /// Runs `op` as one transaction at the instant the transaction reads from the clock.
-    fn transact_now<R>(
+    pub(crate) fn transact_now<R>(
         &self,
         mut op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
@@ -628,7 +637,7 @@ impl Store {
     /// has committed: at the end of the group it runs in, if any). After every [`PRUNE_EVERY`] changes on a thread,
     /// it prunes the change log too, so that a store no one sweeps (embedded, in memory)
     /// keeps it within its bounds.
-    fn change<R>(
+    pub(crate) fn change<R>(
         &self,
         op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
@@ -667,369 +676,9 @@ impl Store {
     }
 }
 
-/// The store acting as one user: the embedded implementation of [`Api`].
+/// The store acting as one user: the embedded implementation of [`Api`](crate::Api).
 #[derive(Clone)]
 pub struct Session {
-    store: Store,
-    user: User,
-}
-
-impl Session {
-    /// The user this session acts as.
-    pub fn user(&self) -> &User {
-        &self.user
-    }
-
-    /// The store this session acts on.
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// A check the backend could not make in place: of a new limit, or on a backend without
-    /// such a path. Out of line, so the path in place stays short.
-    #[inline(never)]
-    fn check_in_transaction(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        let owner = self.user.id;
-        let verdict = self.store.transact_now(|tx, now, s| {
-            rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
-        })?;
-        Ok(verdict.decision())
-    }
-
-    /// Takes a ticket at the back of `name`'s queue of waiters, which `wake` signals when
-    /// this session may try again (see [`waiting`]). It is this process's from inside the
-    /// transaction that stores it, so no try of this process takes its row for one that left.
-    pub fn join_queue(&self, name: &LockName, wake: Wake) -> Result<Ticket> {
-        let queues = &self.store.inner.lock_queues;
-        let wake: Arc<dyn Fn() + Send + Sync> = Arc::from(wake);
-        let node = queues.node();
-        let mut added = None;
-        let joined = self.store.transact_now(|tx, now, _| {
-            if let Some(ticket) = added.take() {
-                // A run before this one, not committed.
-                queues.remove(name, ticket);
-            }
-            tx.beat(node, alive_until(now))?;
-            let ticket = tx.join_queue(name, self.user.id, node)?;
-            let seen = tx.event_bounds()?.newest;
-            queues.add(name, ticket, wake.clone(), seen);
-            added = Some(ticket);
-            Ok(ticket)
-        });
-        match joined {
-            Ok(ticket) => Ok(Ticket::new(queues.clone(), name.clone(), ticket)),
-            Err(e) => {
-                if let Some(ticket) = added {
-                    queues.remove(name, ticket);
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// How many wait in `name`'s queue, in every live process sharing the store.
-    pub fn waiters(&self, name: &LockName) -> Result<usize> {
-        let queues = &self.store.inner.lock_queues;
-        let me = queues.node();
-        self.store.read(|tx| {
-            let now = tx.now()?.to_datetime();
-            let waiting = tx.queue_of(name, me, now, usize::MAX)?;
-            let left = |w: &&WaiterRecord| w.node == me && queues.has_left(name, w.ticket);
-            Ok(waiting.iter().filter(|w| !left(w)).count())
-        })
-    }
-
-    /// One try of a waiting acquire: [`acquire`](Api::acquire) as the holder of `ticket`,
-    /// which may take the lock, free, only as the first live waiter of its queue.
-    pub fn acquire_in_turn(
-        &self,
-        ticket: &Ticket,
-        ttl: Ttl,
-        client_id: Option<&ClientId>,
-    ) -> Result<LockGrant> {
-        let grant = self.acquire_promised(ticket.lock(), ttl, client_id, Some(ticket))?;
-        ticket.granted();
-        Ok(grant)
-    }
-
-    /// An acquire that may take a free lock only if no live waiter but `ticket`'s holder
-    /// heads its queue.
-    fn acquire_promised(
-        &self,
-        name: &LockName,
-        ttl: Ttl,
-        client_id: Option<&ClientId>,
-        ticket: Option<&Ticket>,
-    ) -> Result<LockGrant> {
-        let queues = &self.store.inner.lock_queues;
-        let has_left = |number: u64| queues.has_left(name, number);
-        self.store.change(|tx, now, s| {
-            let turn = Turn {
-                node: queues.node(),
-                ticket: ticket.map(Ticket::number),
-                alive_until: ticket.map(|_| alive_until(now)),
-                has_left: &has_left,
-            };
-            let quota = s.quotas.locks;
-            lock::acquire(tx, now, quota, &self.user, name, ttl, client_id, &turn)
-        })
-    }
-}
-
-/// Until when a waiter's transaction at `now` marks its process alive.
-fn alive_until(now: Timestamp) -> DateTime<Utc> {
-    now.to_datetime() + NODE_LEASE
-}
-
-impl Api for Session {
-    fn acquire(
-        &self,
-        name: &LockName,
-        ttl: Ttl,
-        client_id: Option<&ClientId>,
-    ) -> Result<LockGrant> {
-        self.acquire_promised(name, ttl, client_id, None)
-    }
-
-    /// Blocks the calling thread; the waiters of every process sharing the store are
-    /// granted the lock in the order they came (see [`waiting`]).
-    fn acquire_within(
-        &self,
-        name: &LockName,
-        ttl: Ttl,
-        client_id: Option<&ClientId>,
-        wait: Duration,
-    ) -> Result<LockGrant> {
-        let give_up = waiting::give_up_at(wait);
-        let signal = Arc::new(Signal::default());
-        let ticket = self.join_queue(name, signal.waker())?;
-        loop {
-            let held_until = match self.acquire_in_turn(&ticket, ttl, client_id) {
-                Err(Error::LockHeld { expires_at, .. }) if Instant::now() < give_up => expires_at,
-                outcome => return outcome,
-            };
-            let retry = self.store.next_try(ticket.after_held(held_until));
-            signal.wait_until(retry.map_or(give_up, |at| at.min(give_up)));
-        }
-    }
-
-    fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
-        self.store
-            .change(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))?;
-        // After the commit (in a group, after the operation: the head's try queues behind it).
-        self.store.inner.lock_queues.notify(name);
-        Ok(())
-    }
-
-    fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
-        self.store
-            .change(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
-    }
-
-    fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
-        self.store
-            .transact_now(|tx, now, _| lock::status(tx, now, name))
-    }
-
-    fn locks(&self) -> Result<Vec<Lease>> {
-        self.store
-            .transact_now(|tx, now, _| lock::list(tx, now, &self.user))
-    }
-
-    fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
-        let inner = &*self.store.inner;
-        let owner = self.user.id;
-        // The rule, handed to the backend, which only makes the record's update atomic.
-        let mut decision = None;
-        let check = &mut |record: &mut LimitRecord, now| decision = Some(record.check(policy, now));
-        if inner
-            .backend
-            .update_limit_now(&*inner.clock, owner, name, check)
-        {
-            return Ok(decision.expect("update_limit_now ran the check on the limit it found"));
-        }
-        self.check_in_transaction(name, policy)
-    }
-
-    fn limit_status(&self, name: &LimitName) -> Result<Decision> {
-        self.store
-            .transact_now(|tx, now, _| rate_limit::status(tx, now, self.user.id, name))
-    }
-
-    fn reset_limit(&self, name: &LimitName) -> Result<()> {
-        self.store
-            .change(|tx, now, _| rate_limit::reset(tx, now, self.user.id, name))
-    }
-
-    fn limits(&self) -> Result<Vec<LimitSummary>> {
-        self.store
-            .transact_now(|tx, now, _| rate_limit::list(tx, now, self.user.id))
-    }
-
-    fn set_flag(
-        &self,
-        name: &FlagName,
-        enabled: bool,
-        percentage: Option<Percentage>,
-    ) -> Result<Flag> {
-        self.store.change(|tx, now, s| {
-            flag::set(
-                tx,
-                now,
-                s.quotas.flags,
-                self.user.id,
-                name,
-                enabled,
-                percentage,
-            )
-        })
-    }
-
-    fn set_flag_enabled(&self, name: &FlagName, enabled: bool) -> Result<Flag> {
-        self.store
-            .change(|tx, now, _| flag::set_enabled(tx, now, self.user.id, name, enabled))
-    }
-
-    fn evaluate_flag(&self, name: &FlagName, subject: Option<&Subject>) -> Result<bool> {
-        let own_login;
-        let subject = match subject {
-            Some(subject) => subject,
-            None => {
-                own_login = Subject::from(&self.user.login);
-                &own_login
-            }
-        };
-        self.store
-            .transact(|tx, _| flag::evaluate(tx, self.user.id, name, subject))
-    }
-
-    fn delete_flag(&self, name: &FlagName) -> Result<()> {
-        self.store
-            .change(|tx, now, _| flag::delete(tx, now, self.user.id, name))
-    }
-
-    fn flags(&self) -> Result<Vec<Flag>> {
-        self.store.transact(|tx, _| flag::list(tx, self.user.id))
-    }
-
-    fn put_config_if(
-        &self,
-        key: &ConfigKey,
-        value: Value,
-        description: Option<Description>,
-        if_version: Option<u64>,
-    ) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let bounds = s.config_put_bounds();
-            config::put(
-                tx,
-                now,
-                bounds,
-                &self.store.inner.validators,
-                self.user.id,
-                &self.user.login,
-                key,
-                &value,
-                description.as_ref(),
-                if_version,
-            )
-        })
-    }
-
-    fn rollback_config(
-        &self,
-        key: &ConfigKey,
-        version: u64,
-        if_version: Option<u64>,
-    ) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let bounds = s.config_put_bounds();
-            let (owner, author) = (self.user.id, &self.user.login);
-            let validators = &self.store.inner.validators;
-            config::rollback(
-                tx, now, bounds, validators, owner, author, key, version, if_version,
-            )
-        })
-    }
-
-    fn diff_config(&self, key: &ConfigKey, from: u64, to: u64) -> Result<ConfigDiff> {
-        let (from, to) =
-            (self.store).read(|tx| config_diff::versions(tx, self.user.id, key, from, to))?;
-        // Made here, after the transaction: a large diff holds no lock.
-        Ok(ConfigDiff::between(key, &from, &to))
-    }
-
-    fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
-        self.store
-            .transact(|tx, _| config::get(tx, self.user.id, key, version))
-    }
-
-    fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
-        let (versions, next) = self
-            .store
-            .read(|tx| config::history(tx, self.user.id, key, page))?;
-        // Copied out here, after the transaction: a memory backend's mutex is not held for it.
-        let versions = versions.into_iter().map(Arc::unwrap_or_clone).collect();
-        Ok(ConfigHistory { versions, next })
-    }
-
-    fn delete_config(&self, key: &ConfigKey) -> Result<()> {
-        self.store.change(|tx, now, s| {
-            config_delete::delete(tx, now, s.config_retention, self.user.id, key)
-        })
-    }
-
-    fn purge_config(&self, key: &ConfigKey) -> Result<()> {
-        self.store
-            .change(|tx, now, _| config_delete::purge(tx, now, self.user.id, key))
-    }
-
-    fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let (retention, keys) = (s.config_retention, s.quotas.configs);
-            config_delete::undelete(tx, now, retention, keys, self.user.id, key)
-        })
-    }
-
-    fn configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.store.read(|tx| config::list(tx, self.user.id))
-    }
-
-    fn set_config_schema(
-        &self,
-        key: &ConfigKey,
-        schema: Value,
-        force: bool,
-    ) -> Result<ConfigSchema> {
-        self.store.transact_now(|tx, now, s| {
-            let (owner, author) = (self.user.id, &self.user.login);
-            let validators = &self.store.inner.validators;
-            let bounds = s.config_schema_bounds();
-            let schema = schema.clone();
-            config_schema::set(
-                tx, now, bounds, validators, owner, author, key, schema, force,
-            )
-        })
-    }
-
-    fn config_schema(&self, key: &ConfigKey) -> Result<ConfigSchema> {
-        self.store
-            .transact(|tx, _| config_schema::get(tx, self.user.id, key))
-    }
-
-    fn delete_config_schema(&self, key: &ConfigKey) -> Result<()> {
-        self.store
-            .transact(|tx, _| config_schema::delete(tx, self.user.id, key))
-    }
-
-    fn deleted_configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.store.transact_now(|tx, now, s| {
-            config_delete::list_deleted(tx, now, s.config_retention, self.user.id)
-        })
-    }
-
-    fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
-        self.store
-            .read(|tx| event::read(tx, self.user.id, since, filter, limit))
-    }
+    pub(crate) store: Store,
+    pub(crate) user: User,
 }
