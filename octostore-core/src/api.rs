@@ -169,6 +169,7 @@ pub trait Api {
     ) -> Result<ConfigEntry> {
         self.put_config_if(key, value, description, None)
     }
+
     /// [`put_config`](Self::put_config) as a compare-and-set: only if the key's latest
     /// version is `if_version` (0: only if the key does not exist; `None`: whatever it is),
     /// else [`Error::VersionMismatch`] with the current version, and nothing written.

@@ -205,25 +205,37 @@ pub(super) fn migrate(client: &mut Client, schema: Option<&str>) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// A database of schema 1 with configs keeps them, each version now counting its bytes
-    /// and each owner its total (run when `OCTOSTORE_TEST_POSTGRES_URL` names a database).
-    #[test]
-    fn config_bytes_are_counted_for_the_versions_already_stored() {
+    /// A fresh schema named after `prefix`, as an octostore of schema `version` left it
+    /// (the first `version` migrations run), and a client whose search path is it; `None`
+    /// when `OCTOSTORE_TEST_POSTGRES_URL` names no database.
+    fn schema_at_version(prefix: &str, version: usize) -> Option<(Client, String)> {
         let Ok(url) = std::env::var("OCTOSTORE_TEST_POSTGRES_URL") else {
             eprintln!("OCTOSTORE_TEST_POSTGRES_URL unset: skipped");
-            return;
+            return None;
         };
-        let schema = format!("octostore_migration_{}", std::process::id());
+        let schema = format!("{prefix}_{}", std::process::id());
         let mut client = Client::connect(&url, postgres::NoTls).unwrap();
         client
             .batch_execute(&format!(
                 "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
                  SET search_path = {schema};
                  CREATE TABLE octostore_schema (id INTEGER PRIMARY KEY, version INTEGER);
-                 INSERT INTO octostore_schema VALUES (0, 1);"
+                 INSERT INTO octostore_schema VALUES (0, {version});"
             ))
             .unwrap();
-        client.batch_execute(MIGRATIONS[0]).unwrap();
+        for migration in &MIGRATIONS[..version] {
+            client.batch_execute(migration).unwrap();
+        }
+        Some((client, schema))
+    }
+
+    /// A database of schema 1 with configs keeps them, each version now counting its bytes
+    /// and each owner its total (run when `OCTOSTORE_TEST_POSTGRES_URL` names a database).
+    #[test]
+    fn config_bytes_are_counted_for_the_versions_already_stored() {
+        let Some((mut client, schema)) = schema_at_version("octostore_migration", 1) else {
+            return;
+        };
         client
             .batch_execute(
                 "INSERT INTO config_versions VALUES ('\\x01', 'a', 1, '\"é\"', 'two', 0);
@@ -250,23 +262,9 @@ mod tests {
     /// login (unknown for an owner the database has no user for).
     #[test]
     fn stored_config_versions_are_taken_as_their_owners() {
-        let Ok(url) = std::env::var("OCTOSTORE_TEST_POSTGRES_URL") else {
-            eprintln!("OCTOSTORE_TEST_POSTGRES_URL unset: skipped");
+        let Some((mut client, schema)) = schema_at_version("octostore_migration5", 4) else {
             return;
         };
-        let schema = format!("octostore_migration5_{}", std::process::id());
-        let mut client = Client::connect(&url, postgres::NoTls).unwrap();
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema};
-                 SET search_path = {schema};
-                 CREATE TABLE octostore_schema (id INTEGER PRIMARY KEY, version INTEGER);
-                 INSERT INTO octostore_schema VALUES (0, 4);"
-            ))
-            .unwrap();
-        for migration in &MIGRATIONS[..4] {
-            client.batch_execute(migration).unwrap();
-        }
         client
             .batch_execute(
                 "INSERT INTO users VALUES ('\\x01', 'Alice', 'alice', NULL, NULL);
