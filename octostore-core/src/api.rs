@@ -9,14 +9,19 @@ use serde_json::Value;
 use crate::records::config::{ConfigSchema, ConfigSummary, ConfigVersion};
 use crate::records::flag::Flag;
 use crate::records::lock::LeaseId;
+use crate::records::targeting::{Constraint, Segment};
 use crate::rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
 use crate::rules::config_diff::ConfigDiff;
 use crate::rules::event::{EventFilter, EventPage};
+use crate::rules::flag_eval::{Evaluation, EvaluationContext};
+use crate::rules::flag_targeting::TargetingChange;
 use crate::rules::lock::{Lease, LockGrant, LockStatus};
 use crate::rules::rate_limit::{Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::error::Result;
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Subject};
+use crate::values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, SegmentName, Subject,
+};
 
 /// The operations of the OctoStore API, as one user.
 pub trait Api {
@@ -145,6 +150,56 @@ pub trait Api {
     fn delete_flag(&self, name: &FlagName) -> Result<()>;
     /// The caller's flags, by name.
     fn flags(&self) -> Result<Vec<Flag>>;
+    /// The flag as set: its percentage, rules, variants and prerequisites.
+    fn flag(&self, name: &FlagName) -> Result<Flag>;
+    /// Changes the flag's targeting: adds or removes a rule, sets its variants or its
+    /// prerequisites. Refused whole when a rule names a segment that does not exist, a
+    /// prerequisite would make a cycle, or a list passes its bounds.
+    ///
+    /// ```
+    /// # use octostore_core::*;
+    /// # let store = Store::in_memory();
+    /// # let alice = store.session(store.create_user(&Login::parse("alice")?)?);
+    /// let name = FlagName::parse("new-checkout")?;
+    /// alice.set_flag(&name, true, None)?;
+    /// let plan = PropertyName::parse("plan")?;
+    /// let pro = Constraint::new(plan.clone(), Operator::In, vec!["pro".into()], false, false)?;
+    /// let rule = Rule::new(vec![pro], vec![], None)?;
+    /// alice.change_flag_targeting(&name, TargetingChange::AddRule { rule, at: None })?;
+    ///
+    /// let context = |p: &str| {
+    ///     EvaluationContext::of(Subject::parse("user-1").unwrap())
+    ///         .with(plan.clone(), PropertyValue::String(p.into()))
+    /// };
+    /// let pro = alice.evaluate_flag_in(&name, &context("pro")?)?;
+    /// assert!(pro.enabled);
+    /// assert_eq!(pro.reason, Reason::TargetingMatch);
+    /// assert!(!alice.evaluate_flag_in(&name, &context("free")?)?.enabled);
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn change_flag_targeting(&self, name: &FlagName, change: TargetingChange) -> Result<Flag>;
+    /// The flag's answer for a context: on or off, its variant, value and reason.
+    fn evaluate_flag_in(&self, name: &FlagName, context: &EvaluationContext) -> Result<Evaluation>;
+    /// Every flag of the caller, by name, evaluated for one context; a flag that cannot be
+    /// evaluated for it (one that needs a subject the context lacks) has its error.
+    fn evaluate_flags_in(
+        &self,
+        context: &EvaluationContext,
+    ) -> Result<Vec<(FlagName, Result<Evaluation>)>>;
+    /// Creates or replaces a segment: constraints that rules of any of the caller's flags may
+    /// name. Segments count against the flag quota.
+    fn set_segment(
+        &self,
+        name: &SegmentName,
+        description: Option<String>,
+        constraints: Vec<Constraint>,
+    ) -> Result<Segment>;
+    /// The segment.
+    fn segment(&self, name: &SegmentName) -> Result<Segment>;
+    /// Deletes the segment; refused while a rule names it.
+    fn delete_segment(&self, name: &SegmentName) -> Result<()>;
+    /// The caller's segments, by name.
+    fn segments(&self) -> Result<Vec<Segment>>;
 
     /// Stores `value` as the key's next version. A `description` of `None` keeps the previous
     /// version's; an empty one clears it.

@@ -79,10 +79,17 @@ pub use records::flag::Flag;
 pub use records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 pub use records::lock::{FencingToken, LeaseId, LeaseRecord};
 pub use records::rate_limit::LimitRecord;
+pub use records::targeting::{
+    Constraint, Operand, Operator, Payload, Prerequisite, Rule, Segment, Targeting, Variant,
+};
 pub use rules::config::{ConfigEntry, ConfigHistory, HistoryPage};
 pub use rules::config_diff::ConfigDiff;
 pub use rules::event::{EventFilter, EventPage, MAX_EVENTS_PER_PAGE};
 pub use rules::flag::bucket as flag_bucket;
+pub use rules::flag_eval::{
+    evaluate as evaluate_flag, Definitions, Evaluation, EvaluationContext, PropertyValue, Reason,
+};
+pub use rules::flag_targeting::TargetingChange;
 pub use rules::identity::Token;
 pub use rules::lock::{AcquireStatus, Lease, LockGrant, LockStatus};
 pub use rules::rate_limit::{Decision, LimitSummary};
@@ -91,5 +98,8 @@ pub use subscription::{Subscription, SubscriptionItem};
 pub use values::bounds::{Description, Percentage, RatePolicy, Ttl};
 pub use values::clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use values::error::{Error, HeldBy, Resource, Result};
-pub use values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+pub use values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, Login, PropertyName, SegmentName, Subject,
+    VariantName,
+};
 pub use waiting::{LockQueues, Next, Ticket};

@@ -15,18 +15,23 @@ use crate::records::flag::Flag;
 use crate::records::identity::User;
 use crate::records::lock::{LeaseId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
+use crate::records::targeting::{Constraint, Segment};
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage};
 use crate::rules::config_delete;
 use crate::rules::config_diff::{self, ConfigDiff};
 use crate::rules::config_schema;
 use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
+use crate::rules::flag_eval::{self, Evaluation, EvaluationContext};
+use crate::rules::flag_targeting::{self, TargetingChange};
 use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::Timestamp;
-use crate::values::error::{Error, Result};
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Subject};
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, SegmentName, Subject,
+};
 use crate::waiting::{self, Signal, Ticket, NODE_LEASE};
 
 use crate::store::{Session, Store};
@@ -253,7 +258,7 @@ impl Api for Session {
             }
         };
         self.store
-            .transact(|tx, _| flag::evaluate(tx, self.user.id, name, subject))
+            .transact_now(|tx, now, _| flag::evaluate(tx, now, self.user.id, name, subject))
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
@@ -263,6 +268,67 @@ impl Api for Session {
 
     fn flags(&self) -> Result<Vec<Flag>> {
         self.store.transact(|tx, _| flag::list(tx, self.user.id))
+    }
+
+    fn flag(&self, name: &FlagName) -> Result<Flag> {
+        self.store.transact(|tx, _| {
+            tx.flag(self.user.id, name)?
+                .ok_or_else(|| Error::not_found(Resource::Flag, name))
+        })
+    }
+
+    fn change_flag_targeting(&self, name: &FlagName, change: TargetingChange) -> Result<Flag> {
+        self.store.change(|tx, now, _| {
+            flag_targeting::change(tx, now, self.user.id, name, change.clone())
+        })
+    }
+
+    fn evaluate_flag_in(&self, name: &FlagName, context: &EvaluationContext) -> Result<Evaluation> {
+        self.store.transact_now(|tx, now, _| {
+            flag_eval::evaluate_stored(tx, now, self.user.id, name, context)
+        })
+    }
+
+    fn evaluate_flags_in(
+        &self,
+        context: &EvaluationContext,
+    ) -> Result<Vec<(FlagName, Result<Evaluation>)>> {
+        self.store
+            .transact_now(|tx, now, _| flag_eval::evaluate_all(tx, now, self.user.id, context))
+    }
+
+    fn set_segment(
+        &self,
+        name: &SegmentName,
+        description: Option<String>,
+        constraints: Vec<Constraint>,
+    ) -> Result<Segment> {
+        self.store.change(|tx, now, s| {
+            flag_targeting::set_segment(
+                tx,
+                now,
+                s.quotas.flags,
+                self.user.id,
+                name,
+                description.clone(),
+                constraints.clone(),
+            )
+        })
+    }
+
+    fn segment(&self, name: &SegmentName) -> Result<Segment> {
+        self.store
+            .transact(|tx, _| flag_targeting::segment(tx, self.user.id, name))
+    }
+
+    fn delete_segment(&self, name: &SegmentName) -> Result<()> {
+        self.store
+            .change(|tx, _, _| flag_targeting::delete_segment(tx, self.user.id, name))
+    }
+
+    fn segments(&self) -> Result<Vec<Segment>> {
+        self.store
+            .transact(|tx, _| flag_targeting::segments(tx, self.user.id))
     }
 
     fn put_config_if(

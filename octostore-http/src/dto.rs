@@ -403,6 +403,7 @@ impl FlagInfo {
                 .percentage
                 .map(|p| Percentage::new(p.into()))
                 .transpose()?,
+            targeting: Default::default(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

@@ -30,9 +30,12 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
+use crate::records::targeting::Segment;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, Login, SegmentName,
+};
 
 /// Keeps everything in this process's memory.
 #[derive(Default)]
@@ -57,6 +60,7 @@ struct State {
     last_fencing_token: u64,
     limits: Limits,
     flags: HashMap<Owned<FlagName>, Flag>,
+    segments: HashMap<Owned<SegmentName>, Segment>,
     config_heads: HashMap<Owned<ConfigKey>, ConfigHead>,
     config_versions: HashMap<Owned<ConfigKey>, BTreeMap<u64, StoredVersion>>,
     config_schemas: HashMap<Owned<ConfigKey>, ConfigSchema>,
@@ -266,6 +270,7 @@ struct Names {
     leases: HashSet<LockName>,
     limits: HashSet<LimitName>,
     flags: HashSet<FlagName>,
+    segments: HashSet<SegmentName>,
     /// Every key, deleted ones included.
     configs: HashSet<ConfigKey>,
     /// How many of `configs` are deleted.
@@ -605,6 +610,48 @@ impl Tx for MemoryTx<'_> {
 
     fn count_flags_of(&mut self, owner: UserId) -> Result<usize> {
         Ok(self.state.count(owner, |n| n.flags.len()))
+    }
+
+    fn segment(&mut self, owner: UserId, name: &SegmentName) -> Result<Option<Segment>> {
+        let key = OwnedRef::new(owner, name);
+        Ok(self.state.segments.get(&key).cloned())
+    }
+
+    fn put_segment(&mut self, owner: UserId, segment: &Segment) -> Result<()> {
+        let key = Owned {
+            owner,
+            name: segment.name.clone(),
+        };
+        if self.state.segments.insert(key, segment.clone()).is_none() {
+            let names = self.state.names_mut(owner);
+            names.segments.insert(segment.name.clone());
+        }
+        Ok(())
+    }
+
+    fn delete_segment(&mut self, owner: UserId, name: &SegmentName) -> Result<bool> {
+        let key = OwnedRef::new(owner, name);
+        let existed = self.state.segments.remove(&key).is_some();
+        if existed {
+            self.state.names_mut(owner).segments.remove(name);
+        }
+        Ok(existed)
+    }
+
+    fn segments_of(&mut self, owner: UserId) -> Result<Vec<Segment>> {
+        let Some(names) = self.state.names(owner) else {
+            return Ok(Vec::new());
+        };
+        let segments = &self.state.segments;
+        Ok(names
+            .segments
+            .iter()
+            .map(|n| segments[&OwnedRef::new(owner, n)].clone())
+            .collect())
+    }
+
+    fn count_segments_of(&mut self, owner: UserId) -> Result<usize> {
+        Ok(self.state.count(owner, |n| n.segments.len()))
     }
 
     fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>> {

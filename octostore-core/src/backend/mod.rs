@@ -45,9 +45,10 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{FencingToken, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
+use crate::records::targeting::Segment;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::Result;
-use crate::values::names::{ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::values::names::{ConfigKey, FlagName, LimitName, LockName, Login, SegmentName};
 
 /// A storage engine.
 pub trait Backend: Send + Sync {
@@ -316,6 +317,16 @@ pub trait Tx {
     fn flags_of(&mut self, owner: UserId) -> Result<Vec<Flag>>;
     /// How many flags the owner has.
     fn count_flags_of(&mut self, owner: UserId) -> Result<usize>;
+    /// The owner's segment.
+    fn segment(&mut self, owner: UserId, name: &SegmentName) -> Result<Option<Segment>>;
+    /// Inserts or replaces the owner's segment `segment.name`.
+    fn put_segment(&mut self, owner: UserId, segment: &Segment) -> Result<()>;
+    /// Deletes the owner's segment; whether it existed.
+    fn delete_segment(&mut self, owner: UserId, name: &SegmentName) -> Result<bool>;
+    /// The owner's segments.
+    fn segments_of(&mut self, owner: UserId) -> Result<Vec<Segment>>;
+    /// How many segments the owner has.
+    fn count_segments_of(&mut self, owner: UserId) -> Result<usize>;
 
     /// The head of the owner's key.
     fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>>;

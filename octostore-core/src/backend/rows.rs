@@ -6,6 +6,8 @@
 //! row type ([`Columns`]). Names are validated again on the way out: a row that no longer
 //! parses is reported as corrupt storage, never passed on.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
@@ -18,9 +20,12 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId, UserSource};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
+use crate::records::targeting::{self, Segment};
 use crate::values::bounds::Percentage;
 use crate::values::error::{Error, Result};
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, Login, SegmentName,
+};
 
 /// The columns [`user`] reads, in order.
 macro_rules! user_columns {
@@ -43,7 +48,13 @@ macro_rules! lease_columns {
 /// The columns [`flag`] reads, in order.
 macro_rules! flag_columns {
     () => {
-        "name, enabled, percentage, created_at, updated_at"
+        "name, enabled, percentage, created_at, updated_at, targeting"
+    };
+}
+/// The columns [`segment`] reads, in order.
+macro_rules! segment_columns {
+    () => {
+        "name, description, constraints, created_at, updated_at"
     };
 }
 /// The columns [`config_head`] reads, in order.
@@ -72,7 +83,7 @@ macro_rules! event_columns {
 }
 pub(crate) use {
     config_head_columns, config_schema_columns, config_version_columns, event_columns,
-    flag_columns, lease_columns, token_columns, user_columns,
+    flag_columns, lease_columns, segment_columns, token_columns, user_columns,
 };
 
 /// One column of a row, by position, as the few SQL types the backends store.
@@ -265,6 +276,21 @@ pub(crate) fn flag(row: &dyn Columns) -> Result<Flag> {
             .int_or_null(2)?
             .map(|p| Percentage::new(p).map_err(|_| corrupt("percentage")))
             .transpose()?,
+        created_at: instant_at(row, 3)?,
+        updated_at: instant_at(row, 4)?,
+        targeting: match row.text_or_null(5)? {
+            Some(text) => Arc::new(targeting::decode(&text)?),
+            None => Arc::default(),
+        },
+    })
+}
+
+/// A segment, from [`segment_columns!`].
+pub(crate) fn segment(row: &dyn Columns) -> Result<Segment> {
+    Ok(Segment {
+        name: name_at(row, 0, SegmentName::parse)?,
+        description: row.text_or_null(1)?,
+        constraints: targeting::decode(&row.text(2)?)?,
         created_at: instant_at(row, 3)?,
         updated_at: instant_at(row, 4)?,
     })

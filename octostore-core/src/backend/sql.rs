@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 
 use crate::backend::rows::{
     self, config_head_columns, config_schema_columns, config_version_columns, event_columns,
-    flag_columns, id, lease_columns, nanos, token_columns, user_columns, Columns, StoredChange,
+    flag_columns, id, lease_columns, nanos, segment_columns, token_columns, user_columns, Columns,
+    StoredChange,
 };
 use crate::backend::{EventBounds, EventQuery, Retained, Tx};
 use crate::records::config::{
@@ -23,9 +24,12 @@ use crate::records::flag::Flag;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
 use crate::records::lock::{FencingToken, LeaseRecord, NodeId, WaiterRecord};
 use crate::records::rate_limit::LimitRecord;
+use crate::records::targeting::{self, Segment};
 use crate::values::clock::Timestamp;
 use crate::values::error::Result;
-use crate::values::names::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login};
+use crate::values::names::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, Login, SegmentName,
+};
 
 use Param::{Bool, Bytes, Int, IntOrNull, Text, TextOrNull};
 
@@ -368,15 +372,16 @@ impl<D: Driver> Tx for D {
     }
 
     fn put_flag(&mut self, owner: UserId, f: &Flag) -> Result<()> {
+        let targeting = (!f.targeting.is_empty()).then(|| targeting::encode(&*f.targeting));
         self.exec(
             Self::upsert(upsert!(
                 concat!(
                     "flags (owner, ",
                     flag_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
                 ),
                 "(owner, name) DO UPDATE SET enabled = $3, percentage = $4,
-                 created_at = $5, updated_at = $6",
+                 created_at = $5, updated_at = $6, targeting = $7",
             )),
             &[
                 Bytes(&id(owner.0)),
@@ -385,6 +390,7 @@ impl<D: Driver> Tx for D {
                 IntOrNull(f.percentage.map(|p| p.get().into())),
                 Int(nanos(f.created_at)),
                 Int(nanos(f.updated_at)),
+                TextOrNull(targeting.as_deref()),
             ],
         )
         .map(drop)
@@ -408,6 +414,70 @@ impl<D: Driver> Tx for D {
 
     fn count_flags_of(&mut self, owner: UserId) -> Result<usize> {
         count(self, "SELECT COUNT(*) FROM flags WHERE owner = $1", owner)
+    }
+
+    fn segment(&mut self, owner: UserId, name: &SegmentName) -> Result<Option<Segment>> {
+        self.row(
+            concat!(
+                "SELECT ",
+                segment_columns!(),
+                " FROM flag_segments WHERE owner = $1 AND name = $2"
+            ),
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+            rows::segment,
+        )
+    }
+
+    fn put_segment(&mut self, owner: UserId, s: &Segment) -> Result<()> {
+        let constraints = targeting::encode(&s.constraints);
+        self.exec(
+            Self::upsert(upsert!(
+                concat!(
+                    "flag_segments (owner, ",
+                    segment_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6)"
+                ),
+                "(owner, name) DO UPDATE SET description = $3, constraints = $4,
+                 created_at = $5, updated_at = $6",
+            )),
+            &[
+                Bytes(&id(owner.0)),
+                Text(s.name.as_str()),
+                TextOrNull(s.description.as_deref()),
+                Text(&constraints),
+                Int(nanos(s.created_at)),
+                Int(nanos(s.updated_at)),
+            ],
+        )
+        .map(drop)
+    }
+
+    fn delete_segment(&mut self, owner: UserId, name: &SegmentName) -> Result<bool> {
+        let n = self.exec(
+            "DELETE FROM flag_segments WHERE owner = $1 AND name = $2",
+            &[Bytes(&id(owner.0)), Text(name.as_str())],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn segments_of(&mut self, owner: UserId) -> Result<Vec<Segment>> {
+        self.rows(
+            concat!(
+                "SELECT ",
+                segment_columns!(),
+                " FROM flag_segments WHERE owner = $1"
+            ),
+            &[Bytes(&id(owner.0))],
+            rows::segment,
+        )
+    }
+
+    fn count_segments_of(&mut self, owner: UserId) -> Result<usize> {
+        count(
+            self,
+            "SELECT COUNT(*) FROM flag_segments WHERE owner = $1",
+            owner,
+        )
     }
 
     fn config_head(&mut self, owner: UserId, key: &ConfigKey) -> Result<Option<ConfigHead>> {

@@ -10,21 +10,11 @@ use crate::records::event::Change;
 use crate::records::flag::Flag;
 use crate::records::identity::UserId;
 use crate::rules::event;
+use crate::rules::flag_eval::{self, EvaluationContext};
 use crate::values::bounds::Percentage;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::{FlagName, Subject};
-
-// The rule of a flag's answer, as a method of the record storage keeps.
-impl Flag {
-    /// Whether the flag is on for `subject`.
-    pub fn is_enabled_for(&self, subject: &Subject) -> bool {
-        self.enabled
-            && self
-                .percentage
-                .is_none_or(|p| bucket(&self.name, subject) <= p.get())
-    }
-}
 
 /// The subject's bucket for the flag, 1 to 100.
 ///
@@ -36,6 +26,11 @@ impl Flag {
 /// assert!((1..=100).contains(&bucket));
 /// ```
 pub fn bucket(flag: &FlagName, subject: &Subject) -> u8 {
+    (hash_of(flag, subject, 0) % 100 + 1) as u8
+}
+
+/// `murmur3_32("<flag>:<subject>", seed)`, Unleash's hash of a subject for a flag.
+pub(crate) fn hash_of(flag: &FlagName, subject: &Subject, seed: u32) -> u32 {
     // The longest key: a flag name of ASCII characters, ':', and a subject of characters of
     // up to 4 bytes each. Building it on the stack costs no allocation.
     const MAX_KEY: usize = FlagName::MAX_CHARS + 1 + Subject::MAX_CHARS * 4;
@@ -45,12 +40,12 @@ pub fn bucket(flag: &FlagName, subject: &Subject) -> u8 {
     key[..flag.len()].copy_from_slice(flag);
     key[flag.len()] = b':';
     key[flag.len() + 1..len].copy_from_slice(subject);
-    (murmur3_32(&key[..len], 0) % 100 + 1) as u8
+    murmur3_32(&key[..len], seed)
 }
 
 /// MurmurHash3's x86 32-bit variant, as Austin Appleby published it (and as the `murmur3`
 /// crate computes it through `io::Read`, a byte at a time; here over a slice, a word at a time).
-fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+pub(crate) fn murmur3_32(data: &[u8], seed: u32) -> u32 {
     const C1: u32 = 0xcc9e_2d51;
     const C2: u32 = 0x1b87_3593;
     let scramble = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
@@ -90,20 +85,21 @@ pub(crate) fn set(
 ) -> Result<Flag> {
     let at = now;
     let now = now.to_datetime();
-    let created_at = match tx.flag(owner, name)? {
-        Some(existing) => existing.created_at,
+    let (created_at, targeting) = match tx.flag(owner, name)? {
+        Some(existing) => (existing.created_at, existing.targeting),
         None if tx.count_flags_of(owner)? >= quota => {
             return Err(Error::QuotaExceeded {
                 what: Resource::Flag,
                 limit: quota,
             })
         }
-        None => now,
+        None => (now, Default::default()),
     };
     let flag = Flag {
         name: name.clone(),
         enabled,
         percentage,
+        targeting,
         created_at,
         updated_at: now,
     };
@@ -113,7 +109,7 @@ pub(crate) fn set(
 }
 
 /// The event of a set.
-fn set_change(flag: &Flag) -> Change {
+pub(crate) fn set_change(flag: &Flag) -> Change {
     Change::FlagSet {
         name: flag.name.clone(),
         enabled: flag.enabled,
@@ -143,24 +139,37 @@ pub(crate) fn set_enabled(
     Ok(flag)
 }
 
+/// Whether the flag is on for a context of `subject` alone.
 pub(crate) fn evaluate(
     tx: &mut dyn Tx,
+    now: Timestamp,
     owner: UserId,
     name: &FlagName,
     subject: &Subject,
 ) -> Result<bool> {
-    let flag = tx
-        .flag(owner, name)?
-        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
-    Ok(flag.is_enabled_for(subject))
+    let context = EvaluationContext::of(subject.clone());
+    flag_eval::evaluate_stored(tx, now, owner, name, &context).map(|e| e.enabled)
 }
 
+/// Deletes a flag no other flag requires.
 pub(crate) fn delete(
     tx: &mut dyn Tx,
     now: Timestamp,
     owner: UserId,
     name: &FlagName,
 ) -> Result<()> {
+    let dependents: Vec<_> = tx
+        .flags_of(owner)?
+        .into_iter()
+        .filter(|f| f.targeting.prerequisites.iter().any(|p| &p.flag == name))
+        .map(|f| f.name.to_string())
+        .collect();
+    if !dependents.is_empty() {
+        return Err(Error::Conflict(format!(
+            "flag {name} is required by {}: remove it from their prerequisites first",
+            dependents.join(", ")
+        )));
+    }
     if tx.delete_flag(owner, name)? {
         let change = Change::FlagDeleted { name: name.clone() };
         event::append(tx, owner, now, change)

@@ -2,7 +2,8 @@
 //! [`Tx`](crate::backend::Tx) and the transaction's `now`, which decide expiry, fencing,
 //! windows, bucketing, versions and quotas, so that every backend behaves the same.
 //!
-//! One module per primitive: [`lock`], [`rate_limit`], [`flag`], [`config`] (with
+//! One module per primitive: [`lock`], [`rate_limit`], [`flag`] (with [`flag_eval`], a flag's answer
+//! for a context, and [`flag_targeting`], its rules, variants, prerequisites and segments), [`config`] (with
 //! [`config_delete`], [`config_diff`], [`config_schema`] and [`schema`], JSON Schema
 //! checks), and [`identity`]
 //! for users and tokens; and [`event`], the change log the others append to. They stand on records, values and the storage contract, and know
@@ -14,6 +15,8 @@ pub mod config_diff;
 pub mod config_schema;
 pub mod event;
 pub mod flag;
+pub mod flag_eval;
+pub mod flag_targeting;
 pub mod identity;
 pub mod lock;
 pub mod rate_limit;

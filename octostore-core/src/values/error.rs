@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use crate::values::names::{ConfigKey, LockName, Login};
+use crate::values::names::{ConfigKey, FlagName, LockName, Login};
 
 /// What an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -17,6 +17,10 @@ pub enum Resource {
     Limit,
     /// A feature flag.
     Flag,
+    /// A segment of flag constraints.
+    Segment,
+    /// One rule of a flag, by its index.
+    FlagRule,
     /// A config key.
     Config,
     /// One version of a config key.
@@ -46,6 +50,8 @@ impl Resource {
             (Resource::Lock, true) => "lock",
             (Resource::Limit, true) => "rate limit",
             (Resource::Flag, true) => "feature flag",
+            (Resource::Segment, true) => "segment",
+            (Resource::FlagRule, true) => "flag rule",
             (Resource::Config, true) => "config key",
             (Resource::ConfigVersion, true) => "config version",
             (Resource::ConfigSchema, true) => "config schema",
@@ -62,6 +68,8 @@ impl Resource {
             Resource::Lock => "locks",
             Resource::Limit => "rate limits",
             Resource::Flag => "feature flags",
+            Resource::Segment => "segments",
+            Resource::FlagRule => "flag rules",
             Resource::Config => "config keys",
             Resource::ConfigVersion => "config versions",
             Resource::ConfigSchema => "config schemas",
@@ -138,6 +146,12 @@ pub enum Error {
     },
     /// The token is unknown, revoked or rotated away (HTTP 401, exit code 4).
     Unauthorized,
+    /// A flag's answer depends on the subject (a rollout under 100 % or a split between
+    /// variants) and the evaluation context has none (HTTP 422, exit code 2).
+    SubjectRequired {
+        /// The flag whose rollout or variants needed it.
+        flag: FlagName,
+    },
     /// A config value does not match its key's JSON Schema (HTTP 422, exit code 2); nothing
     /// was written.
     SchemaViolation {
@@ -252,6 +266,11 @@ impl fmt::Display for Error {
                 )
             }
             Error::Unauthorized => f.write_str("invalid or missing bearer token"),
+            Error::SubjectRequired { flag } => write!(
+                f,
+                "flag {flag} rolls out by subject and the evaluation context has none: give a \
+                 subject (OpenFeature's targetingKey)"
+            ),
             Error::QuotaExceeded { what, limit } => write!(
                 f,
                 "quota exceeded: a user may own at most {limit} {}",

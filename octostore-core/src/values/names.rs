@@ -94,6 +94,22 @@ name_type!(
     Subject, max: 256
 );
 
+name_type!(
+    /// A segment, a named set of constraints flag rules share: 1 to 100 of `[a-zA-Z0-9_-]`.
+    SegmentName, max: 100
+);
+
+name_type!(
+    /// A flag variant's name: 1 to 100 characters, any but control characters.
+    VariantName, max: 100
+);
+
+name_type!(
+    /// A property of a flag's evaluation context (`plan`, `app.version`): 1 to 100 of
+    /// `[a-zA-Z0-9_.-]`.
+    PropertyName, max: 100
+);
+
 impl Login {
     /// The login folded to lower case: the key under which logins are unique.
     pub fn folded(&self) -> String {

@@ -28,7 +28,9 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// config version (`created_by`, a login), the versions already stored taken as their
 /// owner's: a user's configs are private to them; and marks a deleted key kept for an
 /// undelete (`deleted_at`), indexed for the sweep that forgets them; and makes
-/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put).
+/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put). The sixth
+/// gives a flag its targeting (`targeting`, JSON: rules, variants, prerequisites; NULL for
+/// none) and makes `flag_segments`, the constraints rules share (`constraints`, JSON).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -152,6 +154,18 @@ CREATE TABLE config_schemas (
     updated_by TEXT,
     schema TEXT NOT NULL,
     PRIMARY KEY (owner, key)
+);
+"#,
+    r#"
+ALTER TABLE flags ADD COLUMN targeting TEXT;
+CREATE TABLE flag_segments (
+    owner BYTEA NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    constraints TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (owner, name)
 );
 "#,
 ];

@@ -22,7 +22,9 @@ use crate::values::error::Error;
 /// user's configs are private to them. It is added after `value`, which only a read of the
 /// whole version (which reads the value anyway) reads it with. It also marks a deleted key
 /// kept for an undelete (`deleted_at`), indexed for the sweep that forgets them, and makes
-/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put).
+/// `config_schemas`, a key's JSON Schema with its digest (read alone by every put). The sixth
+/// gives a flag its targeting (`targeting`, JSON: rules, variants, prerequisites; NULL for
+/// none) and makes `flag_segments`, the constraints rules share (`constraints`, JSON).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -165,6 +167,18 @@ CREATE TABLE config_schemas (
     updated_by TEXT,
     schema TEXT NOT NULL,
     PRIMARY KEY (owner, key)
+) WITHOUT ROWID;
+"#,
+    r#"
+ALTER TABLE flags ADD COLUMN targeting TEXT;
+CREATE TABLE flag_segments (
+    owner BLOB NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT,
+    constraints TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (owner, name)
 ) WITHOUT ROWID;
 "#,
 ];

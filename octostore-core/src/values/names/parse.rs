@@ -1,7 +1,10 @@
 //! The one way to make a name: [`parse`](super::LockName::parse), which checks the text
 //! against the name's bounds and fails naming the field.
 
-use super::{ClientId, ConfigKey, FlagName, LimitName, LockName, Login, Subject};
+use super::{
+    ClientId, ConfigKey, FlagName, LimitName, LockName, Login, PropertyName, SegmentName, Subject,
+    VariantName,
+};
 use crate::values::error::{Error, Result};
 
 fn check(
@@ -38,6 +41,24 @@ macro_rules! parse_as {
             pub fn parse(value: &str) -> Result<Self> {
                 check($field, value, Self::MAX_CHARS, $allowed, $text)?;
                 Ok(Self(value.into()))
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(
+                &self,
+                serializer: S,
+            ) -> std::result::Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.0)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> std::result::Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
             }
         }
 
@@ -83,6 +104,21 @@ parse_as!(
 parse_as!(
     Subject, field: "subject", allowed: |c| !c.is_control(),
     described: "printable characters"
+);
+
+parse_as!(
+    SegmentName, field: "segment", allowed: word_char,
+    described: "letters, digits, '_' and '-'"
+);
+
+parse_as!(
+    VariantName, field: "variant", allowed: |c| !c.is_control(),
+    described: "printable characters"
+);
+
+parse_as!(
+    PropertyName, field: "property", allowed: |c| word_char(c) || c == '.',
+    described: "letters, digits, '.', '_' and '-'"
 );
 
 #[cfg(test)]

@@ -1,0 +1,223 @@
+//! Changing a flag's targeting (a rule added or removed, its variants or prerequisites set)
+//! and its owner's segments. Every change is checked whole before it is written: the segments
+//! a rule names exist, the flags a flag requires exist and never lead back to it (nor chain
+//! deeper than [`MAX_PREREQUISITE_DEPTH`]), and a segment a rule names is never deleted.
+
+use std::sync::Arc;
+
+use crate::backend::Tx;
+use crate::records::flag::Flag;
+use crate::records::identity::UserId;
+use crate::records::targeting::{
+    check_constraints, Constraint, Prerequisite, Rule, Segment, Targeting, Variant,
+};
+use crate::rules::event;
+use crate::rules::flag::set_change;
+use crate::rules::flag_eval::MAX_PREREQUISITE_DEPTH;
+use crate::values::clock::Timestamp;
+use crate::values::error::{Error, Resource, Result};
+use crate::values::names::{FlagName, SegmentName};
+
+/// Longest description of a segment, in characters.
+pub const MAX_SEGMENT_DESCRIPTION_CHARS: usize = 1000;
+
+/// One change to a flag's targeting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetingChange {
+    /// Inserts a rule at `at` (0 first; `None` or past the end: last).
+    AddRule {
+        /// The rule.
+        rule: Rule,
+        /// Where.
+        at: Option<usize>,
+    },
+    /// Removes the rule at this index (0 first).
+    RemoveRule(usize),
+    /// Replaces the variants (empty: none).
+    SetVariants(Vec<Variant>),
+    /// Replaces the prerequisites (empty: none).
+    SetPrerequisites(Vec<Prerequisite>),
+}
+
+/// Applies `change` to the owner's flag `name`, appending a flag-set event.
+pub(crate) fn change(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    name: &FlagName,
+    change: TargetingChange,
+) -> Result<Flag> {
+    let existing = tx
+        .flag(owner, name)?
+        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let mut targeting = Targeting::clone(&existing.targeting);
+    match change {
+        TargetingChange::AddRule { rule, at } => {
+            for segment in &rule.segments {
+                if tx.segment(owner, segment)?.is_none() {
+                    return Err(Error::not_found(Resource::Segment, segment));
+                }
+            }
+            let at = at.unwrap_or(usize::MAX).min(targeting.rules.len());
+            targeting.rules.insert(at, rule);
+        }
+        TargetingChange::RemoveRule(index) => {
+            if index >= targeting.rules.len() {
+                return Err(Error::not_found(
+                    Resource::FlagRule,
+                    format!("{name} rule {index}"),
+                ));
+            }
+            targeting.rules.remove(index);
+        }
+        TargetingChange::SetVariants(variants) => targeting.variants = variants,
+        TargetingChange::SetPrerequisites(prerequisites) => {
+            check_prerequisites(tx, owner, name, &prerequisites)?;
+            targeting.prerequisites = prerequisites;
+        }
+    }
+    targeting.check()?;
+    let flag = Flag {
+        targeting: Arc::new(targeting),
+        updated_at: now.to_datetime(),
+        ..existing
+    };
+    tx.put_flag(owner, &flag)?;
+    event::append(tx, owner, now, set_change(&flag))?;
+    Ok(flag)
+}
+
+/// Every flag required exists (on the variants named, if any) and none leads back to `name`
+/// or chains deeper than [`MAX_PREREQUISITE_DEPTH`].
+fn check_prerequisites(
+    tx: &mut dyn Tx,
+    owner: UserId,
+    name: &FlagName,
+    prerequisites: &[Prerequisite],
+) -> Result<()> {
+    let invalid = |reason: String| Error::invalid("prerequisites", reason);
+    // Walk down from `name`, a level at a time: each path from the flag changed.
+    let mut level: Vec<(FlagName, Vec<FlagName>)> = Vec::new();
+    for p in prerequisites {
+        let parent = tx
+            .flag(owner, &p.flag)?
+            .ok_or_else(|| Error::not_found(Resource::Flag, &p.flag))?;
+        if let Some(missing) = p
+            .variants
+            .iter()
+            .find(|v| !parent.targeting.variants.iter().any(|w| &w.name == *v))
+        {
+            return Err(invalid(format!(
+                "flag {} has no variant {missing:?}",
+                p.flag
+            )));
+        }
+        level.push((p.flag.clone(), vec![name.clone(), p.flag.clone()]));
+    }
+    for depth in 1.. {
+        if level.is_empty() {
+            return Ok(());
+        }
+        let mut next = Vec::new();
+        for (flag, path) in level {
+            if &flag == name {
+                let path: Vec<_> = path.iter().map(FlagName::as_str).collect();
+                return Err(invalid(format!(
+                    "a flag may not require itself: {}",
+                    path.join(" requires ")
+                )));
+            }
+            if depth > MAX_PREREQUISITE_DEPTH {
+                return Err(invalid(format!(
+                    "prerequisites may chain at most {MAX_PREREQUISITE_DEPTH} flags deep"
+                )));
+            }
+            let Some(found) = tx.flag(owner, &flag)? else {
+                continue;
+            };
+            for p in &found.targeting.prerequisites {
+                let mut longer = path.clone();
+                longer.push(p.flag.clone());
+                next.push((p.flag.clone(), longer));
+            }
+        }
+        level = next;
+    }
+    unreachable!("the loop returns")
+}
+
+/// Creates or replaces the owner's segment; a new one counts against the flag quota.
+pub(crate) fn set_segment(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    quota: usize,
+    owner: UserId,
+    name: &SegmentName,
+    description: Option<String>,
+    constraints: Vec<Constraint>,
+) -> Result<Segment> {
+    check_constraints(&constraints)?;
+    if let Some(d) = &description {
+        let chars = d.chars().count();
+        if chars > MAX_SEGMENT_DESCRIPTION_CHARS {
+            return Err(Error::invalid(
+                "description",
+                format!("may be at most {MAX_SEGMENT_DESCRIPTION_CHARS} characters, got {chars}"),
+            ));
+        }
+    }
+    let now = now.to_datetime();
+    let created_at = match tx.segment(owner, name)? {
+        Some(existing) => existing.created_at,
+        None if tx.count_segments_of(owner)? >= quota => {
+            return Err(Error::QuotaExceeded {
+                what: Resource::Segment,
+                limit: quota,
+            })
+        }
+        None => now,
+    };
+    let segment = Segment {
+        name: name.clone(),
+        description,
+        constraints,
+        created_at,
+        updated_at: now,
+    };
+    tx.put_segment(owner, &segment)?;
+    Ok(segment)
+}
+
+/// The owner's segment.
+pub(crate) fn segment(tx: &mut dyn Tx, owner: UserId, name: &SegmentName) -> Result<Segment> {
+    tx.segment(owner, name)?
+        .ok_or_else(|| Error::not_found(Resource::Segment, name))
+}
+
+/// Deletes a segment no rule names.
+pub(crate) fn delete_segment(tx: &mut dyn Tx, owner: UserId, name: &SegmentName) -> Result<()> {
+    let users: Vec<_> = tx
+        .flags_of(owner)?
+        .into_iter()
+        .filter(|f| f.targeting.rules.iter().any(|r| r.segments.contains(name)))
+        .map(|f| f.name.to_string())
+        .collect();
+    if !users.is_empty() {
+        return Err(Error::Conflict(format!(
+            "segment {name} is used by rules of {}: remove those rules first",
+            users.join(", ")
+        )));
+    }
+    if tx.delete_segment(owner, name)? {
+        Ok(())
+    } else {
+        Err(Error::not_found(Resource::Segment, name))
+    }
+}
+
+/// The owner's segments, by name.
+pub(crate) fn segments(tx: &mut dyn Tx, owner: UserId) -> Result<Vec<Segment>> {
+    let mut segments = tx.segments_of(owner)?;
+    segments.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(segments)
+}
