@@ -34,6 +34,7 @@ fn exit_code(failure: &Failure) -> u8 {
             Error::LockHeld { .. } | Error::VersionMismatch { .. } => 1,
             Error::Invalid { .. }
             | Error::SchemaViolation { .. }
+            | Error::SubjectRequired { .. }
             | Error::Conflict(_)
             | Error::QuotaExceeded { .. }
             | Error::TooLarge { .. } => 2,

@@ -4,16 +4,26 @@
 //! Field names and types follow `openapi.yaml`; optional fields with no value are omitted,
 //! never `null`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use octostore_core::{
     AcquireStatus, Change, ClientId, ConfigEntry, ConfigKey, ConfigSchema, ConfigSummary,
     ConfigVersion, Decision, Error, Event, EventKind, EventPage, FencingToken, Flag, FlagName,
     HeldBy, Lease, LeaseChange, LeaseId, LimitName, LimitSummary, LockGrant, LockName, Login,
-    Percentage, RatePolicy, Resource, Result, User,
+    Percentage, Prerequisite, RatePolicy, Resource, Result, Rule, Targeting, User, Variant,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+mod targeting;
+
+pub use targeting::{
+    constraints_of, context_json, context_of, payload_value, ConstraintBody, EvaluationInfo,
+    OfrepBulk, OfrepErrorCode, OfrepEvaluation, OfrepFailure, OfrepFlag, RuleBody, SegmentInfo,
+    SegmentList, TARGETING_KEY,
+};
 
 /// An instant as chrono serializes it (RFC 3339, UTC as `Z`, as many fractional digits as
 /// it has: none, 3, 6 or 9), formatted into a string first: chrono's own `Serialize` writes
@@ -378,6 +388,15 @@ pub struct FlagInfo {
     /// When the flag was last set (RFC 3339).
     #[serde(serialize_with = "rfc3339")]
     pub updated_at: DateTime<Utc>,
+    /// Its rules, in order; omitted when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Rule>,
+    /// Its variants; omitted when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<Variant>,
+    /// The flags it requires; omitted when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prerequisites: Vec<Prerequisite>,
 }
 
 impl From<&Flag> for FlagInfo {
@@ -388,6 +407,9 @@ impl From<&Flag> for FlagInfo {
             percentage: f.percentage.map(Percentage::get),
             created_at: f.created_at,
             updated_at: f.updated_at,
+            rules: f.targeting.rules.clone(),
+            variants: f.targeting.variants.clone(),
+            prerequisites: f.targeting.prerequisites.clone(),
         }
     }
 }
@@ -403,7 +425,11 @@ impl FlagInfo {
                 .percentage
                 .map(|p| Percentage::new(p.into()))
                 .transpose()?,
-            targeting: Default::default(),
+            targeting: Arc::new(Targeting {
+                rules: self.rules,
+                variants: self.variants,
+                prerequisites: self.prerequisites,
+            }),
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -780,6 +806,9 @@ pub enum ErrorCode {
     /// where in the value; `rule`: which rule of the schema; `details`: why); nothing was
     /// written.
     SchemaViolation,
+    /// 422: the flag (`name`) rolls out by subject or splits between variants, and the
+    /// evaluation context has no subject (`targetingKey`).
+    SubjectRequired,
     /// 413: the body, or a value in it, is larger than accepted (`field`, `limit`, `size`).
     PayloadTooLarge,
     /// 429: the caller owns as many of `resource` as its quota allows (`limit`).
@@ -809,7 +838,9 @@ impl ErrorCode {
     /// The HTTP status every answer with this code has.
     pub fn status(self) -> u16 {
         match self {
-            ErrorCode::ValidationFailed | ErrorCode::SchemaViolation => 422,
+            ErrorCode::ValidationFailed
+            | ErrorCode::SchemaViolation
+            | ErrorCode::SubjectRequired => 422,
             ErrorCode::Unauthorized | ErrorCode::SignInFailed => 401,
             ErrorCode::NotFound | ErrorCode::NoSuchPath | ErrorCode::SignInNotConfigured => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -826,10 +857,12 @@ impl ErrorCode {
 }
 
 /// Each [`Resource`] and the `resource` of an error answer that names it.
-const RESOURCES: [(Resource, &str); 10] = [
+const RESOURCES: [(Resource, &str); 12] = [
     (Resource::Lock, "lock"),
     (Resource::Limit, "limit"),
     (Resource::Flag, "flag"),
+    (Resource::Segment, "segment"),
+    (Resource::FlagRule, "flag_rule"),
     (Resource::Config, "config"),
     (Resource::ConfigVersion, "config_version"),
     (Resource::DeletedConfig, "deleted_config"),

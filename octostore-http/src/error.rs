@@ -27,6 +27,7 @@ pub fn code_of(err: &Error) -> ErrorCode {
         Error::Conflict(_) => ErrorCode::Conflict,
         Error::VersionMismatch { .. } => ErrorCode::VersionMismatch,
         Error::SchemaViolation { .. } => ErrorCode::SchemaViolation,
+        Error::SubjectRequired { .. } => ErrorCode::SubjectRequired,
         Error::Unauthorized => ErrorCode::Unauthorized,
         Error::QuotaExceeded { .. } => ErrorCode::QuotaExceeded,
         Error::TooLarge { .. } => ErrorCode::PayloadTooLarge,
@@ -93,6 +94,11 @@ pub fn error_response(err: &Error) -> Response {
             body.pointer = Some(pointer.clone());
             body.rule = Some(rule.clone());
             body.details = Some(reason.clone());
+        }
+        Error::SubjectRequired { flag } => {
+            body.resource = Some(resource_code(Resource::Flag).to_owned());
+            body.name = Some(flag.to_string());
+            body.field = Some("context".into());
         }
         Error::QuotaExceeded { what, limit } => {
             body.resource = Some(resource_code(*what).to_owned());

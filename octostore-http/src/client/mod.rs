@@ -48,9 +48,10 @@ use std::time::{Duration, Instant};
 use octostore_core::values::error::Chain;
 use octostore_core::{
     Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSchema, ConfigSummary,
-    Decision, Description, Error, EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease,
-    LeaseId, LimitName, LimitSummary, LockGrant, LockName, LockStatus, Login, Percentage,
-    RatePolicy, Result, Subject, Ttl,
+    Constraint, Decision, Description, Error, Evaluation, EvaluationContext, EventFilter,
+    EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary, LockGrant,
+    LockName, LockStatus, Login, Percentage, RatePolicy, Result, Segment, SegmentName, Subject,
+    TargetingChange, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -61,7 +62,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::dto::{
-    held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer, VersionInfo,
+    held_by_of, resource_of, ErrorBody, ErrorCode, LockConflict, LockStatusAnswer, OfrepErrorCode,
+    OfrepFlag, VersionInfo,
 };
 use crate::operation::requests::{self, Encoded, Endpoint};
 use crate::operation::Operation;
@@ -408,6 +410,10 @@ fn error_from(status: StatusCode, body: &[u8], sent: usize) -> Error {
             Err(e) => unexpected(format!("409 lock_held without its lock: {e}")),
         },
         ErrorCode::Conflict => Error::Conflict(error),
+        ErrorCode::SubjectRequired => match name.as_deref().map(FlagName::parse) {
+            Some(Ok(flag)) => Error::SubjectRequired { flag },
+            _ => unexpected(words()),
+        },
         ErrorCode::VersionMismatch => {
             let key = name.as_deref().map(ConfigKey::parse);
             match (key, expected_version, current_version) {
@@ -850,6 +856,111 @@ impl Api for Client {
         list.flags
             .into_iter()
             .map(|info| converted(info.into_flag()))
+            .collect()
+    }
+
+    fn flag(&self, name: &FlagName) -> Result<Flag> {
+        converted(
+            self.request(&requests::GetFlagTargeting(name.clone()))?
+                .into_flag(),
+        )
+    }
+
+    fn change_flag_targeting(&self, name: &FlagName, change: TargetingChange) -> Result<Flag> {
+        let name = name.clone();
+        let answer = match change {
+            TargetingChange::AddRule { rule, at } => {
+                self.request(&requests::AddFlagRule { name, rule, at })
+            }
+            TargetingChange::RemoveRule(index) => {
+                self.request(&requests::RemoveFlagRule { name, index })
+            }
+            TargetingChange::SetVariants(variants) => {
+                self.request(&requests::SetFlagVariants { name, variants })
+            }
+            TargetingChange::SetPrerequisites(prerequisites) => {
+                self.request(&requests::SetFlagPrerequisites {
+                    name,
+                    prerequisites,
+                })
+            }
+        }?;
+        converted(answer.into_flag())
+    }
+
+    fn evaluate_flag_in(&self, name: &FlagName, context: &EvaluationContext) -> Result<Evaluation> {
+        let answer = self.request(&requests::EvaluateFlagInContext {
+            name: name.clone(),
+            context: context.clone(),
+        })?;
+        converted(answer.into_evaluation())
+    }
+
+    /// Through OFREP's bulk evaluation.
+    fn evaluate_flags_in(
+        &self,
+        context: &EvaluationContext,
+    ) -> Result<Vec<(FlagName, Result<Evaluation>)>> {
+        let answer = self.request(&requests::OfrepEvaluateFlags {
+            context: context.clone(),
+            if_none_match: None,
+        })?;
+        answer
+            .flags
+            .into_iter()
+            .map(|flag| match flag {
+                OfrepFlag::Evaluation(e) => {
+                    let name = converted(FlagName::parse(&e.key))?;
+                    Ok((name, converted(e.into_evaluation())))
+                }
+                OfrepFlag::Failure(f) => {
+                    let name = converted(FlagName::parse(&f.key))?;
+                    let error = match f.error_code {
+                        OfrepErrorCode::TargetingKeyMissing => {
+                            Error::SubjectRequired { flag: name.clone() }
+                        }
+                        OfrepErrorCode::FlagNotFound => {
+                            Error::not_found(octostore_core::Resource::Flag, &name)
+                        }
+                        _ => Error::invalid("context", f.error_details),
+                    };
+                    Ok((name, Err(error)))
+                }
+            })
+            .collect()
+    }
+
+    fn set_segment(
+        &self,
+        name: &SegmentName,
+        description: Option<String>,
+        constraints: Vec<Constraint>,
+    ) -> Result<Segment> {
+        let answer = self.request(&requests::SetSegment {
+            name: name.clone(),
+            description,
+            constraints,
+        })?;
+        converted(answer.into_segment())
+    }
+
+    fn segment(&self, name: &SegmentName) -> Result<Segment> {
+        converted(
+            self.request(&requests::GetSegment(name.clone()))?
+                .into_segment(),
+        )
+    }
+
+    fn delete_segment(&self, name: &SegmentName) -> Result<()> {
+        self.request(&requests::DeleteSegment(name.clone()))
+            .map(drop)
+    }
+
+    fn segments(&self) -> Result<Vec<Segment>> {
+        let list = self.request(&requests::ListSegments)?;
+        list.segments
+            .into_iter()
+            .map(|info| converted(info.into_segment()))
             .collect()
     }
 

@@ -102,6 +102,31 @@ impl JsonBody {
         Uuid::parse_str(text).map_err(|_| Error::invalid(field, "is not a valid UUID"))
     }
 
+    /// A required field of a shape serde reads (a list of rules, of variants...), the error
+    /// naming the field.
+    pub(crate) fn typed<T: serde::de::DeserializeOwned>(
+        &mut self,
+        field: &'static str,
+    ) -> Result<T> {
+        let value = self.take_value(field)?;
+        serde_json::from_value(value).map_err(|e| Error::invalid(field, e.to_string()))
+    }
+
+    /// The whole body as a shape serde reads.
+    pub(crate) fn into_typed<T: serde::de::DeserializeOwned>(self) -> Result<T> {
+        serde_json::from_value(Value::Object(self.0))
+            .map_err(|e| Error::invalid("body", e.to_string()))
+    }
+
+    /// An optional JSON object field (`{}` if absent or `null`).
+    pub(crate) fn object(&mut self, field: &'static str) -> Result<Map<String, Value>> {
+        match self.0.remove(field) {
+            None | Some(Value::Null) => Ok(Map::new()),
+            Some(Value::Object(map)) => Ok(map),
+            Some(_) => Err(wrong_type(field, "a JSON object")),
+        }
+    }
+
     /// A required value of any JSON type, `null` included.
     pub(crate) fn take_value(&mut self, field: &'static str) -> Result<Value> {
         self.0

@@ -116,6 +116,30 @@ operations! {
     DeleteFlag = "deleteFlag": DELETE "/flags/{name}", Token, None;
     /// `PATCH /flags/{name}`: turn a flag on or off, keeping its percentage.
     PatchFlag = "patchFlag": PATCH "/flags/{name}", Token, Json;
+    /// `GET /flags/{name}/targeting`: a flag with its rules, variants and prerequisites.
+    GetFlagTargeting = "getFlagTargeting": GET "/flags/{name}/targeting", Token, None;
+    /// `POST /flags/{name}/rules`: add a rule.
+    AddFlagRule = "addFlagRule": POST "/flags/{name}/rules", Token, Json;
+    /// `DELETE /flags/{name}/rules?index=`: remove a rule.
+    RemoveFlagRule = "removeFlagRule": DELETE "/flags/{name}/rules", Token, None;
+    /// `PUT /flags/{name}/variants`: set a flag's variants.
+    SetFlagVariants = "setFlagVariants": PUT "/flags/{name}/variants", Token, Json;
+    /// `PUT /flags/{name}/prerequisites`: set the flags a flag requires.
+    SetFlagPrerequisites = "setFlagPrerequisites": PUT "/flags/{name}/prerequisites", Token, Json;
+    /// `POST /flags/{name}/evaluate`: a flag's value, variant and reason for a context.
+    EvaluateFlagInContext = "evaluateFlagInContext": POST "/flags/{name}/evaluate", Token, Json;
+    /// `GET /segments`: the caller's segments.
+    ListSegments = "listSegments": GET "/segments", Token, None;
+    /// `GET /segments/{name}`: a segment.
+    GetSegment = "getSegment": GET "/segments/{name}", Token, None;
+    /// `PUT /segments/{name}`: create or replace a segment.
+    SetSegment = "setSegment": PUT "/segments/{name}", Token, Json;
+    /// `DELETE /segments/{name}`: delete a segment no rule uses.
+    DeleteSegment = "deleteSegment": DELETE "/segments/{name}", Token, None;
+    /// `POST /ofrep/v1/evaluate/flags/{key}`: OpenFeature's remote evaluation of one flag.
+    OfrepEvaluateFlag = "ofrepEvaluateFlag": POST "/ofrep/v1/evaluate/flags/{key}", Token, Json;
+    /// `POST /ofrep/v1/evaluate/flags`: OpenFeature's remote evaluation of every flag.
+    OfrepEvaluateFlags = "ofrepEvaluateFlags": POST "/ofrep/v1/evaluate/flags", Token, Json;
     /// `GET /config?deleted=`: the caller's config keys (or deleted keys).
     ListConfigs = "listConfigs": GET "/config", Token, None;
     /// `PUT /config/{key}`: store a new version of a value.
@@ -214,7 +238,7 @@ impl Operation {
     pub fn find<'a>(method: &Method, path: &'a str) -> Option<Matched<'a>> {
         let path = path.strip_prefix('/')?;
         let path = path.strip_suffix('/').unwrap_or(path);
-        let mut segments: [&str; 3] = [""; 3];
+        let mut segments: [&str; 5] = [""; 5];
         let mut count = 0;
         for segment in path.split('/') {
             *segments.get_mut(count)? = segment;

@@ -984,3 +984,11 @@ impl Encoded {
         self
     }
 }
+
+mod targeting;
+
+pub use targeting::{
+    AddFlagRule, DeleteSegment, EvaluateFlagInContext, GetFlagTargeting, GetSegment, ListSegments,
+    OfrepEvaluateFlag, OfrepEvaluateFlags, RemoveFlagRule, SetFlagPrerequisites, SetFlagVariants,
+    SetSegment,
+};

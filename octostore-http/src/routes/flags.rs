@@ -1,11 +1,15 @@
-//! `/flags`: set, turn on or off (PATCH), evaluate (`?subject=`), delete, list.
+//! `/flags`: set, turn on or off (PATCH), evaluate (`?subject=`, or a context), delete, list;
+//! a flag's targeting: its rules, variants and prerequisites.
 
-use octostore_core::{Api, Session};
+use octostore_core::{Api, Evaluation, FlagName, Session, TargetingChange};
 use warp::reply::Response;
 
-use crate::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
+use crate::dto::{Deleted, EvaluationInfo, FlagEvaluation, FlagInfo, FlagList};
 use crate::metrics::Outcome;
-use crate::operation::requests::{DeleteFlag, EvaluateFlag, ListFlags, PatchFlag, SetFlag};
+use crate::operation::requests::{
+    AddFlagRule, DeleteFlag, Endpoint, EvaluateFlag, EvaluateFlagInContext, GetFlagTargeting,
+    ListFlags, PatchFlag, RemoveFlagRule, SetFlag, SetFlagPrerequisites, SetFlagVariants,
+};
 use crate::reply::answer;
 use crate::request::Request;
 
@@ -70,4 +74,72 @@ pub(super) async fn list(request: Request) -> Response {
         }))
     };
     request.app.as_user(request.token, op).await
+}
+
+pub(super) async fn targeting(request: Request) -> Response {
+    let get = request.decode::<GetFlagTargeting>();
+    let op = move |session: &Session| session.flag(&get?.0);
+    let reply = |flag| answer::<GetFlagTargeting>(&FlagInfo::from(&flag));
+    request.app.as_user_then(request.token, op, reply).await
+}
+
+/// Runs one change of a flag's targeting, decoded as `E`, and answers the flag.
+async fn change<E: Endpoint<Answer = FlagInfo> + Send + 'static>(
+    request: Request,
+    into_change: fn(E) -> (FlagName, TargetingChange),
+) -> Response {
+    let decoded = request.decode::<E>();
+    let op = move |session: &Session| {
+        let (name, change) = into_change(decoded?);
+        session.change_flag_targeting(&name, change)
+    };
+    let reply = |flag| answer::<E>(&FlagInfo::from(&flag));
+    request.app.as_user_then(request.token, op, reply).await
+}
+
+pub(super) async fn add_rule(request: Request) -> Response {
+    change(request, |AddFlagRule { name, rule, at }| {
+        (name, TargetingChange::AddRule { rule, at })
+    })
+    .await
+}
+
+pub(super) async fn remove_rule(request: Request) -> Response {
+    change(request, |RemoveFlagRule { name, index }| {
+        (name, TargetingChange::RemoveRule(index))
+    })
+    .await
+}
+
+pub(super) async fn set_variants(request: Request) -> Response {
+    change(request, |SetFlagVariants { name, variants }| {
+        (name, TargetingChange::SetVariants(variants))
+    })
+    .await
+}
+
+pub(super) async fn set_prerequisites(request: Request) -> Response {
+    change(
+        request,
+        |SetFlagPrerequisites {
+             name,
+             prerequisites,
+         }| { (name, TargetingChange::SetPrerequisites(prerequisites)) },
+    )
+    .await
+}
+
+pub(super) async fn evaluate_in_context(request: Request) -> Response {
+    let evaluate = request.decode::<EvaluateFlagInContext>();
+    let op = move |session: &Session| {
+        let EvaluateFlagInContext { name, context } = evaluate?;
+        let evaluation = session.evaluate_flag_in(&name, &context)?;
+        Ok((name, evaluation))
+    };
+    let metrics = &request.app.metrics;
+    let reply = |(name, evaluation): (FlagName, Evaluation)| {
+        metrics.decided(Outcome::flag(evaluation.enabled));
+        answer::<EvaluateFlagInContext>(&EvaluationInfo::new(name.as_str(), &evaluation))
+    };
+    request.app.as_user_then(request.token, op, reply).await
 }

@@ -9,6 +9,8 @@ mod events;
 mod flags;
 mod limits;
 mod locks;
+mod ofrep;
+mod segments;
 mod system;
 
 use std::time::Instant;
@@ -204,6 +206,18 @@ async fn handle(operation: Operation, request: Request) -> Response {
         Operation::EvaluateFlag => flags::evaluate(request).await,
         Operation::DeleteFlag => flags::delete(request).await,
         Operation::PatchFlag => flags::patch(request).await,
+        Operation::GetFlagTargeting => flags::targeting(request).await,
+        Operation::AddFlagRule => flags::add_rule(request).await,
+        Operation::RemoveFlagRule => flags::remove_rule(request).await,
+        Operation::SetFlagVariants => flags::set_variants(request).await,
+        Operation::SetFlagPrerequisites => flags::set_prerequisites(request).await,
+        Operation::EvaluateFlagInContext => flags::evaluate_in_context(request).await,
+        Operation::ListSegments => segments::list(request).await,
+        Operation::GetSegment => segments::get(request).await,
+        Operation::SetSegment => segments::set(request).await,
+        Operation::DeleteSegment => segments::delete(request).await,
+        Operation::OfrepEvaluateFlag => ofrep::evaluate(request).await,
+        Operation::OfrepEvaluateFlags => ofrep::evaluate_all(request).await,
         Operation::ListConfigs => config::list(request).await,
         Operation::PutConfig => config::put(request).await,
         Operation::GetConfig => config::get(request).await,

@@ -108,6 +108,7 @@ impl World {
             name: self.flags[flag].clone(),
             enabled: f.enabled,
             percentage: f.percentage.map(|p| Percentage::new(p.into()).unwrap()),
+            targeting: Default::default(),
             created_at: f.created_at,
             updated_at: f.updated_at,
         }
