@@ -21,6 +21,7 @@ mod limits;
 mod locks;
 mod long_poll;
 mod system;
+mod targeting;
 mod waiting;
 
 use std::io::Cursor;
