@@ -258,7 +258,7 @@ impl Api for Session {
             }
         };
         self.store
-            .transact_now(|tx, now, _| flag::evaluate(tx, now, self.user.id, name, subject))
+            .transact_now(|tx, now, _| flag_eval::enabled_for(tx, now, self.user.id, name, subject))
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {

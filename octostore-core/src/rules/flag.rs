@@ -10,7 +10,6 @@ use crate::records::event::Change;
 use crate::records::flag::Flag;
 use crate::records::identity::UserId;
 use crate::rules::event;
-use crate::rules::flag_eval::{self, EvaluationContext};
 use crate::values::bounds::Percentage;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -137,18 +136,6 @@ pub(crate) fn set_enabled(
     tx.put_flag(owner, &flag)?;
     event::append(tx, owner, now, set_change(&flag))?;
     Ok(flag)
-}
-
-/// Whether the flag is on for a context of `subject` alone.
-pub(crate) fn evaluate(
-    tx: &mut dyn Tx,
-    now: Timestamp,
-    owner: UserId,
-    name: &FlagName,
-    subject: &Subject,
-) -> Result<bool> {
-    let context = EvaluationContext::of(subject.clone());
-    flag_eval::evaluate_stored(tx, now, owner, name, &context).map(|e| e.enabled)
 }
 
 /// Deletes a flag no other flag requires.

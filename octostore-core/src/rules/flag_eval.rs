@@ -175,6 +175,18 @@ pub(crate) fn evaluate_stored(
     evaluate(&flag, context, now.to_datetime(), &mut Stored { tx, owner })
 }
 
+/// Whether the flag is on for a context of `subject` alone (the seed's evaluation).
+pub(crate) fn enabled_for(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    owner: UserId,
+    name: &FlagName,
+    subject: &Subject,
+) -> Result<bool> {
+    let context = EvaluationContext::of(subject.clone());
+    evaluate_stored(tx, now, owner, name, &context).map(|e| e.enabled)
+}
+
 /// Every flag of `owner`, by name, each evaluated for `context` (a flag's own failure, such as
 /// a subject it needs, is its entry's).
 pub(crate) fn evaluate_all(
