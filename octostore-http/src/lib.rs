@@ -51,6 +51,8 @@ mod large_reads;
 mod metrics;
 #[cfg(feature = "server")]
 mod oauth;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 #[cfg(feature = "client")]
 pub mod operation;
 #[cfg(feature = "server")]
