@@ -9,6 +9,12 @@ use clap_complete::Shell;
 use octostore_core::{Settings, Ttl};
 use octostore_http::{ConnectionLimits, QueueLimits};
 
+mod targeting;
+
+pub use targeting::{
+    EvalArgs, PrereqCommand, RuleCommand, SegmentCommand, VariantCommand, WhereArgs,
+};
+
 /// Exit codes, for scripts (also in `--help`).
 pub const EXIT_CODES: &str = "\
 Exit codes:
@@ -29,7 +35,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 25] = [
+const FLAGS: [(&str, &str); 28] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -55,6 +61,9 @@ const FLAGS: [(&str, &str); 25] = [
     ("kind", "--kind"),
     ("prefix", "--prefix"),
     ("if_version", "--if-version"),
+    ("where", "--where"),
+    ("where_json", "--where-json"),
+    ("prop", "--prop"),
 ];
 
 /// How the command line names `field`: its flag, or the field itself if no flag gives it.
@@ -144,7 +153,7 @@ pub enum Command {
     /// Sliding-window rate limits.
     #[command(subcommand)]
     Limit(LimitCommand),
-    /// Feature flags with percentage rollouts.
+    /// Feature flags: percentage rollouts, rules, segments, variants and prerequisites.
     #[command(subcommand)]
     Flag(FlagCommand),
     /// The versioned config store.
@@ -690,6 +699,21 @@ pub enum FlagCommand {
     },
     /// The caller's flags.
     List,
+    /// A flag's rules: who it is on for, by conditions on the evaluation context.
+    #[command(subcommand)]
+    Rule(RuleCommand),
+    /// Named sets of conditions that rules of any of your flags share.
+    #[command(subcommand)]
+    Segment(SegmentCommand),
+    /// A flag's variants: weighted values for the subjects it is on for.
+    #[command(subcommand)]
+    Variant(VariantCommand),
+    /// The flags a flag requires to be on first.
+    #[command(subcommand, visible_alias = "prerequisite")]
+    Prereq(PrereqCommand),
+    /// Evaluate a flag for a context (a subject and properties): prints on/off, then the
+    /// variant, value (JSON) and reason, one a line (those it has); exit 0 if on, 1 if off.
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use octostore_core::{Api, FlagName, Percentage, Result, Subject};
 use octostore_http::dto::{Deleted, FlagEvaluation, FlagInfo, FlagList};
 
-use super::{negative, print};
+use super::{flag_targeting, negative, print};
 use crate::args::{FlagCommand, Global};
 use crate::failure::Failure;
 use crate::target::Target;
@@ -27,6 +27,15 @@ fn set_enabled(global: &Global, api: &dyn Api, name: &str, enabled: bool) -> Res
 }
 
 pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode, Failure> {
+    // Their arguments parsed before the store is opened.
+    let command = match command {
+        FlagCommand::Rule(command) => return flag_targeting::rule(global, command),
+        FlagCommand::Segment(command) => return flag_targeting::segment(global, command),
+        FlagCommand::Variant(command) => return flag_targeting::variant(global, command),
+        FlagCommand::Prereq(command) => return flag_targeting::prereq(global, command),
+        FlagCommand::Eval(args) => return flag_targeting::eval(global, args),
+        command => command,
+    };
     let target = Target::open(global)?;
     let api = target.api();
     match command {
@@ -65,6 +74,11 @@ pub fn run(global: &Global, command: FlagCommand) -> Result<ExitCode, Failure> {
                 format!("deleted {name}")
             });
         }
+        FlagCommand::Rule(_)
+        | FlagCommand::Segment(_)
+        | FlagCommand::Variant(_)
+        | FlagCommand::Prereq(_)
+        | FlagCommand::Eval(_) => unreachable!("run above"),
         FlagCommand::List => {
             let flags = api.flags()?;
             let list = FlagList {

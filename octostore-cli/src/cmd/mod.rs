@@ -4,6 +4,7 @@ pub mod completions;
 pub mod config;
 pub mod events;
 pub mod flag;
+pub mod flag_targeting;
 pub mod limit;
 pub mod lock;
 pub mod lock_run;

@@ -6,6 +6,7 @@ mod commands;
 mod config_versions;
 mod default_store;
 mod errors;
+mod flag_targeting;
 mod help;
 mod lock_run;
 mod lock_scripts;
