@@ -685,6 +685,9 @@ pub enum FlagCommand {
         name: String,
     },
     /// Whether the flag is on for a subject: prints on/off, exit 0 if on, 1 if off.
+    ///
+    /// A flag with rules is evaluated for a context of the subject alone: `flag eval`
+    /// gives properties too, and says why.
     Get {
         /// The flag.
         name: String,
@@ -711,8 +714,12 @@ pub enum FlagCommand {
     /// The flags a flag requires to be on first.
     #[command(subcommand, visible_alias = "prerequisite")]
     Prereq(PrereqCommand),
-    /// Evaluate a flag for a context (a subject and properties): prints on/off, then the
-    /// variant, value (JSON) and reason, one a line (those it has); exit 0 if on, 1 if off.
+    /// Evaluate a flag for a context (a subject and properties): exit 0 if on, 1 if off.
+    ///
+    /// Prints on or off, then `variant NAME`, `value JSON` and `reason REASON`, one a line,
+    /// those it has (--json: the API's evaluation). Reasons: STATIC, SPLIT (a percentage or
+    /// variants decided), TARGETING_MATCH, DEFAULT (rules, none matched), DISABLED,
+    /// PREREQUISITE_FAILED.
     Eval(EvalArgs),
 }
 

@@ -13,7 +13,7 @@ Conditions (--where, repeatable; a context must meet every one):
     --where 'email ~STR_ENDS_WITH @acme.com'   ~ before the operator: ignore case
     --where 'plan !STR_CONTAINS trial'         ! before the operator: negate it (!~ for both)
   Operators (their names in any case):
-    IN, NOT_IN, STR_CONTAINS, STR_STARTS_WITH, STR_ENDS_WITH   one of a list of values
+    IN, NOT_IN, STR_CONTAINS, STR_STARTS_WITH, STR_ENDS_WITH   a list of values (any)
     NUM_EQ, NUM_GT, NUM_GTE, NUM_LT, NUM_LTE                   a number
     DATE_BEFORE, DATE_AFTER            an RFC 3339 instant (2026-12-24T18:00:00Z) or a date
     SEMVER_EQ, SEMVER_GT, SEMVER_LT    a semantic version (a pre-release is before its release)
@@ -41,9 +41,12 @@ pub struct WhereArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RuleCommand {
-    /// Add a rule: the flag is on for a context meeting all its conditions and segments (and
-    /// in its --percentage). Rules are tried in order; with rules, a context no rule turns on
-    /// is off (reason DEFAULT). Prints the flag's rules.
+    /// Add a rule: the flag is on for a context meeting all its conditions and segments.
+    ///
+    /// Rules are tried in order: the first a context meets (and whose --percentage admits its
+    /// subject) turns the flag on, reason TARGETING_MATCH; with rules, a context none turns on
+    /// is off, reason DEFAULT. The flag's own on/off and percentage apply first. Prints the
+    /// flag's rules, as `flag rule list`.
     #[command(after_help = WHERE_HELP)]
     Add {
         /// The flag.
@@ -61,14 +64,17 @@ pub enum RuleCommand {
         #[arg(long, value_name = "N")]
         position: Option<usize>,
     },
-    /// The flag's rules, in order, one a line: its index, then the options of `flag rule add`
-    /// that make it (--json: the flag, its rules among its fields).
+    /// The flag's rules, in order.
+    ///
+    /// One a line: its index, then the options of `flag rule add` that make it. --json: the
+    /// flag, its rules among its fields.
     List {
         /// The flag.
         name: String,
     },
-    /// Remove the rule at INDEX (as `flag rule list` numbers them; exit 3 if there is none).
-    /// Prints the flag's rules.
+    /// Remove the rule at INDEX, as `flag rule list` numbers them (exit 3 if there is none).
+    ///
+    /// Prints the flag's rules left, renumbered.
     Remove {
         /// The flag.
         name: String,
@@ -79,9 +85,11 @@ pub enum RuleCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum SegmentCommand {
-    /// Create or replace a segment: conditions that rules of any of your flags name with
-    /// `flag rule add --segment` (segments count against the flag quota). Replaces the whole
-    /// segment: omitting --description clears it.
+    /// Create or replace a segment: conditions that rules of any of your flags name.
+    ///
+    /// A rule names it with `flag rule add --segment`. Segments count against the flag
+    /// quota. The whole segment is replaced: omitting --description clears it. Prints it, as
+    /// `flag segment get`.
     #[command(
         after_help = WHERE_HELP,
         group(ArgGroup::new("condition").required(true).multiple(true).args(["conditions", "where_json"]))
@@ -111,8 +119,10 @@ pub enum SegmentCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum VariantCommand {
-    /// Replace the flag's variants: a subject the flag is on for gets one, by weight, the
-    /// same one every time. Prints them.
+    /// Replace the flag's variants: a subject the flag is on for gets one, by weight.
+    ///
+    /// The same subject gets the same variant every time. Prints them, as `flag variant
+    /// list`.
     ///
     /// Each VARIANT=WEIGHT[:TYPE:PAYLOAD]: blue=500:string:#0000ff, big=1:number:42,
     /// cfg=1:json:'{"a":1}', or just control=50 (no payload: the flag's value is then only on
@@ -141,9 +151,10 @@ pub enum VariantCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PrereqCommand {
-    /// Replace the flags the flag requires: it is off (reason PREREQUISITE_FAILED) for a
-    /// context any of them is off for, or on another variant than those named; a kill
-    /// switch for many flags at once. Prints them.
+    /// Replace the flags the flag requires: off for a context any of them is off for.
+    ///
+    /// Off (reason PREREQUISITE_FAILED) also when one is on another variant than those
+    /// named: a kill switch for many flags at once. Prints them, as `flag prereq list`.
     ///
     /// Each PARENT, or PARENT=VARIANT[,VARIANT...] to require it on one of those variants.
     /// Refused (exit 2) if the flags would require each other in a loop.
@@ -179,8 +190,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub subject: Option<String>,
     /// A property of the context (repeatable): KEY=VALUE gives text, which every operator
-    /// reads as it needs (a number, date, version or true/false); KEY:=JSON gives a JSON
-    /// string, number or boolean, as an SDK would send it ('plan:="pro"', 'seats:=10').
+    /// reads as it needs (a number, date, version or true/false; zip=007 stays 007 for IN);
+    /// KEY:=JSON gives a JSON string, number or boolean, as an SDK would send it
+    /// ('plan:="pro"', 'seats:=10').
     #[arg(long = "prop", value_name = "KEY=VALUE")]
     pub props: Vec<String>,
 }

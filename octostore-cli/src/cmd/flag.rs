@@ -12,10 +12,21 @@ use crate::target::Target;
 
 fn describe(flag: &FlagInfo) -> String {
     let state = if flag.enabled { "enabled" } else { "disabled" };
-    match flag.percentage {
-        Some(p) => format!("{} {state} percentage={p}", flag.name),
-        None => format!("{} {state}", flag.name),
+    let mut text = format!("{} {state}", flag.name);
+    if let Some(p) = flag.percentage {
+        text.push_str(&format!(" percentage={p}"));
     }
+    // Its targeting, counted: `flag rule list` and the others show it.
+    for (what, count) in [
+        ("rules", flag.rules.len()),
+        ("variants", flag.variants.len()),
+        ("prerequisites", flag.prerequisites.len()),
+    ] {
+        if count > 0 {
+            text.push_str(&format!(" {what}={count}"));
+        }
+    }
+    text
 }
 
 /// `flag enable` and `flag disable`: the flag's percentage is kept.

@@ -395,7 +395,8 @@ fn parse_variant(text: &str) -> Result<Variant> {
     let (name, rest) = text
         .split_once('=')
         .ok_or_else(|| invalid(format!("no =WEIGHT: {syntax}")))?;
-    let name = VariantName::parse(name)?;
+    let name = VariantName::parse(name)
+        .map_err(|e| reworded(e, "variant", |r| format!("{text:?}: the name {r}")))?;
     let (weight, payload) = match rest.split_once(':') {
         Some((weight, payload)) => (weight, Some(payload)),
         None => (rest, None),
@@ -449,7 +450,15 @@ fn parse_prerequisite(text: &str) -> Result<Prerequisite> {
     let flag = FlagName::parse(flag)
         .map_err(|e| reworded(e, "prerequisite", |r| format!("{text:?}: the flag {r}")))?;
     let variants = variants
-        .map(|list| list.split(',').map(VariantName::parse).collect())
+        .map(|list| {
+            list.split(',')
+                .map(|v| {
+                    VariantName::parse(v).map_err(|e| {
+                        reworded(e, "prerequisite", |r| format!("{text:?}: a variant {r}"))
+                    })
+                })
+                .collect()
+        })
         .transpose()?
         .unwrap_or_default();
     Ok(Prerequisite { flag, variants })

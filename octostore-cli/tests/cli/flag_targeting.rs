@@ -40,6 +40,10 @@ fn targeting_flow(env: &Env) {
         added.stdout.trim(),
         "0 --where 'plan IN pro,enterprise' --where 'app.version SEMVER_GT 2.0.0'"
     );
+    assert_eq!(
+        env.run(&["flag", "list"]).expect(0).stdout.trim(),
+        "checkout enabled rules=1"
+    );
     let pro = [
         "checkout",
         "--prop",
