@@ -187,7 +187,8 @@ pub trait Api {
         context: &EvaluationContext,
     ) -> Result<Vec<(FlagName, Result<Evaluation>)>>;
     /// Creates or replaces a segment: constraints that rules of any of the caller's flags may
-    /// name. Segments count against the flag quota.
+    /// name. A user may have as many segments as its flag quota allows flags. Each flag whose
+    /// rules name it gets a flag-set event in the change log.
     fn set_segment(
         &self,
         name: &SegmentName,

@@ -87,8 +87,8 @@ pub enum RuleCommand {
 pub enum SegmentCommand {
     /// Create or replace a segment: conditions that rules of any of your flags name.
     ///
-    /// A rule names it with `flag rule add --segment`. Segments count against the flag
-    /// quota. The whole segment is replaced: omitting --description clears it. Prints it, as
+    /// A rule names it with `flag rule add --segment`. You may have as many segments as your
+    /// flag quota allows flags. The whole segment is replaced: omitting --description clears it. Prints it, as
     /// `flag segment get`.
     #[command(
         after_help = WHERE_HELP,

@@ -185,6 +185,15 @@ impl Constraint {
                 long.chars().count()
             )));
         }
+        if case_insensitive && !operator.takes_list() {
+            return Err(Error::invalid(
+                "case_insensitive",
+                format!(
+                    "applies to the string operators only, not {}",
+                    operator.name()
+                ),
+            ));
+        }
         if !operator.takes_list() && values.len() != 1 {
             return Err(invalid(format!(
                 "{} compares against exactly one value, got {}",
@@ -363,6 +372,16 @@ impl Rule {
                     "a rule may name at most {MAX_RULE_SEGMENTS} segments, got {}",
                     segments.len()
                 ),
+            ));
+        }
+        if let Some((i, twice)) = segments
+            .iter()
+            .enumerate()
+            .find(|(i, s)| segments[..*i].contains(s))
+        {
+            return Err(Error::invalid(
+                "segments",
+                format!("segment {twice} is named twice (at {i})"),
             ));
         }
         if percentage.is_some_and(|p| p > 100) {

@@ -65,7 +65,7 @@ pub(crate) fn change(
             if index >= targeting.rules.len() {
                 return Err(Error::not_found(
                     Resource::FlagRule,
-                    format!("{name} rule {index}"),
+                    format!("{name}[{index}]"),
                 ));
             }
             targeting.rules.remove(index);
@@ -146,7 +146,9 @@ fn check_prerequisites(
     unreachable!("the loop returns")
 }
 
-/// Creates or replaces the owner's segment; a new one counts against the flag quota.
+/// Creates or replaces the owner's segment (an owner may have as many segments as its flag
+/// quota allows flags), appending a flag-set event for each flag whose rules name it: they
+/// may answer differently now.
 pub(crate) fn set_segment(
     tx: &mut dyn Tx,
     now: Timestamp,
@@ -166,6 +168,7 @@ pub(crate) fn set_segment(
             ));
         }
     }
+    let at = now;
     let now = now.to_datetime();
     let created_at = match tx.segment(owner, name)? {
         Some(existing) => existing.created_at,
@@ -185,7 +188,23 @@ pub(crate) fn set_segment(
         updated_at: now,
     };
     tx.put_segment(owner, &segment)?;
+    for flag in flags_naming(tx, owner, name)? {
+        event::append(tx, owner, at, set_change(&flag))?;
+    }
     Ok(segment)
+}
+
+/// The owner's flags whose rules name the segment.
+fn flags_naming(tx: &mut dyn Tx, owner: UserId, segment: &SegmentName) -> Result<Vec<Flag>> {
+    let mut flags = tx.flags_of(owner)?;
+    flags.retain(|f| {
+        f.targeting
+            .rules
+            .iter()
+            .any(|r| r.segments.contains(segment))
+    });
+    flags.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(flags)
 }
 
 /// The owner's segment.
@@ -196,10 +215,8 @@ pub(crate) fn segment(tx: &mut dyn Tx, owner: UserId, name: &SegmentName) -> Res
 
 /// Deletes a segment no rule names.
 pub(crate) fn delete_segment(tx: &mut dyn Tx, owner: UserId, name: &SegmentName) -> Result<()> {
-    let users: Vec<_> = tx
-        .flags_of(owner)?
+    let users: Vec<_> = flags_naming(tx, owner, name)?
         .into_iter()
-        .filter(|f| f.targeting.rules.iter().any(|r| r.segments.contains(name)))
         .map(|f| f.name.to_string())
         .collect();
     if !users.is_empty() {

@@ -339,6 +339,19 @@ fn known_field(field: Option<&str>) -> &'static str {
         "deleted",
         "schema",
         "force",
+        "rules",
+        "constraints",
+        "property",
+        "operator",
+        "values",
+        "segments",
+        "segment",
+        "variants",
+        "variant",
+        "payload",
+        "prerequisites",
+        "index",
+        "context",
     ];
     field
         .and_then(|field| FIELDS.iter().find(|known| **known == field))
