@@ -92,6 +92,12 @@ fn bad_rules_are_refused_naming_what_is_wrong() {
     rule(json!({ "property": "v", "operator": "SEMVER_GT", "value": "two" })).invalid("values");
     rule(json!({ "property": "n", "operator": "NUM_GT", "values": ["1", "2"] })).invalid("values");
     rule(json!({ "property": "bad name", "operator": "IN", "values": ["x"] })).invalid("property");
+    rule(json!({ "property": "n", "operator": "NUM_GT", "value": "1", "case_insensitive": true }))
+        .invalid("case_insensitive");
+    alice.put("/segments/s", &json!({ "constraints": [] })).ok();
+    alice
+        .post("/flags/beta/rules", &json!({ "segments": ["s", "s"] }))
+        .invalid("segments");
     alice
         .post("/flags/beta/rules", &json!({ "percentage": 101 }))
         .invalid("percentage");
@@ -137,6 +143,15 @@ fn segments_are_shared_by_rules_and_kept_while_used() {
         evaluate(&alice, "beta", json!({ "email": "ann@x.io" }))["enabled"],
         false
     );
+
+    // A change to the segment changes what beta answers: the change log says beta changed.
+    let since = alice.get("/events").ok()["next"].clone();
+    alice
+        .put("/segments/staff", &json!({ "constraints": [] }))
+        .ok();
+    let events = alice.get(&format!("/events?since={since}")).ok();
+    assert_eq!(events["events"][0]["name"], "beta", "{events}");
+    assert_eq!(events["events"][0]["action"], "set", "{events}");
 
     let refused = alice.delete("/segments/staff").error(409);
     assert!(
