@@ -3,6 +3,7 @@
 //! a rule names exist, the flags a flag requires exist and never lead back to it (nor chain
 //! deeper than [`MAX_PREREQUISITE_DEPTH`]), and a segment a rule names is never deleted.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::backend::Tx;
@@ -87,8 +88,10 @@ pub(crate) fn change(
     Ok(flag)
 }
 
-/// Every flag required exists (on the variants named, if any) and none leads back to `name`
-/// or chains deeper than [`MAX_PREREQUISITE_DEPTH`].
+/// Every flag required exists (on the variants named, if any), none leads back to `name`,
+/// and no chain of flags through `name`, above and below it, is longer than
+/// [`MAX_PREREQUISITE_DEPTH`]. The owner's flags are read once and walked as a graph, each
+/// flag visited once, however many paths lead to it.
 fn check_prerequisites(
     tx: &mut dyn Tx,
     owner: UserId,
@@ -96,54 +99,97 @@ fn check_prerequisites(
     prerequisites: &[Prerequisite],
 ) -> Result<()> {
     let invalid = |reason: String| Error::invalid("prerequisites", reason);
-    // Walk down from `name`, a level at a time: each path from the flag changed.
-    let mut level: Vec<(FlagName, Vec<FlagName>)> = Vec::new();
+    let mut graph: HashMap<FlagName, Vec<FlagName>> = HashMap::new();
+    let mut variants: HashMap<FlagName, Vec<_>> = HashMap::new();
+    for flag in tx.flags_of(owner)? {
+        let required = flag.targeting.prerequisites.iter().map(|p| p.flag.clone());
+        graph.insert(flag.name.clone(), required.collect());
+        let names = flag.targeting.variants.iter().map(|v| v.name.clone());
+        variants.insert(flag.name, names.collect());
+    }
     for p in prerequisites {
-        let parent = tx
-            .flag(owner, &p.flag)?
-            .ok_or_else(|| Error::not_found(Resource::Flag, &p.flag))?;
-        if let Some(missing) = p
-            .variants
-            .iter()
-            .find(|v| !parent.targeting.variants.iter().any(|w| &w.name == *v))
-        {
+        let Some(theirs) = variants.get(&p.flag) else {
+            return Err(Error::not_found(Resource::Flag, &p.flag));
+        };
+        if let Some(missing) = p.variants.iter().find(|v| !theirs.contains(v)) {
             return Err(invalid(format!(
                 "flag {} has no variant {missing:?}",
                 p.flag
             )));
         }
-        level.push((p.flag.clone(), vec![name.clone(), p.flag.clone()]));
     }
-    for depth in 1.. {
-        if level.is_empty() {
-            return Ok(());
-        }
-        let mut next = Vec::new();
-        for (flag, path) in level {
-            if &flag == name {
-                let path: Vec<_> = path.iter().map(FlagName::as_str).collect();
-                return Err(invalid(format!(
-                    "a flag may not require itself: {}",
-                    path.join(" requires ")
-                )));
-            }
-            if depth > MAX_PREREQUISITE_DEPTH {
-                return Err(invalid(format!(
-                    "prerequisites may chain at most {MAX_PREREQUISITE_DEPTH} flags deep"
-                )));
-            }
-            let Some(found) = tx.flag(owner, &flag)? else {
-                continue;
-            };
-            for p in &found.targeting.prerequisites {
-                let mut longer = path.clone();
-                longer.push(p.flag.clone());
-                next.push((p.flag.clone(), longer));
-            }
-        }
-        level = next;
+    graph.insert(
+        name.clone(),
+        prerequisites.iter().map(|p| p.flag.clone()).collect(),
+    );
+    if let Some(cycle) = path_back(&graph, name) {
+        let cycle: Vec<_> = cycle.iter().map(FlagName::as_str).collect();
+        return Err(invalid(format!(
+            "a flag may not require itself: {}",
+            cycle.join(" requires ")
+        )));
     }
-    unreachable!("the loop returns")
+    let mut required_by: HashMap<FlagName, Vec<FlagName>> = HashMap::new();
+    for (flag, required) in &graph {
+        for r in required {
+            required_by.entry(r.clone()).or_default().push(flag.clone());
+        }
+    }
+    let below = longest(&graph, name, &mut HashMap::new());
+    let above = longest(&required_by, name, &mut HashMap::new());
+    if above + below > MAX_PREREQUISITE_DEPTH {
+        return Err(invalid(format!(
+            "prerequisites may chain at most {MAX_PREREQUISITE_DEPTH} flags deep; through \
+             {name} the chain would be {}",
+            above + below
+        )));
+    }
+    Ok(())
+}
+
+/// A path from `start` along `edges` back to `start`, if there is one.
+fn path_back(edges: &HashMap<FlagName, Vec<FlagName>>, start: &FlagName) -> Option<Vec<FlagName>> {
+    // Depth first, each flag entered once; `path` the flags from `start` to the current one.
+    let mut seen = HashSet::new();
+    let mut path = vec![start.clone()];
+    let mut stack = vec![edges.get(start).map_or(&[][..], Vec::as_slice).iter()];
+    while let Some(next) = stack.last_mut() {
+        match next.next() {
+            Some(flag) if flag == start => {
+                path.push(flag.clone());
+                return Some(path);
+            }
+            Some(flag) if seen.insert(flag.clone()) => {
+                path.push(flag.clone());
+                stack.push(edges.get(flag).map_or(&[][..], Vec::as_slice).iter());
+            }
+            Some(_) => {}
+            None => {
+                stack.pop();
+                path.pop();
+            }
+        }
+    }
+    None
+}
+
+/// The most edges on a path from `flag` along `edges` (which make no cycle).
+fn longest(
+    edges: &HashMap<FlagName, Vec<FlagName>>,
+    flag: &FlagName,
+    known: &mut HashMap<FlagName, usize>,
+) -> usize {
+    if let Some(&length) = known.get(flag) {
+        return length;
+    }
+    let length = edges.get(flag).map_or(0, |next| {
+        next.iter()
+            .map(|n| 1 + longest(edges, n, known))
+            .max()
+            .unwrap_or(0)
+    });
+    known.insert(flag.clone(), length);
+    length
 }
 
 /// Creates or replaces the owner's segment (an owner may have as many segments as its flag
