@@ -10,6 +10,7 @@ mod config_writes;
 mod configs;
 mod event_storage;
 mod events;
+mod flag_targeting;
 mod flags;
 mod group_commit;
 mod identity;
