@@ -1165,6 +1165,7 @@ each_backend!(
     a_subject_is_required_by_a_rollout_or_a_split,
     set_flag_keeps_the_targeting,
     a_seed_flag_answers_by_its_bucket,
+    unleash_variant_vectors_choose_as_the_specification_says,
 );
 
 #[test]
@@ -1262,4 +1263,71 @@ fn targeting_survives_reopening_a_sqlite_file() {
         })
         .collect();
     assert!(payloads[0].is_u64() && payloads[1].is_f64(), "{payloads:?}");
+}
+
+/// Unleash's variant assignment, against the cases of other implementations:
+/// `tests/data/unleash_variants.json` transcribes them from the Unleash client specification
+/// 6.1.0 (`specifications/08-variants.json` and `16-strategy-variants.json`) and the
+/// unleash-node-sdk tests (`src/test/variants.test.ts`); each case's `source` says which. The
+/// expected variants are those files' expected results, transcribed by hand. A strategy's
+/// variants hash by the strategy's `groupId`, so those cases' `flag` is the groupId (`a`),
+/// the name the flag gets here.
+///
+/// Flag names here are letters, digits, `_` and `-`, so the specification's
+/// `Feature.Variants.*` names cannot be given to a flag. The cases among them whose answer
+/// does not depend on the name (no variants, or one weighted one) run under the name with its
+/// dots made underscores; the others are checked against the suite's reference MurmurHash3
+/// only, so that the file's transcription stays checked.
+fn unleash_variant_vectors_choose_as_the_specification_says(open: Open) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/unleash_variants.json"
+    );
+    let cases: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let h = open(Settings::default());
+    let me = h.user("alice");
+    let (mut through_the_store, mut reference_only) = (0, 0);
+    for case in &cases {
+        let flag = case["flag"].as_str().unwrap();
+        let user = case["user_id"].as_str().unwrap();
+        let source = case["source"].as_str().unwrap();
+        let expected = case["expected"].as_str();
+        let weights: Vec<(&str, u32)> = case["variants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                let weight = v["weight"].as_u64().unwrap();
+                (v["name"].as_str().unwrap(), u32::try_from(weight).unwrap())
+            })
+            .collect();
+        let reference = (!weights.is_empty()).then(|| reference_variant(flag, user, &weights));
+        assert_eq!(
+            reference, expected,
+            "the reference, {flag} {user}: {source}"
+        );
+
+        let hashed = weights.iter().filter(|v| v.1 > 0).count() > 1;
+        let flag_name = match FlagName::parse(flag) {
+            Ok(n) => n,
+            Err(_) if !hashed => name(&flag.replace('.', "_")),
+            Err(_) => {
+                reference_only += 1;
+                continue;
+            }
+        };
+        me.set_flag(&flag_name, true, None).unwrap();
+        let variants = weights.iter().map(|(n, w)| variant(n, *w, None)).collect();
+        set_variants(&me, &flag_name, variants);
+        let got = eval(&me, &flag_name, &ctx(Some(user), &[]));
+        assert!(got.enabled, "{flag} {user}: {source}");
+        assert_eq!(
+            got.variant.as_ref().map(VariantName::as_str),
+            expected,
+            "{flag} {user}: {source}"
+        );
+        through_the_store += 1;
+    }
+    assert_eq!((through_the_store, reference_only), (13, 9));
 }
