@@ -31,7 +31,7 @@ pub const MAX_PREREQUISITE_DEPTH: usize = 8;
 const VARIANT_SEED: u32 = 86_028_157;
 
 /// The property that, when the context does not give it, is the store's clock: date
-/// constraints on it schedule a flag.
+/// constraints on it schedule a flag (any other constraint on it then fails, inverted or not).
 pub const CURRENT_TIME: &str = "currentTime";
 /// The property that names the subject in a constraint (`subject IN [alice, bob]`).
 pub const SUBJECT: &str = "subject";
@@ -410,6 +410,11 @@ fn compare(constraint: &Constraint, value: &Value<'_>) -> Option<bool> {
     };
     match constraint.operand() {
         Operand::Strings(values) => {
+            // The store's clock stands in for `currentTime` in date constraints only: to a
+            // string operator it is no text (not the empty one).
+            if let Value::Instant(_) = value {
+                return None;
+            }
             let text = fold(text, constraint.case_insensitive());
             let text = text.as_str();
             let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));

@@ -413,6 +413,43 @@ fn current_time_defaults_to_the_stores_clock(open: Open) {
     assert_eq!(enabled, [("launch", true), ("sunset", false)]);
 }
 
+/// The store's clock stands in for `currentTime` in date constraints only: to a string
+/// operator it is a value of the wrong kind, which fails the constraint inverted or not, as a
+/// missing property does (it used to compare as the empty text, so `currentTime NOT_IN [x]`
+/// held for every context).
+fn the_clock_is_no_text_to_string_operators(open: Open) {
+    use Operator::*;
+    let h = open(Settings::default());
+    let me = h.user("alice");
+    let f = name("clock-text");
+    me.set_flag(&f, true, None).unwrap();
+    for (operator, values, inverted) in [
+        (NotIn, &["x"][..], false),
+        (In, &["x"][..], true),
+        (In, &[""][..], false),
+        (StrContains, &["pro"][..], true),
+        (StrStartsWith, &[""][..], false),
+        (StrEndsWith, &["2024"][..], true),
+    ] {
+        let constraint = constraint("currentTime", operator, values, false, inverted);
+        add_rule(&me, &f, rule(vec![constraint], &[], None));
+        let got = eval(&me, &f, &ctx(Some("s"), &[]));
+        let row = format!("{} {values:?} inverted {inverted}", operator.name());
+        assert_eq!((got.enabled, got.reason), (false, Reason::Default), "{row}");
+        // Given by the context, currentTime is text like any other.
+        let given = ctx(Some("s"), &[("currentTime", text("2024-01-01T00:00:00Z"))]);
+        let want = match operator {
+            NotIn | StrStartsWith => true,
+            In if inverted => true,
+            StrContains | StrEndsWith => true,
+            _ => false,
+        };
+        assert_eq!(eval(&me, &f, &given).enabled, want, "{row}, given");
+        me.change_flag_targeting(&f, TargetingChange::RemoveRule(0))
+            .unwrap();
+    }
+}
+
 fn rules_apply_in_order_each_with_its_percentage(open: Open) {
     let h = open(Settings::default());
     let me = h.user("alice");
@@ -1154,6 +1191,7 @@ each_backend!(
     a_missing_property_fails_every_operator_inverted_or_not,
     the_subject_property_is_the_contexts_subject,
     current_time_defaults_to_the_stores_clock,
+    the_clock_is_no_text_to_string_operators,
     rules_apply_in_order_each_with_its_percentage,
     the_flag_percentage_is_a_ceiling_over_its_rules,
     segments_are_shared_checked_and_kept_while_used,
