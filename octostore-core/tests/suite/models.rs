@@ -7,6 +7,7 @@
 
 mod configs;
 mod events;
+mod flag_eval;
 mod flags;
 mod limits;
 mod locks;
