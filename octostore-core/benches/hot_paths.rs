@@ -15,8 +15,10 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use governor::middleware::StateInformationMiddleware;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use octostore_core::{
-    Api, Clock, ConfigKey, FlagName, LimitName, LockName, Login, Percentage, Quotas, RatePolicy,
-    Session, Settings, Store, Subject, SystemClock, Ttl,
+    evaluate_flag, Api, Clock, ConfigKey, Constraint, Definitions, EvaluationContext, Flag,
+    FlagName, LimitName, LockName, Login, Operator, Payload, Percentage, PropertyName,
+    PropertyValue, Quotas, RatePolicy, Rule, Segment, SegmentName, Session, Settings, Store,
+    Subject, SystemClock, Targeting, Ttl, Variant, VariantName,
 };
 use serde_json::json;
 
@@ -212,5 +214,89 @@ fn service_schema() -> serde_json::Value {
     serde_json::from_str(include_str!("../../bench/wrk/service.schema.json")).expect("JSON")
 }
 
-criterion_group!(benches, locks, rate_limits, flags, configs);
+/// Definitions with no flag and no segment: a flag evaluated alone.
+struct Nothing;
+
+impl Definitions for Nothing {
+    fn flag(&mut self, _: &FlagName) -> octostore_core::Result<Option<Flag>> {
+        Ok(None)
+    }
+    fn segment(&mut self, _: &SegmentName) -> octostore_core::Result<Option<Segment>> {
+        Ok(None)
+    }
+}
+
+/// The evaluator alone (no store, no transaction): a flag of one rule of five constraints of
+/// mixed operators (IN of 10 values, STR_STARTS_WITH, NUM_GTE, SEMVER_GT, DATE_BEFORE) and a
+/// split between four variants with payloads, for a context that meets every constraint
+/// (the IN on its last value).
+fn flag_evaluation(c: &mut Criterion) {
+    let property = |p: &str| PropertyName::parse(p).expect("a valid property");
+    let constraint = |p: &str, operator, values: &[&str]| {
+        let values = values.iter().map(|v| v.to_string()).collect();
+        Constraint::new(property(p), operator, values, false, false).expect("a constraint")
+    };
+    let countries = ["us", "ca", "mx", "gb", "fr", "de", "es", "it", "nl", "se"];
+    let rule = Rule::new(
+        vec![
+            constraint("country", Operator::In, &countries),
+            constraint("plan", Operator::StrStartsWith, &["ent"]),
+            constraint("seats", Operator::NumGte, &["10"]),
+            constraint("appVersion", Operator::SemverGt, &["2.3.0"]),
+            constraint(
+                "signupDate",
+                Operator::DateBefore,
+                &["2026-01-01T00:00:00Z"],
+            ),
+        ],
+        vec![],
+        None,
+    )
+    .expect("a rule");
+    let variants = ["control", "blue", "green", "red"]
+        .iter()
+        .map(|v| Variant {
+            name: VariantName::parse(v).expect("a valid variant"),
+            weight: 25,
+            payload: Some(Payload::String(format!("theme-{v}"))),
+        })
+        .collect();
+    let now = SystemClock.now();
+    let flag = Flag {
+        name: FlagName::parse("new-checkout").expect("a valid name"),
+        enabled: true,
+        percentage: None,
+        targeting: std::sync::Arc::new(Targeting {
+            rules: vec![rule],
+            variants,
+            prerequisites: vec![],
+        }),
+        created_at: now,
+        updated_at: now,
+    };
+    let text = |t: &str| PropertyValue::String(t.into());
+    let context = EvaluationContext::of(Subject::parse("user-42").expect("a valid subject"));
+    let context = [
+        ("country", text("se")),
+        ("plan", text("enterprise")),
+        ("seats", PropertyValue::Number(25.0)),
+        ("appVersion", text("2.10.1")),
+        ("signupDate", text("2025-06-30T12:00:00Z")),
+    ]
+    .into_iter()
+    .try_fold(context, |c, (p, v)| c.with(property(p), v))
+    .expect("a context");
+    let answer = evaluate_flag(&flag, &context, now, &mut Nothing).expect("an answer");
+    assert!(answer.enabled && answer.variant.is_some(), "{answer:?}");
+    let mut group = c.benchmark_group("flag");
+    group.bench_function("evaluate_5_constraints_4_variants_pure", |b| {
+        b.iter(|| {
+            evaluate_flag(black_box(&flag), black_box(&context), now, &mut Nothing)
+                .expect("an answer")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, locks, rate_limits, flags, flag_evaluation, configs);
 criterion_main!(benches);
