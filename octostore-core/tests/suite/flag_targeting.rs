@@ -150,6 +150,16 @@ fn reference_variant<'v>(flag: &str, subj: &str, variants: &'v [(&str, u32)]) ->
         .0
 }
 
+/// (operator, values, case_insensitive, inverted, the property's value, on)
+type Row = (
+    Operator,
+    &'static [&'static str],
+    bool,
+    bool,
+    PropertyValue,
+    bool,
+);
+
 fn each_operator_compares_as_documented(open: Open) {
     use Operator::*;
     let h = open(Settings::default());
@@ -158,7 +168,7 @@ fn each_operator_compares_as_documented(open: Open) {
     me.set_flag(&f, true, None).unwrap();
     let n = PropertyValue::Number;
     // (operator, values, case_insensitive, inverted, the property's value, on)
-    let rows: Vec<(Operator, &[&str], bool, bool, PropertyValue, bool)> = vec![
+    let rows: Vec<Row> = vec![
         (In, &["a", "b"], false, false, text("b"), true),
         (In, &["a", "b"], false, false, text("c"), false),
         (In, &["a", "b"], false, false, text("A"), false),

@@ -550,7 +550,7 @@ fn payload(kind: PayloadKind, variant: usize) -> Option<Payload> {
         PayloadKind::Float => Some(Payload::Number(
             serde_json::Number::from_f64(n as f64 + 0.25).unwrap(),
         )),
-        PayloadKind::Boolean => Some(Payload::Boolean(variant % 2 == 0)),
+        PayloadKind::Boolean => Some(Payload::Boolean(variant.is_multiple_of(2))),
     }
 }
 
