@@ -9,7 +9,7 @@
 //! (`TARGETING_MATCH`), and if none does it is off (`DEFAULT`). A constraint on a property the
 //! context lacks fails, inverted or not. Buckets and variants are Unleash's, by the subject.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 
@@ -157,6 +157,7 @@ pub fn evaluate(
         context,
         now,
         definitions,
+        required: HashMap::new(),
     }
     .evaluate(flag, 0)
 }
@@ -214,6 +215,10 @@ struct Evaluator<'a> {
     context: &'a EvaluationContext,
     now: DateTime<Utc>,
     definitions: &'a mut dyn Definitions,
+    /// The answers of the flags required so far, by name and depth (`None`: no such flag): a
+    /// flag required along many paths is evaluated once per depth, not once per path (layers
+    /// of ten flags each requiring the next ten were 10^8 evaluations).
+    required: HashMap<(FlagName, usize), Option<Evaluation>>,
 }
 
 impl Evaluator<'_> {
@@ -305,10 +310,21 @@ impl Evaluator<'_> {
             if depth >= MAX_PREREQUISITE_DEPTH {
                 return Ok(false);
             }
-            let Some(parent) = self.definitions.flag(&required.flag)? else {
+            let key = (required.flag.clone(), depth + 1);
+            let answer = match self.required.get(&key) {
+                Some(answer) => answer.clone(),
+                None => {
+                    let answer = match self.definitions.flag(&required.flag)? {
+                        Some(parent) => Some(self.evaluate(&parent, depth + 1)?),
+                        None => None,
+                    };
+                    self.required.insert(key, answer.clone());
+                    answer
+                }
+            };
+            let Some(answer) = answer else {
                 return Ok(false);
             };
-            let answer = self.evaluate(&parent, depth + 1)?;
             let on_variant = required.variants.is_empty()
                 || answer
                     .variant

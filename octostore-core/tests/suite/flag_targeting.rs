@@ -1379,3 +1379,84 @@ fn unleash_variant_vectors_choose_as_the_specification_says(open: Open) {
     }
     assert_eq!((through_the_store, reference_only), (13, 9));
 }
+
+/// Definitions in a map, counting the flags read.
+struct Counted {
+    flags: std::collections::HashMap<FlagName, octostore_core::Flag>,
+    reads: usize,
+}
+
+impl octostore_core::Definitions for Counted {
+    fn flag(&mut self, name: &FlagName) -> octostore_core::Result<Option<octostore_core::Flag>> {
+        self.reads += 1;
+        Ok(self.flags.get(name).cloned())
+    }
+    fn segment(
+        &mut self,
+        _: &SegmentName,
+    ) -> octostore_core::Result<Option<octostore_core::Segment>> {
+        Ok(None)
+    }
+}
+
+/// A flag required along many paths (layers of flags, each requiring every flag of the next)
+/// is evaluated once per depth, not once per path: 8 layers of 4 were 87 380 reads of
+/// definitions (10 wide, 10^8: an evaluation that never ends on a database).
+#[test]
+fn shared_prerequisites_are_evaluated_once_per_depth() {
+    let (width, depth) = (4, 8);
+    let layer =
+        |l: usize| -> Vec<FlagName> { (0..width).map(|i| name(&format!("l{l}-{i}"))).collect() };
+    let now = chrono::Utc::now();
+    let flag = |n: FlagName, l: usize| {
+        let prerequisites = if l < depth {
+            layer(l + 1)
+                .into_iter()
+                .map(|flag| Prerequisite {
+                    flag,
+                    variants: vec![],
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        octostore_core::Flag {
+            name: n,
+            enabled: true,
+            percentage: None,
+            targeting: std::sync::Arc::new(octostore_core::Targeting {
+                prerequisites,
+                ..Default::default()
+            }),
+            created_at: now,
+            updated_at: now,
+        }
+    };
+    let mut definitions = Counted {
+        flags: (1..=depth)
+            .flat_map(|l| layer(l).into_iter().map(move |n| (n, l)))
+            .map(|(n, l)| (n.clone(), flag(n, l)))
+            .collect(),
+        reads: 0,
+    };
+    let top = flag(name("top"), 0);
+    let got = octostore_core::evaluate_flag(&top, &ctx(None, &[]), now, &mut definitions).unwrap();
+    assert_eq!((got.enabled, got.reason), (true, Reason::Static));
+    assert!(
+        definitions.reads <= width * depth,
+        "{} reads",
+        definitions.reads
+    );
+    // The deepest layer turned off turns the top off, through every path.
+    for n in layer(depth) {
+        definitions.flags.get_mut(&n).unwrap().enabled = false;
+    }
+    definitions.reads = 0;
+    let got = octostore_core::evaluate_flag(&top, &ctx(None, &[]), now, &mut definitions).unwrap();
+    assert_eq!(got.reason, Reason::PrerequisiteFailed);
+    assert!(
+        definitions.reads <= width * depth,
+        "{} reads",
+        definitions.reads
+    );
+}
