@@ -1460,3 +1460,32 @@ fn shared_prerequisites_are_evaluated_once_per_depth() {
         definitions.reads
     );
 }
+
+/// KNOWN BUG (rules/flag_targeting.rs, not fixed here): the depth bound is checked only
+/// downward from the flag changed, never up through the flags that require it, so a chain
+/// written from the top down passes whatever its length, and its top is then off for everyone
+/// (PREREQUISITE_FAILED at the evaluator's depth bound) though every flag is on. Un-ignore
+/// once the write refuses the link that makes the chain too deep.
+#[test]
+#[ignore = "known bug: prerequisite chains written top-down escape the depth bound"]
+fn a_chain_written_from_the_top_down_is_bounded_too() {
+    let h = crate::support::memory(Settings::default());
+    let me = h.user("alice");
+    let chain: Vec<FlagName> = (0..12).map(|i| name(&format!("chain-{i}"))).collect();
+    for f in &chain {
+        me.set_flag(f, true, None).unwrap();
+    }
+    let mut refused = false;
+    for i in 0..chain.len() - 1 {
+        let next = vec![requires(chain[i + 1].as_str(), &[])];
+        if set_prerequisites(&me, &chain[i], next).is_err() {
+            refused = true;
+            break;
+        }
+    }
+    let top = eval(&me, &chain[0], &ctx(None, &[]));
+    assert!(
+        refused || top.enabled,
+        "a chain of 12 was written and its top answers {top:?}"
+    );
+}
