@@ -1461,13 +1461,11 @@ fn shared_prerequisites_are_evaluated_once_per_depth() {
     );
 }
 
-/// KNOWN BUG (rules/flag_targeting.rs, not fixed here): the depth bound is checked only
-/// downward from the flag changed, never up through the flags that require it, so a chain
-/// written from the top down passes whatever its length, and its top is then off for everyone
-/// (PREREQUISITE_FAILED at the evaluator's depth bound) though every flag is on. Un-ignore
-/// once the write refuses the link that makes the chain too deep.
+/// The depth bound holds through the flag changed, above it as well as below: a chain written
+/// from the top down is refused at the link that makes it too deep, never left with its top
+/// off for everyone (PREREQUISITE_FAILED at the evaluator's depth bound) though every flag
+/// is on.
 #[test]
-#[ignore = "known bug: prerequisite chains written top-down escape the depth bound"]
 fn a_chain_written_from_the_top_down_is_bounded_too() {
     let h = crate::support::memory(Settings::default());
     let me = h.user("alice");
@@ -1475,17 +1473,27 @@ fn a_chain_written_from_the_top_down_is_bounded_too() {
     for f in &chain {
         me.set_flag(f, true, None).unwrap();
     }
-    let mut refused = false;
+    let mut refused = None;
     for i in 0..chain.len() - 1 {
         let next = vec![requires(chain[i + 1].as_str(), &[])];
-        if set_prerequisites(&me, &chain[i], next).is_err() {
-            refused = true;
+        if let Err(e) = set_prerequisites(&me, &chain[i], next) {
+            refused = Some((i, e));
             break;
         }
     }
     let top = eval(&me, &chain[0], &ctx(None, &[]));
+    assert!(top.enabled, "the chain's top answers {top:?}");
+    // Flags 0 to 8 make a chain of 8 links, the most allowed; the ninth link is refused.
+    let (at, e) = refused.expect("a chain of 12 was written whole");
+    assert_eq!(at, 8, "{e}");
     assert!(
-        refused || top.enabled,
-        "a chain of 12 was written and its top answers {top:?}"
+        matches!(
+            e,
+            Error::Invalid {
+                field: "prerequisites",
+                ..
+            }
+        ),
+        "{e:?}"
     );
 }
