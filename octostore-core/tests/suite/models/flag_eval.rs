@@ -159,7 +159,8 @@ fn constraint() -> impl Strategy<Value = ModelConstraint> {
                 property,
                 operator,
                 values,
-                case_insensitive,
+                // Ignoring case is for the string operators alone (refused on the others).
+                case_insensitive: case_insensitive && operator.takes_list(),
                 inverted,
             })
         })
