@@ -95,6 +95,31 @@ fail-on = ["unsupported_regex", "unresolvable_reference", "method_not_allowed"]
 [[operations]]
 include-operation-id = ["putConfig", "rollbackConfig", "putConfigSchema"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "412", "422", "429", "5xx"]
+
+# A flag's variants are 422 when two share a name, their weights do not add up to 1 to
+# 100000, or their payloads are of more than one type, and 413 when a payload is over 16 KiB
+# as JSON: OpenAPI can say none of these of an array's items taken together.
+[[operations]]
+include-operation-id = ["setFlagVariants"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "413", "422", "429", "5xx"]
+
+# Prerequisites are 422 when they would make a cycle or chain deeper than 8 flags, or name a
+# variant the required flag lacks (the stored flags decide), or name one flag twice (OpenAPI
+# cannot say that items differ in one field).
+[[operations]]
+include-operation-id = ["setFlagPrerequisites"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+
+# Whether a context must have a subject depends on the stored flag (a percentage or a split
+# between variants needs one): 422 `subject_required`, and OFREP's 400
+# `TARGETING_KEY_MISSING`. A rule added to a flag that has 100 already is 422 too.
+[[operations]]
+include-operation-id = ["evaluateFlagInContext", "addFlagRule"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx"]
+
+[[operations]]
+include-operation-id = ["ofrepEvaluateFlag"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx"]
 EOF
 
 run_schemathesis() {
