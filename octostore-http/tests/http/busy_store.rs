@@ -103,6 +103,28 @@ fn a_request_that_cannot_start_by_the_queue_timeout_is_answered_503_and_never_ru
 }
 
 #[test]
+fn an_ofrep_evaluation_that_cannot_start_in_time_is_429_with_retry_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, token) = on_a_file(&dir, Duration::from_millis(300));
+    let held = HeldFile::take(&dir);
+    let answer = client()
+        .post(server.url("/ofrep/v1/evaluate/flags/beta"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "context": {} }))
+        .send()
+        .unwrap();
+    // OFREP's providers pause on 429 until `Retry-After`; a 503 they would count as a failure.
+    assert_eq!(answer.status(), 429);
+    assert_eq!(answer.headers()["retry-after"].to_str().unwrap(), "1");
+    let body: Value = answer.json().unwrap();
+    assert!(
+        body["errorDetails"].as_str().unwrap().contains("not run"),
+        "{body}"
+    );
+    drop(held);
+}
+
+#[test]
 fn a_request_whose_client_left_while_it_waited_is_never_run() {
     let dir = tempfile::tempdir().unwrap();
     let (server, token) = on_a_file(&dir, DEADLINE);
