@@ -258,7 +258,7 @@ impl Api for Session {
             }
         };
         self.store
-            .transact_now(|tx, now, _| flag_eval::enabled_for(tx, now, self.user.id, name, subject))
+            .transact(|tx, _| flag_eval::enabled_for(tx, self.user.id, name, subject))
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
@@ -284,9 +284,8 @@ impl Api for Session {
     }
 
     fn evaluate_flag_in(&self, name: &FlagName, context: &EvaluationContext) -> Result<Evaluation> {
-        self.store.transact_now(|tx, now, _| {
-            flag_eval::evaluate_stored(tx, now, self.user.id, name, context)
-        })
+        self.store
+            .transact(|tx, _| flag_eval::evaluate_stored(tx, self.user.id, name, context))
     }
 
     fn evaluate_flags_in(
@@ -294,7 +293,7 @@ impl Api for Session {
         context: &EvaluationContext,
     ) -> Result<Vec<(FlagName, Result<Evaluation>)>> {
         self.store
-            .transact_now(|tx, now, _| flag_eval::evaluate_all(tx, now, self.user.id, context))
+            .transact(|tx, _| flag_eval::evaluate_all(tx, self.user.id, context))
     }
 
     fn set_segment(

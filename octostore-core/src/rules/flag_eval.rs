@@ -20,7 +20,6 @@ use crate::records::targeting::{
     fold, parse_date, parse_number, Constraint, Operand, Operator, Payload, Rule, Segment,
 };
 use crate::rules::flag::{bucket, hash_of};
-use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::{FlagName, PropertyName, SegmentName, Subject, VariantName};
 
@@ -146,6 +145,39 @@ impl Definitions for Stored<'_> {
     }
 }
 
+/// Definitions and the instant of an evaluation, read only if a constraint on `currentTime`
+/// needs it (most evaluations read no clock).
+trait Source: Definitions {
+    fn now(&mut self) -> Result<DateTime<Utc>>;
+}
+
+impl Source for Stored<'_> {
+    fn now(&mut self) -> Result<DateTime<Utc>> {
+        Ok(self.tx.now()?.to_datetime())
+    }
+}
+
+/// Definitions with the instant given.
+struct At<'a> {
+    definitions: &'a mut dyn Definitions,
+    now: DateTime<Utc>,
+}
+
+impl Definitions for At<'_> {
+    fn flag(&mut self, name: &FlagName) -> Result<Option<Flag>> {
+        self.definitions.flag(name)
+    }
+    fn segment(&mut self, name: &SegmentName) -> Result<Option<Segment>> {
+        self.definitions.segment(name)
+    }
+}
+
+impl Source for At<'_> {
+    fn now(&mut self) -> Result<DateTime<Utc>> {
+        Ok(self.now)
+    }
+}
+
 /// Evaluates `flag` for `context` at `now` (the default `currentTime`).
 pub fn evaluate(
     flag: &Flag,
@@ -153,19 +185,13 @@ pub fn evaluate(
     now: DateTime<Utc>,
     definitions: &mut dyn Definitions,
 ) -> Result<Evaluation> {
-    Evaluator {
-        context,
-        now,
-        definitions,
-        required: HashMap::new(),
-    }
-    .evaluate(flag, 0)
+    Evaluator::new(context, &mut At { definitions, now }).evaluate(flag, 0)
 }
 
-/// The flag named `name` of `owner`, evaluated in a transaction.
+/// The flag named `name` of `owner`, evaluated in a transaction (whose clock is read only
+/// if a constraint on `currentTime` needs it).
 pub(crate) fn evaluate_stored(
     tx: &mut dyn Tx,
-    now: Timestamp,
     owner: UserId,
     name: &FlagName,
     context: &EvaluationContext,
@@ -173,36 +199,41 @@ pub(crate) fn evaluate_stored(
     let flag = tx
         .flag(owner, name)?
         .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
-    evaluate(&flag, context, now.to_datetime(), &mut Stored { tx, owner })
+    Evaluator::new(context, &mut Stored { tx, owner }).evaluate(&flag, 0)
 }
 
 /// Whether the flag is on for a context of `subject` alone (the seed's evaluation).
 pub(crate) fn enabled_for(
     tx: &mut dyn Tx,
-    now: Timestamp,
     owner: UserId,
     name: &FlagName,
     subject: &Subject,
 ) -> Result<bool> {
-    let context = EvaluationContext::of(subject.clone());
-    evaluate_stored(tx, now, owner, name, &context).map(|e| e.enabled)
+    let flag = tx
+        .flag(owner, name)?
+        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    // The subject borrowed, beside an empty context: no copy of it is made.
+    let context = EvaluationContext::default();
+    let mut stored = Stored { tx, owner };
+    let mut evaluator = Evaluator::new(&context, &mut stored);
+    evaluator.subject = Some(subject);
+    evaluator.evaluate(&flag, 0).map(|e| e.enabled)
 }
 
 /// Every flag of `owner`, by name, each evaluated for `context` (a flag's own failure, such as
 /// a subject it needs, is its entry's).
 pub(crate) fn evaluate_all(
     tx: &mut dyn Tx,
-    now: Timestamp,
     owner: UserId,
     context: &EvaluationContext,
 ) -> Result<Vec<(FlagName, Result<Evaluation>)>> {
     let mut flags = tx.flags_of(owner)?;
     flags.sort_by(|a, b| a.name.cmp(&b.name));
     let mut stored = Stored { tx, owner };
-    let now = now.to_datetime();
+    let mut evaluator = Evaluator::new(context, &mut stored);
     let mut answers = Vec::with_capacity(flags.len());
     for flag in flags {
-        let answer = evaluate(&flag, context, now, &mut stored);
+        let answer = evaluator.evaluate(&flag, 0);
         if let Err(e @ (Error::Storage { .. } | Error::Unavailable(_))) = answer {
             return Err(e);
         }
@@ -211,17 +242,42 @@ pub(crate) fn evaluate_all(
     Ok(answers)
 }
 
-struct Evaluator<'a> {
+struct Evaluator<'a, S: Source + ?Sized> {
     context: &'a EvaluationContext,
-    now: DateTime<Utc>,
-    definitions: &'a mut dyn Definitions,
+    /// The context's subject.
+    subject: Option<&'a Subject>,
+    /// The instant, once read.
+    now: Option<DateTime<Utc>>,
+    source: &'a mut S,
     /// The answers of the flags required so far, by name and depth (`None`: no such flag): a
     /// flag required along many paths is evaluated once per depth, not once per path (layers
-    /// of ten flags each requiring the next ten were 10^8 evaluations).
-    required: HashMap<(FlagName, usize), Option<Evaluation>>,
+    /// of ten flags each requiring the next ten were 10^8 evaluations). Made at the first.
+    required: Option<HashMap<(FlagName, usize), Option<Evaluation>>>,
 }
 
-impl Evaluator<'_> {
+impl<'a, S: Source + ?Sized> Evaluator<'a, S> {
+    fn new(context: &'a EvaluationContext, source: &'a mut S) -> Self {
+        Self {
+            context,
+            subject: context.subject.as_ref(),
+            now: None,
+            source,
+            required: None,
+        }
+    }
+
+    /// The instant of the evaluation, read from the source the first time.
+    fn now(&mut self) -> Result<DateTime<Utc>> {
+        match self.now {
+            Some(now) => Ok(now),
+            None => {
+                let now = self.source.now()?;
+                self.now = Some(now);
+                Ok(now)
+            }
+        }
+    }
+
     fn evaluate(&mut self, flag: &Flag, depth: usize) -> Result<Evaluation> {
         let off = |reason| Evaluation {
             enabled: false,
@@ -238,8 +294,8 @@ impl Evaluator<'_> {
         if !self.prerequisites_hold(flag, depth)? {
             return Ok(off(Reason::PrerequisiteFailed));
         }
-        let context = self.context;
-        let bucket = || -> Result<u8> { Ok(bucket(&flag.name, subject_of(context, flag)?)) };
+        let subject = self.subject;
+        let bucket = || -> Result<u8> { Ok(bucket(&flag.name, subject_of(subject, flag)?)) };
         let percentage = flag.percentage.map(|p| p.get()).filter(|p| *p < 100);
         if let Some(p) = percentage {
             // A percentage of 0 turns everyone off without needing a subject.
@@ -278,7 +334,7 @@ impl Evaluator<'_> {
         }
         let split = variants.iter().filter(|v| v.weight > 0).count() > 1;
         let chosen = if split {
-            let subject = subject_of(context, flag)?;
+            let subject = subject_of(subject, flag)?;
             let total: u32 = variants.iter().map(|v| v.weight).sum();
             let target = variant_target(&flag.name, subject, total);
             let mut counter = 0;
@@ -311,14 +367,16 @@ impl Evaluator<'_> {
                 return Ok(false);
             }
             let key = (required.flag.clone(), depth + 1);
-            let answer = match self.required.get(&key) {
+            let known = self.required.as_ref().and_then(|r| r.get(&key));
+            let answer = match known {
                 Some(answer) => answer.clone(),
                 None => {
-                    let answer = match self.definitions.flag(&required.flag)? {
+                    let answer = match self.source.flag(&required.flag)? {
                         Some(parent) => Some(self.evaluate(&parent, depth + 1)?),
                         None => None,
                     };
-                    self.required.insert(key, answer.clone());
+                    let required = self.required.get_or_insert_with(HashMap::new);
+                    required.insert(key, answer.clone());
                     answer
                 }
             };
@@ -338,14 +396,23 @@ impl Evaluator<'_> {
     }
 
     fn rule_matches(&mut self, rule: &Rule) -> Result<bool> {
-        if !rule.constraints.iter().all(|c| self.holds(c)) {
+        if !self.all_hold(&rule.constraints)? {
             return Ok(false);
         }
         for name in &rule.segments {
-            let Some(segment) = self.definitions.segment(name)? else {
+            let Some(segment) = self.source.segment(name)? else {
                 return Ok(false);
             };
-            if !segment.constraints.iter().all(|c| self.holds(c)) {
+            if !self.all_hold(&segment.constraints)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn all_hold(&mut self, constraints: &[Constraint]) -> Result<bool> {
+        for constraint in constraints {
+            if !self.holds(constraint)? {
                 return Ok(false);
             }
         }
@@ -353,43 +420,37 @@ impl Evaluator<'_> {
     }
 
     /// Whether the context meets the constraint; a missing property fails it, inverted or not.
-    fn holds(&self, constraint: &Constraint) -> bool {
+    fn holds(&mut self, constraint: &Constraint) -> Result<bool> {
         let property = constraint.property().as_str();
-        let now;
+        let context = self.context;
         let value = if property == SUBJECT {
-            match &self.context.subject {
+            match self.subject {
                 Some(s) => Value::Text(s.as_str()),
-                None => return false,
+                None => return Ok(false),
             }
         } else {
-            match self.context.properties.get(property) {
+            match context.properties.get(property) {
                 Some(PropertyValue::String(s)) => Value::Text(s),
                 Some(PropertyValue::Number(n)) => Value::Number(*n),
                 Some(PropertyValue::Boolean(b)) => Value::Text(if *b { "true" } else { "false" }),
-                None if property == CURRENT_TIME => {
-                    now = self.now;
-                    Value::Instant(now)
-                }
-                None => return false,
+                None if property == CURRENT_TIME => Value::Instant(self.now()?),
+                None => return Ok(false),
             }
         };
-        match compare(constraint, &value) {
+        Ok(match compare(constraint, &value) {
             Some(result) => result != constraint.inverted(),
             // A value of the wrong kind (text that is no number, for a number operator) fails
             // the constraint as a missing one does.
             None => false,
-        }
+        })
     }
 }
 
 /// The context's subject, which `flag` needs.
-fn subject_of<'c>(context: &'c EvaluationContext, flag: &Flag) -> Result<&'c Subject> {
-    context
-        .subject
-        .as_ref()
-        .ok_or_else(|| Error::SubjectRequired {
-            flag: flag.name.clone(),
-        })
+fn subject_of<'c>(subject: Option<&'c Subject>, flag: &Flag) -> Result<&'c Subject> {
+    subject.ok_or_else(|| Error::SubjectRequired {
+        flag: flag.name.clone(),
+    })
 }
 
 /// Whether a rule's percentage admits the subject.
