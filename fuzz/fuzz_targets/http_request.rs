@@ -379,9 +379,13 @@ fn send(world: &mut World, req: &Request) {
         context()
     );
     if status.as_u16() >= 400 {
-        let error = parsed.as_ref().ok().and_then(|v| v.get("error"));
+        // OFREP's evaluations answer their failures in OFREP's shape (`errorDetails`, with an
+        // `errorCode` for a flag's); its paths' other failures (401, 405, 413...) are the API's.
+        let said = |field| parsed.as_ref().ok().and_then(|v| v.get(field));
+        let ofrep =
+            target.starts_with("/ofrep/") && said("errorDetails").is_some_and(Value::is_string);
         assert!(
-            error.is_some_and(Value::is_string),
+            ofrep || said("error").is_some_and(Value::is_string),
             "an error answer without a JSON `error`: {}",
             context()
         );
