@@ -317,7 +317,7 @@ pub struct OfrepEvaluation {
     pub reason: String,
     /// The variant, or `null`.
     pub variant: Option<String>,
-    /// `{"reason": <OctoStore's own reason>}`.
+    /// `{"reason": <OctoStore's own reason>, "enabled": <whether the flag is on>}`.
     #[serde(default)]
     pub metadata: Map<String, Value>,
 }
@@ -333,6 +333,7 @@ impl OfrepEvaluation {
         };
         let mut metadata = Map::new();
         metadata.insert("reason".into(), evaluation.reason.name().into());
+        metadata.insert("enabled".into(), evaluation.enabled.into());
         Self {
             key: key.to_owned(),
             value: evaluation.value.as_ref().map(payload_value),
@@ -342,15 +343,14 @@ impl OfrepEvaluation {
         }
     }
 
-    /// The evaluation, its value's type read from its JSON (an object or array: `json`).
+    /// The evaluation, as `metadata` says it (its value's type read from its JSON: an object
+    /// or array is `json`).
     pub fn into_evaluation(self) -> Result<Evaluation> {
         let own_reason = self.metadata.get("reason").and_then(Value::as_str);
         let reason = reason_of(own_reason.unwrap_or(&self.reason))?;
+        let enabled = self.metadata.get("enabled").and_then(Value::as_bool);
         Ok(Evaluation {
-            enabled: !matches!(
-                reason,
-                Reason::Default | Reason::Disabled | Reason::PrerequisiteFailed
-            ) && self.value != Some(Value::Bool(false)),
+            enabled: enabled.ok_or_else(|| Error::invalid("metadata", "has no `enabled`"))?,
             variant: self
                 .variant
                 .as_deref()

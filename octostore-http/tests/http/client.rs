@@ -685,3 +685,58 @@ fn a_url_that_is_not_an_octostore_api_is_an_unexpected_answer() {
         Err(Error::Invalid { field: "token", .. })
     ));
 }
+
+/// Every flag evaluated for one context answers the same embedded and through the client (which
+/// asks OFREP's bulk evaluation): on or off, variant, value and reason, and each flag's failure.
+#[test]
+fn evaluating_every_flag_answers_the_same_embedded_and_remote() {
+    use octostore_core::{
+        Api, EvaluationContext, Payload, Percentage, TargetingChange, VariantName,
+    };
+
+    fn define(api: &dyn Api) {
+        let flag = |n: &str| octostore_core::FlagName::parse(n).unwrap();
+        let variant = |name: &str, payload: Payload| octostore_core::Variant {
+            name: VariantName::parse(name).unwrap(),
+            weight: 1,
+            payload: Some(payload),
+        };
+        api.set_flag(&flag("plain"), true, None).unwrap();
+        api.set_flag(&flag("off"), false, None).unwrap();
+        // A payload flag its percentage turns off for some subjects: no value, reason SPLIT.
+        api.set_flag(&flag("gated"), true, Some(Percentage::new(30).unwrap()))
+            .unwrap();
+        let colors = vec![
+            variant("blue", Payload::String("#00f".into())),
+            variant("green", Payload::String("#0f0".into())),
+        ];
+        api.change_flag_targeting(&flag("gated"), TargetingChange::SetVariants(colors))
+            .unwrap();
+        // A boolean payload of false, on.
+        api.set_flag(&flag("dark"), true, None).unwrap();
+        let dark = vec![variant("no", Payload::Boolean(false))];
+        api.change_flag_targeting(&flag("dark"), TargetingChange::SetVariants(dark))
+            .unwrap();
+    }
+
+    let store = octostore_core::Store::in_memory();
+    let embedded = store.session(store.local_user(&Login::parse("alice").unwrap()).unwrap());
+    let server = Server::start();
+    let remote = Client::new(server.url(""), server.token("alice")).unwrap();
+    define(&embedded);
+    define(&remote);
+    for who in [
+        None,
+        Some("user-1"),
+        Some("user-2"),
+        Some("user-3"),
+        Some("user-9"),
+    ] {
+        let context = EvaluationContext {
+            subject: who.map(subject),
+            ..EvaluationContext::default()
+        };
+        let show = |api: &dyn Api| format!("{:?}", api.evaluate_flags_in(&context).unwrap());
+        assert_eq!(show(&embedded), show(&remote), "{who:?}");
+    }
+}

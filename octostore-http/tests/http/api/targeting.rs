@@ -310,7 +310,7 @@ fn ofrep_answers_as_openfeature_providers_expect() {
     assert_eq!(
         on,
         json!({ "key": "beta", "value": true, "reason": "TARGETING_MATCH", "variant": null,
-                "metadata": { "reason": "TARGETING_MATCH" } })
+                "metadata": { "reason": "TARGETING_MATCH", "enabled": true } })
     );
 
     let missing = ofrep(&alice, "nope", json!({})).expect(404).json();
