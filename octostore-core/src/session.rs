@@ -28,7 +28,7 @@ use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::Timestamp;
-use crate::values::error::{Error, Resource, Result};
+use crate::values::error::{Error, Result};
 use crate::values::names::{
     ClientId, ConfigKey, FlagName, LimitName, LockName, SegmentName, Subject,
 };
@@ -271,10 +271,8 @@ impl Api for Session {
     }
 
     fn flag(&self, name: &FlagName) -> Result<Flag> {
-        self.store.transact(|tx, _| {
-            tx.flag(self.user.id, name)?
-                .ok_or_else(|| Error::not_found(Resource::Flag, name))
-        })
+        self.store
+            .transact(|tx, _| flag::existing(tx, self.user.id, name))
     }
 
     fn change_flag_targeting(&self, name: &FlagName, change: TargetingChange) -> Result<Flag> {

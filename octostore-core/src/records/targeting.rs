@@ -4,6 +4,7 @@
 //! `Targeting::new`), so a stored one is always within bounds; what they answer for a context
 //! is the rule of `rules/flag_eval.rs`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -201,14 +202,14 @@ impl Constraint {
                 values.len()
             )));
         }
-        let first = values[0].as_str();
+        let values: Box<[Arc<str>]> = values.into_iter().map(Arc::from).collect();
+        let first = &*values[0];
         let operand = match operator {
-            o if o.takes_list() => Operand::Strings(
-                values
-                    .iter()
-                    .map(|v| fold(v, case_insensitive).into())
-                    .collect(),
-            ),
+            // Folded once here; compared as given, they are the values themselves.
+            o if o.takes_list() && case_insensitive => {
+                Operand::Strings(values.iter().map(|v| v.to_lowercase().into()).collect())
+            }
+            o if o.takes_list() => Operand::Strings(values.clone()),
             Operator::NumEq
             | Operator::NumGt
             | Operator::NumGte
@@ -231,7 +232,7 @@ impl Constraint {
         Ok(Self {
             property,
             operator,
-            values: values.into_iter().map(Arc::from).collect(),
+            values,
             case_insensitive,
             inverted,
             operand,
@@ -264,12 +265,12 @@ impl Constraint {
     }
 }
 
-/// Text as a case-insensitive comparison sees it.
-pub fn fold(text: &str, case_insensitive: bool) -> String {
+/// Text as a comparison sees it: lower-cased when it ignores case, else as it is (no copy).
+pub fn fold(text: &str, case_insensitive: bool) -> Cow<'_, str> {
     if case_insensitive {
-        text.to_lowercase()
+        Cow::Owned(text.to_lowercase())
     } else {
-        text.to_owned()
+        Cow::Borrowed(text)
     }
 }
 

@@ -125,9 +125,7 @@ pub(crate) fn set_enabled(
     name: &FlagName,
     enabled: bool,
 ) -> Result<Flag> {
-    let existing = tx
-        .flag(owner, name)?
-        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let existing = existing(tx, owner, name)?;
     let flag = Flag {
         enabled,
         updated_at: now.to_datetime(),
@@ -136,6 +134,12 @@ pub(crate) fn set_enabled(
     tx.put_flag(owner, &flag)?;
     event::append(tx, owner, now, set_change(&flag))?;
     Ok(flag)
+}
+
+/// The owner's flag, which must exist.
+pub(crate) fn existing(tx: &mut dyn Tx, owner: UserId, name: &FlagName) -> Result<Flag> {
+    tx.flag(owner, name)?
+        .ok_or_else(|| Error::not_found(Resource::Flag, name))
 }
 
 /// Deletes a flag no other flag requires.

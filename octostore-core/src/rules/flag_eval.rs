@@ -19,8 +19,8 @@ use crate::records::identity::UserId;
 use crate::records::targeting::{
     fold, parse_date, parse_number, Constraint, Operand, Operator, Payload, Rule, Segment,
 };
-use crate::rules::flag::{bucket, hash_of};
-use crate::values::error::{Error, Resource, Result};
+use crate::rules::flag::{self, bucket, hash_of};
+use crate::values::error::{Error, Result};
 use crate::values::names::{FlagName, PropertyName, SegmentName, Subject, VariantName};
 
 /// How deep prerequisites may chain (a flag requiring one requiring one...).
@@ -196,9 +196,7 @@ pub(crate) fn evaluate_stored(
     name: &FlagName,
     context: &EvaluationContext,
 ) -> Result<Evaluation> {
-    let flag = tx
-        .flag(owner, name)?
-        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let flag = flag::existing(tx, owner, name)?;
     Evaluator::new(context, &mut Stored { tx, owner }).evaluate(&flag, 0)
 }
 
@@ -209,9 +207,7 @@ pub(crate) fn enabled_for(
     name: &FlagName,
     subject: &Subject,
 ) -> Result<bool> {
-    let flag = tx
-        .flag(owner, name)?
-        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let flag = flag::existing(tx, owner, name)?;
     // The subject borrowed, beside an empty context: no copy of it is made.
     let context = EvaluationContext::default();
     let mut stored = Stored { tx, owner };
@@ -493,7 +489,7 @@ fn compare(constraint: &Constraint, value: &Value<'_>) -> Option<bool> {
                 return None;
             }
             let text = fold(text, constraint.case_insensitive());
-            let text = text.as_str();
+            let text = &*text;
             let any = |f: &dyn Fn(&str) -> bool| values.iter().any(|v| f(v));
             Some(match constraint.operator() {
                 Operator::In => any(&|v| v == text),

@@ -13,7 +13,7 @@ use crate::records::targeting::{
     check_constraints, Constraint, Prerequisite, Rule, Segment, Targeting, Variant,
 };
 use crate::rules::event;
-use crate::rules::flag::set_change;
+use crate::rules::flag::{self, set_change};
 use crate::rules::flag_eval::MAX_PREREQUISITE_DEPTH;
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
@@ -48,9 +48,7 @@ pub(crate) fn change(
     name: &FlagName,
     change: TargetingChange,
 ) -> Result<Flag> {
-    let existing = tx
-        .flag(owner, name)?
-        .ok_or_else(|| Error::not_found(Resource::Flag, name))?;
+    let existing = flag::existing(tx, owner, name)?;
     let mut targeting = Targeting::clone(&existing.targeting);
     match change {
         TargetingChange::AddRule { rule, at } => {
