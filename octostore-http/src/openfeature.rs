@@ -276,16 +276,12 @@ fn context_of(context: &open_feature::EvaluationContext) -> EvaluationResult<Eva
 
 /// OpenFeature's reason for the store's.
 fn reason_of(reason: Reason) -> EvaluationReason {
-    match reason {
+    match reason.in_open_feature() {
         Reason::Static => EvaluationReason::Static,
         Reason::Split => EvaluationReason::Split,
         Reason::TargetingMatch => EvaluationReason::TargetingMatch,
         Reason::Default => EvaluationReason::Default,
-        Reason::Disabled => EvaluationReason::Disabled,
-        // OpenFeature has no such reason. A prerequisite is the parent flag's kill switch:
-        // the parent off (or on another variant) disables the child for this context, so the
-        // child is off as a disabled flag is, and says so.
-        Reason::PrerequisiteFailed => EvaluationReason::Disabled,
+        Reason::Disabled | Reason::PrerequisiteFailed => EvaluationReason::Disabled,
     }
 }
 

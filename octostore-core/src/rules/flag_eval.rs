@@ -95,6 +95,32 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: [Reason; 6] = [
+        Reason::Static,
+        Reason::Split,
+        Reason::TargetingMatch,
+        Reason::Default,
+        Reason::Disabled,
+        Reason::PrerequisiteFailed,
+    ];
+
+    /// The reason named `name` (as [`name`](Self::name) spells it).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The reason among OpenFeature's own: `PREREQUISITE_FAILED` is none of them (and its
+    /// SDKs refuse reasons they do not know). A prerequisite is its parent's kill switch: the
+    /// parent off (or on another variant) disables the child for the context, so the child
+    /// says `DISABLED`.
+    pub fn in_open_feature(self) -> Self {
+        match self {
+            Reason::PrerequisiteFailed => Reason::Disabled,
+            reason => reason,
+        }
+    }
+
     /// Its name, as OpenFeature spells it.
     pub fn name(self) -> &'static str {
         match self {

@@ -285,20 +285,8 @@ fn payload_of(kind: &str, value: Value) -> Result<Payload> {
     })
 }
 
-const REASONS: [Reason; 6] = [
-    Reason::Static,
-    Reason::Split,
-    Reason::TargetingMatch,
-    Reason::Default,
-    Reason::Disabled,
-    Reason::PrerequisiteFailed,
-];
-
 fn reason_of(name: &str) -> Result<Reason> {
-    REASONS
-        .into_iter()
-        .find(|r| r.name() == name)
-        .ok_or_else(|| Error::invalid("reason", format!("unknown reason {name:?}")))
+    Reason::parse(name).ok_or_else(|| Error::invalid("reason", format!("unknown reason {name:?}")))
 }
 
 /// OFREP's answer for one flag evaluated: the value (omitted when the flag is off and has
@@ -325,12 +313,7 @@ pub struct OfrepEvaluation {
 impl OfrepEvaluation {
     /// The answer for `key`.
     pub fn new(key: &str, evaluation: &Evaluation) -> Self {
-        let reason = match evaluation.reason {
-            // OpenFeature has no such reason (its SDKs refuse unknown ones): a flag whose
-            // prerequisite is off is disabled for the context.
-            Reason::PrerequisiteFailed => Reason::Disabled,
-            reason => reason,
-        };
+        let reason = evaluation.reason.in_open_feature();
         let mut metadata = Map::new();
         metadata.insert("reason".into(), evaluation.reason.name().into());
         metadata.insert("enabled".into(), evaluation.enabled.into());
