@@ -12,20 +12,22 @@ use crate::operation::requests::Endpoint;
 /// status)` answers, serialized into a buffer that holds most answers without growing.
 pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     let mut buffer = Vec::with_capacity(256);
-    let mut response = match serde_json::to_writer(&mut buffer, body) {
-        Ok(()) => {
-            let mut response = Response::new(buffer.into());
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+    match serde_json::to_writer(&mut buffer, body) {
+        Ok(()) => json_bytes(status, buffer),
         Err(e) => {
             tracing::error!("reply::json error: {e}");
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
         }
-    };
+    }
+}
+
+/// A JSON answer with `status` of a body already serialized.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = Response::new(body.into());
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     *response.status_mut() = status;
     response
 }

@@ -15,8 +15,8 @@ use warp::Reply;
 use crate::app::not_finished;
 use crate::dto::{OfrepBulk, OfrepErrorCode, OfrepEvaluation, OfrepFailure, OfrepFlag};
 use crate::error::unauthorized;
-use crate::operation::requests::{OfrepEvaluateFlag, OfrepEvaluateFlags};
-use crate::reply::{answer, json};
+use crate::operation::requests::{Endpoint, OfrepEvaluateFlag, OfrepEvaluateFlags};
+use crate::reply::{answer, json, json_bytes};
 use crate::request::Request;
 
 /// How long a provider should pause after a busy store, in seconds.
@@ -58,11 +58,14 @@ pub(super) async fn evaluate_all(request: Request) -> Response {
     };
     match request.app.as_user_outcome(request.token, op).await {
         Some(Ok((bulk, if_none_match))) => {
-            let etag = etag_of(&bulk);
+            // Serialized once: its bytes are both the answer and what the ETag is made of.
+            let body = serde_json::to_vec::<<OfrepEvaluateFlags as Endpoint>::Answer>(&bulk)
+                .expect("an answer serializes");
+            let etag = etag_of(&body);
             let mut response = if if_none_match.as_deref() == Some(etag.as_str()) {
                 StatusCode::NOT_MODIFIED.into_response()
             } else {
-                answer::<OfrepEvaluateFlags>(&bulk)
+                json_bytes(StatusCode::OK, body)
             };
             let value = HeaderValue::from_str(&etag).expect("hex digits and quotes");
             response.headers_mut().insert(header::ETAG, value);
@@ -73,11 +76,10 @@ pub(super) async fn evaluate_all(request: Request) -> Response {
     }
 }
 
-/// A strong `ETag` of the bulk answer's content.
-fn etag_of(bulk: &OfrepBulk) -> String {
-    let bytes = serde_json::to_vec(bulk).expect("an answer serializes");
+/// A strong `ETag` of an answer's bytes.
+fn etag_of(body: &[u8]) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut hasher);
+    body.hash(&mut hasher);
     format!("\"{:016x}\"", hasher.finish())
 }
 
