@@ -8,18 +8,31 @@
 #
 #   bench/run.sh                 # 10 s per workload, 64 connections
 #   DURATION=5 CONNECTIONS=32 bench/run.sh
+#   bench/run.sh --postgres      # octostore on PostgreSQL (one node, then two) beside etcd
+#
+# --postgres runs on the database at POSTGRES_URL (default: the local one, user postgres,
+# database test), in a schema of its own that it drops at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+POSTGRES=0
+case "${1:-}" in
+  --postgres) POSTGRES=1 ;;
+  "") ;;
+  *) echo "usage: bench/run.sh [--postgres]" >&2; exit 2 ;;
+esac
+POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-PORT_SQLITE=7380 PORT_MEMORY=7381 PORT_REDIS=7390 PORT_ETCD=7379 PORT_ETCD_PEER=7378
+PORT_SQLITE=7380 PORT_MEMORY=7381 PORT_PG_A=7382 PORT_PG_B=7383 PORT_REDIS=7390 PORT_ETCD=7379 PORT_ETCD_PEER=7378
 
 need() { command -v "$1" >/dev/null || missing+=("$2"); }
 missing=()
 need wrk wrk; need redis-server redis-server; need redis-benchmark redis-tools
 need etcd etcd-server; need curl curl
+if ((POSTGRES)); then need psql postgresql-client; fi
 if ((${#missing[@]})); then
   echo "installing ${missing[*]}" >&2
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -30,10 +43,12 @@ octostore=$PWD/target/release/octostore
 
 work=$(mktemp -d)
 pids=()
+schema=octostore_bench_$$
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
+  if ((POSTGRES)); then psql -q "$POSTGRES_URL" -c "DROP SCHEMA IF EXISTS $schema CASCADE" || true; fi
 }
 trap cleanup EXIT
 
@@ -87,6 +102,53 @@ octostore_workloads() { # server url tokens
   wrk_run "$server" "$url" "config put" config.lua TOKENS="$tokens" PUT=1
 }
 
+wrk_pair() { # server workload script url-a url-b [env...]: half the connections on each node
+  local server=$1 workload=$2 script=$3 a=$4 b=$5; shift 5
+  local before_a before_b half=$((CONNECTIONS / 2))
+  before_a=$(cpu_us "${pids[-2]}") before_b=$(cpu_us "${pids[-1]}")
+  env "$@" wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$a" \
+    | grep '^RESULT' >"$work/pair-a" &
+  env "$@" wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$b" \
+    | grep '^RESULT' >"$work/pair-b"
+  wait $!
+  local cpu=$(($(cpu_us "${pids[-2]}") - before_a + $(cpu_us "${pids[-1]}") - before_b))
+  # Requests add up; of the latencies, the higher of the two nodes'.
+  record "$server" "$workload" "$(awk '{ r += $2; p50 = ($3 > p50 ? $3 : p50);
+    p99 = ($4 > p99 ? $4 : p99); e += $5 } END { print "RESULT", r, p50, p99, e }' \
+    "$work/pair-a" "$work/pair-b")" "$cpu"
+}
+
+postgres_node() { # port: starts a node on the bench's schema
+  "$octostore" --database-url "$POSTGRES_URL" --database-schema "$schema" serve \
+    --bind "127.0.0.1:$1" 2>>"$work/postgres-$1.log" &
+  pids+=($!)
+  wait_for "http://127.0.0.1:$1/health" "octostore (postgres, port $1)"
+}
+
+if ((POSTGRES)); then
+  # octostore on PostgreSQL: one node, then two on the same database.
+  for user in bench-a bench-b; do
+    "$octostore" --database-url "$POSTGRES_URL" --database-schema "$schema" \
+      token create "$user" >"$work/$user.token"
+  done
+  tokens="$(cat "$work/bench-a.token"),$(cat "$work/bench-b.token")"
+  postgres_node "$PORT_PG_A"
+  url="http://127.0.0.1:$PORT_PG_A"
+  curl -sf -o /dev/null -X POST -H "Authorization: Bearer ${tokens%%,*}" \
+    -H 'Content-Type: application/json' -d '{"ttl_seconds":3600}' "$url/locks/bench-held/acquire"
+  octostore_workloads "postgres, 1 node" "$url" "$tokens"
+  wrk_run "postgres, 1 node" "$url" "lock status" lock_status.lua TOKENS="$tokens"
+  wrk_run "postgres, 1 node" "$url" "shared limit check" limit_check.lua TOKENS="$tokens" SHARED=1
+  postgres_node "$PORT_PG_B"
+  url_b="http://127.0.0.1:$PORT_PG_B"
+  wrk_pair "postgres, 2 nodes" "lock acquire+release" lock_cycle.lua "$url" "$url_b" \
+    TOKENS="$tokens"
+  wrk_pair "postgres, 2 nodes" "shared limit check" limit_check.lua "$url" "$url_b" \
+    TOKENS="$tokens" SHARED=1
+  kill "${pids[-1]}" "${pids[-2]}"
+fi
+
+if ((! POSTGRES)); then
 # octostore on its default store, a SQLite file (tokens made on the file beforehand).
 for user in bench-a bench-b; do
   "$octostore" --db "$work/octostore.db" token create "$user" >"$work/$user.token"
@@ -126,6 +188,7 @@ redis_run() { # requests workload command...
 redis_run 1000000 "SET NX PX" SET "lock:__rand_int__" holder NX PX 30000
 redis_run 1000000 "DEL" DEL "lock:__rand_int__"
 kill "${pids[-1]}"
+fi
 
 # etcd 3.4, one member, its defaults (a WAL fsync per commit), JSON gateway.
 etcd --name bench --data-dir "$work/etcd" \
@@ -154,10 +217,21 @@ rps_of() {
     if [[ $s == "$1" && $w == "$2" ]]; then echo "$r"; fi
   done
 }
-ours=$(rps_of "octostore sqlite" "lock acquire+release")
 etcd_rps=$(rps_of "etcd 3.4" "txn lock acquire+release")
-redis_rps=$(rps_of "redis aof" "SET NX PX")
 echo
+if ((POSTGRES)); then
+  echo "octostore on PostgreSQL against etcd 3.4's txn lock cycle, $CONNECTIONS connections:"
+  for row in "${rows[@]}"; do
+    IFS='|' read -r server workload rps _ p99 _ <<<"$row"
+    if [[ $server == postgres* ]]; then
+      awk -v s="$server" -v w="$workload" -v o="$rps" -v e="$etcd_rps" -v p="$p99" \
+        'BEGIN { printf "  %-18s %-22s %5.2fx etcd  (p99 %s ms)\n", s, w, o / e, p }'
+    fi
+  done
+  exit 0
+fi
+ours=$(rps_of "octostore sqlite" "lock acquire+release")
+redis_rps=$(rps_of "redis aof" "SET NX PX")
 echo "lock cycle, octostore on SQLite (default durability), $CONNECTIONS connections:"
 awk -v o="$ours" -v e="$etcd_rps" -v r="$redis_rps" 'BEGIN {
   printf "  %.2fx etcd 3.4 txn lock cycle (target >= 5)\n", o / e
