@@ -446,6 +446,6 @@ impl Api for Session {
 
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {
         self.store
-            .read(|tx| event::read(tx, self.user.id, since, filter, limit))
+            .read_log(|tx| event::read(tx, self.user.id, since, filter, limit))
     }
 }

@@ -224,7 +224,7 @@ impl StoreBuilder {
                     let store = Store {
                         inner: inner.upgrade()?,
                     };
-                    store.read(|tx| Ok(tx.event_bounds()?.newest)).ok()
+                    store.read_log(|tx| Ok(tx.event_bounds()?.newest)).ok()
                 };
                 let lock_queues = LockQueues::default();
                 if watched {
@@ -234,7 +234,7 @@ impl StoreBuilder {
                             let store = Store {
                                 inner: weak.upgrade()?,
                             };
-                            store.read(|tx| lock::released_after(tx, after)).ok()
+                            store.read_log(|tx| lock::released_after(tx, after)).ok()
                         }),
                         OutsideCommits::new(self.backend.listen(), RELEASES_READ_EVERY),
                     );
@@ -455,6 +455,17 @@ impl Store {
         Ok(out.expect("a finished transaction ran its operation"))
     }
 
+    /// Runs `op`, which only reads, and reads the change log, as one read-only transaction
+    /// ([`Backend::read_log`]).
+    pub(crate) fn read_log<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+        let mut out = None;
+        self.inner.backend.read_log(&*self.inner.clock, &mut |tx| {
+            out = Some(op(tx)?);
+            Ok(())
+        })?;
+        Ok(out.expect("a finished transaction ran its operation"))
+    }
+
     /// `outcome`, of a transaction that may have changed tokens or users, once what the store
     /// knows of tokens is forgotten (whatever the outcome).
     fn after_identity_change<R>(&self, outcome: Result<R>) -> Result<R> {
@@ -546,7 +557,7 @@ impl Store {
         let user = match known.user(&token, self.inner.backend.outside_writes()?) {
             Ok(user) => user,
             Err(since) => {
-                let user = self.transact(|tx, _| identity::authenticate(tx, &token))?;
+                let user = self.read(|tx| identity::authenticate(tx, &token))?;
                 known.learn(since, token, &user);
                 user
             }

@@ -997,6 +997,17 @@ impl Tx for MemoryTx<'_> {
         Ok(EventBounds { oldest, newest })
     }
 
+    fn event_kept_from(&mut self, kept: usize) -> Result<Option<u64>> {
+        let events = &self.state.events;
+        Ok(match kept.checked_sub(1) {
+            None => Some(u64::MAX),
+            Some(skipped) => events
+                .len()
+                .checked_sub(skipped + 1)
+                .map(|i| events[i].1.index),
+        })
+    }
+
     fn prune_events(
         &mut self,
         max: usize,

@@ -14,9 +14,11 @@
 //!   storage handed out before the call, committed or not. (Concurrent transactions may
 //!   commit in another order than their tokens, as PostgreSQL's do.)
 //! - Records come back exactly as they were put.
-//! - Events from [`Tx::append_event`] take indexes in commit order: once a transaction has
-//!   read an event (or the newest index, [`EventBounds::newest`]), no transaction commits
-//!   one with a smaller index.
+//! - Events from [`Tx::append_event`] are read in the order of their indexes, and never
+//!   behind a reader: once a transaction has read an event (or the newest index,
+//!   [`EventBounds::newest`]), no event with a smaller index becomes readable. Indexes need
+//!   not be consecutive, nor follow commit order for changes that touch nothing in common
+//!   (PostgreSQL's do not); two changes of one record take them in commit order.
 //!
 //! A few reads and writes have provided implementations made of the others (such as
 //! [`Tx::update_limit`], a read then a write); a backend overrides them only to do the same
@@ -67,6 +69,19 @@ pub trait Backend: Send + Sync {
     /// default, [`transact`](Self::transact).
     fn read(&self, clock: &dyn Clock, op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
         self.transact(clock, op)
+    }
+
+    /// Runs `op`, which only reads and reads the change log ([`Tx::event_bounds`],
+    /// [`Tx::events_after`]), as [`read`](Self::read) does: a backend whose events may take
+    /// indexes out of commit order reads, before the transaction begins, how far the log is
+    /// settled, where a transaction of its own could only tell a lower bound. By default,
+    /// [`read`](Self::read).
+    fn read_log(
+        &self,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        self.read(clock, op)
     }
 
     /// How a server should run operations on this backend to get the most out of it.
@@ -437,13 +452,18 @@ pub trait Tx {
     /// waiters.
     fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize>;
 
-    /// Appends the event of `owner`'s change, made `at`, to the log; its index, one more
-    /// than the newest before it.
+    /// Appends the event of `owner`'s change, made `at`, to the log; its index, greater than
+    /// every index readable before it (one more than the newest, where indexes follow
+    /// commit order).
     fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64>;
-    /// The events `query` reads whose index is above `after`, in index order, at most `max`.
+    /// The events `query` reads whose index is above `after` and at most the newest
+    /// ([`EventBounds::newest`]), in index order, at most `max`.
     fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>>;
     /// The indexes of the log's ends.
     fn event_bounds(&mut self) -> Result<EventBounds>;
+    /// The index of the oldest of the newest `kept` events; `None` if there are fewer
+    /// (`u64::MAX` for none kept). Indexes need not be consecutive.
+    fn event_kept_from(&mut self, kept: usize) -> Result<Option<u64>>;
     /// Deletes the oldest events, in index order, while `prune` (given an event's index and
     /// instant) is true for them, at most `max`; how many it deleted. It never deletes an
     /// event newer than one it keeps, so the kept events stay one run of indexes.

@@ -97,7 +97,35 @@ pub(crate) trait Driver {
     fn now(&mut self) -> Result<Timestamp>;
     /// [`Tx::next_fencing_token`].
     fn next_fencing_token(&mut self) -> Result<FencingToken>;
+    /// Inserts an event into the log, taking its index: the parameters are the values of
+    /// `owner, kind, at, change, name, enabled, percentage, number, holder, expires_at`.
+    /// Returns the index.
+    fn insert_event(&mut self, params: &[Param]) -> Result<i64>;
+    /// The highest index below which every event that will ever be in the log is readable
+    /// now, when that can be below the newest readable (events of transactions still
+    /// running may take smaller indexes than committed ones); `None` when indexes follow
+    /// commit order.
+    fn settled_events(&mut self) -> Result<Option<i64>>;
+    /// The newest index (every event up to it is readable, and none will come at or below
+    /// it) and the oldest kept, if any is kept ([`Tx::event_bounds`]).
+    fn event_bounds(&mut self) -> Result<(i64, Option<i64>)>;
+    /// Called once the events up to `index` have been deleted.
+    fn pruned_events_through(&mut self, index: i64) -> Result<()>;
 }
+
+/// The insert of an event, for the drivers' [`Driver::insert_event`]: its parameters as
+/// `insert_event` documents them, then the index as the SQL expression `$index`.
+macro_rules! insert_event {
+    ($index:expr) => {
+        concat!(
+            "INSERT INTO events (owner, kind, at, change, name, enabled, percentage, number, \
+             holder, expires_at, idx) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, ",
+            $index,
+            ")"
+        )
+    };
+}
+pub(crate) use insert_event;
 
 /// The count a `SELECT COUNT(*) … WHERE owner = $1` answers.
 fn count(driver: &mut impl Driver, sql: &'static str, owner: UserId) -> Result<usize> {
@@ -843,53 +871,37 @@ impl<D: Driver> Tx for D {
         rows::count(i64::try_from(waiters).unwrap_or(i64::MAX))
     }
 
-    /// The index comes from the one-row `event_index`, updated in the appending transaction:
-    /// a transaction holds that row from here to its commit, so appending transactions
-    /// commit one at a time in the order of their indexes (on PostgreSQL, a second writer
-    /// waits for the row and, once the first commits, fails to serialize and is run again).
     fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {
-        let index = self.row(
-            "UPDATE event_index SET last = last + 1 WHERE id = 0 RETURNING last",
-            &[],
-            |row| row.int(0),
-        )?;
-        let index = index.ok_or_else(|| rows::corrupt("event index"))?;
         let c = StoredChange::of(change);
-        self.exec(
-            concat!(
-                "INSERT INTO events (owner, kind, ",
-                event_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            ),
-            &[
-                Bytes(&id(owner.0)),
-                Int(i64::from(Kinds::of([change.kind()]).bits())),
-                Int(index),
-                Int(nanos(at)),
-                Int(c.change),
-                Text(c.name),
-                IntOrNull(c.enabled),
-                IntOrNull(c.percentage),
-                IntOrNull(c.number),
-                TextOrNull(c.holder),
-                IntOrNull(c.expires_at),
-            ],
-        )?;
+        let index = self.insert_event(&[
+            Bytes(&id(owner.0)),
+            Int(i64::from(Kinds::of([change.kind()]).bits())),
+            Int(nanos(at)),
+            Int(c.change),
+            Text(c.name),
+            IntOrNull(c.enabled),
+            IntOrNull(c.percentage),
+            IntOrNull(c.number),
+            TextOrNull(c.holder),
+            IntOrNull(c.expires_at),
+        ])?;
         u64::try_from(index).map_err(|_| rows::corrupt("event index"))
     }
 
     fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>> {
+        let settled = self.settled_events()?.unwrap_or(i64::MAX);
         self.rows(
             concat!(
                 "SELECT ",
                 event_columns!(),
-                " FROM events WHERE idx > $1 AND (kind & $2) <> 0
-                 AND (owner = $3 OR (kind & $4) <> 0)
-                 AND substr(name, 1, length(CAST($5 AS TEXT))) = $5
-                 ORDER BY idx LIMIT $6"
+                " FROM events WHERE idx > $1 AND idx <= $2 AND (kind & $3) <> 0
+                 AND (owner = $4 OR (kind & $5) <> 0)
+                 AND substr(name, 1, length(CAST($6 AS TEXT))) = $6
+                 ORDER BY idx LIMIT $7"
             ),
             &[
                 Int(i64::try_from(after).unwrap_or(i64::MAX)),
+                Int(settled),
                 Int(i64::from(query.kinds.bits())),
                 Bytes(&id(query.owner.0)),
                 Int(i64::from(query.of_anyone.bits())),
@@ -901,16 +913,25 @@ impl<D: Driver> Tx for D {
     }
 
     fn event_bounds(&mut self) -> Result<EventBounds> {
-        let read = self.row(
-            "SELECT last, (SELECT MIN(idx) FROM events) FROM event_index WHERE id = 0",
-            &[],
-            |row| Ok((row.int(0)?, row.int_or_null(1)?)),
-        )?;
-        let (newest, oldest) = read.ok_or_else(|| rows::corrupt("event index"))?;
+        let (newest, oldest) = Driver::event_bounds(self)?;
         let index = |n: i64| u64::try_from(n).map_err(|_| rows::corrupt("event index"));
         let newest = index(newest)?;
         let oldest = oldest.map_or(Ok(newest + 1), index)?;
         Ok(EventBounds { oldest, newest })
+    }
+
+    fn event_kept_from(&mut self, kept: usize) -> Result<Option<u64>> {
+        let Some(skipped) = kept.checked_sub(1) else {
+            return Ok(Some(u64::MAX));
+        };
+        let index = self.row(
+            "SELECT idx FROM events ORDER BY idx DESC LIMIT 1 OFFSET $1",
+            &[Int(rows::sql_limit(skipped))],
+            |row| row.int(0),
+        )?;
+        index
+            .map(|n| u64::try_from(n).map_err(|_| rows::corrupt("event index")))
+            .transpose()
     }
 
     fn prune_events(
@@ -929,6 +950,7 @@ impl<D: Driver> Tx for D {
             .count();
         if let Some((last, _)) = doomed.checked_sub(1).map(|i| oldest[i]) {
             self.exec("DELETE FROM events WHERE idx <= $1", &[Int(last)])?;
+            self.pruned_events_through(last)?;
         }
         Ok(doomed)
     }

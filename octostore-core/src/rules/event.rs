@@ -125,11 +125,10 @@ pub(crate) fn prune(
     max_age: Duration,
     max: usize,
 ) -> Result<usize> {
-    let newest = tx.event_bounds()?.newest;
+    let kept_from = tx.event_kept_from(kept)?.unwrap_or(0);
     let age_nanos = i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX);
     let born_before = now.nanos().saturating_sub(age_nanos);
     tx.prune_events(max, &mut |index, at| {
-        index.saturating_add(kept as u64) <= newest
-            || at.timestamp_nanos_opt().is_some_and(|at| at <= born_before)
+        index < kept_from || at.timestamp_nanos_opt().is_some_and(|at| at <= born_before)
     })
 }

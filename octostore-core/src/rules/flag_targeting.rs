@@ -233,6 +233,9 @@ pub(crate) fn set_segment(
     };
     tx.put_segment(owner, &segment)?;
     for flag in flags_naming(tx, owner, name)? {
+        // Written again, unchanged: a change of the flag itself made at the same time is
+        // then a write of the same record, which storage orders, event and all.
+        tx.put_flag(owner, &flag)?;
         event::append(tx, owner, at, set_change(&flag))?;
     }
     Ok(segment)

@@ -1,6 +1,8 @@
 //! The PostgreSQL backend: several server nodes sharing one database.
 //!
-//! Every operation is one `SERIALIZABLE` transaction. When two transactions would not
+//! Every operation that writes is one `SERIALIZABLE` transaction; one that only reads
+//! ([`Backend::read`]) is a `REPEATABLE READ READ ONLY` one, one snapshot that never fails to
+//! serialize and never waits. When two transactions would not
 //! serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
 //! that a concurrent transaction inserted first) and the backend runs the operation again on
 //! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
@@ -55,13 +57,55 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long an operation waits for a pooled connection.
 const POOL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Opens a serializable transaction.
-const BEGIN: &str = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE";
-/// Opens a serializable transaction and reads the database's clock, in nanoseconds since the
-/// epoch, in its first statement: after the snapshot is taken, so the instant is later than
-/// the commit of every transaction the snapshot sees.
-const BEGIN_AT_DATABASE_TIME: &str = "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; \
-     SELECT (extract(epoch FROM clock_timestamp()) * 1000000000)::bigint";
+/// The database's clock, in nanoseconds since the epoch.
+const DATABASE_TIME: &str = "(extract(epoch FROM clock_timestamp()) * 1000000000)::bigint";
+
+/// The first key of the advisory lock every writing transaction holds (see [`LogKeys`]):
+/// "octs" in ASCII.
+const WRITER_LOCK_CLASS: i32 = 0x6f63_7473;
+
+/// What a transaction may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Read and write: `SERIALIZABLE`, holding the writers' lock.
+    Write,
+    /// Only read: `REPEATABLE READ READ ONLY`.
+    Read,
+}
+
+/// The change log's keys in this schema, read once when the backend connects.
+#[derive(Debug, Clone)]
+pub(super) struct LogKeys {
+    /// Added to every event's index (`event_log.base`).
+    base: i64,
+    /// The second key of the advisory lock every writing transaction takes, shared, in its
+    /// first statement, before it has an id: this schema's (a hash of its name). A reader of
+    /// the log finds the ids of the transactions writing now by their lock ([`Horizon`]).
+    writers: i32,
+}
+
+/// An id below every transaction id a writer running now holds or will take: every event of
+/// a transaction below it is committed or never will be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Horizon(i64);
+
+/// The horizon: the snapshot's `xmax` (no transaction at or above it had begun), lowered to
+/// the id of each transaction holding the writers' lock. Read before the reading
+/// transaction's snapshot is taken: a writer that held the lock and is gone by then has
+/// committed or rolled back, and the snapshot sees it. Both are read in one statement, the
+/// snapshot first (`xmax`, taken when the statement starts), then the locks, so a writer
+/// that takes its id between them takes one at or above `xmax`. `pg_locks` names a
+/// transaction by its 32-bit id: put back beside `xmax`, within 2^31 of it.
+const HORIZON: &str = "SELECT LEAST(s.xmax, MIN(s.xmax + \
+       ((x.transactionid::text::bigint - s.xmax % 4294967296 + 6442450944) % 4294967296 \
+        - 2147483648))) \
+     FROM (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax) s \
+     LEFT JOIN pg_locks w ON w.locktype = 'advisory' AND w.classid = $1::bigint::oid \
+       AND w.objid = $2::bigint::oid AND w.objsubid = 2 AND w.granted \
+       AND w.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     LEFT JOIN pg_locks x ON x.pid = w.pid AND x.locktype = 'transactionid' \
+       AND x.mode = 'ExclusiveLock' AND x.granted \
+     GROUP BY s.xmax";
 
 /// Where transactions take their time from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -101,6 +145,10 @@ impl Default for PostgresOptions {
 pub struct PostgresBackend {
     pool: r2d2::Pool<Connector>,
     time: TimeSource,
+    log: LogKeys,
+    /// What opens a writing transaction, and a reading one ([`Connection::begin`]).
+    begin_write: String,
+    begin_read: String,
     /// Held by an operation running again after a conflict: this process's retries run one
     /// at a time, so they stop aborting each other (on this machine, with 16 threads on
     /// distinct locks: half the aborts, a third of the 99th-percentile latency).
@@ -154,35 +202,40 @@ impl Connection {
         Ok(statement)
     }
 
-    /// Opens a transaction; with [`TimeSource::Database`], reads the database's clock in it.
-    /// A connection whose opening failed midway may be left inside a transaction: the pool
-    /// drops it.
-    fn begin(&mut self, time: TimeSource) -> std::result::Result<Option<Timestamp>, Attempt> {
-        let opened = match time {
-            TimeSource::Database => self.begin_at_database_time().map(Some),
-            TimeSource::StoreClock => self
-                .client
-                .batch_execute(BEGIN)
-                .map(|()| None)
-                .map_err(Attempt::before_commit),
-        };
+    /// Opens a transaction (`begin`, a simple query whose last statement, if it answers a
+    /// row, answers the database's clock). A connection whose opening failed midway may be
+    /// left inside a transaction: the pool drops it.
+    fn begin(
+        &mut self,
+        begin: &str,
+        time: TimeSource,
+    ) -> std::result::Result<Option<Timestamp>, Attempt> {
+        let opened = self.begin_with(begin, time);
         self.broken = opened.is_err();
         opened
     }
 
-    fn begin_at_database_time(&mut self) -> std::result::Result<Timestamp, Attempt> {
+    fn begin_with(
+        &mut self,
+        begin: &str,
+        time: TimeSource,
+    ) -> std::result::Result<Option<Timestamp>, Attempt> {
         let messages = self
             .client
-            .simple_query(BEGIN_AT_DATABASE_TIME)
+            .simple_query(begin)
             .map_err(Attempt::before_commit)?;
+        if time == TimeSource::StoreClock {
+            return Ok(None);
+        }
         messages
             .iter()
+            .rev()
             .find_map(|message| match message {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0),
+                postgres::SimpleQueryMessage::Row(row) => row.get(row.len() - 1),
                 _ => None,
             })
             .and_then(|nanos| nanos.parse().ok())
-            .map(Timestamp::from_nanos)
+            .map(|nanos| Some(Timestamp::from_nanos(nanos)))
             .ok_or_else(|| {
                 Attempt::Failed(Error::storage(
                     "postgres: the database did not tell the time",
@@ -349,6 +402,7 @@ impl PostgresBackend {
             .connect(NoTls)
             .map_err(|e| Error::storage_caused("cannot connect to PostgreSQL", e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
+        let log = LogKeys::read(&mut client)?;
         drop(client);
         let channel = notify::channel(options.schema.as_deref());
         let announcer = notify::Announcer::new(config.clone(), &channel);
@@ -360,9 +414,13 @@ impl PostgresBackend {
             .build_unchecked(Connector {
                 config: config.clone(),
             });
+        let (begin_write, begin_read) = begin_statements(&log, options.time);
         Ok(Self {
             pool,
             time: options.time,
+            log,
+            begin_write,
+            begin_read,
             retry_turn: Mutex::new(()),
             channel,
             config,
@@ -370,14 +428,51 @@ impl PostgresBackend {
         })
     }
 
+    /// Runs `op` in transactions of `access` until one commits, one fails for a reason
+    /// other than a conflict, or conflicts go on for [`RETRY_FOR`]. With `after_horizon`, each
+    /// try first reads the change log's [`Horizon`].
+    fn run(
+        &self,
+        clock: &dyn Clock,
+        access: Access,
+        after_horizon: bool,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let mut retries = Retries::new();
+        loop {
+            let retry_turn = retries.retrying().then(|| self.retry_turn.lock());
+            let mut conn = self
+                .pool
+                .get()
+                .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
+            let outcome = self.attempt(&mut conn, clock, access, after_horizon, op);
+            drop((conn, retry_turn));
+            match outcome {
+                Ok(()) => return Ok(()),
+                Err(Attempt::Retry(cause)) => retries.wait(cause)?,
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
     fn attempt(
         &self,
         conn: &mut Connection,
         clock: &dyn Clock,
+        access: Access,
+        after_horizon: bool,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> std::result::Result<(), Attempt> {
-        let now = conn.begin(self.time)?;
-        let mut tx = tx::PostgresTx::new(conn, clock, now);
+        let horizon = match after_horizon {
+            true => Some(self.horizon(conn)?),
+            false => None,
+        };
+        let begin = match access {
+            Access::Write => &self.begin_write,
+            Access::Read => &self.begin_read,
+        };
+        let now = conn.begin(begin, self.time)?;
+        let mut tx = tx::PostgresTx::new(conn, clock, now, &self.log, horizon);
         let outcome = op(&mut tx);
         let failure = tx.into_failure();
         if outcome.is_ok() && failure.is_none() {
@@ -395,6 +490,59 @@ impl PostgresBackend {
             (None, Ok(())) => unreachable!("a transaction without failure commits"),
         }
     }
+
+    /// The change log's horizon now, read outside any transaction.
+    fn horizon(&self, conn: &mut Connection) -> std::result::Result<Horizon, Attempt> {
+        let keys = [i64::from(WRITER_LOCK_CLASS), i64::from(self.log.writers)];
+        let read = conn
+            .statement(HORIZON)
+            .and_then(|statement| conn.client.query_one(&statement, &[&keys[0], &keys[1]]))
+            .and_then(|row| row.try_get(0));
+        read.map(Horizon).map_err(|e| {
+            conn.broken = true;
+            Attempt::before_commit(e)
+        })
+    }
+}
+
+impl LogKeys {
+    fn read(client: &mut Client) -> Result<Self> {
+        let row = client
+            .query_one(
+                "SELECT base, hashtext(current_schema()) & 2147483647 FROM event_log WHERE id = 0",
+                &[],
+            )
+            .map_err(storage)?;
+        Ok(Self {
+            base: row.try_get(0).map_err(storage)?,
+            writers: row.try_get(1).map_err(storage)?,
+        })
+    }
+}
+
+/// The simple queries that open a writing transaction and a reading one. A writing one
+/// takes the writers' lock before anything else (see [`LogKeys`]); each reads the database's
+/// clock last, with [`TimeSource::Database`], after its snapshot is taken, so the instant is
+/// later than the commit of every transaction the snapshot sees.
+fn begin_statements(log: &LogKeys, time: TimeSource) -> (String, String) {
+    let clock = match time {
+        TimeSource::Database => format!(", {DATABASE_TIME}"),
+        TimeSource::StoreClock => String::new(),
+    };
+    let write = format!(
+        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; \
+         SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {}){clock}",
+        log.writers
+    );
+    let read = match time {
+        TimeSource::Database => format!(
+            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT {DATABASE_TIME}"
+        ),
+        TimeSource::StoreClock => {
+            "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY".into()
+        }
+    };
+    (write, read)
 }
 
 /// Checks that `schema` is a plain lowercase identifier, which needs no quoting in SQL or in
@@ -437,20 +585,18 @@ impl Backend for PostgresBackend {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        let mut retries = Retries::new();
-        loop {
-            let retry_turn = retries.retrying().then(|| self.retry_turn.lock());
-            let mut conn = self
-                .pool
-                .get()
-                .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
-            let outcome = self.attempt(&mut conn, clock, op);
-            drop((conn, retry_turn));
-            match outcome {
-                Ok(()) => return Ok(()),
-                Err(Attempt::Retry(cause)) => retries.wait(cause)?,
-                Err(Attempt::Failed(e)) => return Err(e),
-            }
-        }
+        self.run(clock, Access::Write, false, op)
+    }
+
+    fn read(&self, clock: &dyn Clock, op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
+        self.run(clock, Access::Read, false, op)
+    }
+
+    fn read_log(
+        &self,
+        clock: &dyn Clock,
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        self.run(clock, Access::Read, true, op)
     }
 }

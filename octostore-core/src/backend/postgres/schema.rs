@@ -30,7 +30,13 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// undelete (`deleted_at`), indexed for the sweep that forgets them; and makes
 /// `config_schemas`, a key's JSON Schema with its digest (read alone by every put). The sixth
 /// gives a flag its targeting (`targeting`, JSON: rules, variants, prerequisites; NULL for
-/// none) and makes `flag_segments`, the constraints rules share (`constraints`, JSON).
+/// none) and makes `flag_segments`, the constraints rules share (`constraints`, JSON). The
+/// seventh stops handing out event indexes from one row, which made every change wait for
+/// the commit of the one before: an event's index is now its transaction's id (see
+/// `tx.rs`), above `event_log.base` (one more than the last index of the old row, so indexes
+/// keep growing), and `event_log.pruned_through` is the newest index pruned. Dropping
+/// `event_index` makes the changes of a node still running an older octostore fail, rather
+/// than log events below the new ones, which readers past them would never see.
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -167,6 +173,16 @@ CREATE TABLE flag_segments (
     updated_at BIGINT NOT NULL,
     PRIMARY KEY (owner, name)
 );
+"#,
+    r#"
+CREATE TABLE event_log (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    base BIGINT NOT NULL,
+    pruned_through BIGINT NOT NULL
+);
+INSERT INTO event_log (id, base, pruned_through)
+SELECT 0, last + 1, COALESCE((SELECT MIN(idx) - 1 FROM events), last) FROM event_index;
+DROP TABLE event_index;
 "#,
 ];
 

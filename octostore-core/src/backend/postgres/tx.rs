@@ -4,13 +4,22 @@
 //! Every statement runs prepared, from the connection's cache. The first database error is
 //! kept, so that the backend can tell a serialization failure (try again) from any other
 //! failure, whatever the rule made of the error it was handed.
+//!
+//! The change log's order: an event's index is `base + (xid << 16) + n`, its transaction's
+//! id (`pg_current_xact_id()`, which never repeats nor goes back) and its place among the
+//! transaction's events. No row is shared by every writer, so changes commit side by side.
+//! Two changes of one record take indexes in commit order: the second reads or writes the
+//! record after the first committed, so its snapshot, and its id, came later (a
+//! serializable transaction that wrote it on an older snapshot would have failed). A
+//! transaction still running may hold a smaller id than one committed: the log is read only
+//! up to a horizon ([`Horizon`]) below every running writer's id.
 
 use postgres::types::{FromSql, ToSql};
 use postgres::Row;
 
-use super::{describe, storage, Connection};
+use super::{describe, storage, Connection, Horizon, LogKeys};
 use crate::backend::rows::{self, Columns};
-use crate::backend::sql::{self, Param, Upsert};
+use crate::backend::sql::{self, Driver as _, Param, Upsert};
 use crate::records::lock::FencingToken;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
@@ -20,21 +29,58 @@ pub(super) struct PostgresTx<'a> {
     clock: &'a dyn Clock,
     /// The database's time, when the transaction read it; otherwise `clock` tells.
     database_now: Option<Timestamp>,
+    log: &'a LogKeys,
+    /// The change log's horizon, once known.
+    horizon: Option<Horizon>,
+    /// How many events the transaction appended.
+    appended: i64,
     failure: Option<postgres::Error>,
 }
+
+/// The most events one transaction appends: their places in its index's low 16 bits.
+const EVENTS_PER_TRANSACTION: i64 = 1 << 16;
 
 impl<'a> PostgresTx<'a> {
     pub(super) fn new(
         conn: &'a mut Connection,
         clock: &'a dyn Clock,
         database_now: Option<Timestamp>,
+        log: &'a LogKeys,
+        horizon: Option<Horizon>,
     ) -> Self {
         Self {
             conn,
             clock,
             database_now,
+            log,
+            horizon,
+            appended: 0,
             failure: None,
         }
+    }
+
+    /// The horizon this transaction reads the log to: the one taken before it began, or
+    /// else its snapshot's (every transaction below its `xmin` had ended when it began).
+    fn horizon(&mut self) -> Result<Horizon> {
+        if let Some(horizon) = self.horizon {
+            return Ok(horizon);
+        }
+        let xmin = self
+            .row(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+                &[],
+                |row| row.int(0),
+            )?
+            .ok_or_else(|| rows::corrupt("snapshot"))?;
+        let horizon = Horizon(xmin);
+        self.horizon = Some(horizon);
+        Ok(horizon)
+    }
+
+    /// The newest index readable: every event of a transaction below the horizon.
+    fn newest(&mut self) -> Result<i64> {
+        let Horizon(xid) = self.horizon()?;
+        Ok(self.log.base + xid * EVENTS_PER_TRANSACTION - 1)
     }
 
     /// The first database error of the transaction, if any.
@@ -121,6 +167,52 @@ impl sql::Driver for PostgresTx<'_> {
 
     fn now(&mut self) -> Result<Timestamp> {
         Ok(self.database_now.unwrap_or_else(|| self.clock.timestamp()))
+    }
+
+    fn insert_event(&mut self, params: &[Param]) -> Result<i64> {
+        if self.appended == EVENTS_PER_TRANSACTION {
+            return Err(Error::storage(format!(
+                "postgres: a transaction appends at most {EVENTS_PER_TRANSACTION} events"
+            )));
+        }
+        let mut with_index = params.to_vec();
+        with_index.push(Param::Int(self.log.base + self.appended));
+        let index = self
+            .row(
+                concat!(
+                    sql::insert_event!("$11 + (pg_current_xact_id()::text::bigint << 16)"),
+                    " RETURNING idx"
+                ),
+                &with_index,
+                |row| row.int(0),
+            )?
+            .ok_or_else(|| rows::corrupt("event index"))?;
+        self.appended += 1;
+        Ok(index)
+    }
+
+    fn settled_events(&mut self) -> Result<Option<i64>> {
+        self.newest().map(Some)
+    }
+
+    fn event_bounds(&mut self) -> Result<(i64, Option<i64>)> {
+        let newest = self.newest()?;
+        let pruned = self
+            .row(
+                "SELECT pruned_through FROM event_log WHERE id = 0",
+                &[],
+                |row| row.int(0),
+            )?
+            .ok_or_else(|| rows::corrupt("event log"))?;
+        Ok((newest, Some(pruned + 1)))
+    }
+
+    fn pruned_events_through(&mut self, index: i64) -> Result<()> {
+        self.exec(
+            "UPDATE event_log SET pruned_through = GREATEST(pruned_through, $1) WHERE id = 0",
+            &[Param::Int(index)],
+        )
+        .map(drop)
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {

@@ -118,6 +118,39 @@ impl sql::Driver for SqliteTx<'_> {
         )?;
         Ok(FencingToken(last as u64 + 1))
     }
+
+    /// The index comes from the one-row `event_index`, updated in the appending transaction:
+    /// one writer commits at a time, so indexes follow commit order.
+    fn insert_event(&mut self, params: &[Param]) -> Result<i64> {
+        let index = self
+            .row(
+                "UPDATE event_index SET last = last + 1 WHERE id = 0 RETURNING last",
+                &[],
+                |row| row.int(0),
+            )?
+            .ok_or_else(|| rows::corrupt("event index"))?;
+        let mut with_index = params.to_vec();
+        with_index.push(Param::Int(index));
+        self.exec(sql::insert_event!("$11"), &with_index)?;
+        Ok(index)
+    }
+
+    fn settled_events(&mut self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    fn event_bounds(&mut self) -> Result<(i64, Option<i64>)> {
+        self.row(
+            "SELECT last, (SELECT MIN(idx) FROM events) FROM event_index WHERE id = 0",
+            &[],
+            |row| Ok((row.int(0)?, row.int_or_null(1)?)),
+        )?
+        .ok_or_else(|| rows::corrupt("event index"))
+    }
+
+    fn pruned_events_through(&mut self, _index: i64) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn column<T: FromSql>(row: &Row, i: usize) -> Result<T> {
