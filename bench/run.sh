@@ -9,6 +9,7 @@
 #   bench/run.sh                 # 10 s per workload, 64 connections
 #   DURATION=5 CONNECTIONS=32 bench/run.sh
 #   bench/run.sh --postgres      # octostore on PostgreSQL (one node, then two) beside etcd
+#   USERS=16 bench/run.sh --postgres   # the connections spread over 16 users' tokens, not 2
 #
 # --postgres runs on the database at POSTGRES_URL (default: the local one, user postgres,
 # database test), in a schema of its own that it drops at the end.
@@ -26,6 +27,7 @@ POSTGRES_URL=${POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+USERS=${USERS:-2}
 PORT_SQLITE=7380 PORT_MEMORY=7381 PORT_PG_A=7382 PORT_PG_B=7383 PORT_REDIS=7390 PORT_ETCD=7379 PORT_ETCD_PEER=7378
 
 need() { command -v "$1" >/dev/null || missing+=("$2"); }
@@ -127,11 +129,12 @@ postgres_node() { # port: starts a node on the bench's schema
 
 if ((POSTGRES)); then
   # octostore on PostgreSQL: one node, then two on the same database.
-  for user in bench-a bench-b; do
+  tokens=""
+  for ((u = 1; u <= USERS; u++)); do
     "$octostore" --database-url "$POSTGRES_URL" --database-schema "$schema" \
-      token create "$user" >"$work/$user.token"
+      token create "bench-$u" >"$work/bench-$u.token"
+    tokens+="${tokens:+,}$(cat "$work/bench-$u.token")"
   done
-  tokens="$(cat "$work/bench-a.token"),$(cat "$work/bench-b.token")"
   postgres_node "$PORT_PG_A"
   url="http://127.0.0.1:$PORT_PG_A"
   curl -sf -o /dev/null -X POST -H "Authorization: Bearer ${tokens%%,*}" \
