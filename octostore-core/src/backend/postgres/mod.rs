@@ -32,14 +32,16 @@
 
 mod notify;
 mod schema;
+mod tls;
 mod tx;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::error::SqlState;
-use postgres::{Client, NoTls, Statement};
+use postgres::{Client, Statement};
 use rand::Rng;
 
 use super::{Backend, Concurrency, Listener, Tx};
@@ -129,6 +131,12 @@ pub struct PostgresOptions {
     pub max_connections: u32,
     /// Where transactions take their time from (default: the database).
     pub time: TimeSource,
+    /// The PEM file of the CA that signed the server's certificate (libpq's `sslrootcert`,
+    /// which the URL may give instead): with `sslmode=verify-full` or `verify-ca` the
+    /// server's chain must lead to it, and with `require` or `prefer` too (which, without a
+    /// CA, check no certificate). `None` (the default): the URL's `sslrootcert`, else
+    /// Mozilla's roots for the `verify-` modes.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for PostgresOptions {
@@ -137,6 +145,7 @@ impl Default for PostgresOptions {
             schema: None,
             max_connections: 16,
             time: TimeSource::Database,
+            ca_file: None,
         }
     }
 }
@@ -156,7 +165,7 @@ pub struct PostgresBackend {
     /// The channel this store's commits are announced on, and the connection settings of
     /// those who announce and listen.
     channel: String,
-    config: postgres::Config,
+    connect_settings: tls::ConnectSettings,
     announcer: notify::Announcer,
 }
 
@@ -246,7 +255,7 @@ impl Connection {
 
 /// Opens connections for the pool.
 struct Connector {
-    config: postgres::Config,
+    settings: tls::ConnectSettings,
 }
 
 impl r2d2::ManageConnection for Connector {
@@ -255,7 +264,7 @@ impl r2d2::ManageConnection for Connector {
 
     fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
         Ok(Connection {
-            client: self.config.connect(NoTls)?,
+            client: self.settings.connect()?,
             statements: HashMap::new(),
             broken: false,
         })
@@ -372,7 +381,9 @@ impl Retries {
 
 impl PostgresBackend {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database`)
-    /// with the default options, creating or migrating the schema.
+    /// with the default options, creating or migrating the schema. The URL's `sslmode` says
+    /// how TLS is used, as libpq's: `disable`, `prefer` (the default), `require`,
+    /// `verify-ca` or `verify-full` (with `sslrootcert=PATH`, the CA's PEM file).
     pub fn connect(url: &str) -> Result<Self> {
         Self::connect_with(url, PostgresOptions::default())
     }
@@ -380,9 +391,8 @@ impl PostgresBackend {
     /// Connects to the database at `url`, creating or migrating the schema; a schema written
     /// by a newer octostore is refused. Safe when several nodes start at once.
     pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self> {
-        let mut config: postgres::Config = url
-            .parse()
-            .map_err(|e| Error::invalid("database_url", format!("{e}")))?;
+        let mut settings = tls::ConnectSettings::parse(url, options.ca_file.as_deref())?;
+        let config = &mut settings.config;
         if config.get_application_name().is_none() {
             config.application_name("octostore");
         }
@@ -398,21 +408,19 @@ impl PostgresBackend {
             };
             config.options(&server_options);
         }
-        let mut client = config
-            .connect(NoTls)
-            .map_err(|e| Error::storage_caused("cannot connect to PostgreSQL", e))?;
+        let mut client = settings.connect().map_err(|e| settings.connect_error(e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         let log = LogKeys::read(&mut client)?;
         drop(client);
         let channel = notify::channel(options.schema.as_deref());
-        let announcer = notify::Announcer::new(config.clone(), &channel);
+        let announcer = notify::Announcer::new(settings.clone(), &channel);
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections.max(1))
             .min_idle(Some(0))
             .test_on_check_out(false)
             .connection_timeout(POOL_TIMEOUT)
             .build_unchecked(Connector {
-                config: config.clone(),
+                settings: settings.clone(),
             });
         let (begin_write, begin_read) = begin_statements(&log, options.time);
         Ok(Self {
@@ -423,7 +431,7 @@ impl PostgresBackend {
             begin_read,
             retry_turn: Mutex::new(()),
             channel,
-            config,
+            connect_settings: settings,
             announcer,
         })
     }
@@ -575,7 +583,7 @@ impl Backend for PostgresBackend {
 
     fn listen(&self) -> Option<Box<dyn Listener>> {
         Some(Box::new(notify::PgListener::new(
-            self.config.clone(),
+            self.connect_settings.clone(),
             self.channel.clone(),
         )))
     }

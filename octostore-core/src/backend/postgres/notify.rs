@@ -14,8 +14,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use postgres::fallible_iterator::FallibleIterator;
-use postgres::{Client, Config, NoTls};
+use postgres::Client;
 
+use super::tls::ConnectSettings;
 use crate::backend::Listener;
 
 /// The channel of a store whose tables are in `schema` (`None`: the search path's first):
@@ -36,7 +37,7 @@ pub(super) struct Announcer {
 }
 
 struct Shared {
-    config: Config,
+    settings: ConnectSettings,
     /// `NOTIFY` on this store's channel.
     statement: String,
     state: Mutex<State>,
@@ -54,10 +55,10 @@ struct State {
 }
 
 impl Announcer {
-    pub(super) fn new(config: Config, channel: &str) -> Self {
+    pub(super) fn new(settings: ConnectSettings, channel: &str) -> Self {
         Self {
             shared: Arc::new(Shared {
-                config,
+                settings,
                 statement: format!("NOTIFY {channel}"),
                 state: Mutex::default(),
                 asked: Condvar::new(),
@@ -112,7 +113,7 @@ impl Shared {
                 state.pending = false;
             }
             if client.as_ref().is_none_or(Client::is_closed) {
-                client = self.config.connect(NoTls).ok();
+                client = self.settings.connect().ok();
             }
             let sent = client
                 .as_mut()
@@ -126,15 +127,15 @@ impl Shared {
 
 /// Hears the announcements on this store's channel.
 pub(super) struct PgListener {
-    config: Config,
+    settings: ConnectSettings,
     channel: String,
     client: Option<Client>,
 }
 
 impl PgListener {
-    pub(super) fn new(config: Config, channel: String) -> Self {
+    pub(super) fn new(settings: ConnectSettings, channel: String) -> Self {
         Self {
-            config,
+            settings,
             channel,
             client: None,
         }
@@ -146,7 +147,7 @@ impl PgListener {
             self.client = None;
         }
         if self.client.is_none() {
-            let mut client = self.config.connect(NoTls).ok()?;
+            let mut client = self.settings.connect().ok()?;
             client
                 .batch_execute(&format!("LISTEN {}", self.channel))
                 .ok()?;
