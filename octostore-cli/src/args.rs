@@ -35,7 +35,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 28] = [
+const FLAGS: [(&str, &str); 29] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -53,6 +53,7 @@ const FLAGS: [(&str, &str); 28] = [
     ("db", "--db"),
     ("database_url", "--database-url"),
     ("database_schema", "--database-schema"),
+    ("database_ca_file", "--database-ca-file"),
     ("term_grace", "--term-grace"),
     ("memory", "--memory"),
     ("write_token", "--write-token"),
@@ -113,7 +114,8 @@ pub struct Global {
 #[command(next_help_heading = "Store options")]
 pub struct StoreArgs {
     /// A PostgreSQL database that several servers share (postgres://USER[:PASSWORD]@HOST/DB),
-    /// used instead of --db; prefer the environment variable for a URL with a password.
+    /// used instead of --db; prefer the environment variable for a URL with a password. TLS
+    /// as its sslmode says (disable, prefer: the default, require, verify-ca, verify-full).
     #[arg(
         long,
         global = true,
@@ -121,6 +123,15 @@ pub struct StoreArgs {
         hide_env_values = true
     )]
     pub database_url: Option<String>,
+    /// The PEM file of the CA that signed the database's certificate (the URL's sslrootcert):
+    /// with ?sslmode=verify-full, the server must prove it is the host --database-url names.
+    #[arg(
+        long,
+        global = true,
+        env = "OCTOSTORE_DATABASE_CA_FILE",
+        value_name = "FILE"
+    )]
+    pub database_ca_file: Option<PathBuf>,
     /// The schema of --database-url holding OctoStore's tables, created if missing (default:
     /// the connection's search path, usually public).
     #[arg(long, global = true, env = "OCTOSTORE_DATABASE_SCHEMA")]

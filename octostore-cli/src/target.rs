@@ -62,12 +62,16 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
     if let Some(url) = &args.database_url {
         let options = PostgresOptions {
             schema: args.database_schema.clone(),
+            ca_file: args.database_ca_file.clone(),
             ..PostgresOptions::default()
         };
         return Ok(Store::builder().backend(PostgresBackend::connect_with(url, options)?));
     }
     if args.database_schema.is_some() {
         return Err(Error::invalid("database_schema", "needs --database-url"));
+    }
+    if args.database_ca_file.is_some() {
+        return Err(Error::invalid("database_ca_file", "needs --database-url"));
     }
     let durability = if args.sync_every_commit {
         Durability::PowerLoss

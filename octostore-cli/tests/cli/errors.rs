@@ -157,3 +157,45 @@ fn a_refused_token_is_said_with_how_to_get_a_new_one() {
         run.stderr
     );
 }
+
+/// The database's TLS settings are checked before connecting, each named by its flag.
+#[test]
+fn database_tls_settings_are_named_by_their_flags() {
+    let missing_ca = "/nonexistent/ca.pem";
+    for (args, said) in [
+        (
+            &["--database-ca-file", missing_ca][..],
+            "invalid --database-ca-file: needs --database-url".to_owned(),
+        ),
+        (
+            &[
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x?sslmode=verify-full",
+                "--database-ca-file",
+                missing_ca,
+            ],
+            format!("invalid --database-ca-file: cannot read the CA file {missing_ca}"),
+        ),
+        (
+            &[
+                "--database-url",
+                "postgres://postgres@127.0.0.1:1/x?sslmode=verify_full",
+            ],
+            "invalid --database-url: unknown sslmode \"verify_full\"".to_owned(),
+        ),
+    ] {
+        let run = Run::of(
+            octostore()
+                .args(args)
+                .args(["lock", "list"])
+                .output()
+                .unwrap(),
+        )
+        .expect(2);
+        assert!(
+            run.stderr.starts_with(&format!("octostore: {said}")),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}

@@ -23,6 +23,7 @@ pub fn octostore() -> Command {
         "OCTOSTORE_DB",
         "OCTOSTORE_DATABASE_URL",
         "OCTOSTORE_DATABASE_SCHEMA",
+        "OCTOSTORE_DATABASE_CA_FILE",
     ] {
         command.env_remove(var);
     }
