@@ -259,14 +259,15 @@ fn roots(ca_file: Option<&Path>, sslrootcert: Option<&str>) -> Result<Option<Roo
 fn client_config(mode: SslMode, roots: Option<&Roots>) -> Result<ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, roots) {
-        (SslMode::Disable | SslMode::Prefer | SslMode::Require, None) => Arc::new(AnyCertificate {
-            algorithms: provider.signature_verification_algorithms,
-        }),
-        (SslMode::Disable | SslMode::Prefer | SslMode::Require | SslMode::VerifyCa, roots) => {
-            Arc::new(ChainOnly {
-                webpki: webpki_verifier(roots.unwrap_or(&Roots::Mozilla), &provider)?,
+        // With `disable` no handshake happens: the CA is not even read, as in libpq.
+        (SslMode::Disable, _) | (SslMode::Prefer | SslMode::Require, None) => {
+            Arc::new(AnyCertificate {
+                algorithms: provider.signature_verification_algorithms,
             })
         }
+        (SslMode::Prefer | SslMode::Require | SslMode::VerifyCa, roots) => Arc::new(ChainOnly {
+            webpki: webpki_verifier(roots.unwrap_or(&Roots::Mozilla), &provider)?,
+        }),
         (SslMode::VerifyFull, roots) => {
             webpki_verifier(roots.unwrap_or(&Roots::Mozilla), &provider)?
         }
@@ -581,7 +582,10 @@ mod tests {
                 ConnectSettings::parse(&format!("postgres://h/db?sslmode={mode}"), None).unwrap();
             assert_eq!(settings.config.get_ssl_mode(), DriverSslMode::Require);
         }
-        let disabled = ConnectSettings::parse("host=h sslmode=disable", None).unwrap();
+        // Without TLS, the CA file is not read.
+        let disabled =
+            ConnectSettings::parse("host=h sslmode=disable sslrootcert=/nonexistent.pem", None)
+                .unwrap();
         assert_eq!(disabled.config.get_ssl_mode(), DriverSslMode::Disable);
     }
 
