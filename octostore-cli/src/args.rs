@@ -35,7 +35,7 @@ Exit codes:
 /// The flag that gives each field an error may name, so that errors say what to type: the
 /// API's fields (refused by the local store or by a server alike) and the CLI's own. A field
 /// not here is an argument (`name`, `key`, `value`, `login`...), said as it is.
-const FLAGS: [(&str, &str); 29] = [
+const FLAGS: [(&str, &str); 30] = [
     ("ttl_seconds", "--ttl"),
     ("max_requests", "--max"),
     ("window_seconds", "--window"),
@@ -54,6 +54,7 @@ const FLAGS: [(&str, &str); 29] = [
     ("database_url", "--database-url"),
     ("database_schema", "--database-schema"),
     ("database_ca_file", "--database-ca-file"),
+    ("database_pool_size", "--database-pool-size"),
     ("term_grace", "--term-grace"),
     ("memory", "--memory"),
     ("write_token", "--write-token"),
@@ -136,6 +137,16 @@ pub struct StoreArgs {
     /// the connection's search path, usually public).
     #[arg(long, global = true, env = "OCTOSTORE_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
+    /// How many connections to --database-url this process opens at most (default 16): every
+    /// node's count together must stay under the database's max_connections.
+    #[arg(
+        long,
+        global = true,
+        env = "OCTOSTORE_DATABASE_POOL_SIZE",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub database_pool_size: Option<u32>,
     // The help names the default's rule and this user's file (`store_path`); a default
     // resolved only when a store is opened, so that a user without one can still ask for help.
     #[arg(

@@ -63,6 +63,8 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
         let options = PostgresOptions {
             schema: args.database_schema.clone(),
             ca_file: args.database_ca_file.clone(),
+            max_connections: (args.database_pool_size)
+                .unwrap_or(PostgresOptions::default().max_connections),
             ..PostgresOptions::default()
         };
         return Ok(Store::builder().backend(PostgresBackend::connect_with(url, options)?));
@@ -72,6 +74,9 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
     }
     if args.database_ca_file.is_some() {
         return Err(Error::invalid("database_ca_file", "needs --database-url"));
+    }
+    if args.database_pool_size.is_some() {
+        return Err(Error::invalid("database_pool_size", "needs --database-url"));
     }
     let durability = if args.sync_every_commit {
         Durability::PowerLoss

@@ -199,3 +199,35 @@ fn database_tls_settings_are_named_by_their_flags() {
         );
     }
 }
+
+/// The pool's size is for a database: refused alone, and out of its range, by its flag.
+#[test]
+fn the_database_pool_size_needs_a_database_and_a_sane_size() {
+    let alone = Run::of(
+        octostore()
+            .args(["--database-pool-size", "4", "lock", "list"])
+            .output()
+            .unwrap(),
+    )
+    .expect(2);
+    assert!(
+        alone
+            .stderr
+            .starts_with("octostore: invalid --database-pool-size: needs --database-url"),
+        "{}",
+        alone.stderr
+    );
+    let zero = Run::of(
+        octostore()
+            .args(["--database-pool-size", "0", "lock", "list"])
+            .output()
+            .unwrap(),
+    )
+    .expect(2);
+    assert!(
+        zero.stderr.contains("--database-pool-size"),
+        "{}",
+        zero.stderr
+    );
+    assert!(zero.stderr.contains("not in 1..=1000"), "{}", zero.stderr);
+}
