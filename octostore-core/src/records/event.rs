@@ -1,5 +1,6 @@
 //! The change log as storage keeps it: an [`Event`] for every change a user can see, each
-//! numbered by a store-wide index that increases in commit order.
+//! numbered by a store-wide index that only increases (see `backend`'s duties for the
+//! order it follows).
 
 use chrono::{DateTime, Utc};
 

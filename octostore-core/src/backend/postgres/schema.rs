@@ -21,8 +21,8 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// and a lock's next grant could get a smaller token than the one before. The second counts
 /// the bytes of each config version (its value as stored, compact JSON, and its description)
 /// and each owner's total. The third makes the change log: `events`, keyed by their index,
-/// which the one row of `event_index` hands out in commit order (a sequence would not: its
-/// values are taken before the commit; see `sql.rs`'s `append_event`). The fourth makes the
+/// which the one row of `event_index` handed out in commit order until the seventh (a
+/// sequence would not: its values are taken before the commit). The fourth makes the
 /// queues of lock waiters: `lock_waiters` by ticket (which the one row of `waiter_tickets`
 /// hands out), and `nodes`, each waiting process's heartbeat. The fifth records who put each
 /// config version (`created_by`, a login), the versions already stored taken as their
