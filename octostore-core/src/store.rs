@@ -446,20 +446,28 @@ impl Store {
 
     /// Runs `op`, which only reads, as one read-only transaction of the backend
     /// ([`Backend::read`]): on SQLite, beside the writer rather than in its queue.
-    pub(crate) fn read<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
-        let mut out = None;
-        self.inner.backend.read(&*self.inner.clock, &mut |tx| {
-            out = Some(op(tx)?);
-            Ok(())
-        })?;
-        Ok(out.expect("a finished transaction ran its operation"))
+    pub(crate) fn read<R>(&self, op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+        self.read_by(|backend, clock, op| backend.read(clock, op), op)
     }
 
     /// Runs `op`, which only reads, and reads the change log, as one read-only transaction
     /// ([`Backend::read_log`]).
-    pub(crate) fn read_log<R>(&self, mut op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+    pub(crate) fn read_log<R>(&self, op: impl FnMut(&mut dyn Tx) -> Result<R>) -> Result<R> {
+        self.read_by(|backend, clock, op| backend.read_log(clock, op), op)
+    }
+
+    /// `op`'s answer, run by `run` as one read-only transaction.
+    fn read_by<R>(
+        &self,
+        run: impl FnOnce(
+            &dyn Backend,
+            &dyn Clock,
+            &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+        ) -> Result<()>,
+        mut op: impl FnMut(&mut dyn Tx) -> Result<R>,
+    ) -> Result<R> {
         let mut out = None;
-        self.inner.backend.read_log(&*self.inner.clock, &mut |tx| {
+        run(&*self.inner.backend, &*self.inner.clock, &mut |tx| {
             out = Some(op(tx)?);
             Ok(())
         })?;
