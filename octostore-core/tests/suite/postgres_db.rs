@@ -557,3 +557,62 @@ fn the_log_is_read_up_to_the_oldest_writer_still_running() {
     assert_eq!(names, ["slow", "fast"]);
     assert!(after.events[0].index < after.events[1].index);
 }
+
+/// A node frozen mid-operation (here, a transaction that waits between two statements) is
+/// ended by the database once idle for its `idle_in_transaction`: its writes are undone and
+/// the change log's readers, held back by it, go on.
+#[test]
+fn a_transaction_left_idle_is_ended_and_holds_the_log_back_no_longer() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = node(&schema, TimeSource::Database, 0);
+    let alice = session(&store, "alice");
+    let frozen = PostgresBackend::connect_with(
+        &url,
+        PostgresOptions {
+            schema: Some(schema.name.clone()),
+            idle_in_transaction: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (appended, has_appended) = mpsc::channel();
+    let (thaw, thawed) = mpsc::channel::<()>();
+    let writer = thread::spawn(move || {
+        let clock = ManualClock::default();
+        let change = Change::LockReleased(LeaseChange {
+            name: LockName::parse("frozen").unwrap(),
+            holder: Login::parse("alice").unwrap(),
+            fencing_token: FencingToken(1),
+            expires_at: DateTime::from_timestamp(0, 0).unwrap(),
+        });
+        frozen.transact(&clock, &mut |tx| {
+            tx.append_event(UserId(uuid::Uuid::nil()), clock.now(), &change)?;
+            appended.send(()).unwrap();
+            let _ = thawed.recv();
+            Ok(())
+        })
+    });
+    has_appended.recv().unwrap();
+    let fast = LockName::parse("fast").unwrap();
+    alice
+        .acquire(&fast, Ttl::seconds(60).unwrap(), None)
+        .unwrap();
+    // Readable once the database has ended the frozen transaction, well within this.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let seen = loop {
+        let page = alice.events(0, &EventFilter::default(), 10).unwrap();
+        if !page.events.is_empty() || Instant::now() >= deadline {
+            break page.events;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    thaw.send(()).unwrap();
+    let frozen_outcome = writer.join().unwrap();
+
+    let names: Vec<&str> = seen.iter().map(|e| e.change.name()).collect();
+    assert_eq!(names, ["fast"], "the log stayed held back");
+    assert!(frozen_outcome.is_err(), "an ended transaction committed");
+    let all = alice.events(0, &EventFilter::default(), 10).unwrap();
+    assert_eq!(all.events.len(), 1, "{:?}", all.events);
+}

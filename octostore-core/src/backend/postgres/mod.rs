@@ -137,6 +137,12 @@ pub struct PostgresOptions {
     /// CA, check no certificate). `None` (the default): the URL's `sslrootcert`, else
     /// Mozilla's roots for the `verify-` modes.
     pub ca_file: Option<PathBuf>,
+    /// How long a transaction of this process may sit idle, between two of its statements,
+    /// before the database ends it (PostgreSQL's `idle_in_transaction_session_timeout`;
+    /// default 10 s). A node frozen or cut off mid-operation would otherwise keep its row
+    /// locks, and hold back every reader of the change log, until the operating system gives
+    /// up on its connection, hours later. No operation waits that long between statements.
+    pub idle_in_transaction: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -146,6 +152,7 @@ impl Default for PostgresOptions {
             max_connections: 16,
             time: TimeSource::Database,
             ca_file: None,
+            idle_in_transaction: Duration::from_secs(10),
         }
     }
 }
@@ -401,13 +408,16 @@ impl PostgresBackend {
         }
         if let Some(schema) = &options.schema {
             check_schema_name(schema)?;
-            let search_path = format!("-c search_path={schema}");
-            let server_options = match config.get_options() {
-                Some(given) => format!("{given} {search_path}"),
-                None => search_path,
-            };
-            config.options(&server_options);
+            add_server_option(config, &format!("search_path={schema}"));
         }
+        let idle_ms = options
+            .idle_in_transaction
+            .as_millis()
+            .clamp(1, i32::MAX as u128);
+        add_server_option(
+            config,
+            &format!("idle_in_transaction_session_timeout={idle_ms}"),
+        );
         let mut client = settings.connect().map_err(|e| settings.connect_error(e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         let log = LogKeys::read(&mut client)?;
@@ -551,6 +561,16 @@ fn begin_statements(log: &LogKeys, time: TimeSource) -> (String, String) {
         }
     };
     (write, read)
+}
+
+/// Sets the server's `setting=value` for every connection, after those the URL gives.
+fn add_server_option(config: &mut postgres::Config, setting: &str) {
+    let option = format!("-c {setting}");
+    let options = match config.get_options() {
+        Some(given) => format!("{given} {option}"),
+        None => option,
+    };
+    config.options(&options);
 }
 
 /// Checks that `schema` is a plain lowercase identifier, which needs no quoting in SQL or in
