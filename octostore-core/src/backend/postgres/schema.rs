@@ -319,4 +319,44 @@ mod tests {
         assert!(migrated.is_ok(), "{migrated:?}");
         assert_eq!(writers, [Some("Alice".to_owned()), None]);
     }
+
+    /// A database of schema 6 with events keeps them: the next index is above every one of
+    /// them (`base`), a reader is told to resync from where it was before (`pruned_through`,
+    /// one below the oldest kept: event 1 was pruned here), and the old counter row is gone.
+    #[test]
+    fn stored_events_keep_their_indexes_and_new_ones_come_after() {
+        let Some((mut client, schema)) = schema_at_version("octostore_migration7", 6) else {
+            return;
+        };
+        client
+            .batch_execute(
+                "INSERT INTO events VALUES (2, 0, '\\x01', 1, 1, 'a', NULL, NULL, NULL, NULL, NULL);
+                 INSERT INTO events VALUES (3, 0, '\\x01', 1, 1, 'b', NULL, NULL, NULL, NULL, NULL);
+                 UPDATE event_index SET last = 3;",
+            )
+            .unwrap();
+        let migrated = migrate(&mut client, Some(&schema));
+        let log: (i64, i64) = client
+            .query_one("SELECT base, pruned_through FROM event_log", &[])
+            .map(|row| (row.get(0), row.get(1)))
+            .unwrap();
+        let counter_gone = client
+            .query_opt(
+                "SELECT 1 FROM pg_tables WHERE tablename = 'event_index' AND schemaname = $1",
+                &[&schema],
+            )
+            .unwrap()
+            .is_none();
+        let kept: i64 = client
+            .query_one("SELECT COUNT(*) FROM events", &[])
+            .unwrap()
+            .get(0);
+        client
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .unwrap();
+        assert!(migrated.is_ok(), "{migrated:?}");
+        assert_eq!(log, (4, 1));
+        assert!(counter_gone);
+        assert_eq!(kept, 2);
+    }
 }
