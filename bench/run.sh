@@ -108,9 +108,9 @@ wrk_pair() { # server workload script url-a url-b [env...]: half the connections
   local server=$1 workload=$2 script=$3 a=$4 b=$5; shift 5
   local before_a before_b half=$((CONNECTIONS / 2))
   before_a=$(cpu_us "${pids[-2]}") before_b=$(cpu_us "${pids[-1]}")
-  env "$@" wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$a" \
+  env "$@" PREFIX=a wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$a" \
     | grep '^RESULT' >"$work/pair-a" &
-  env "$@" wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$b" \
+  env "$@" PREFIX=b wrk -t1 -c"$half" -d"${DURATION}s" --latency -s "bench/wrk/$script" "$b" \
     | grep '^RESULT' >"$work/pair-b"
   wait $!
   local cpu=$(($(cpu_us "${pids[-2]}") - before_a + $(cpu_us "${pids[-1]}") - before_b))

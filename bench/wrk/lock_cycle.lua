@@ -3,6 +3,8 @@
 package.path = "bench/wrk/?.lua;" .. package.path
 local common = require("common")
 local hot = os.getenv("HOT") == "1"
+-- Set by bench/run.sh when two wrk processes run at once, so their names differ.
+local prefix = os.getenv("PREFIX") or ""
 
 setup = common.setup
 
@@ -17,10 +19,10 @@ request = function()
       '{"lease_id":"' .. lease.lease_id .. '"}')
   end
   next_name = next_name % 4096 + 1
-  local name = hot and "hot" or ("bench-" .. id .. "-" .. next_name)
+  local name = hot and "hot" or ("bench-" .. prefix .. id .. "-" .. next_name)
   -- A client id of its own per attempt: on the hot lock, every other attempt conflicts.
   return wrk.format("POST", "/locks/" .. name .. "/acquire", common.headers(token, true),
-    '{"ttl_seconds":30,"client_id":"c' .. id .. "-" .. next_name .. '"}')
+    '{"ttl_seconds":30,"client_id":"c' .. prefix .. id .. "-" .. next_name .. '"}')
 end
 
 response = function(status, headers, body)
