@@ -100,7 +100,7 @@ pub(crate) trait Driver {
     /// Inserts an event into the log, taking its index: the parameters are the values of
     /// `owner, kind, at, change, name, enabled, percentage, number, holder, expires_at`.
     /// Returns the index.
-    fn insert_event(&mut self, params: &[Param]) -> Result<i64>;
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64>;
     /// The highest index below which every event that will ever be in the log is readable
     /// now, when that can be below the newest readable (events of transactions still
     /// running may take smaller indexes than committed ones); `None` when indexes follow
@@ -126,6 +126,12 @@ macro_rules! insert_event {
     };
 }
 pub(crate) use insert_event;
+
+/// An event's parameters (as [`Driver::insert_event`] takes them) followed by `index`: the
+/// parameters of [`insert_event!`]'s statement whose index is `$11`.
+pub(crate) fn with_index<'a>(params: &[Param<'a>; 10], index: i64) -> [Param<'a>; 11] {
+    std::array::from_fn(|i| params.get(i).copied().unwrap_or(Int(index)))
+}
 
 /// The count a `SELECT COUNT(*) … WHERE owner = $1` answers.
 fn count(driver: &mut impl Driver, sql: &'static str, owner: UserId) -> Result<usize> {

@@ -169,14 +169,13 @@ impl sql::Driver for PostgresTx<'_> {
         Ok(self.database_now.unwrap_or_else(|| self.clock.timestamp()))
     }
 
-    fn insert_event(&mut self, params: &[Param]) -> Result<i64> {
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64> {
         if self.appended == EVENTS_PER_TRANSACTION {
             return Err(Error::storage(format!(
                 "postgres: a transaction appends at most {EVENTS_PER_TRANSACTION} events"
             )));
         }
-        let mut with_index = params.to_vec();
-        with_index.push(Param::Int(self.log.base + self.appended));
+        let with_index = sql::with_index(params, self.log.base + self.appended);
         let index = self
             .row(
                 concat!(

@@ -121,7 +121,7 @@ impl sql::Driver for SqliteTx<'_> {
 
     /// The index comes from the one-row `event_index`, updated in the appending transaction:
     /// one writer commits at a time, so indexes follow commit order.
-    fn insert_event(&mut self, params: &[Param]) -> Result<i64> {
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64> {
         let index = self
             .row(
                 "UPDATE event_index SET last = last + 1 WHERE id = 0 RETURNING last",
@@ -129,9 +129,7 @@ impl sql::Driver for SqliteTx<'_> {
                 |row| row.int(0),
             )?
             .ok_or_else(|| rows::corrupt("event index"))?;
-        let mut with_index = params.to_vec();
-        with_index.push(Param::Int(index));
-        self.exec(sql::insert_event!("$11"), &with_index)?;
+        self.exec(sql::insert_event!("$11"), &sql::with_index(params, index))?;
         Ok(index)
     }
 
