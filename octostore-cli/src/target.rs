@@ -69,14 +69,13 @@ pub fn embedded(args: &StoreArgs) -> Result<StoreBuilder> {
         };
         return Ok(Store::builder().backend(PostgresBackend::connect_with(url, options)?));
     }
-    if args.database_schema.is_some() {
-        return Err(Error::invalid("database_schema", "needs --database-url"));
-    }
-    if args.database_ca_file.is_some() {
-        return Err(Error::invalid("database_ca_file", "needs --database-url"));
-    }
-    if args.database_pool_size.is_some() {
-        return Err(Error::invalid("database_pool_size", "needs --database-url"));
+    let database_only = [
+        ("database_schema", args.database_schema.is_some()),
+        ("database_ca_file", args.database_ca_file.is_some()),
+        ("database_pool_size", args.database_pool_size.is_some()),
+    ];
+    if let Some((field, _)) = database_only.into_iter().find(|(_, given)| *given) {
+        return Err(Error::invalid(field, "needs --database-url"));
     }
     let durability = if args.sync_every_commit {
         Durability::PowerLoss
