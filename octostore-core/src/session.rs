@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::api::Api;
+use crate::backend::Key;
 use crate::changes::Wake;
 use crate::records::config::{ConfigSchema, ConfigSummary};
 use crate::records::flag::Flag;
@@ -52,7 +53,8 @@ impl Session {
     #[inline(never)]
     fn check_in_transaction(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
         let owner = self.user.id;
-        let verdict = self.store.transact_now(|tx, now, s| {
+        let keys = [Key::Limit(owner, name), Key::Quota(owner)];
+        let verdict = self.store.transact_now_on(&keys, |tx, now, s| {
             rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
         })?;
         Ok(verdict.decision())
@@ -66,18 +68,20 @@ impl Session {
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::from(wake);
         let node = queues.node();
         let mut added = None;
-        let joined = self.store.transact_now(|tx, now, _| {
-            if let Some(ticket) = added.take() {
-                // A run before this one, not committed.
-                queues.remove(name, ticket);
-            }
-            tx.beat(node, alive_until(now))?;
-            let ticket = tx.join_queue(name, self.user.id, node)?;
-            let seen = tx.event_bounds()?.newest;
-            queues.add(name, ticket, wake.clone(), seen);
-            added = Some(ticket);
-            Ok(ticket)
-        });
+        let joined = self
+            .store
+            .transact_now_on(&[Key::Lock(name)], |tx, now, _| {
+                if let Some(ticket) = added.take() {
+                    // A run before this one, not committed.
+                    queues.remove(name, ticket);
+                }
+                tx.beat(node, alive_until(now))?;
+                let ticket = tx.join_queue(name, self.user.id, node)?;
+                let seen = tx.event_bounds()?.newest;
+                queues.add(name, ticket, wake.clone(), seen);
+                added = Some(ticket);
+                Ok(ticket)
+            });
         match joined {
             Ok(ticket) => Ok(Ticket::new(queues.clone(), name.clone(), ticket)),
             Err(e) => {
@@ -125,7 +129,8 @@ impl Session {
     ) -> Result<LockGrant> {
         let queues = self.store.lock_queues();
         let has_left = |number: u64| queues.has_left(name, number);
-        self.store.change(|tx, now, s| {
+        let keys = [Key::Lock(name), Key::Quota(self.user.id)];
+        self.store.change_on(&keys, |tx, now, s| {
             let turn = Turn {
                 node: queues.node(),
                 ticket: ticket.map(Ticket::number),
@@ -176,26 +181,32 @@ impl Api for Session {
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
-        self.store
-            .change(|tx, now, _| lock::release(tx, now, &self.user, name, lease_id))?;
+        self.store.change_on(&[Key::Lock(name)], |tx, now, _| {
+            lock::release(tx, now, &self.user, name, lease_id)
+        })?;
         // After the commit (in a group, after the operation: the head's try queues behind it).
         self.store.lock_queues().notify(name);
         Ok(())
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
-        self.store
-            .change(|tx, now, _| lock::renew(tx, now, &self.user, name, lease_id, ttl))
+        self.store.change_on(&[Key::Lock(name)], |tx, now, _| {
+            lock::renew(tx, now, &self.user, name, lease_id, ttl)
+        })
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
-        self.store
-            .transact_now(|tx, now, _| lock::status(tx, now, name))
+        self.store.read(|tx| {
+            let now = tx.now()?;
+            lock::status(tx, now, name)
+        })
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
-        self.store
-            .transact_now(|tx, now, _| lock::list(tx, now, &self.user))
+        self.store.read(|tx| {
+            let now = tx.now()?;
+            lock::list(tx, now, &self.user)
+        })
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
@@ -210,18 +221,25 @@ impl Api for Session {
     }
 
     fn limit_status(&self, name: &LimitName) -> Result<Decision> {
-        self.store
-            .transact_now(|tx, now, _| rate_limit::status(tx, now, self.user.id, name))
+        self.store.read(|tx| {
+            let now = tx.now()?;
+            rate_limit::status(tx, now, self.user.id, name)
+        })
     }
 
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
+        let owner = self.user.id;
         self.store
-            .change(|tx, now, _| rate_limit::reset(tx, now, self.user.id, name))
+            .change_on(&[Key::Limit(owner, name)], |tx, now, _| {
+                rate_limit::reset(tx, now, owner, name)
+            })
     }
 
     fn limits(&self) -> Result<Vec<LimitSummary>> {
-        self.store
-            .transact_now(|tx, now, _| rate_limit::list(tx, now, self.user.id))
+        self.store.read(|tx| {
+            let now = tx.now()?;
+            rate_limit::list(tx, now, self.user.id)
+        })
     }
 
     fn set_flag(

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, Concurrency, Retained, Tx};
+use crate::backend::{Backend, Concurrency, Key, Retained, Tx};
 use crate::changes::{ChangeWaiter, Changes, OutsideCommits, Wake, WATCH_EVERY};
 use crate::known_tokens::KnownTokens;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
@@ -433,14 +433,29 @@ impl Store {
     /// more than once if the backend retries.
     pub(crate) fn transact<R>(
         &self,
+        op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>,
+    ) -> Result<R> {
+        self.transact_on(&[], op)
+    }
+
+    /// Runs `op`, which decides on `keys` ([`Key`] says what that binds it to), as
+    /// [`transact`](Self::transact) does; with no keys, it is `transact`.
+    pub(crate) fn transact_on<R>(
+        &self,
+        keys: &[Key],
         mut op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>,
     ) -> Result<R> {
         let mut out = None;
         let settings = &self.inner.settings;
-        self.inner.backend.transact(&*self.inner.clock, &mut |tx| {
+        let (backend, clock) = (&self.inner.backend, &*self.inner.clock);
+        let run = &mut |tx: &mut dyn Tx| {
             out = Some(op(tx, settings)?);
             Ok(())
-        })?;
+        };
+        match keys {
+            [] => backend.transact(clock, run),
+            keys => backend.transact_on(clock, keys, run),
+        }?;
         Ok(out.expect("a committed transaction ran its operation"))
     }
 
@@ -484,9 +499,18 @@ impl Store {
     /// Runs `op` as one transaction at the instant the transaction reads from the clock.
     pub(crate) fn transact_now<R>(
         &self,
+        op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
+    ) -> Result<R> {
+        self.transact_now_on(&[], op)
+    }
+
+    /// [`transact_now`](Self::transact_now) for an operation that decides on `keys`.
+    pub(crate) fn transact_now_on<R>(
+        &self,
+        keys: &[Key],
         mut op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
-        self.transact(|tx, settings| {
+        self.transact_on(keys, |tx, settings| {
             let now = tx.now()?;
             op(tx, now, settings)
         })
@@ -660,10 +684,19 @@ impl Store {
         &self,
         op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
+        self.change_on(&[], op)
+    }
+
+    /// [`change`](Self::change) for an operation that decides on `keys`.
+    pub(crate) fn change_on<R>(
+        &self,
+        keys: &[Key],
+        op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
+    ) -> Result<R> {
         thread_local! {
             static CHANGES: Cell<u64> = const { Cell::new(0) };
         }
-        let outcome = self.transact_now(op);
+        let outcome = self.transact_now_on(keys, op);
         if outcome.is_ok() {
             self.changed();
         }

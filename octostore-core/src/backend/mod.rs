@@ -63,6 +63,21 @@ pub trait Backend: Send + Sync {
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()>;
 
+    /// Runs `op` as [`transact`](Self::transact) does, for an operation that declares
+    /// `keys`: what it decides on (see [`Key`]). A backend that runs writers side by side
+    /// may lock the keys before the transaction begins and isolate it less itself, so the
+    /// operation must name every record its decisions read, as [`Key`] says. By default,
+    /// [`transact`](Self::transact).
+    fn transact_on(
+        &self,
+        clock: &dyn Clock,
+        keys: &[Key],
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        let _ = keys;
+        self.transact(clock, op)
+    }
+
     /// Runs `op`, which only reads, as one transaction that sees every write committed
     /// before it began and none after. A backend with readers beside its one writer (SQLite)
     /// runs it there, so that a long read neither waits for writes nor holds them up. By
@@ -145,6 +160,25 @@ pub trait Backend: Send + Sync {
         work();
         Ok(())
     }
+}
+
+/// What an operation run by [`Backend::transact_on`] decides on. Between two operations
+/// that declare the same key, one sees all of the other's writes or none: the backend runs
+/// them one after the other. The operation may also write records it does not declare, and
+/// read them to write them, but may not decide anything else on a record it only reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Key<'a> {
+    /// A lock: its lease and its queue of waiters. Every operation that writes either
+    /// declares it.
+    Lock(&'a LockName),
+    /// An owner's rate limit. Every operation that writes it declares it.
+    Limit(UserId, &'a LimitName),
+    /// An owner's quotas: the counts of their records. Every operation that may add one of
+    /// the owner's leases or limits declares it. Operations declaring it may run side by
+    /// side, so in them `count_leases_of` and `count_limits_of` may answer more than the
+    /// owner has, up to how many of them could be running; an operation that reads all
+    /// of the owner's leases or limits runs alone, and there every count is exact.
+    Quota(UserId),
 }
 
 /// Hears other processes' commits ([`Backend::listen`]).

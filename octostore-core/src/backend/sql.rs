@@ -111,6 +111,18 @@ pub(crate) trait Driver {
     fn event_bounds(&mut self) -> Result<(i64, Option<i64>)>;
     /// Called once the events up to `index` have been deleted.
     fn pruned_events_through(&mut self, index: i64) -> Result<()>;
+    /// How many more than the owner has the counts of an owner's records answer: in a
+    /// transaction beside others that declared the owner's quota
+    /// ([`Key::Quota`](crate::backend::Key::Quota)), how many
+    /// records those could add that this one cannot see. 0 where counts are exact.
+    fn count_slack(&self) -> usize {
+        0
+    }
+    /// Called before all of an owner's leases or limits are read to decide on: fails where
+    /// the transaction may not do that (beside others declaring the owner's quota).
+    fn reading_all_of_owner(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The insert of an event, for the drivers' [`Driver::insert_event`]: its parameters as
@@ -136,7 +148,7 @@ pub(crate) fn with_index<'a>(params: &[Param<'a>; 10], index: i64) -> [Param<'a>
 /// The count a `SELECT COUNT(*) … WHERE owner = $1` answers.
 fn count(driver: &mut impl Driver, sql: &'static str, owner: UserId) -> Result<usize> {
     let n = driver.row(sql, &[Bytes(&id(owner.0))], |row| row.int(0))?;
-    rows::count(n.ok_or_else(|| rows::corrupt("count"))?)
+    Ok(rows::count(n.ok_or_else(|| rows::corrupt("count"))?)? + driver.count_slack())
 }
 
 impl<D: Driver> Tx for D {
@@ -280,6 +292,7 @@ impl<D: Driver> Tx for D {
     }
 
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
+        self.reading_all_of_owner()?;
         self.rows(
             concat!("SELECT ", lease_columns!(), " FROM leases WHERE owner = $1"),
             &[Bytes(&id(owner.0))],
@@ -353,6 +366,7 @@ impl<D: Driver> Tx for D {
     }
 
     fn limits_of(&mut self, owner: UserId) -> Result<Vec<(LimitName, LimitRecord)>> {
+        self.reading_all_of_owner()?;
         self.rows(
             "SELECT name, record FROM limits WHERE owner = $1",
             &[Bytes(&id(owner.0))],

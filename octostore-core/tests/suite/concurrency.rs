@@ -10,8 +10,8 @@ use std::sync::Barrier;
 use std::thread;
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, ConfigKey, Error, LimitName, LockName, LockStatus, RatePolicy,
-    Session, Settings, Ttl,
+    AcquireStatus, Api, ClientId, ConfigKey, Error, LimitName, LockName, LockStatus, Quotas,
+    RatePolicy, Session, Settings, Ttl,
 };
 use serde_json::json;
 
@@ -189,6 +189,72 @@ fn threads_racing_on_one_limit_get_exactly_max_admissions() {
             !status.allowed && status.remaining == 0,
             "[{backend}] {status:?}"
         );
+    }
+}
+
+/// Eight threads of one user race to fill quotas of 100 leases and 100 limits: first 12
+/// locks and 12 limits each, all granted; then, together, one more of each, of which
+/// exactly 4 are granted and the others told the quota is reached. (On PostgreSQL, where
+/// such operations of one owner run side by side, each counts the owner's records as if
+/// every other connection were adding one, and those near the quota run alone.)
+#[test]
+fn threads_racing_for_an_owners_last_leases_and_limits_stay_within_the_quotas() {
+    const FIRST: usize = 12;
+    const QUOTA: usize = 100;
+
+    for (backend, open) in backends() {
+        let h = open(Settings {
+            quotas: Quotas {
+                locks: QUOTA,
+                limits: QUOTA,
+                ..Quotas::default()
+            },
+            ..Settings::default()
+        });
+        let user = h.user("hoarder").user().clone();
+        let ttl = Ttl::seconds(3600).unwrap();
+        let policy = RatePolicy::new(10, 60).unwrap();
+        let barrier = Barrier::new(THREADS);
+        let last: Vec<(bool, bool)> = thread::scope(|s| {
+            let handles = (0..THREADS)
+                .map(|t| {
+                    let session = h.store.session(user.clone());
+                    let barrier = &barrier;
+                    s.spawn(move || {
+                        let take = |i: usize| {
+                            let name = format!("t{t}-{i}");
+                            let lock = LockName::parse(&name).unwrap();
+                            let locked = match session.acquire(&lock, ttl, None) {
+                                Ok(_) => true,
+                                Err(Error::QuotaExceeded { .. }) => false,
+                                Err(e) => panic!("[{backend}] acquire: {e:?}"),
+                            };
+                            let limit = LimitName::parse(&name).unwrap();
+                            let limited = match session.check(&limit, policy) {
+                                Ok(_) => true,
+                                Err(Error::QuotaExceeded { .. }) => false,
+                                Err(e) => panic!("[{backend}] check: {e:?}"),
+                            };
+                            (locked, limited)
+                        };
+                        barrier.wait();
+                        for i in 0..FIRST {
+                            assert_eq!(take(i), (true, true), "[{backend}] below the quotas");
+                        }
+                        barrier.wait();
+                        take(FIRST)
+                    })
+                })
+                .collect();
+            join_all(handles)
+        });
+        let locks = last.iter().filter(|(locked, _)| *locked).count();
+        let limits = last.iter().filter(|(_, limited)| *limited).count();
+        let room = QUOTA - THREADS * FIRST;
+        assert_eq!((locks, limits), (room, room), "[{backend}] {last:?}");
+        let session = h.store.session(user);
+        assert_eq!(session.locks().unwrap().len(), QUOTA, "[{backend}]");
+        assert_eq!(session.limits().unwrap().len(), QUOTA, "[{backend}]");
     }
 }
 

@@ -1,8 +1,10 @@
 //! The PostgreSQL backend: several server nodes sharing one database.
 //!
-//! Every operation that writes is one `SERIALIZABLE` transaction; one that only reads
-//! ([`Backend::read`]) is a `REPEATABLE READ READ ONLY` one, one snapshot that never fails to
-//! serialize and never waits. When two transactions would not
+//! Every operation that writes is one `SERIALIZABLE` transaction, unless it declares the
+//! keys it decides on ([`Backend::transact_on`]: a lock's acquire, release and renewal, a
+//! rate limit's check): that one holds its keys' locks, then runs at `REPEATABLE READ`
+//! ([`keys`]). One that only reads ([`Backend::read`]) is a `REPEATABLE READ READ ONLY` one,
+//! one snapshot that never fails to serialize and never waits. When two transactions would not
 //! serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
 //! that a concurrent transaction inserted first) and the backend runs the operation again on
 //! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
@@ -30,6 +32,7 @@
 //! one round trip; `r2d2_postgres` pools bare clients, which would prepare every statement
 //! again (two round trips per query), hence the small [`r2d2::ManageConnection`] here.
 
+mod keys;
 mod notify;
 mod schema;
 mod tls;
@@ -44,7 +47,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Statement};
 use rand::Rng;
 
-use super::{Backend, Concurrency, Listener, Tx};
+use super::{Backend, Concurrency, Key, Listener, Tx};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 
@@ -68,11 +71,15 @@ const WRITER_LOCK_CLASS: i32 = 0x6f63_7473;
 
 /// What a transaction may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Access {
+enum Access<'k> {
     /// Read and write: `SERIALIZABLE`, holding the writers' lock.
     Write,
-    /// Only read: `REPEATABLE READ READ ONLY`.
-    Read,
+    /// Read and write, deciding only on `keys` ([`Backend::transact_on`]): `REPEATABLE READ`,
+    /// holding the writers' lock, begun once the keys' locks are held (see [`KeyLocks`]).
+    WriteOn(&'k [Key<'k>]),
+    /// Only read: `REPEATABLE READ READ ONLY`; with `after_horizon`, first reading the
+    /// change log's [`Horizon`].
+    Read { after_horizon: bool },
 }
 
 /// The change log's keys in this schema, read once when the backend connects.
@@ -162,9 +169,14 @@ pub struct PostgresBackend {
     pool: r2d2::Pool<Connector>,
     time: TimeSource,
     log: LogKeys,
-    /// What opens a writing transaction, and a reading one ([`Connection::begin`]).
+    /// What opens a writing transaction, one that decides on keys (once their locks are
+    /// held), and a reading one ([`Connection::begin`]).
     begin_write: String,
+    begin_write_on: String,
     begin_read: String,
+    /// How many transactions besides one the database lets run at once: by how much an
+    /// owner's counts may be too high beside others declaring the owner's quota.
+    quota_slack: usize,
     /// Held by an operation running again after a conflict: this process's retries run one
     /// at a time, so they stop aborting each other (on this machine, with 16 threads on
     /// distinct locks: half the aborts, a third of the 99th-percentile latency).
@@ -291,6 +303,8 @@ enum Attempt {
     /// The database aborted it to keep transactions serializable, or the connection was
     /// lost before the commit was sent: nothing was written, try again.
     Retry(postgres::Error),
+    /// It must hold the owners' quotas it declared alone: try again so, at once.
+    QuotaAlone,
     Failed(Error),
 }
 
@@ -421,6 +435,7 @@ impl PostgresBackend {
         let mut client = settings.connect().map_err(|e| settings.connect_error(e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         let log = LogKeys::read(&mut client)?;
+        let quota_slack = max_connections(&mut client)?.saturating_sub(1);
         drop(client);
         let channel = notify::channel(options.schema.as_deref());
         let announcer = notify::Announcer::new(settings.clone(), &channel);
@@ -432,13 +447,15 @@ impl PostgresBackend {
             .build_unchecked(Connector {
                 settings: settings.clone(),
             });
-        let (begin_write, begin_read) = begin_statements(&log, options.time);
+        let [begin_write, begin_write_on, begin_read] = begin_statements(&log, options.time);
         Ok(Self {
             pool,
             time: options.time,
             log,
             begin_write,
+            begin_write_on,
             begin_read,
+            quota_slack,
             retry_turn: Mutex::new(()),
             channel,
             connect_settings: settings,
@@ -447,27 +464,30 @@ impl PostgresBackend {
     }
 
     /// Runs `op` in transactions of `access` until one commits, one fails for a reason
-    /// other than a conflict, or conflicts go on for [`RETRY_FOR`]. With `after_horizon`, each
-    /// try first reads the change log's [`Horizon`].
+    /// other than a conflict, or conflicts go on for [`RETRY_FOR`]. An operation on keys
+    /// first holds owners' quotas shared, and exclusive once it has found it needs them so.
     fn run(
         &self,
         clock: &dyn Clock,
         access: Access,
-        after_horizon: bool,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         let mut retries = Retries::new();
+        let mut quota = keys::QuotaLock::Shared {
+            slack: self.quota_slack,
+        };
         loop {
             let retry_turn = retries.retrying().then(|| self.retry_turn.lock());
             let mut conn = self
                 .pool
                 .get()
                 .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
-            let outcome = self.attempt(&mut conn, clock, access, after_horizon, op);
+            let outcome = self.attempt(&mut conn, clock, access, quota, op);
             drop((conn, retry_turn));
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Retry(cause)) => retries.wait(cause)?,
+                Err(Attempt::QuotaAlone) => quota = keys::QuotaLock::Exclusive,
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
@@ -478,32 +498,54 @@ impl PostgresBackend {
         conn: &mut Connection,
         clock: &dyn Clock,
         access: Access,
-        after_horizon: bool,
+        quota: keys::QuotaLock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> std::result::Result<(), Attempt> {
-        let horizon = match after_horizon {
-            true => Some(self.horizon(conn)?),
-            false => None,
+        let horizon = match access {
+            Access::Read {
+                after_horizon: true,
+            } => Some(self.horizon(conn)?),
+            _ => None,
         };
-        let begin = match access {
-            Access::Write => &self.begin_write,
-            Access::Read => &self.begin_read,
+        let keyed_begin;
+        let (begin, quota) = match access {
+            Access::Write => (&self.begin_write, None),
+            Access::WriteOn(keys) => {
+                let locks = keys::lock_statement(self.log.writers, keys, quota);
+                // The locks are taken in the query's implicit transaction, which must end
+                // before one with an isolation level begins.
+                keyed_begin = format!("{locks}; COMMIT; {}", self.begin_write_on);
+                (&keyed_begin, Some(quota))
+            }
+            Access::Read { .. } => (&self.begin_read, None),
         };
         let now = conn.begin(begin, self.time)?;
-        let mut tx = tx::PostgresTx::new(conn, clock, now, &self.log, horizon);
+        let mut tx = tx::PostgresTx::new(conn, clock, now, &self.log, horizon, quota);
         let outcome = op(&mut tx);
         let failure = tx.into_failure();
+        let keyed = matches!(access, Access::WriteOn(_));
         if outcome.is_ok() && failure.is_none() {
-            return conn.client.batch_execute("COMMIT").map_err(|e| {
-                conn.broken = !is_conflict(&e);
+            let commit = match keyed {
+                true => keys::COMMIT_AND_UNLOCK,
+                false => "COMMIT",
+            };
+            // A keyed transaction's failed batch may have left its keys locked: the
+            // connection is dropped, and the session's locks with it.
+            return conn.client.batch_execute(commit).map_err(|e| {
+                conn.broken = keyed || !is_conflict(&e);
                 Attempt::at_commit(e)
             });
         }
-        if conn.client.batch_execute("ROLLBACK").is_err() {
+        let rollback = match keyed {
+            true => keys::ROLLBACK_AND_UNLOCK,
+            false => "ROLLBACK",
+        };
+        if conn.client.batch_execute(rollback).is_err() {
             conn.broken = true;
         }
         match (failure, outcome) {
-            (Some(e), _) => Err(Attempt::before_commit(e)),
+            (Some(tx::Failure::Database(e)), _) => Err(Attempt::before_commit(e)),
+            (Some(tx::Failure::QuotaAlone), _) => Err(Attempt::QuotaAlone),
             (None, Err(e)) => Err(Attempt::Failed(e)),
             (None, Ok(())) => unreachable!("a transaction without failure commits"),
         }
@@ -538,20 +580,23 @@ impl LogKeys {
     }
 }
 
-/// The simple queries that open a writing transaction and a reading one. A writing one
-/// takes the writers' lock before anything else (see [`LogKeys`]); each reads the database's
-/// clock last, with [`TimeSource::Database`], after its snapshot is taken, so the instant is
-/// later than the commit of every transaction the snapshot sees.
-fn begin_statements(log: &LogKeys, time: TimeSource) -> (String, String) {
+/// The simple queries that open a writing transaction, one deciding on keys (after their
+/// locks) and a reading one. A writing one takes the writers' lock before anything else
+/// (see [`LogKeys`]); each reads the database's clock last, with [`TimeSource::Database`],
+/// after its snapshot is taken, so the instant is later than the commit of every
+/// transaction the snapshot sees.
+fn begin_statements(log: &LogKeys, time: TimeSource) -> [String; 3] {
     let clock = match time {
         TimeSource::Database => format!(", {DATABASE_TIME}"),
         TimeSource::StoreClock => String::new(),
     };
-    let write = format!(
-        "START TRANSACTION ISOLATION LEVEL SERIALIZABLE; \
-         SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {}){clock}",
-        log.writers
-    );
+    let writer = |isolation| {
+        format!(
+            "START TRANSACTION ISOLATION LEVEL {isolation}; \
+             SELECT pg_advisory_xact_lock_shared({WRITER_LOCK_CLASS}, {}){clock}",
+            log.writers
+        )
+    };
     let read = match time {
         TimeSource::Database => format!(
             "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT {DATABASE_TIME}"
@@ -560,7 +605,16 @@ fn begin_statements(log: &LogKeys, time: TimeSource) -> (String, String) {
             "START TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY".into()
         }
     };
-    (write, read)
+    [writer("SERIALIZABLE"), writer("REPEATABLE READ"), read]
+}
+
+/// How many connections the database accepts at once.
+fn max_connections(client: &mut Client) -> Result<usize> {
+    let row = client
+        .query_one("SELECT current_setting('max_connections')::int", &[])
+        .map_err(storage)?;
+    let n: i32 = row.try_get(0).map_err(storage)?;
+    usize::try_from(n).map_err(|_| Error::storage("postgres: max_connections is negative"))
 }
 
 /// Sets the server's `setting=value` for every connection, after those the URL gives.
@@ -613,11 +667,26 @@ impl Backend for PostgresBackend {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        self.run(clock, Access::Write, false, op)
+        self.run(clock, Access::Write, op)
+    }
+
+    fn transact_on(
+        &self,
+        clock: &dyn Clock,
+        keys: &[Key],
+        op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
+    ) -> Result<()> {
+        self.run(clock, Access::WriteOn(keys), op)
     }
 
     fn read(&self, clock: &dyn Clock, op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>) -> Result<()> {
-        self.run(clock, Access::Read, false, op)
+        self.run(
+            clock,
+            Access::Read {
+                after_horizon: false,
+            },
+            op,
+        )
     }
 
     fn read_log(
@@ -625,6 +694,12 @@ impl Backend for PostgresBackend {
         clock: &dyn Clock,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
-        self.run(clock, Access::Read, true, op)
+        self.run(
+            clock,
+            Access::Read {
+                after_horizon: true,
+            },
+            op,
+        )
     }
 }

@@ -17,6 +17,7 @@
 use postgres::types::{FromSql, ToSql};
 use postgres::Row;
 
+use super::keys::QuotaLock;
 use super::{describe, storage, Connection, Horizon, LogKeys};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Driver as _, Param, Upsert};
@@ -34,7 +35,17 @@ pub(super) struct PostgresTx<'a> {
     horizon: Option<Horizon>,
     /// How many events the transaction appended.
     appended: i64,
-    failure: Option<postgres::Error>,
+    /// How it holds the owners' quotas it declared, if it declared keys.
+    quota: Option<QuotaLock>,
+    failure: Option<Failure>,
+}
+
+/// Why a transaction must not commit, whatever the operation made of it.
+pub(super) enum Failure {
+    /// The first database error.
+    Database(postgres::Error),
+    /// It read all of an owner's records beside others holding the owner's quota.
+    QuotaAlone,
 }
 
 /// The most events one transaction appends: their places in its index's low 16 bits.
@@ -47,6 +58,7 @@ impl<'a> PostgresTx<'a> {
         database_now: Option<Timestamp>,
         log: &'a LogKeys,
         horizon: Option<Horizon>,
+        quota: Option<QuotaLock>,
     ) -> Self {
         Self {
             conn,
@@ -55,6 +67,7 @@ impl<'a> PostgresTx<'a> {
             log,
             horizon,
             appended: 0,
+            quota,
             failure: None,
         }
     }
@@ -83,8 +96,8 @@ impl<'a> PostgresTx<'a> {
         Ok(self.log.base + xid * EVENTS_PER_TRANSACTION - 1)
     }
 
-    /// The first database error of the transaction, if any.
-    pub(super) fn into_failure(self) -> Option<postgres::Error> {
+    /// Why the transaction must not commit, if it must not.
+    pub(super) fn into_failure(self) -> Option<Failure> {
         self.failure
     }
 
@@ -103,7 +116,7 @@ impl<'a> PostgresTx<'a> {
     fn track<T>(&mut self, result: std::result::Result<T, postgres::Error>) -> Result<T> {
         result.map_err(|e| {
             let error = Error::storage(format!("postgres: {}", describe(&e)));
-            self.failure.get_or_insert(e);
+            self.failure.get_or_insert(Failure::Database(e));
             error
         })
     }
@@ -212,6 +225,20 @@ impl sql::Driver for PostgresTx<'_> {
             &[Param::Int(index)],
         )
         .map(drop)
+    }
+
+    fn count_slack(&self) -> usize {
+        self.quota.map_or(0, QuotaLock::slack)
+    }
+
+    fn reading_all_of_owner(&mut self) -> Result<()> {
+        if !matches!(self.quota, Some(QuotaLock::Shared { .. })) {
+            return Ok(());
+        }
+        self.failure.get_or_insert(Failure::QuotaAlone);
+        Err(Error::storage(
+            "postgres: an owner's records are read whole only with the owner's quota alone",
+        ))
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {

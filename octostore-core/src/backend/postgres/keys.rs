@@ -1,0 +1,145 @@
+//! The locks of the keys an operation decides on ([`Backend::transact_on`]): advisory locks
+//! of the session, taken before its transaction begins and released once it has ended. The
+//! transaction's snapshot is taken after they are held, so it sees every write of the last
+//! operation on the same keys, and it runs at `REPEATABLE READ`: no predicate locks, so
+//! operations on different keys never abort each other, while two writes of one row still
+//! do (the later fails to serialize and is tried again).
+//!
+//! A key's lock is the 64-bit advisory lock named by the first 8 bytes of a SHA-256 of the
+//! schema, the key's kind and the key. An owner's quota is locked shared by the operations
+//! that may add to it, so they run side by side, and each counts the owner's records as if
+//! every other could be adding one it cannot see ([`QuotaLock::slack`]); one that must read
+//! all of the owner's records instead takes the quota exclusive, on its next try.
+//!
+//! [`Backend::transact_on`]: crate::backend::Backend::transact_on
+
+use sha2::{Digest, Sha256};
+
+use crate::backend::Key;
+
+/// Ends a transaction on keys and releases the keys' locks.
+pub(super) const COMMIT_AND_UNLOCK: &str = "COMMIT; SELECT pg_advisory_unlock_all()";
+pub(super) const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_advisory_unlock_all()";
+
+/// How a transaction holds the owners' quotas it declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum QuotaLock {
+    /// Beside the others of the owner's operations: counts may be too high by `slack`, how
+    /// many transactions besides this one the database lets run at once.
+    Shared { slack: usize },
+    /// Alone: counts are exact.
+    Exclusive,
+}
+
+impl QuotaLock {
+    /// How much more than the owner holds a count may answer.
+    pub(super) fn slack(self) -> usize {
+        match self {
+            QuotaLock::Shared { slack } => slack,
+            QuotaLock::Exclusive => 0,
+        }
+    }
+}
+
+/// The statement that takes the locks of `keys` in this schema (`schema`: its hash), each
+/// exclusive but an owner's quota held as `quota` says, in the order of their numbers, so
+/// that two operations never each wait for the other.
+pub(super) fn lock_statement(schema: i32, keys: &[Key], quota: QuotaLock) -> String {
+    let mut locks: Vec<(i64, bool)> = keys
+        .iter()
+        .map(|key| {
+            let shared = matches!((key, quota), (Key::Quota(_), QuotaLock::Shared { .. }));
+            (number(schema, key), shared)
+        })
+        .collect();
+    locks.sort_unstable();
+    locks.dedup_by_key(|(number, _)| *number);
+    let calls: Vec<String> = locks
+        .iter()
+        .map(|(number, shared)| match shared {
+            true => format!("pg_advisory_lock_shared({number})"),
+            false => format!("pg_advisory_lock({number})"),
+        })
+        .collect();
+    format!("SELECT {}", calls.join(", "))
+}
+
+/// The advisory lock's number of `key` in the schema.
+fn number(schema: i32, key: &Key) -> i64 {
+    let mut hash = Sha256::new();
+    hash.update(schema.to_be_bytes());
+    match key {
+        Key::Lock(name) => {
+            hash.update(b"lock\0");
+            hash.update(name.as_str());
+        }
+        Key::Limit(owner, name) => {
+            hash.update(b"limit\0");
+            hash.update(owner.0.as_bytes());
+            hash.update(name.as_str());
+        }
+        Key::Quota(owner) => {
+            hash.update(b"quota\0");
+            hash.update(owner.0.as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::identity::UserId;
+    use crate::values::names::{LimitName, LockName};
+
+    #[test]
+    fn each_key_is_locked_once_in_number_order_and_the_quota_as_told() {
+        let owner = UserId(uuid::Uuid::from_u128(7));
+        let lock = LockName::parse("deploy").unwrap();
+        let limit = LimitName::parse("deploy").unwrap();
+        let keys = [
+            Key::Quota(owner),
+            Key::Lock(&lock),
+            Key::Limit(owner, &limit),
+        ];
+        let shared = lock_statement(1, &keys, QuotaLock::Shared { slack: 9 });
+        let mut numbers: Vec<i64> = keys.iter().map(|key| number(1, key)).collect();
+        numbers.sort_unstable();
+        let quota = number(1, &Key::Quota(owner));
+        let expected: Vec<String> = (numbers.iter())
+            .map(|n| match *n == quota {
+                true => format!("pg_advisory_lock_shared({n})"),
+                false => format!("pg_advisory_lock({n})"),
+            })
+            .collect();
+        assert_eq!(shared, format!("SELECT {}", expected.join(", ")));
+        let exclusive = lock_statement(1, &keys, QuotaLock::Exclusive);
+        assert!(!exclusive.contains("shared"), "{exclusive}");
+        let twice = lock_statement(
+            1,
+            &[Key::Lock(&lock), Key::Lock(&lock)],
+            QuotaLock::Exclusive,
+        );
+        assert_eq!(
+            twice,
+            format!("SELECT pg_advisory_lock({})", number(1, &Key::Lock(&lock)))
+        );
+    }
+
+    #[test]
+    fn a_lock_and_a_limit_of_one_name_and_two_schemas_take_different_locks() {
+        let owner = UserId(uuid::Uuid::from_u128(7));
+        let lock = LockName::parse("a").unwrap();
+        let limit = LimitName::parse("a").unwrap();
+        let numbers = [
+            number(1, &Key::Lock(&lock)),
+            number(2, &Key::Lock(&lock)),
+            number(1, &Key::Limit(owner, &limit)),
+            number(1, &Key::Quota(owner)),
+        ];
+        for (i, a) in numbers.iter().enumerate() {
+            assert!(!numbers[i + 1..].contains(a), "{numbers:?}");
+        }
+    }
+}
