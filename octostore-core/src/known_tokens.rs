@@ -5,8 +5,9 @@
 //! What is remembered stays true until a token or a user changes. This process's changes go
 //! through [`Store`](crate::Store), which forgets everything after each one; other processes'
 //! changes show in [`Backend::outside_writes`](crate::Backend::outside_writes), and when it
-//! moves everything is forgotten too. A backend that cannot tell (`None`: a database shared
-//! by several nodes) gets nothing remembered.
+//! moves everything is forgotten too (on PostgreSQL, a count of every node's changes of
+//! users and tokens: one small read where the lookup took a transaction). A backend that
+//! cannot tell (`None`) gets nothing remembered.
 
 use std::collections::HashMap;
 

@@ -120,10 +120,11 @@ pub trait Backend: Send + Sync {
         false
     }
 
-    /// A number that moves whenever another process or node may have committed a write,
-    /// and stays while only this backend writes; `None` if the backend cannot tell. The
-    /// store remembers which user each token belongs to only while it stays (see
-    /// `known_tokens`). By default the backend cannot tell.
+    /// A number that moves whenever another process or node may have committed a change of
+    /// users or tokens (a backend may move it with every write of others, or with its own
+    /// changes of them too); `None` if the backend cannot tell. The store remembers which
+    /// user each token belongs to only while it stays (see `known_tokens`). By default the
+    /// backend cannot tell.
     fn outside_writes(&self) -> Result<Option<u64>> {
         Ok(None)
     }

@@ -13,7 +13,7 @@ use octostore_core::values::error::Chain;
 use octostore_core::{
     Api, Backend, Change, Clock, Error, EventFilter, FencingToken, LeaseChange, LimitName,
     LockName, LockStatus, Login, ManualClock, PostgresBackend, PostgresOptions, RatePolicy,
-    Session, Store, TimeSource, Ttl, Tx, UserId,
+    Session, Store, TimeSource, TokenHash, Ttl, Tx, UserId,
 };
 
 use crate::support::{postgres_url, TestSchema};
@@ -153,6 +153,52 @@ fn the_database_clock_decides_for_every_node() {
 
 /// Threads on two nodes race for one lock and one limit: one holder at a time, fencing
 /// tokens strictly increasing in the order the holders got in, and exactly `max` admissions.
+/// A node remembers the tokens it has checked, and forgets them once any node, or anyone
+/// with SQL, changes a token or a user: a token revoked, rotated or deleted elsewhere is
+/// refused by the next request, even where it was trusted a moment before.
+#[test]
+fn a_token_revoked_rotated_or_deleted_elsewhere_is_refused_by_the_next_request() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let (a, b) = (
+        node(&schema, TimeSource::Database, 0),
+        node(&schema, TimeSource::Database, 0),
+    );
+    let alice = a.create_user(&Login::parse("alice").unwrap()).unwrap();
+    let trusted = |token: &str| match b.authenticate(token) {
+        Ok(session) => {
+            assert_eq!(session.user(), &alice);
+            true
+        }
+        Err(Error::Unauthorized) => false,
+        Err(e) => panic!("authenticate: {e:?}"),
+    };
+    let revoked = a.issue_token(alice.id).unwrap();
+    let rotated = a.issue_token(alice.id).unwrap();
+    let deleted = a.issue_token(alice.id).unwrap();
+    for token in [&revoked, &rotated, &deleted] {
+        // Twice: the second time from what node b remembers.
+        assert!(trusted(token.expose()) && trusted(token.expose()));
+    }
+
+    let hash = TokenHash::of(revoked.expose());
+    let tokens = a.tokens(alice.id).unwrap();
+    let id = tokens.iter().find(|t| t.hash == hash).unwrap().id;
+    a.revoke_token(alice.id, id).unwrap();
+    assert!(!trusted(revoked.expose()), "revoked on node a");
+    assert!(trusted(rotated.expose()), "another token of alice's");
+
+    let new = a.rotate_token(rotated.expose()).unwrap();
+    assert!(!trusted(rotated.expose()), "rotated on node a");
+    assert!(trusted(new.expose()));
+
+    let sql = format!("DELETE FROM {}.tokens WHERE hash = $1", schema.name);
+    let hash = TokenHash::of(deleted.expose());
+    schema.client().execute(&sql, &[&&hash.0[..]]).unwrap();
+    assert!(!trusted(deleted.expose()), "deleted with SQL");
+    assert!(trusted(new.expose()));
+}
+
 #[test]
 fn two_nodes_share_one_lock_and_one_limit() {
     const THREADS: usize = 6;

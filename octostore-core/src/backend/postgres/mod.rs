@@ -655,6 +655,28 @@ impl Backend for PostgresBackend {
         self.announcer.announce();
     }
 
+    /// The count of changes to users and tokens, which every node's changes move (the
+    /// table's triggers, in the changing transaction): read by itself, it sees every change
+    /// committed before it, so a token revoked on any node is not trusted after.
+    fn outside_writes(&self) -> Result<Option<u64>> {
+        let mut conn = self
+            .pool
+            .get()
+            .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
+        let sql = "SELECT version FROM identity_changes WHERE id = 0";
+        let read = conn
+            .statement(sql)
+            .and_then(|statement| conn.client.query_one(&statement, &[]))
+            .and_then(|row| row.try_get::<_, i64>(0));
+        match read {
+            Ok(version) => Ok(Some(version as u64)),
+            Err(e) => {
+                conn.broken = connection_lost(&e);
+                Err(storage(e))
+            }
+        }
+    }
+
     fn listen(&self) -> Option<Box<dyn Listener>> {
         Some(Box::new(notify::PgListener::new(
             self.connect_settings.clone(),

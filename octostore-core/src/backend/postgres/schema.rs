@@ -36,7 +36,10 @@ const MIGRATION_LOCK: i64 = 0x6f63_746f_7374_6f72;
 /// `tx.rs`), above `event_log.base` (one more than the last index of the old row, so indexes
 /// keep growing), and `event_log.pruned_through` is the newest index pruned. Dropping
 /// `event_index` makes the changes of a node still running an older octostore fail, rather
-/// than log events below the new ones, which readers past them would never see.
+/// than log events below the new ones, which readers past them would never see. The eighth
+/// counts the changes of users and tokens (`identity_changes.version`, moved by triggers on
+/// both tables, in the changing transaction), which a node reads before it trusts a token
+/// it has seen before (`Backend::outside_writes`).
 const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE users (
@@ -183,6 +186,24 @@ CREATE TABLE event_log (
 INSERT INTO event_log (id, base, pruned_through)
 SELECT 0, last + 1, COALESCE((SELECT MIN(idx) - 1 FROM events), last) FROM event_index;
 DROP TABLE event_index;
+"#,
+    r#"
+CREATE TABLE identity_changes (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    version BIGINT NOT NULL
+);
+INSERT INTO identity_changes (id, version) VALUES (0, 0);
+CREATE FUNCTION identity_changed() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $$
+BEGIN
+    UPDATE identity_changes SET version = version + 1 WHERE id = 0;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON users
+FOR EACH STATEMENT EXECUTE FUNCTION identity_changed();
+CREATE TRIGGER tokens_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tokens
+FOR EACH STATEMENT EXECUTE FUNCTION identity_changed();
 "#,
 ];
 
