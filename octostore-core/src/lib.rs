@@ -69,7 +69,7 @@ pub use backend::memory::MemoryBackend;
 pub use backend::postgres::{PostgresBackend, PostgresOptions, TimeSource};
 #[cfg(feature = "sqlite")]
 pub use backend::sqlite::{Durability, SqliteBackend};
-pub use backend::{Backend, Concurrency, Key, Tx};
+pub use backend::{Backend, Concurrency, Key, Keys, Tx};
 pub use changes::{ChangeWaiter, Wake};
 pub use committer::{Caller, Committer};
 pub use json_patch;

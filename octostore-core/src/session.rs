@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::api::Api;
-use crate::backend::Key;
+use crate::backend::{Key, Keys};
 use crate::changes::Wake;
 use crate::records::config::{ConfigSchema, ConfigSummary};
 use crate::records::flag::Flag;
@@ -54,7 +54,7 @@ impl Session {
     fn check_in_transaction(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
         let owner = self.user.id;
         let keys = [Key::Limit(owner, name), Key::Quota(owner)];
-        let verdict = self.store.transact_now_on(&keys, |tx, now, s| {
+        let verdict = self.store.transact_now_on(Keys::of(&keys), |tx, now, s| {
             rate_limit::check(tx, now, s.quotas.limits, owner, name, policy)
         })?;
         Ok(verdict.decision())
@@ -70,7 +70,7 @@ impl Session {
         let mut added = None;
         let joined = self
             .store
-            .transact_now_on(&[Key::Lock(name)], |tx, now, _| {
+            .transact_now_on(Keys::of(&[Key::Lock(name)]), |tx, now, _| {
                 if let Some(ticket) = added.take() {
                     // A run before this one, not committed.
                     queues.remove(name, ticket);
@@ -129,8 +129,11 @@ impl Session {
     ) -> Result<LockGrant> {
         let queues = self.store.lock_queues();
         let has_left = |number: u64| queues.has_left(name, number);
-        let keys = [Key::Lock(name), Key::Quota(self.user.id)];
-        self.store.change_on(&keys, |tx, now, s| {
+        let keys = Keys {
+            keys: &[Key::Lock(name), Key::Quota(self.user.id)],
+            often_only_reads: true,
+        };
+        self.store.change_on(keys, |tx, now, s| {
             let turn = Turn {
                 node: queues.node(),
                 ticket: ticket.map(Ticket::number),
@@ -181,18 +184,20 @@ impl Api for Session {
     }
 
     fn release(&self, name: &LockName, lease_id: LeaseId) -> Result<()> {
-        self.store.change_on(&[Key::Lock(name)], |tx, now, _| {
-            lock::release(tx, now, &self.user, name, lease_id)
-        })?;
+        self.store
+            .change_on(Keys::of(&[Key::Lock(name)]), |tx, now, _| {
+                lock::release(tx, now, &self.user, name, lease_id)
+            })?;
         // After the commit (in a group, after the operation: the head's try queues behind it).
         self.store.lock_queues().notify(name);
         Ok(())
     }
 
     fn renew(&self, name: &LockName, lease_id: LeaseId, ttl: Ttl) -> Result<Lease> {
-        self.store.change_on(&[Key::Lock(name)], |tx, now, _| {
-            lock::renew(tx, now, &self.user, name, lease_id, ttl)
-        })
+        self.store
+            .change_on(Keys::of(&[Key::Lock(name)]), |tx, now, _| {
+                lock::renew(tx, now, &self.user, name, lease_id, ttl)
+            })
     }
 
     fn lock_status(&self, name: &LockName) -> Result<LockStatus> {
@@ -230,7 +235,7 @@ impl Api for Session {
     fn reset_limit(&self, name: &LimitName) -> Result<()> {
         let owner = self.user.id;
         self.store
-            .change_on(&[Key::Limit(owner, name)], |tx, now, _| {
+            .change_on(Keys::of(&[Key::Limit(owner, name)]), |tx, now, _| {
                 rate_limit::reset(tx, now, owner, name)
             })
     }

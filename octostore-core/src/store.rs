@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{Backend, Concurrency, Key, Retained, Tx};
+use crate::backend::{Backend, Concurrency, Keys, Retained, Tx};
 use crate::changes::{ChangeWaiter, Changes, OutsideCommits, Wake, WATCH_EVERY};
 use crate::known_tokens::KnownTokens;
 use crate::records::identity::{TokenHash, TokenRecord, User, UserId};
@@ -435,14 +435,14 @@ impl Store {
         &self,
         op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>,
     ) -> Result<R> {
-        self.transact_on(&[], op)
+        self.transact_on(Keys::default(), op)
     }
 
-    /// Runs `op`, which decides on `keys` ([`Key`] says what that binds it to), as
-    /// [`transact`](Self::transact) does; with no keys, it is `transact`.
+    /// Runs `op`, which decides on `keys` ([`Key`](crate::Key) says what that binds it to),
+    /// as [`transact`](Self::transact) does; with no keys, it is `transact`.
     pub(crate) fn transact_on<R>(
         &self,
-        keys: &[Key],
+        keys: Keys,
         mut op: impl FnMut(&mut dyn Tx, &Settings) -> Result<R>,
     ) -> Result<R> {
         let mut out = None;
@@ -452,9 +452,9 @@ impl Store {
             out = Some(op(tx, settings)?);
             Ok(())
         };
-        match keys {
+        match keys.keys {
             [] => backend.transact(clock, run),
-            keys => backend.transact_on(clock, keys, run),
+            _ => backend.transact_on(clock, keys, run),
         }?;
         Ok(out.expect("a committed transaction ran its operation"))
     }
@@ -501,13 +501,13 @@ impl Store {
         &self,
         op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
-        self.transact_now_on(&[], op)
+        self.transact_now_on(Keys::default(), op)
     }
 
     /// [`transact_now`](Self::transact_now) for an operation that decides on `keys`.
     pub(crate) fn transact_now_on<R>(
         &self,
-        keys: &[Key],
+        keys: Keys,
         mut op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
         self.transact_on(keys, |tx, settings| {
@@ -684,13 +684,13 @@ impl Store {
         &self,
         op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
-        self.change_on(&[], op)
+        self.change_on(Keys::default(), op)
     }
 
     /// [`change`](Self::change) for an operation that decides on `keys`.
     pub(crate) fn change_on<R>(
         &self,
-        keys: &[Key],
+        keys: Keys,
         op: impl FnMut(&mut dyn Tx, Timestamp, &Settings) -> Result<R>,
     ) -> Result<R> {
         thread_local! {

@@ -71,7 +71,7 @@ pub trait Backend: Send + Sync {
     fn transact_on(
         &self,
         clock: &dyn Clock,
-        keys: &[Key],
+        keys: Keys,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         let _ = keys;
@@ -163,7 +163,29 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// What an operation run by [`Backend::transact_on`] decides on. Between two operations
+/// What an operation run by [`Backend::transact_on`] decides on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Keys<'a> {
+    /// Every key the operation decides on.
+    pub keys: &'a [Key<'a>],
+    /// Whether the operation often decides without writing anything (an acquire of a lock
+    /// another holds): while another operation holds one of its keys, a backend may then
+    /// first run it without them, as a read of one snapshot, and run it again on its keys
+    /// only if it writes.
+    pub often_only_reads: bool,
+}
+
+impl<'a> Keys<'a> {
+    /// An operation on `keys` that writes whenever it succeeds.
+    pub fn of(keys: &'a [Key<'a>]) -> Self {
+        Self {
+            keys,
+            often_only_reads: false,
+        }
+    }
+}
+
+/// One thing an operation run by [`Backend::transact_on`] decides on. Between two operations
 /// that declare the same key, one sees all of the other's writes or none: the backend runs
 /// them one after the other. The operation may also write records it does not declare, and
 /// read them to write them, but may not decide anything else on a record it only reads.

@@ -11,9 +11,9 @@ use chrono::DateTime;
 use octostore_core::backend::postgres::SCHEMA_VERSION;
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, Backend, Change, Clock, Error, EventFilter, FencingToken, LeaseChange, LimitName,
-    LockName, LockStatus, Login, ManualClock, PostgresBackend, PostgresOptions, RatePolicy,
-    Session, Store, TimeSource, TokenHash, Ttl, Tx, UserId,
+    Api, Backend, Change, Clock, Error, EventFilter, FencingToken, Key, Keys, LeaseChange,
+    LimitName, LockName, LockStatus, Login, ManualClock, PostgresBackend, PostgresOptions,
+    RatePolicy, Session, Store, TimeSource, TokenHash, Ttl, Tx, UserId,
 };
 
 use crate::support::{postgres_url, TestSchema};
@@ -602,6 +602,57 @@ fn the_log_is_read_up_to_the_oldest_writer_still_running() {
         .collect();
     assert_eq!(names, ["slow", "fast"]);
     assert!(after.events[0].index < after.events[1].index);
+}
+
+/// An acquire of a lock someone holds is answered at once, from a snapshot, even while
+/// another operation on that lock holds the lock's key (here, one left running on another
+/// node); an operation that writes waits for the key, and then runs.
+#[test]
+fn a_held_lock_is_answered_while_another_operation_on_it_runs() {
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let store = node(&schema, TimeSource::Database, 0);
+    let (alice, bob) = (session(&store, "alice"), session(&store, "bob"));
+    let busy = LockName::parse("busy").unwrap();
+    let ttl = Ttl::seconds(60).unwrap();
+    let lease = alice.acquire(&busy, ttl, None).unwrap().lease;
+
+    let other_node = schema.backend_with(TimeSource::Database);
+    let (holding, holds) = mpsc::channel();
+    let (finish, may_finish) = mpsc::channel::<()>();
+    let holder = {
+        let busy = busy.clone();
+        thread::spawn(move || {
+            let keys = [Key::Lock(&busy)];
+            let clock = ManualClock::default();
+            other_node
+                .transact_on(&clock, Keys::of(&keys), &mut |tx| {
+                    tx.lease(&busy)?;
+                    holding.send(()).unwrap();
+                    let _ = may_finish.recv();
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    holds.recv().unwrap();
+
+    let (answered, answer) = mpsc::channel();
+    thread::scope(|s| {
+        s.spawn(|| answered.send(bob.acquire(&busy, ttl, None)).unwrap());
+        match answer.recv_timeout(Duration::from_secs(10)) {
+            Ok(Err(Error::LockHeld { holder, .. })) => assert_eq!(holder.as_str(), "alice"),
+            Ok(other) => panic!("bob's acquire: {other:?}"),
+            Err(_) => {
+                finish.send(()).unwrap();
+                panic!("bob's acquire waited for the other operation on the lock");
+            }
+        }
+        finish.send(()).unwrap();
+    });
+    holder.join().unwrap();
+    alice.release(&busy, lease.lease_id).unwrap();
+    assert!(bob.acquire(&busy, ttl, None).is_ok());
 }
 
 /// A node frozen mid-operation (here, a transaction that waits between two statements) is

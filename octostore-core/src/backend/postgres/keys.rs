@@ -5,6 +5,10 @@
 //! operations on different keys never abort each other, while two writes of one row still
 //! do (the later fails to serialize and is tried again).
 //!
+//! An operation that often only reads (an acquire of a lock another holds) first tries the
+//! locks without waiting, and, if another operation holds one, runs as a read of its
+//! snapshot: once it would write, it is run again, waiting for its keys.
+//!
 //! A key's lock is the 64-bit advisory lock named by the first 8 bytes of a SHA-256 of the
 //! schema, the key's kind and the key. An owner's quota is locked shared by the operations
 //! that may add to it, so they run side by side, and each counts the owner's records as if
@@ -15,11 +19,31 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::backend::Key;
+use crate::backend::{Key, Keys};
 
 /// Ends a transaction on keys and releases the keys' locks.
 pub(super) const COMMIT_AND_UNLOCK: &str = "COMMIT; SELECT pg_advisory_unlock_all()";
 pub(super) const ROLLBACK_AND_UNLOCK: &str = "ROLLBACK; SELECT pg_advisory_unlock_all()";
+
+/// How one try of an operation takes its keys' locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Locking {
+    /// How it holds the owners' quotas it declares.
+    pub quota: QuotaLock,
+    /// Whether it waits for the locks, or only tries them.
+    pub wait: bool,
+}
+
+impl Locking {
+    /// The first try of an operation on `keys`, where `slack` is how many transactions
+    /// besides one the database lets run at once.
+    pub(super) fn first(keys: &Keys, slack: usize) -> Self {
+        Self {
+            quota: QuotaLock::Shared { slack },
+            wait: !keys.often_only_reads,
+        }
+    }
+}
 
 /// How a transaction holds the owners' quotas it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,23 +66,28 @@ impl QuotaLock {
 }
 
 /// The statement that takes the locks of `keys` in this schema (`schema`: its hash), each
-/// exclusive but an owner's quota held as `quota` says, in the order of their numbers, so
-/// that two operations never each wait for the other.
-pub(super) fn lock_statement(schema: i32, keys: &[Key], quota: QuotaLock) -> String {
+/// exclusive but an owner's quota held as `locking` says, in the order of their numbers, so
+/// that two operations never each wait for the other. Trying them, it answers one row of
+/// whether it took each.
+pub(super) fn lock_statement(schema: i32, keys: &[Key], locking: Locking) -> String {
     let mut locks: Vec<(i64, bool)> = keys
         .iter()
         .map(|key| {
-            let shared = matches!((key, quota), (Key::Quota(_), QuotaLock::Shared { .. }));
+            let shared = matches!(
+                (key, locking.quota),
+                (Key::Quota(_), QuotaLock::Shared { .. })
+            );
             (number(schema, key), shared)
         })
         .collect();
     locks.sort_unstable();
     locks.dedup_by_key(|(number, _)| *number);
+    let how = if locking.wait { "" } else { "try_" };
     let calls: Vec<String> = locks
         .iter()
         .map(|(number, shared)| match shared {
-            true => format!("pg_advisory_lock_shared({number})"),
-            false => format!("pg_advisory_lock({number})"),
+            true => format!("pg_{how}advisory_lock_shared({number})"),
+            false => format!("pg_{how}advisory_lock({number})"),
         })
         .collect();
     format!("SELECT {}", calls.join(", "))
@@ -93,6 +122,10 @@ mod tests {
     use crate::records::identity::UserId;
     use crate::values::names::{LimitName, LockName};
 
+    fn waiting(quota: QuotaLock) -> Locking {
+        Locking { quota, wait: true }
+    }
+
     #[test]
     fn each_key_is_locked_once_in_number_order_and_the_quota_as_told() {
         let owner = UserId(uuid::Uuid::from_u128(7));
@@ -103,7 +136,7 @@ mod tests {
             Key::Lock(&lock),
             Key::Limit(owner, &limit),
         ];
-        let shared = lock_statement(1, &keys, QuotaLock::Shared { slack: 9 });
+        let shared = lock_statement(1, &keys, waiting(QuotaLock::Shared { slack: 9 }));
         let mut numbers: Vec<i64> = keys.iter().map(|key| number(1, key)).collect();
         numbers.sort_unstable();
         let quota = number(1, &Key::Quota(owner));
@@ -114,12 +147,12 @@ mod tests {
             })
             .collect();
         assert_eq!(shared, format!("SELECT {}", expected.join(", ")));
-        let exclusive = lock_statement(1, &keys, QuotaLock::Exclusive);
+        let exclusive = lock_statement(1, &keys, waiting(QuotaLock::Exclusive));
         assert!(!exclusive.contains("shared"), "{exclusive}");
         let twice = lock_statement(
             1,
             &[Key::Lock(&lock), Key::Lock(&lock)],
-            QuotaLock::Exclusive,
+            waiting(QuotaLock::Exclusive),
         );
         assert_eq!(
             twice,

@@ -47,7 +47,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Statement};
 use rand::Rng;
 
-use super::{Backend, Concurrency, Key, Listener, Tx};
+use super::{Backend, Concurrency, Keys, Listener, Tx};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 
@@ -76,7 +76,7 @@ enum Access<'k> {
     Write,
     /// Read and write, deciding only on `keys` ([`Backend::transact_on`]): `REPEATABLE READ`,
     /// holding the writers' lock, begun once the keys' locks are held (see [`KeyLocks`]).
-    WriteOn(&'k [Key<'k>]),
+    WriteOn(Keys<'k>),
     /// Only read: `REPEATABLE READ READ ONLY`; with `after_horizon`, first reading the
     /// change log's [`Horizon`].
     Read { after_horizon: bool },
@@ -233,11 +233,7 @@ impl Connection {
     /// Opens a transaction (`begin`, a simple query whose last statement, if it answers a
     /// row, answers the database's clock). A connection whose opening failed midway may be
     /// left inside a transaction: the pool drops it.
-    fn begin(
-        &mut self,
-        begin: &str,
-        time: TimeSource,
-    ) -> std::result::Result<Option<Timestamp>, Attempt> {
+    fn begin(&mut self, begin: &str, time: TimeSource) -> std::result::Result<Opened, Attempt> {
         let opened = self.begin_with(begin, time);
         self.broken = opened.is_err();
         opened
@@ -247,29 +243,45 @@ impl Connection {
         &mut self,
         begin: &str,
         time: TimeSource,
-    ) -> std::result::Result<Option<Timestamp>, Attempt> {
+    ) -> std::result::Result<Opened, Attempt> {
         let messages = self
             .client
             .simple_query(begin)
             .map_err(Attempt::before_commit)?;
-        if time == TimeSource::StoreClock {
-            return Ok(None);
-        }
-        messages
-            .iter()
-            .rev()
-            .find_map(|message| match message {
-                postgres::SimpleQueryMessage::Row(row) => row.get(row.len() - 1),
+        let rows: Vec<_> = (messages.iter())
+            .filter_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => Some(row),
                 _ => None,
             })
-            .and_then(|nanos| nanos.parse().ok())
-            .map(|nanos| Some(Timestamp::from_nanos(nanos)))
-            .ok_or_else(|| {
-                Attempt::Failed(Error::storage(
-                    "postgres: the database did not tell the time",
-                ))
-            })
+            .collect();
+        let first_all_true =
+            (rows.first()).is_some_and(|row| (0..row.len()).all(|i| row.get(i) == Some("t")));
+        let now = match time {
+            TimeSource::StoreClock => None,
+            TimeSource::Database => {
+                let nanos = rows.last().and_then(|row| row.get(row.len() - 1));
+                let nanos = nanos.and_then(|nanos| nanos.parse().ok()).ok_or_else(|| {
+                    Attempt::Failed(Error::storage(
+                        "postgres: the database did not tell the time",
+                    ))
+                })?;
+                Some(Timestamp::from_nanos(nanos))
+            }
+        };
+        Ok(Opened {
+            now,
+            first_all_true,
+        })
     }
+}
+
+/// What opening a transaction told.
+struct Opened {
+    /// The database's time, with [`TimeSource::Database`].
+    now: Option<Timestamp>,
+    /// Whether every value of the first row answered was true: for a transaction begun by
+    /// trying its keys' locks ([`keys::try_statement`]), whether it took them all.
+    first_all_true: bool,
 }
 
 /// Opens connections for the pool.
@@ -305,6 +317,9 @@ enum Attempt {
     Retry(postgres::Error),
     /// It must hold the owners' quotas it declared alone: try again so, at once.
     QuotaAlone,
+    /// It would write without its keys' locks, which it only tried: try again waiting for
+    /// them, at once.
+    KeysUntaken,
     Failed(Error),
 }
 
@@ -473,8 +488,9 @@ impl PostgresBackend {
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         let mut retries = Retries::new();
-        let mut quota = keys::QuotaLock::Shared {
-            slack: self.quota_slack,
+        let mut locking = match access {
+            Access::WriteOn(keys) => keys::Locking::first(&keys, self.quota_slack),
+            _ => keys::Locking::first(&Keys::default(), 0),
         };
         loop {
             let retry_turn = retries.retrying().then(|| self.retry_turn.lock());
@@ -482,12 +498,14 @@ impl PostgresBackend {
                 .pool
                 .get()
                 .map_err(|e| Error::storage_caused("postgres: no connection", e))?;
-            let outcome = self.attempt(&mut conn, clock, access, quota, op);
+            let outcome = self.attempt(&mut conn, clock, access, locking, op);
             drop((conn, retry_turn));
+            locking.wait = true;
             match outcome {
                 Ok(()) => return Ok(()),
                 Err(Attempt::Retry(cause)) => retries.wait(cause)?,
-                Err(Attempt::QuotaAlone) => quota = keys::QuotaLock::Exclusive,
+                Err(Attempt::QuotaAlone) => locking.quota = keys::QuotaLock::Exclusive,
+                Err(Attempt::KeysUntaken) => {}
                 Err(Attempt::Failed(e)) => return Err(e),
             }
         }
@@ -498,7 +516,7 @@ impl PostgresBackend {
         conn: &mut Connection,
         clock: &dyn Clock,
         access: Access,
-        quota: keys::QuotaLock,
+        locking: keys::Locking,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> std::result::Result<(), Attempt> {
         let horizon = match access {
@@ -511,16 +529,20 @@ impl PostgresBackend {
         let (begin, quota) = match access {
             Access::Write => (&self.begin_write, None),
             Access::WriteOn(keys) => {
-                let locks = keys::lock_statement(self.log.writers, keys, quota);
+                let locks = keys::lock_statement(self.log.writers, keys.keys, locking);
                 // The locks are taken in the query's implicit transaction, which must end
                 // before one with an isolation level begins.
                 keyed_begin = format!("{locks}; COMMIT; {}", self.begin_write_on);
-                (&keyed_begin, Some(quota))
+                (&keyed_begin, Some(locking.quota))
             }
             Access::Read { .. } => (&self.begin_read, None),
         };
-        let now = conn.begin(begin, self.time)?;
-        let mut tx = tx::PostgresTx::new(conn, clock, now, &self.log, horizon, quota);
+        let opened = conn.begin(begin, self.time)?;
+        let keys_held = quota.is_none() || locking.wait || opened.first_all_true;
+        let mut tx = tx::PostgresTx::new(conn, clock, opened.now, &self.log, horizon, quota);
+        if !keys_held {
+            tx.only_read();
+        }
         let outcome = op(&mut tx);
         let failure = tx.into_failure();
         let keyed = matches!(access, Access::WriteOn(_));
@@ -546,6 +568,7 @@ impl PostgresBackend {
         match (failure, outcome) {
             (Some(tx::Failure::Database(e)), _) => Err(Attempt::before_commit(e)),
             (Some(tx::Failure::QuotaAlone), _) => Err(Attempt::QuotaAlone),
+            (Some(tx::Failure::KeysUntaken), _) => Err(Attempt::KeysUntaken),
             (None, Err(e)) => Err(Attempt::Failed(e)),
             (None, Ok(())) => unreachable!("a transaction without failure commits"),
         }
@@ -695,7 +718,7 @@ impl Backend for PostgresBackend {
     fn transact_on(
         &self,
         clock: &dyn Clock,
-        keys: &[Key],
+        keys: Keys,
         op: &mut dyn FnMut(&mut dyn Tx) -> Result<()>,
     ) -> Result<()> {
         self.run(clock, Access::WriteOn(keys), op)

@@ -37,6 +37,8 @@ pub(super) struct PostgresTx<'a> {
     appended: i64,
     /// How it holds the owners' quotas it declared, if it declared keys.
     quota: Option<QuotaLock>,
+    /// Whether it may write: not if it only tried its keys' locks and did not get them.
+    may_write: bool,
     failure: Option<Failure>,
 }
 
@@ -46,6 +48,8 @@ pub(super) enum Failure {
     Database(postgres::Error),
     /// It read all of an owner's records beside others holding the owner's quota.
     QuotaAlone,
+    /// It would write without holding its keys' locks.
+    KeysUntaken,
 }
 
 /// The most events one transaction appends: their places in its index's low 16 bits.
@@ -68,8 +72,26 @@ impl<'a> PostgresTx<'a> {
             horizon,
             appended: 0,
             quota,
+            may_write: true,
             failure: None,
         }
+    }
+
+    /// Lets the transaction only read (`SELECT`): it runs on a snapshot without its keys'
+    /// locks, and its first write fails ([`Failure::KeysUntaken`]).
+    pub(super) fn only_read(&mut self) {
+        self.may_write = false;
+    }
+
+    /// Fails a statement that writes in a transaction that may only read.
+    fn check_may_run(&mut self, sql: &str) -> Result<()> {
+        if self.may_write || sql.starts_with("SELECT") {
+            return Ok(());
+        }
+        self.failure.get_or_insert(Failure::KeysUntaken);
+        Err(Error::storage(
+            "postgres: a write without its keys' locks; to be run again with them",
+        ))
     }
 
     /// The horizon this transaction reads the log to: the one taken before it began, or
@@ -102,6 +124,7 @@ impl<'a> PostgresTx<'a> {
     }
 
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
+        self.check_may_run(sql)?;
         let params = as_dyn(params);
         let result = self
             .conn
@@ -166,6 +189,7 @@ impl sql::Driver for PostgresTx<'_> {
     }
 
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
+        self.check_may_run(sql)?;
         let params = as_dyn(params);
         let result = self
             .conn
