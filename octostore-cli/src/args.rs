@@ -234,6 +234,10 @@ pub struct ServeArgs {
     /// first token on --memory. Repeatable.
     #[arg(long, value_name = "LOGIN=FILE")]
     pub write_token: Vec<String>,
+    /// Do not serve the web console at /ui (served by default: a page that signs in with a
+    /// token, or GitHub, and uses the API like any client).
+    #[arg(long, env = "OCTOSTORE_NO_UI")]
+    pub no_ui: bool,
     #[command(flatten)]
     pub github: GithubArgs,
     #[command(flatten)]

@@ -38,6 +38,9 @@ pub struct ServerOptions {
     /// poll) whatever it asks, below the API's own bound (300 s); `None`: that bound. A wait
     /// cut short ends as a wait that ran out does.
     pub max_wait: Option<Duration>,
+    /// The web console at `/ui` (`octostore serve` turns it on unless `--no-ui`); off, `/ui`
+    /// is a path like any other the API does not have: 404.
+    pub console: bool,
 }
 
 /// How many operations may wait for the store, and for how long: past either, a request is
@@ -71,6 +74,8 @@ pub struct App {
     pub(crate) body_limit: u64,
     /// Whether each request is logged (see [`ServerOptions::access_log`]).
     pub(crate) access_log: bool,
+    /// Whether `/ui` serves the web console (see [`ServerOptions::console`]).
+    pub(crate) console: bool,
     runner: Runner,
     queue_timeout: Duration,
     large_reads: LargeReads,
@@ -135,6 +140,7 @@ impl App {
             metrics: Arc::new(Metrics::new()),
             body_limit,
             access_log: options.access_log,
+            console: options.console,
             runner,
             queue_timeout: options.queue.timeout,
             large_reads: LargeReads::start()

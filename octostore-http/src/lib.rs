@@ -28,6 +28,7 @@
 //! - `request.rs` reads bodies (capped) and path names; `dto.rs` is the JSON of every answer;
 //!   `error.rs` maps every error to its code, status and JSON body, in one place.
 //! - `metrics.rs`: Prometheus counters; `oauth.rs`: GitHub sign-in.
+//! - [`console`]: the web console at `/ui`, its page, styles and scripts embedded.
 //! - [`Client`] (`client/`): a blocking client of a remote server that implements `Api`.
 //!
 //! Architecture invariant: only this crate knows HTTP and JSON; handlers parse, call one
@@ -42,6 +43,8 @@
 mod app;
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "server")]
+pub mod console;
 pub mod dto;
 #[cfg(feature = "server")]
 mod error;
@@ -75,6 +78,8 @@ use tokio::net::TcpListener;
 use warp::filters::BoxedFilter;
 #[cfg(feature = "server")]
 use warp::reply::Response;
+#[cfg(feature = "server")]
+use warp::Filter;
 
 #[cfg(feature = "server")]
 pub use app::{App, QueueLimits, ServerOptions};
@@ -90,10 +95,17 @@ pub use server::ConnectionLimits;
 pub const ACCESS_LOG_TARGET: &str = "octostore::access";
 
 /// The whole API as one filter, every request answered (as JSON where it is an error),
-/// counted in the metrics and traced.
+/// counted in the metrics and traced; and the web console at `/ui` if the app serves it.
 #[cfg(feature = "server")]
 pub fn routes(app: &App) -> BoxedFilter<(Response,)> {
-    routes::all(app)
+    if app.console {
+        console::routes(app.oauth.is_some())
+            .or(routes::all(app))
+            .unify()
+            .boxed()
+    } else {
+        routes::all(app)
+    }
 }
 
 /// Serves the API on `listener` with the default [`ConnectionLimits`] until `shutdown`

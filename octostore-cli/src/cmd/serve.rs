@@ -80,6 +80,7 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
             },
             access_log: args.log.access_log,
             max_wait: args.queue.max_wait.map(Into::into),
+            console: !args.no_ui,
         },
     )?;
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;
@@ -100,6 +101,9 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
             humantime::format_duration(settings.events_max_age)
         );
         tracing::info!("octostore {version} listening on http://{addr}, store {described}");
+        if !args.no_ui {
+            tracing::info!("web console at http://{addr}/ui");
+        }
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown).await;
         Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ mod support;
 mod api;
 mod busy_store;
 mod client;
+mod console;
 mod hostile;
 mod oauth;
 mod retries;

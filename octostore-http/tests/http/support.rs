@@ -35,6 +35,13 @@ impl Server {
         Self::serve(store, clock, options)
     }
 
+    /// A server on an in-memory store on the system's clock (for a browser, whose clock is
+    /// the system's): `clock` is not the store's, and moving it does nothing.
+    pub fn start_on_system_clock(settings: Settings, options: ServerOptions) -> Self {
+        let store = Store::builder().settings(settings).build();
+        Self::serve(store, Arc::default(), options)
+    }
+
     /// A server on `store`, whose clock is `clock`, within `options.connections`.
     pub fn serve(store: Store, clock: Arc<ManualClock>, options: ServerOptions) -> Self {
         let limits = options.connections;

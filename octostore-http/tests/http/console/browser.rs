@@ -1,0 +1,410 @@
+//! The console in headless Chromium against a real server: sign in with a token; a lock
+//! appears, counts down and expires; a flag is created, toggled, rolled out and evaluated; a
+//! config key is edited, compared and rolled back; limits show their use and reset; hostile
+//! names stay text. With `OCTOSTORE_SCREENSHOTS=<dir>` each page is saved there as PNG.
+//! Skipped (said on stderr) without Chromium, except under CI.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use octostore_core::{Api, ConfigKey, Login, Quotas, Settings};
+use octostore_http::ServerOptions;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+use super::webdriver::Browser;
+use crate::support::Server;
+
+/// A name that would run script if it were ever parsed as HTML.
+const HOSTILE: &str = "<img src=x onerror=alert(1)>";
+
+fn console_on() -> ServerOptions {
+    ServerOptions {
+        console: true,
+        ..ServerOptions::default()
+    }
+}
+
+struct Console {
+    server: Server,
+    browser: Browser,
+    token: String,
+    http: Client,
+    screenshots: Option<PathBuf>,
+}
+
+impl Console {
+    /// A server with the console on, and a browser signed out on `/ui`; `None` without a
+    /// browser.
+    fn open() -> Option<Self> {
+        let browser = Browser::start()?;
+        let server = Server::start_on_system_clock(Settings::default(), console_on());
+        let token = server.token("alice");
+        // Anything the policy blocked, and any alert (an injected handler's), is noted.
+        browser.on_new_document(
+            "window.blocked = []; \
+             document.addEventListener('securitypolicyviolation', \
+               (e) => window.blocked.push(`${e.violatedDirective} ${e.blockedURI}`)); \
+             window.alert = (text) => window.blocked.push(`alert ${text}`);",
+        );
+        browser.goto(&server.url("/ui"));
+        Some(Self {
+            server,
+            browser,
+            token,
+            http: Client::new(),
+            screenshots: std::env::var_os("OCTOSTORE_SCREENSHOTS").map(PathBuf::from),
+        })
+    }
+
+    /// `method path` with `body` as alice, through the API; the answer's JSON.
+    fn api(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let answer = self
+            .http
+            .request(method, self.server.url(path))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert!(answer.status().is_success(), "{path}: {}", answer.status());
+        answer.json().unwrap()
+    }
+
+    /// The page as `name.png`, without the last action's passing message.
+    fn screenshot(&self, name: &str) {
+        self.browser.run(
+            "document.getElementById('status').textContent = '';",
+            json!([]),
+        );
+        self.browser.screenshot(self.screenshots.as_deref(), name);
+    }
+
+    /// Goes to a section of the console (`#/flags`…) and waits for it.
+    fn section(&self, hash: &str) {
+        self.browser
+            .run("location.hash = arguments[0];", json!([hash]));
+        let name = hash.trim_start_matches("#/").split('/').next().unwrap();
+        self.browser.wait_for(&format!("section {name}"), || {
+            self.browser.run(
+                "return document.getElementById('view').dataset.section;",
+                json!([]),
+            ) == json!(name)
+        });
+    }
+
+    /// Accepts the confirm dialog a destructive action opened.
+    fn confirm(&self) {
+        self.browser.click("#confirm-ok");
+    }
+
+    /// How many `<img>` elements the page has: none, whatever names it shows.
+    fn images(&self) -> Value {
+        self.browser
+            .run("return document.querySelectorAll('img').length;", json!([]))
+    }
+}
+
+#[test]
+fn the_console_in_a_real_browser() {
+    let Some(console) = Console::open() else {
+        return;
+    };
+    sign_in(&console);
+    locks(&console);
+    flags(&console);
+    config(&console);
+    limits(&console);
+    let blocked = console.browser.run("return window.blocked;", json!([]));
+    assert_eq!(blocked, json!([]), "blocked by the policy, or alerts");
+}
+
+fn sign_in(console: &Console) {
+    let browser = &console.browser;
+    browser.wait_for_text("#sign-in h2", "Sign in");
+    console.screenshot("sign-in");
+    browser.type_into("#token", "octo_not-a-token");
+    browser.click("#token-form button[type=submit]");
+    browser.wait_for_text("#status", "refused");
+    browser.type_into("#token", &console.token);
+    browser.click("#token-form button[type=submit]");
+    browser.wait_for_text("#live", "live");
+    let stored = browser.run(
+        "return sessionStorage.getItem('octostore.token');",
+        json!([]),
+    );
+    assert_eq!(stored, json!(console.token));
+    let cookies = browser.run("return document.cookie;", json!([]));
+    assert_eq!(cookies, json!(""), "the token is never a cookie");
+}
+
+fn locks(console: &Console) {
+    let browser = &console.browser;
+    console.section("#/locks");
+    browser.type_into("#acquire-form input[name=lock]", "deploy");
+    browser.type_into("#acquire-form input[name=ttl]", "600");
+    browser.click("#acquire-form button");
+    browser.wait_for_text("[data-lock=deploy]", "deploy");
+    // A lease of 4 s: it shows, counts down, and leaves the list when it runs out.
+    browser.type_into("#acquire-form input[name=lock]", "nightly-build");
+    browser.type_into("#acquire-form input[name=ttl]", "4");
+    browser.click("#acquire-form button");
+    let countdown = "[data-lock=nightly-build] .countdown";
+    browser.wait_for_text(countdown, "s");
+    let first = browser.text(countdown);
+    browser.wait_for(&format!("{countdown} to count down from {first}"), || {
+        let now = browser.text(countdown);
+        !now.is_empty() && now != first
+    });
+    // Another user's lock reaches the page through the change stream.
+    let bob = console.server.token("bob");
+    console
+        .http
+        .post(console.server.url("/locks/shared-cache/acquire"))
+        .bearer_auth(&bob)
+        .json(&json!({"ttl_seconds": 300}))
+        .send()
+        .unwrap();
+    browser.wait_for_text("#view", "shared-cache");
+    console.screenshot("locks");
+    let started = Instant::now();
+    browser.wait_for("the 4 s lease to expire", || {
+        browser.text("[data-lock=nightly-build]").is_empty()
+    });
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // A lease's detail, and its release after a confirmation.
+    browser.type_into("#lookup-form input", "deploy");
+    browser.click("#lookup-form button");
+    browser.wait_for_text("#lock-detail", "Waiters");
+    assert!(browser.text("#lock-detail").contains("alice"));
+    browser.click("[data-lock=deploy] button.danger");
+    console.confirm();
+    browser.wait_for_text("#view", "You hold no lock.");
+}
+
+fn flags(console: &Console) {
+    let browser = &console.browser;
+    console.section("#/flags");
+    browser.type_into("#new-flag input[name=flag]", "checkout");
+    browser.click("#new-flag button");
+    browser.wait_for_text("#flag-detail h3", "Flag checkout");
+    let evaluate = |subject: &str| {
+        browser.run(
+            "document.getElementById('evaluation').replaceChildren();",
+            json!([]),
+        );
+        browser.type_into("#evaluate-form input[name=subject]", subject);
+        browser.click("#evaluate-form button");
+        browser.wait_for_text("#evaluation", "Reason");
+        (
+            browser.text("#evaluation .value"),
+            browser.text("#evaluation .reason"),
+        )
+    };
+    assert_eq!(evaluate("user-1"), ("false".into(), "DISABLED".into()));
+    browser.click("#flag-detail button.switch");
+    browser.wait_for_text("[data-flag=checkout] .switch", "On");
+    assert_eq!(evaluate("user-1"), ("true".into(), "STATIC".into()));
+    // A rollout of 0 %, then off and on again: the rollout is kept.
+    browser.run(
+        "const s = document.querySelector('[data-flag=checkout] input[type=range]'); \
+         s.value = 0; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    browser.wait_for_text("[data-flag=checkout] output", "0%");
+    browser.click("[data-flag=checkout] .switch");
+    browser.wait_for_text("[data-flag=checkout] .switch", "Off");
+    browser.click("[data-flag=checkout] .switch");
+    browser.wait_for_text("[data-flag=checkout] .switch", "On");
+    assert_eq!(browser.text("[data-flag=checkout] output"), "0%");
+    assert_eq!(evaluate("user-1"), ("false".into(), "SPLIT".into()));
+    // Variants, one of them named to inject markup, are shown as text.
+    console.api(
+        reqwest::Method::PUT,
+        "/flags/checkout",
+        json!({"enabled": true, "percentage": 100}),
+    );
+    console.api(
+        reqwest::Method::PUT,
+        "/flags/checkout/variants",
+        json!({"variants": [
+            {"name": HOSTILE, "weight": 1, "payload": {"type": "string", "value": "blue"}},
+        ]}),
+    );
+    console.section("#/flags");
+    console.section("#/flags/checkout");
+    browser.wait_for_text("#flag-detail", HOSTILE);
+    assert_eq!(evaluate("user-1").0, "\"blue\"");
+    assert_eq!(browser.text("#evaluation .variant"), HOSTILE);
+    assert_eq!(console.images(), json!(0));
+    console.screenshot("flags");
+}
+
+fn config(console: &Console) {
+    let browser = &console.browser;
+    let alice = console.server.store.session(
+        console
+            .server
+            .store
+            .local_user(&Login::parse("alice").unwrap())
+            .unwrap(),
+    );
+    let key = ConfigKey::parse("service").unwrap();
+    alice
+        .put_config(
+            &key,
+            json!({"pool": 4, "timeout_ms": 300, "region": "eu"}),
+            None,
+        )
+        .unwrap();
+    console.section("#/config/service");
+    browser.wait_for_text("[data-version='1']", "alice");
+    // Not JSON: refused before it is sent.
+    browser.type_into("#edit-form textarea", "{\"pool\": ");
+    browser.wait_for_text("#value-problem", "Not JSON");
+    browser.type_into(
+        "#edit-form textarea",
+        "{\"pool\": 8, \"timeout_ms\": 300, \"region\": \"eu\", \"note\": \"<img src=x onerror=alert(1)>\"}",
+    );
+    browser.type_into("#edit-form input[name=description]", HOSTILE);
+    browser.click("#edit-form button[type=submit]");
+    browser.wait_for_text("[data-version='2']", HOSTILE);
+    browser.click("#diff-form button");
+    // The lines that differ, whichever way the rows pair them.
+    browser.wait_for_text("#diff", "\"pool\": 8");
+    browser.run(
+        "document.getElementById('diff').scrollIntoView({block: 'end'});",
+        json!([]),
+    );
+    let differ = browser.run(
+        "return [...document.querySelectorAll('#diff tr:not(.same)')] \
+         .map((row) => row.textContent).join('\\n');",
+        json!([]),
+    );
+    let differ = differ.as_str().unwrap();
+    for line in ["\"pool\": 4", "\"pool\": 8", "onerror"] {
+        assert!(differ.contains(line), "{line} in {differ}");
+    }
+    assert!(!differ.contains("timeout_ms"), "{differ}");
+    assert_eq!(console.images(), json!(0));
+    console.screenshot("config");
+    browser.click("[data-version='1'] button");
+    console.confirm();
+    browser.wait_for_text("[data-version='3']", "latest");
+    let now = alice.get_config(&key, None).unwrap();
+    assert_eq!(now.version, 3);
+    assert_eq!(
+        now.value,
+        json!({"pool": 4, "timeout_ms": 300, "region": "eu"})
+    );
+    console.section("#/config");
+    browser.wait_for_text("[data-key=service]", "3");
+}
+
+fn limits(console: &Console) {
+    let browser = &console.browser;
+    for name in ["api-calls", "api-calls", "api-calls", HOSTILE] {
+        console.api(
+            reqwest::Method::POST,
+            &format!(
+                "/limits/{}/check",
+                utf8_percent_encode(name, NON_ALPHANUMERIC)
+            ),
+            json!({"max_requests": 5, "window_seconds": 3600}),
+        );
+    }
+    console.section("#/limits");
+    browser.wait_for_text("[data-limit=api-calls]", "3 / 5");
+    browser.wait_for_text("#view", HOSTILE);
+    assert_eq!(console.images(), json!(0));
+    // The window resets in an hour less the moments since the first check.
+    let resets = browser.text("[data-limit=api-calls] [data-resets]");
+    assert!(
+        ["1h 00m", "59m"]
+            .iter()
+            .any(|shown| resets.starts_with(shown)),
+        "{resets}"
+    );
+    console.screenshot("limits");
+    browser.click("[data-limit=api-calls] button.danger");
+    console.confirm();
+    browser.wait_for("the limit to be reset", || {
+        browser.text("[data-limit=api-calls]").is_empty()
+    });
+}
+
+/// How many config keys the first-paint measurement lists.
+const KEYS: usize = 10_000;
+
+/// Loads of the page the measurement makes.
+const LOADS: usize = 5;
+
+/// Not a check, a measurement (`bench/console.sh`): the console opened on the config section
+/// of a user with 10 000 keys, `LOADS` times; for each load, the first contentful paint and
+/// the time the first rows of the list were painted, from the start of the navigation.
+#[test]
+#[ignore = "a measurement: run by bench/console.sh"]
+fn first_paint_of_10_000_config_keys() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let settings = Settings {
+        quotas: Quotas {
+            configs: KEYS,
+            ..Quotas::default()
+        },
+        ..Settings::default()
+    };
+    let server = Server::start_on_system_clock(settings, console_on());
+    let token = server.token("alice");
+    let store = &server.store;
+    let alice = store.session(store.local_user(&Login::parse("alice").unwrap()).unwrap());
+    for i in 0..KEYS {
+        let key = ConfigKey::parse(&format!("service-{i:05}.pool")).unwrap();
+        alice
+            .put_config(&key, json!({"pool": i, "region": "eu"}), None)
+            .unwrap();
+    }
+    // Before each document's own scripts: note when the first row of the list is in the
+    // document, and when the frame after it is painted.
+    browser.on_new_document(
+        "new MutationObserver((_, observer) => { \
+           if (document.querySelector('#config-list tbody tr')) { \
+             observer.disconnect(); \
+             window.listInDocument = performance.now(); \
+             requestAnimationFrame(() => setTimeout(() => { window.listPainted = performance.now(); })); \
+           } \
+         }).observe(document, { childList: true, subtree: true });",
+    );
+    browser.goto(&server.url("/ui"));
+    browser.run(
+        "sessionStorage.setItem('octostore.token', arguments[0]);",
+        json!([token]),
+    );
+    let mut painted = Vec::new();
+    for load in 0..LOADS {
+        browser.goto(&server.url(&format!("/ui?load={load}#/config")));
+        browser.wait_for("the list to be painted", || {
+            browser.run("return window.listPainted !== undefined;", json!([])) == json!(true)
+        });
+        let times = browser.run(
+            "const fcp = performance.getEntriesByName('first-contentful-paint')[0]; \
+             return [fcp ? Math.round(fcp.startTime) : null, Math.round(window.listInDocument), \
+                     Math.round(window.listPainted), \
+                     document.querySelectorAll('#config-list tbody tr').length];",
+            json!([]),
+        );
+        println!(
+            "load {load}: first contentful paint {} ms, list in document {} ms, list painted {} ms, rows {}",
+            times[0], times[1], times[2], times[3]
+        );
+        painted.push(times[2].as_f64().unwrap());
+    }
+    painted.sort_by(f64::total_cmp);
+    println!(
+        "{KEYS} config keys: list painted in {:.0} ms (median of {LOADS} loads; best {:.0} ms, worst {:.0} ms)",
+        painted[LOADS / 2],
+        painted[0],
+        painted[LOADS - 1]
+    );
+}
