@@ -1,6 +1,6 @@
 //! `serve`'s start line (for people: version, address, store and its durability, never a
-//! database password), its access log (`--access-log`, off by default) and its JSON logs
-//! (`--log-format json`).
+//! database password), its access log (`--access-log`, off by default), its JSON logs
+//! (`--log-format json`) and its web console (`/ui`, off with `--no-ui`).
 
 use std::io::{BufRead, BufReader, Lines, Read, Write};
 use std::net::TcpStream;
@@ -276,4 +276,23 @@ fn a_sign_in_on_a_server_without_github_is_a_404_that_pages_nobody() {
     let log = serving.stop().join("\n");
     assert!(log.contains("shutting down"), "{log}");
     assert!(!log.contains("ERROR") && !log.contains("WARN"), "{log}");
+}
+
+#[test]
+fn the_web_console_is_served_unless_no_ui() {
+    let mut serving = Serving::start(&["--memory"]);
+    serving.line_with("web console at http://");
+    let page = serving.get("/ui");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+    drop(serving);
+    let serving = Serving::start(&["--memory", "--no-ui"]);
+    for path in ["/ui", "/ui/js/main.js"] {
+        let answer = serving.get(path);
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    }
+    assert!(!serving.stop().join("\n").contains("web console"));
 }
