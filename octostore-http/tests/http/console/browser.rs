@@ -115,6 +115,7 @@ fn the_console_in_a_real_browser() {
     flags(&console);
     config(&console);
     limits(&console);
+    phone(&console);
     let blocked = console.browser.run("return window.blocked;", json!([]));
     assert_eq!(blocked, json!([]), "blocked by the policy, or alerts");
 }
@@ -407,4 +408,30 @@ fn first_paint_of_10_000_config_keys() {
         painted[0],
         painted[LOADS - 1]
     );
+}
+
+/// On a phone's width every section fits: the page never scrolls sideways (a wide table
+/// scrolls inside its card).
+fn phone(console: &Console) {
+    let browser = &console.browser;
+    browser.resize(390, 844);
+    let sections = [
+        ("#/locks", "#acquire-form"),
+        ("#/flags/checkout", "#flag-detail table"),
+        ("#/config/service", "[data-version='3']"),
+        ("#/limits", "[data-limit]"),
+    ];
+    for (section, shown) in sections {
+        console.section(section);
+        browser.wait_for_text(shown, "");
+        let overflow = browser.run(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        );
+        assert_eq!(overflow, json!(0), "{section} scrolls sideways");
+        if section == "#/flags/checkout" {
+            console.screenshot("phone");
+        }
+    }
+    browser.resize(1280, 800);
 }

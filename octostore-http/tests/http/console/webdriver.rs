@@ -181,6 +181,15 @@ impl Browser {
         );
     }
 
+    /// Resizes the browser's window to `width`×`height` CSS pixels.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.command(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
     /// Runs `script` in every document loaded from now on, before the document's own
     /// scripts (Chromium's DevTools protocol, through chromedriver).
     pub fn on_new_document(&self, script: &str) {
@@ -219,10 +228,14 @@ impl Browser {
         }
     }
 
-    /// Waits until the element `css` selects holds `text`.
+    /// Waits until the element `css` selects is there and holds `text`.
     pub fn wait_for_text(&self, css: &str, text: &str) {
         self.wait_for(&format!("{css} to hold {text:?}"), || {
-            self.text(css).contains(text)
+            let text_of = "const e = document.querySelector(arguments[0]); \
+                           return e ? e.textContent : null;";
+            self.run(text_of, json!([css]))
+                .as_str()
+                .is_some_and(|shown| shown.contains(text))
         });
     }
 
