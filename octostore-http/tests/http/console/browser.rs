@@ -392,12 +392,15 @@ fn first_paint_of_10_000_config_keys() {
             "const fcp = performance.getEntriesByName('first-contentful-paint')[0]; \
              return [fcp ? Math.round(fcp.startTime) : null, Math.round(window.listInDocument), \
                      Math.round(window.listPainted), \
-                     document.querySelectorAll('#config-list tbody tr').length];",
+                     document.querySelectorAll('#config-list tbody tr').length, \
+                     performance.getEntriesByType('resource') \
+                       .find((r) => new URL(r.name).pathname === '/config').decodedBodySize];",
             json!([]),
         );
         println!(
-            "load {load}: first contentful paint {} ms, list in document {} ms, list painted {} ms, rows {}",
-            times[0], times[1], times[2], times[3]
+            "load {load}: first contentful paint {} ms, list in document {} ms, list painted {} ms, \
+             rows {}, GET /config {} bytes",
+            times[0], times[1], times[2], times[3], times[4]
         );
         painted.push(times[2].as_f64().unwrap());
     }
