@@ -4,7 +4,7 @@
 
 use octostore_core::Settings;
 use octostore_http::console::{embedded_bytes, CONTENT_SECURITY_POLICY};
-use octostore_http::ServerOptions;
+use octostore_http::{GithubSettings, ServerOptions};
 use reqwest::blocking::{get, Response};
 use reqwest::StatusCode;
 
@@ -57,6 +57,27 @@ fn the_page_loads_without_a_token_under_a_strict_policy() {
         assert!(CONTENT_SECURITY_POLICY.contains(directive), "{directive}");
     }
     assert!(!CONTENT_SECURITY_POLICY.contains("unsafe"));
+}
+
+#[test]
+fn the_page_offers_github_sign_in_when_it_is_configured() {
+    let server = Server::start_with(
+        Settings::default(),
+        ServerOptions {
+            console: true,
+            github: Some(GithubSettings {
+                client_id: "console-test".into(),
+                client_secret: "not-a-secret".into(),
+                redirect_url: "http://127.0.0.1:1/auth/github/callback".into(),
+                web_url: "http://127.0.0.1:1".into(),
+                api_url: "http://127.0.0.1:1".into(),
+            }),
+            ..ServerOptions::default()
+        },
+    );
+    let html = get(server.url("/ui")).unwrap().text().unwrap();
+    assert!(html.contains(r#"<meta name="octostore-github" content="on">"#));
+    assert!(html.contains(r#"href="/auth/github""#));
 }
 
 #[test]

@@ -189,12 +189,13 @@ fn flags(console: &Console) {
     browser.type_into("#new-flag input[name=flag]", "checkout");
     browser.click("#new-flag button");
     browser.wait_for_text("#flag-detail h3", "Flag checkout");
-    let evaluate = |subject: &str| {
+    let evaluate_in = |subject: &str, context: &str| {
         browser.run(
             "document.getElementById('evaluation').replaceChildren();",
             json!([]),
         );
         browser.type_into("#evaluate-form input[name=subject]", subject);
+        browser.type_into("#evaluate-form textarea[name=context]", context);
         browser.click("#evaluate-form button");
         browser.wait_for_text("#evaluation", "Reason");
         (
@@ -202,6 +203,7 @@ fn flags(console: &Console) {
             browser.text("#evaluation .reason"),
         )
     };
+    let evaluate = |subject: &str| evaluate_in(subject, "");
     assert_eq!(evaluate("user-1"), ("false".into(), "DISABLED".into()));
     browser.click("#flag-detail button.switch");
     browser.wait_for_text("[data-flag=checkout] .switch", "On");
@@ -219,12 +221,22 @@ fn flags(console: &Console) {
     browser.wait_for_text("[data-flag=checkout] .switch", "On");
     assert_eq!(browser.text("[data-flag=checkout] output"), "0%");
     assert_eq!(evaluate("user-1"), ("false".into(), "SPLIT".into()));
-    // Variants, one of them named to inject markup, are shown as text.
+    // A rule: on for the plan "pro" only.
     console.api(
         reqwest::Method::PUT,
         "/flags/checkout",
         json!({"enabled": true, "percentage": 100}),
     );
+    browser.wait_for_text("[data-flag=checkout] output", "100%");
+    browser.type_into("#rule-form input[name=property]", "plan");
+    browser.type_into("#rule-form input[name=values]", "pro, team");
+    browser.click("#rule-form button");
+    browser.wait_for_text("#flag-detail ol", "plan IN pro, team");
+    let pro = evaluate_in("user-1", r#"{"plan": "pro"}"#);
+    assert_eq!(pro, ("true".into(), "TARGETING_MATCH".into()));
+    let free = evaluate_in("user-1", r#"{"plan": "free"}"#);
+    assert_eq!(free, ("false".into(), "DEFAULT".into()));
+    // Variants, one of them named to inject markup, are shown as text.
     console.api(
         reqwest::Method::PUT,
         "/flags/checkout/variants",
@@ -235,9 +247,13 @@ fn flags(console: &Console) {
     console.section("#/flags");
     console.section("#/flags/checkout");
     browser.wait_for_text("#flag-detail", HOSTILE);
-    assert_eq!(evaluate("user-1").0, "\"blue\"");
+    assert_eq!(evaluate_in("user-1", r#"{"plan": "pro"}"#).0, "\"blue\"");
     assert_eq!(browser.text("#evaluation .variant"), HOSTILE);
     assert_eq!(console.images(), json!(0));
+    browser.run(
+        "document.getElementById('flag-detail').scrollIntoView();",
+        json!([]),
+    );
     console.screenshot("flags");
 }
 
@@ -258,8 +274,18 @@ fn config(console: &Console) {
             None,
         )
         .unwrap();
+    console.api(
+        reqwest::Method::PUT,
+        "/config/service/schema",
+        json!({"schema": {"type": "object", "properties": {"pool": {"type": "integer"}}}}),
+    );
     console.section("#/config/service");
     browser.wait_for_text("[data-version='1']", "alice");
+    browser.wait_for_text("#config-detail pre", "integer");
+    // JSON the schema refuses: the server's answer is shown by the field.
+    browser.type_into("#edit-form textarea", "{\"pool\": \"eight\"}");
+    browser.click("#edit-form button[type=submit]");
+    browser.wait_for_text("#value-problem", "schema");
     // Not JSON: refused before it is sent.
     browser.type_into("#edit-form textarea", "{\"pool\": ");
     browser.wait_for_text("#value-problem", "Not JSON");

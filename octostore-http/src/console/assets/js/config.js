@@ -150,7 +150,13 @@ function keyEditor(root, key, refreshList) {
     const body = { value: JSON.parse(value.value), if_version: latest.version };
     if (description.value) body.description = description.value;
     await act(submit.submitter, async () => {
-      latest = await call('PUT', `/config/${seg(key)}`, body);
+      try {
+        latest = await call('PUT', `/config/${seg(key)}`, body);
+      } catch (error) {
+        // A value the key's schema refuses, or a version saved meanwhile: said by the field.
+        problem.textContent = error.message;
+        throw error;
+      }
       value.value = pretty(latest.value);
       description.value = '';
       await refresh();

@@ -108,14 +108,39 @@ export function mount(root, selected) {
     result);
   const state = el('div');
 
+  // A rule of one constraint (or none: everyone), and the variants as JSON: the edits simple
+  // enough for a form. Like the evaluation form, they outlive redraws.
+  const property = el('input', { name: 'property', spellcheck: false, placeholder: 'plan' });
+  const operator = el('select', { name: 'operator' }, OPERATORS.map((op) => el('option', { value: op }, op)));
+  const values = el('input', { name: 'values', spellcheck: false, placeholder: 'pro, team' });
+  const inverted = el('input', { name: 'inverted', type: 'checkbox' });
+  const rulePercentage = el('input', { name: 'percentage', type: 'number', min: 0, max: 100, placeholder: '100' });
+  const ruleSegments = el('input', { name: 'segments', spellcheck: false, placeholder: 'beta-testers' });
+  const ruleForm = el('form', { id: 'rule-form', onsubmit: addRule },
+    el('h4', {}, 'Add a rule'),
+    el('div', { class: 'row' },
+      field('Property', property), field('Operator', operator),
+      field('Values (comma-separated)', values), field('Not', inverted),
+      field('Segments', ruleSegments), field('Percentage', rulePercentage),
+      el('button', { type: 'submit' }, 'Add rule')),
+    el('p', { class: 'hint' }, 'Without a property the rule matches every context.'));
+  const variants = el('textarea', { name: 'variants', rows: 4, spellcheck: false, class: 'code' });
+  let variantsEdited = false;
+  variants.addEventListener('input', () => { variantsEdited = true; });
+  const variantsForm = el('form', { id: 'variants-form', onsubmit: setVariants },
+    el('h4', {}, 'Variants'),
+    field('As JSON', variants, '[{"name": "blue", "weight": 1, "payload": {"type": "string", "value": "blue"}}]; [] for none'),
+    el('button', { type: 'submit' }, 'Save variants'));
+
   function drawDetail(flag) {
     if (!flag) { fill(detail); return; }
     if (!detail.firstChild) {
       fill(detail, el('section', { class: 'card', id: 'flag-detail' },
-        el('h3', {}, `Flag ${flag.name}`), state, evaluator,
+        el('h3', {}, `Flag ${flag.name}`), state, evaluator, ruleForm, variantsForm,
         el('p', {}, el('button', { type: 'button', class: 'danger', onclick: (click) => remove(click.currentTarget, flag) }, 'Delete flag'),
           ' ', el('a', { href: '#/flags' }, 'Close'))));
     }
+    if (!variantsEdited) variants.value = JSON.stringify(flag.variants ?? [], null, 2);
     fill(state,
       el('p', {}, toggle(flag), ' ', rollout(flag)),
       el('h4', {}, 'Rules'),
@@ -147,6 +172,38 @@ export function mount(root, selected) {
     });
   }
 
+  async function addRule(submit) {
+    submit.preventDefault();
+    const rule = { constraints: [] };
+    if (property.value) {
+      rule.constraints.push({
+        property: property.value,
+        operator: operator.value,
+        values: values.value.split(',').map((v) => v.trim()).filter((v) => v !== ''),
+        inverted: inverted.checked,
+      });
+    }
+    const segmentNames = ruleSegments.value.split(',').map((v) => v.trim()).filter((v) => v !== '');
+    if (segmentNames.length) rule.segments = segmentNames;
+    if (rulePercentage.value !== '') rule.percentage = Number(rulePercentage.value);
+    await act(submit.submitter, async () => {
+      await call('POST', `/flags/${seg(selected)}/rules`, rule);
+      ruleForm.reset();
+      await refresh();
+    }, 'Rule added');
+  }
+
+  async function setVariants(submit) {
+    submit.preventDefault();
+    let list;
+    try { list = JSON.parse(variants.value); } catch (error) { say(`Variants: ${error.message}`, true); return; }
+    await act(submit.submitter, async () => {
+      await call('PUT', `/flags/${seg(selected)}/variants`, { variants: list });
+      variantsEdited = false;
+      await refresh();
+    }, 'Variants saved');
+  }
+
   async function removeRule(button, flag, index) {
     if (!await confirmAction(`Remove rule ${index + 1} of “${flag.name}”?`)) return;
     await act(button, async () => {
@@ -167,6 +224,11 @@ export function mount(root, selected) {
   refresh();
   return { refresh, onEvent: (event) => { if (event.kind === 'flag') later(); } };
 }
+
+/** Unleash's constraint operators, as the API names them. */
+const OPERATORS = ['IN', 'NOT_IN', 'STR_CONTAINS', 'STR_STARTS_WITH', 'STR_ENDS_WITH',
+  'NUM_EQ', 'NUM_GT', 'NUM_GTE', 'NUM_LT', 'NUM_LTE', 'DATE_BEFORE', 'DATE_AFTER',
+  'SEMVER_EQ', 'SEMVER_GT', 'SEMVER_LT'];
 
 function constraint(c) {
   return `${c.property} ${c.inverted ? 'not ' : ''}${c.operator} ${c.values.join(', ')}${c.case_insensitive ? ' (any case)' : ''}`;
