@@ -360,6 +360,68 @@ fn limits(console: &Console) {
     });
 }
 
+#[test]
+fn the_line_diff_pairs_removed_and_added_lines() {
+    let Some(console) = Console::open() else {
+        return;
+    };
+    let cases = json!([
+        [[], [], []],
+        [["a"], ["a"], [["same", "a", "a"]]],
+        [[], ["a"], [["added", null, "a"]]],
+        [
+            ["a", "b"],
+            [],
+            [["removed", "a", null], ["removed", "b", null]]
+        ],
+        [
+            ["a", "b", "c"],
+            ["a", "x", "c"],
+            [
+                ["same", "a", "a"],
+                ["changed", "b", "x"],
+                ["same", "c", "c"]
+            ]
+        ],
+        [
+            ["a", "b"],
+            ["x", "y", "b", "z"],
+            [
+                ["changed", "a", "x"],
+                ["added", null, "y"],
+                ["same", "b", "b"],
+                ["added", null, "z"]
+            ]
+        ],
+        [
+            ["{", "a", "b", "c", "}"],
+            ["{", "c", "a", "}"],
+            [
+                ["same", "{", "{"],
+                ["removed", "a", null],
+                ["removed", "b", null],
+                ["same", "c", "c"],
+                ["added", null, "a"],
+                ["same", "}", "}"]
+            ]
+        ],
+    ]);
+    let answers = console.browser.run_async(
+        "const [cases, done] = arguments; \
+         import('/ui/js/diff.js').then(({ sideBySide }) => done(cases.map(([a, b]) => \
+           sideBySide(a, b).map((row) => [row.kind, row.left, row.right]))));",
+        json!([cases]),
+    );
+    for (case, answer) in cases
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(answers.as_array().unwrap())
+    {
+        assert_eq!(answer, &case[2], "{} against {}", case[0], case[1]);
+    }
+}
+
 /// How many config keys the first-paint measurement lists.
 const KEYS: usize = 10_000;
 

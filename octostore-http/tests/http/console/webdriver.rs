@@ -128,6 +128,16 @@ impl Browser {
         )
     }
 
+    /// Runs `script` (a function body whose last argument is a callback, called with its
+    /// result) in the page and waits for the result.
+    pub fn run_async(&self, script: &str, args: Value) -> Value {
+        self.command(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
     /// The first element `css` selects, waiting for one to be there and shown.
     fn element(&self, css: &str) -> String {
         self.wait_for(&format!("{css} to be shown"), || {
