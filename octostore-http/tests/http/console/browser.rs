@@ -1,17 +1,20 @@
 //! The console in headless Chromium against a real server: sign in with a token; a lock
 //! appears, counts down and expires; a flag is created, toggled, rolled out and evaluated; a
 //! config key is edited, compared and rolled back; limits show their use and reset; hostile
-//! names stay text. With `OCTOSTORE_SCREENSHOTS=<dir>` each page is saved there as PNG.
-//! Skipped (said on stderr) without Chromium, except under CI.
+//! names stay text; every section fits a phone. The same on a server on a SQLite file. With
+//! `OCTOSTORE_SCREENSHOTS=<dir>` each page is saved there as PNG. Skipped (said on stderr)
+//! without Chromium, except under CI.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use octostore_core::{Api, ConfigKey, Login, Quotas, Settings};
+use octostore_core::{Api, ConfigKey, Login, Quotas, Settings, SqliteBackend, Store};
 use octostore_http::ServerOptions;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
+use tempfile::TempDir;
 
 use super::webdriver::Browser;
 use crate::support::Server;
@@ -32,14 +35,33 @@ struct Console {
     token: String,
     http: Client,
     screenshots: Option<PathBuf>,
+    /// The SQLite file's directory, removed after the server has stopped.
+    _dir: Option<TempDir>,
+}
+
+/// The store the console's server runs on: the console only talks to the API, so any does.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// In memory; the screenshots are taken on it.
+    Memory,
+    /// A SQLite file in a temporary directory: its changes go through the committer thread.
+    SqliteFile,
 }
 
 impl Console {
     /// A server with the console on, and a browser signed out on `/ui`; `None` without a
     /// browser.
-    fn open() -> Option<Self> {
+    fn open(backend: Backend) -> Option<Self> {
         let browser = Browser::start()?;
-        let server = Server::start_on_system_clock(Settings::default(), console_on());
+        let (store, dir) = match backend {
+            Backend::Memory => (Store::builder().build(), None),
+            Backend::SqliteFile => {
+                let dir = tempfile::tempdir().unwrap();
+                let file = SqliteBackend::open(dir.path().join("octostore.db")).unwrap();
+                (Store::builder().backend(file).build(), Some(dir))
+            }
+        };
+        let server = Server::serve(store, Arc::default(), console_on());
         let token = server.token("alice");
         // Anything the policy blocked, and any alert (an injected handler's), is noted.
         browser.on_new_document(
@@ -54,7 +76,11 @@ impl Console {
             browser,
             token,
             http: Client::new(),
-            screenshots: std::env::var_os("OCTOSTORE_SCREENSHOTS").map(PathBuf::from),
+            screenshots: match backend {
+                Backend::Memory => std::env::var_os("OCTOSTORE_SCREENSHOTS").map(PathBuf::from),
+                Backend::SqliteFile => None,
+            },
+            _dir: dir,
         })
     }
 
@@ -107,7 +133,7 @@ impl Console {
 
 #[test]
 fn the_console_in_a_real_browser() {
-    let Some(console) = Console::open() else {
+    let Some(console) = Console::open(Backend::Memory) else {
         return;
     };
     sign_in(&console);
@@ -118,6 +144,18 @@ fn the_console_in_a_real_browser() {
     phone(&console);
     let blocked = console.browser.run("return window.blocked;", json!([]));
     assert_eq!(blocked, json!([]), "blocked by the policy, or alerts");
+}
+
+#[test]
+fn the_console_on_a_sqlite_file() {
+    let Some(console) = Console::open(Backend::SqliteFile) else {
+        return;
+    };
+    sign_in(&console);
+    locks(&console);
+    flags(&console);
+    config(&console);
+    limits(&console);
 }
 
 fn sign_in(console: &Console) {
@@ -362,7 +400,7 @@ fn limits(console: &Console) {
 
 #[test]
 fn the_line_diff_pairs_removed_and_added_lines() {
-    let Some(console) = Console::open() else {
+    let Some(console) = Console::open(Backend::Memory) else {
         return;
     };
     let cases = json!([
