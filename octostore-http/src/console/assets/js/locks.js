@@ -90,7 +90,7 @@ export function mount(root, selected) {
           }, 'Release'))))));
     const rows = [...seen.values()].sort((a, b) => b.index - a.index).map((event) => {
       const ended = event.action === 'released' || event.action === 'expired';
-      return el('tr', {},
+      return el('tr', { 'data-seen': event.name },
         el('td', {}, el('a', { href: `#/locks/${seg(event.name)}` }, event.name)),
         el('td', {}, event.holder ?? ''),
         el('td', { class: 'num' }, event.fencing_token ?? ''),
