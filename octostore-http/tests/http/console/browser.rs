@@ -362,6 +362,14 @@ fn config(console: &Console) {
     );
     console.section("#/config");
     browser.wait_for_text("[data-key=service]", "3");
+    // A key put elsewhere joins the list, and a deleted one leaves it, as the stream says.
+    let elsewhere = ConfigKey::parse("added-elsewhere").unwrap();
+    alice.put_config(&elsewhere, json!(1), None).unwrap();
+    browser.wait_for_text("[data-key=added-elsewhere]", "1");
+    alice.delete_config(&elsewhere).unwrap();
+    browser.wait_for("the deleted key to leave the list", || {
+        browser.text("[data-key=added-elsewhere]").is_empty()
+    });
 }
 
 fn limits(console: &Console) {

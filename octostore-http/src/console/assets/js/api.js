@@ -10,7 +10,7 @@ export const token = {
 };
 
 /** An answer that is not a success, with the API's `error` (and `details`) as its message. */
-export class ApiError extends Error {
+class ApiError extends Error {
   constructor(status, body) {
     const text = body && body.error ? body.error + (body.details ? `: ${body.details}` : '') : `HTTP ${status}`;
     super(text);

@@ -52,12 +52,32 @@ export function mount(root, selected) {
           el('td', {}, when(c.updated_at)))));
   }
 
+  /** One key's change, from an event: its summary read again (not the whole list). */
+  async function changed(name) {
+    const at = keys.findIndex((c) => c.key >= name);
+    const here = at >= 0 && keys[at].key === name;
+    try {
+      const entry = await get(`/config/${seg(name)}`);
+      const summary = { key: name, version: entry.version, description: entry.description,
+        created_at: entry.created_at, updated_at: entry.updated_at };
+      keys.splice(at < 0 ? keys.length : at, here ? 1 : 0, summary);
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      if (here) keys.splice(at, 1);
+    }
+    draw();
+  }
+
   const editor = selected ? keyEditor(detail, selected, refresh) : null;
-  const later = debounced(() => { refresh(); editor?.refresh(); }, 200);
+  const later = debounced(() => editor?.refresh(), 200);
   refresh();
   return {
-    refresh: later,
-    onEvent: (event) => { if (event.kind === 'config') later(); },
+    refresh: () => { refresh(); editor?.refresh(); },
+    onEvent: (event) => {
+      if (event.kind !== 'config') return;
+      changed(event.name).catch((error) => say(error.message, true));
+      if (event.name === selected) later();
+    },
   };
 }
 

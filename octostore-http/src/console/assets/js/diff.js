@@ -12,7 +12,7 @@ export function sideBySide(a, b) {
 }
 
 /** The edit script: `[op, line]` with op `=`, `-` or `+`. */
-export function edits(a, b) {
+function edits(a, b) {
   let head = 0;
   while (head < a.length && head < b.length && a[head] === b[head]) head++;
   let tail = 0;
