@@ -136,7 +136,7 @@ fn served(content_type: &'static str, body: Bytes) -> Response {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    // Revalidated each time: a new binary's files are never mixed with an old one's.
+    // Not kept by the browser: a new binary's files are never mixed with an old one's.
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     response
 }
