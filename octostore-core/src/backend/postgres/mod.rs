@@ -530,9 +530,7 @@ impl PostgresBackend {
             Access::Write => (&self.begin_write, None),
             Access::WriteOn(keys) => {
                 let locks = keys::lock_statement(self.log.writers, keys.keys, locking);
-                // The locks are taken in the query's implicit transaction, which must end
-                // before one with an isolation level begins.
-                keyed_begin = format!("{locks}; COMMIT; {}", self.begin_write_on);
+                keyed_begin = keys::begin_after(&locks, &self.begin_write_on);
                 (&keyed_begin, Some(locking.quota))
             }
             Access::Read { .. } => (&self.begin_read, None),
