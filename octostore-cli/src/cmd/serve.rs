@@ -83,8 +83,12 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
             console: !args.no_ui,
         },
     )?;
+    // Kept until the runtime is gone: the last of the store goes on this thread, outside
+    // it, since a database connection's drop blocks on a runtime of its own, which tokio
+    // refuses on its threads (the server would abort at every stop).
+    let last_of_the_store = store.clone();
     let runtime = tokio::runtime::Runtime::new().map_err(Failure::Runtime)?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.bind)
             .await
             .map_err(|source| Failure::Bind {
@@ -107,7 +111,10 @@ pub fn run(store_args: &StoreArgs, args: ServeArgs) -> Result<ExitCode, Failure>
         tokio::spawn(sweep_forever(store));
         octostore_http::serve_with(listener, app, connections, shutdown).await;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    drop(runtime);
+    drop(last_of_the_store);
+    served
 }
 
 /// The store, as the start line names it: its kind, then the file's absolute path and its

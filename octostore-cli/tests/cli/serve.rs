@@ -73,12 +73,18 @@ impl Serving {
         answer
     }
 
-    /// Stops the server with SIGTERM; every line it logged.
+    /// Stops the server with SIGTERM, which it must end by, with status 0 and no panic on
+    /// the way; every line it logged.
     fn stop(mut self) -> Vec<String> {
         // SAFETY: kill only sends a signal to the server this test started.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.log.extend(self.lines.by_ref().map_while(Result::ok));
-        self.child.wait().unwrap();
+        let status = self.child.wait().unwrap();
+        let log = self.log.join("\n");
+        assert!(
+            status.success() && !log.contains("panicked"),
+            "{status}:\n{log}"
+        );
         std::mem::take(&mut self.log)
     }
 }
@@ -190,6 +196,8 @@ fn the_start_line_names_the_database_without_its_password() {
         )),
         "{start}"
     );
+    // A read, so the node holds a connection when it stops (and closes it, exiting 0).
+    assert!(serving.get("/ready").starts_with("HTTP/1.1 200"));
     let log = serving.stop().join("\n");
     assert!(!log.contains(password), "{log}");
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
