@@ -281,7 +281,7 @@ impl Api for Session {
             }
         };
         self.store
-            .transact(|tx, _| flag_eval::enabled_for(tx, self.user.id, name, subject))
+            .read(|tx| flag_eval::enabled_for(tx, self.user.id, name, subject))
     }
 
     fn delete_flag(&self, name: &FlagName) -> Result<()> {
@@ -290,12 +290,11 @@ impl Api for Session {
     }
 
     fn flags(&self) -> Result<Vec<Flag>> {
-        self.store.transact(|tx, _| flag::list(tx, self.user.id))
+        self.store.read(|tx| flag::list(tx, self.user.id))
     }
 
     fn flag(&self, name: &FlagName) -> Result<Flag> {
-        self.store
-            .transact(|tx, _| flag::existing(tx, self.user.id, name))
+        self.store.read(|tx| flag::existing(tx, self.user.id, name))
     }
 
     fn change_flag_targeting(&self, name: &FlagName, change: TargetingChange) -> Result<Flag> {
@@ -306,7 +305,7 @@ impl Api for Session {
 
     fn evaluate_flag_in(&self, name: &FlagName, context: &EvaluationContext) -> Result<Evaluation> {
         self.store
-            .transact(|tx, _| flag_eval::evaluate_stored(tx, self.user.id, name, context))
+            .read(|tx| flag_eval::evaluate_stored(tx, self.user.id, name, context))
     }
 
     fn evaluate_flags_in(
@@ -314,7 +313,7 @@ impl Api for Session {
         context: &EvaluationContext,
     ) -> Result<Vec<(FlagName, Result<Evaluation>)>> {
         self.store
-            .transact(|tx, _| flag_eval::evaluate_all(tx, self.user.id, context))
+            .read(|tx| flag_eval::evaluate_all(tx, self.user.id, context))
     }
 
     fn set_segment(
@@ -338,7 +337,7 @@ impl Api for Session {
 
     fn segment(&self, name: &SegmentName) -> Result<Segment> {
         self.store
-            .transact(|tx, _| flag_targeting::segment(tx, self.user.id, name))
+            .read(|tx| flag_targeting::segment(tx, self.user.id, name))
     }
 
     fn delete_segment(&self, name: &SegmentName) -> Result<()> {
@@ -348,7 +347,7 @@ impl Api for Session {
 
     fn segments(&self) -> Result<Vec<Segment>> {
         self.store
-            .transact(|tx, _| flag_targeting::segments(tx, self.user.id))
+            .read(|tx| flag_targeting::segments(tx, self.user.id))
     }
 
     fn put_config_if(
@@ -358,21 +357,22 @@ impl Api for Session {
         description: Option<Description>,
         if_version: Option<u64>,
     ) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let bounds = s.config_put_bounds();
-            config::put(
-                tx,
-                now,
-                bounds,
-                self.store.validators(),
-                self.user.id,
-                &self.user.login,
-                key,
-                &value,
-                description.as_ref(),
-                if_version,
-            )
-        })
+        self.store
+            .change_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                let bounds = s.config_put_bounds();
+                config::put(
+                    tx,
+                    now,
+                    bounds,
+                    self.store.validators(),
+                    self.user.id,
+                    &self.user.login,
+                    key,
+                    &value,
+                    description.as_ref(),
+                    if_version,
+                )
+            })
     }
 
     fn rollback_config(
@@ -381,14 +381,15 @@ impl Api for Session {
         version: u64,
         if_version: Option<u64>,
     ) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let bounds = s.config_put_bounds();
-            let (owner, author) = (self.user.id, &self.user.login);
-            let validators = self.store.validators();
-            config::rollback(
-                tx, now, bounds, validators, owner, author, key, version, if_version,
-            )
-        })
+        self.store
+            .change_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                let bounds = s.config_put_bounds();
+                let (owner, author) = (self.user.id, &self.user.login);
+                let validators = self.store.validators();
+                config::rollback(
+                    tx, now, bounds, validators, owner, author, key, version, if_version,
+                )
+            })
     }
 
     fn diff_config(&self, key: &ConfigKey, from: u64, to: u64) -> Result<ConfigDiff> {
@@ -400,7 +401,7 @@ impl Api for Session {
 
     fn get_config(&self, key: &ConfigKey, version: Option<i64>) -> Result<ConfigEntry> {
         self.store
-            .transact(|tx, _| config::get(tx, self.user.id, key, version))
+            .read(|tx| config::get(tx, self.user.id, key, version))
     }
 
     fn config_history_page(&self, key: &ConfigKey, page: HistoryPage) -> Result<ConfigHistory> {
@@ -413,21 +414,25 @@ impl Api for Session {
     }
 
     fn delete_config(&self, key: &ConfigKey) -> Result<()> {
-        self.store.change(|tx, now, s| {
-            config_delete::delete(tx, now, s.config_retention, self.user.id, key)
-        })
+        self.store
+            .change_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                config_delete::delete(tx, now, s.config_retention, self.user.id, key)
+            })
     }
 
     fn purge_config(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .change(|tx, now, _| config_delete::purge(tx, now, self.user.id, key))
+            .change_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, _| {
+                config_delete::purge(tx, now, self.user.id, key)
+            })
     }
 
     fn undelete_config(&self, key: &ConfigKey) -> Result<ConfigEntry> {
-        self.store.change(|tx, now, s| {
-            let (retention, keys) = (s.config_retention, s.quotas.configs);
-            config_delete::undelete(tx, now, retention, keys, self.user.id, key)
-        })
+        self.store
+            .change_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                let (retention, keys) = (s.config_retention, s.quotas.configs);
+                config_delete::undelete(tx, now, retention, keys, self.user.id, key)
+            })
     }
 
     fn configs(&self) -> Result<Vec<ConfigSummary>> {
@@ -440,31 +445,35 @@ impl Api for Session {
         schema: Value,
         force: bool,
     ) -> Result<ConfigSchema> {
-        self.store.transact_now(|tx, now, s| {
-            let (owner, author) = (self.user.id, &self.user.login);
-            let validators = self.store.validators();
-            let bounds = s.config_schema_bounds();
-            let schema = schema.clone();
-            config_schema::set(
-                tx, now, bounds, validators, owner, author, key, schema, force,
-            )
-        })
+        self.store
+            .transact_now_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                let (owner, author) = (self.user.id, &self.user.login);
+                let validators = self.store.validators();
+                let bounds = s.config_schema_bounds();
+                let schema = schema.clone();
+                config_schema::set(
+                    tx, now, bounds, validators, owner, author, key, schema, force,
+                )
+            })
     }
 
     fn config_schema(&self, key: &ConfigKey) -> Result<ConfigSchema> {
         self.store
-            .transact(|tx, _| config_schema::get(tx, self.user.id, key))
+            .read(|tx| config_schema::get(tx, self.user.id, key))
     }
 
     fn delete_config_schema(&self, key: &ConfigKey) -> Result<()> {
         self.store
-            .transact(|tx, _| config_schema::delete(tx, self.user.id, key))
+            .transact_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, _| {
+                config_schema::delete(tx, self.user.id, key)
+            })
     }
 
     fn deleted_configs(&self) -> Result<Vec<ConfigSummary>> {
-        self.store.transact_now(|tx, now, s| {
-            config_delete::list_deleted(tx, now, s.config_retention, self.user.id)
-        })
+        self.store
+            .transact_now_on(Keys::of(&[Key::Configs(self.user.id)]), |tx, now, s| {
+                config_delete::list_deleted(tx, now, s.config_retention, self.user.id)
+            })
     }
 
     fn events(&self, since: u64, filter: &EventFilter, limit: usize) -> Result<EventPage> {

@@ -196,6 +196,10 @@ pub enum Key<'a> {
     Lock(&'a LockName),
     /// An owner's rate limit. Every operation that writes it declares it.
     Limit(UserId, &'a LimitName),
+    /// All of an owner's config keys: their versions, schemas, bytes and count. Every
+    /// operation that writes any of them declares it, but sweeps: those only delete what
+    /// has expired, and a write of a row they delete fails one of the two.
+    Configs(UserId),
     /// An owner's quotas: the counts of their records. Every operation that may add one of
     /// the owner's leases or limits declares it. Operations declaring it may run side by
     /// side, so in them `count_leases_of` and `count_limits_of` may answer more than the

@@ -120,6 +120,10 @@ fn number(schema: i32, key: &Key) -> i64 {
             hash.update(b"quota\0");
             hash.update(owner.0.as_bytes());
         }
+        Key::Configs(owner) => {
+            hash.update(b"configs\0");
+            hash.update(owner.0.as_bytes());
+        }
     }
     let digest = hash.finalize();
     i64::from_be_bytes(digest[..8].try_into().expect("a SHA-256 has 32 bytes"))

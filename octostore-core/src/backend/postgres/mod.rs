@@ -47,7 +47,7 @@ use postgres::error::SqlState;
 use postgres::{Client, Statement};
 use rand::Rng;
 
-use super::{Backend, Concurrency, Keys, Listener, Tx};
+use super::{Backend, Concurrency, Key, Keys, Listener, Tx};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
 
@@ -531,19 +531,23 @@ impl PostgresBackend {
             Access::WriteOn(keys) => {
                 let locks = keys::lock_statement(self.log.writers, keys.keys, locking);
                 keyed_begin = keys::begin_after(&locks, &self.begin_write_on);
-                (&keyed_begin, Some(locking.quota))
+                // Counts are padded only beside others holding the owner's quota.
+                let quota = (keys.keys.iter())
+                    .any(|key| matches!(key, Key::Quota(_)))
+                    .then_some(locking.quota);
+                (&keyed_begin, quota)
             }
             Access::Read { .. } => (&self.begin_read, None),
         };
         let opened = conn.begin(begin, self.time)?;
-        let keys_held = quota.is_none() || locking.wait || opened.first_all_true;
+        let keyed = matches!(access, Access::WriteOn(_));
+        let keys_held = !keyed || locking.wait || opened.first_all_true;
         let mut tx = tx::PostgresTx::new(conn, clock, opened.now, &self.log, horizon, quota);
         if !keys_held {
             tx.only_read();
         }
         let outcome = op(&mut tx);
         let failure = tx.into_failure();
-        let keyed = matches!(access, Access::WriteOn(_));
         if outcome.is_ok() && failure.is_none() {
             let commit = match keyed {
                 true => keys::COMMIT_AND_UNLOCK,
