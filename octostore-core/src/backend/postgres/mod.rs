@@ -2,10 +2,10 @@
 //!
 //! Every operation that writes is one `SERIALIZABLE` transaction, unless it declares the
 //! keys it decides on ([`Backend::transact_on`]: a lock's acquire, release and renewal, a
-//! rate limit's check): that one holds its keys' locks, then runs at `REPEATABLE READ`
-//! ([`keys`]). One that only reads ([`Backend::read`]) is a `REPEATABLE READ READ ONLY` one,
-//! one snapshot that never fails to serialize and never waits. When two transactions would not
-//! serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
+//! rate limit's check, a config write): that one holds its keys' locks, then runs at
+//! `REPEATABLE READ` ([`keys`]). One that only reads ([`Backend::read`]) is a
+//! `REPEATABLE READ READ ONLY` one, one snapshot that never fails to serialize and never
+//! waits. When two transactions would not serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
 //! that a concurrent transaction inserted first) and the backend runs the operation again on
 //! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
 //! a process runs its retries one at a time. The rules stay in Rust, above [`Tx`]: the
