@@ -12,8 +12,8 @@
 //! A key's lock is the 64-bit advisory lock named by the first 8 bytes of a SHA-256 of the
 //! schema, the key's kind and the key. An owner's quota is locked shared by the operations
 //! that may add to it, so they run side by side, and each counts the owner's records as if
-//! every other could be adding one it cannot see ([`QuotaLock::slack`]); one that must read
-//! all of the owner's records instead takes the quota exclusive, on its next try.
+//! every other connection the database allows could be adding one it cannot see; one that
+//! must read all of the owner's records instead takes the quota exclusive, on its next try.
 //!
 //! [`Backend::transact_on`]: crate::backend::Backend::transact_on
 
@@ -35,11 +35,10 @@ pub(super) struct Locking {
 }
 
 impl Locking {
-    /// The first try of an operation on `keys`, where `slack` is how many transactions
-    /// besides one the database lets run at once.
-    pub(super) fn first(keys: &Keys, slack: usize) -> Self {
+    /// The first try of an operation on `keys`.
+    pub(super) fn first(keys: &Keys) -> Self {
         Self {
-            quota: QuotaLock::Shared { slack },
+            quota: QuotaLock::Shared,
             wait: !keys.often_only_reads,
         }
     }
@@ -48,21 +47,11 @@ impl Locking {
 /// How a transaction holds the owners' quotas it declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum QuotaLock {
-    /// Beside the others of the owner's operations: counts may be too high by `slack`, how
-    /// many transactions besides this one the database lets run at once.
-    Shared { slack: usize },
+    /// Beside the others of the owner's operations: a count answers as many more as the
+    /// transactions the database lets run beside this one.
+    Shared,
     /// Alone: counts are exact.
     Exclusive,
-}
-
-impl QuotaLock {
-    /// How much more than the owner holds a count may answer.
-    pub(super) fn slack(self) -> usize {
-        match self {
-            QuotaLock::Shared { slack } => slack,
-            QuotaLock::Exclusive => 0,
-        }
-    }
 }
 
 /// The statement that takes the locks of `keys` in this schema (`schema`: its hash), each
@@ -73,10 +62,7 @@ pub(super) fn lock_statement(schema: i32, keys: &[Key], locking: Locking) -> Str
     let mut locks: Vec<(i64, bool)> = keys
         .iter()
         .map(|key| {
-            let shared = matches!(
-                (key, locking.quota),
-                (Key::Quota(_), QuotaLock::Shared { .. })
-            );
+            let shared = matches!((key, locking.quota), (Key::Quota(_), QuotaLock::Shared));
             (number(schema, key), shared)
         })
         .collect();
@@ -149,7 +135,7 @@ mod tests {
             Key::Lock(&lock),
             Key::Limit(owner, &limit),
         ];
-        let shared = lock_statement(1, &keys, waiting(QuotaLock::Shared { slack: 9 }));
+        let shared = lock_statement(1, &keys, waiting(QuotaLock::Shared));
         let mut numbers: Vec<i64> = keys.iter().map(|key| number(1, key)).collect();
         numbers.sort_unstable();
         let quota = number(1, &Key::Quota(owner));

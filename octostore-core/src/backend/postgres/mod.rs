@@ -174,9 +174,6 @@ pub struct PostgresBackend {
     begin_write: String,
     begin_write_on: String,
     begin_read: String,
-    /// How many transactions besides one the database lets run at once: by how much an
-    /// owner's counts may be too high beside others declaring the owner's quota.
-    quota_slack: usize,
     /// Held by an operation running again after a conflict: this process's retries run one
     /// at a time, so they stop aborting each other (on this machine, with 16 threads on
     /// distinct locks: half the aborts, a third of the 99th-percentile latency).
@@ -215,6 +212,10 @@ fn describe(e: &postgres::Error) -> String {
 pub(super) struct Connection {
     client: Client,
     statements: HashMap<&'static str, Statement>,
+    /// How many transactions besides this one's the database lets run at once, read when
+    /// connected (a database restarted with another `max_connections` ends this connection):
+    /// by how much an owner's counts may be too high beside others holding the owner's quota.
+    others: usize,
     /// Left in an unknown state (a failed commit or rollback): the pool drops it.
     broken: bool,
 }
@@ -294,9 +295,12 @@ impl r2d2::ManageConnection for Connector {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
+        let mut client = self.settings.connect()?;
+        let others = max_connections(&mut client)?.saturating_sub(1);
         Ok(Connection {
-            client: self.settings.connect()?,
+            client,
             statements: HashMap::new(),
+            others,
             broken: false,
         })
     }
@@ -450,7 +454,6 @@ impl PostgresBackend {
         let mut client = settings.connect().map_err(|e| settings.connect_error(e))?;
         schema::migrate(&mut client, options.schema.as_deref())?;
         let log = LogKeys::read(&mut client)?;
-        let quota_slack = max_connections(&mut client)?.saturating_sub(1);
         drop(client);
         let channel = notify::channel(options.schema.as_deref());
         let announcer = notify::Announcer::new(settings.clone(), &channel);
@@ -470,7 +473,6 @@ impl PostgresBackend {
             begin_write,
             begin_write_on,
             begin_read,
-            quota_slack,
             retry_turn: Mutex::new(()),
             channel,
             connect_settings: settings,
@@ -489,8 +491,8 @@ impl PostgresBackend {
     ) -> Result<()> {
         let mut retries = Retries::new();
         let mut locking = match access {
-            Access::WriteOn(keys) => keys::Locking::first(&keys, self.quota_slack),
-            _ => keys::Locking::first(&Keys::default(), 0),
+            Access::WriteOn(keys) => keys::Locking::first(&keys),
+            _ => keys::Locking::first(&Keys::default()),
         };
         loop {
             let retry_turn = retries.retrying().then(|| self.retry_turn.lock());
@@ -542,7 +544,12 @@ impl PostgresBackend {
         let opened = conn.begin(begin, self.time)?;
         let keyed = matches!(access, Access::WriteOn(_));
         let keys_held = !keyed || locking.wait || opened.first_all_true;
+        let slack = match quota {
+            Some(keys::QuotaLock::Shared) => conn.others,
+            _ => 0,
+        };
         let mut tx = tx::PostgresTx::new(conn, clock, opened.now, &self.log, horizon, quota);
+        tx.pad_counts(slack);
         if !keys_held {
             tx.only_read();
         }
@@ -634,12 +641,10 @@ fn begin_statements(log: &LogKeys, time: TimeSource) -> [String; 3] {
 }
 
 /// How many connections the database accepts at once.
-fn max_connections(client: &mut Client) -> Result<usize> {
-    let row = client
-        .query_one("SELECT current_setting('max_connections')::int", &[])
-        .map_err(storage)?;
-    let n: i32 = row.try_get(0).map_err(storage)?;
-    usize::try_from(n).map_err(|_| Error::storage("postgres: max_connections is negative"))
+fn max_connections(client: &mut Client) -> std::result::Result<usize, postgres::Error> {
+    let row = client.query_one("SELECT current_setting('max_connections')::int", &[])?;
+    let n: i32 = row.try_get(0)?;
+    Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Sets the server's `setting=value` for every connection, after those the URL gives.

@@ -35,8 +35,10 @@ pub(super) struct PostgresTx<'a> {
     horizon: Option<Horizon>,
     /// How many events the transaction appended.
     appended: i64,
-    /// How it holds the owners' quotas it declared, if it declared keys.
+    /// How it holds the owners' quotas it declared, if it declared any.
     quota: Option<QuotaLock>,
+    /// How many more than the owner has its counts answer ([`sql::Driver::count_slack`]).
+    count_padding: usize,
     /// Whether it may write: not if it only tried its keys' locks and did not get them.
     may_write: bool,
     failure: Option<Failure>,
@@ -72,9 +74,15 @@ impl<'a> PostgresTx<'a> {
             horizon,
             appended: 0,
             quota,
+            count_padding: 0,
             may_write: true,
             failure: None,
         }
+    }
+
+    /// Pads the counts of an owner's records by `padding`.
+    pub(super) fn pad_counts(&mut self, padding: usize) {
+        self.count_padding = padding;
     }
 
     /// Lets the transaction only read (`SELECT`): it runs on a snapshot without its keys'
@@ -252,11 +260,11 @@ impl sql::Driver for PostgresTx<'_> {
     }
 
     fn count_slack(&self) -> usize {
-        self.quota.map_or(0, QuotaLock::slack)
+        self.count_padding
     }
 
     fn reading_all_of_owner(&mut self) -> Result<()> {
-        if !matches!(self.quota, Some(QuotaLock::Shared { .. })) {
+        if self.quota != Some(QuotaLock::Shared) {
             return Ok(());
         }
         self.failure.get_or_insert(Failure::QuotaAlone);
