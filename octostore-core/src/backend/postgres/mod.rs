@@ -5,8 +5,8 @@
 //! rate limit's check, a config write): that one holds its keys' locks, then runs at
 //! `REPEATABLE READ` ([`keys`]). One that only reads ([`Backend::read`]) is a
 //! `REPEATABLE READ READ ONLY` one, one snapshot that never fails to serialize and never
-//! waits. When two transactions would not serialize, PostgreSQL aborts one (SQLSTATE 40001; 40P01 for a deadlock; 23505 for a key
-//! that a concurrent transaction inserted first) and the backend runs the operation again on
+//! waits. When two transactions would not serialize, PostgreSQL aborts one (SQLSTATE
+//! 40001; 40P01 for a deadlock; 23505 for a key that a concurrent transaction inserted first) and the backend runs the operation again on
 //! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
 //! a process runs its retries one at a time. The rules stay in Rust, above [`Tx`]: the
 //! database only makes each read-modify-write atomic and isolated. On small tables,
@@ -75,7 +75,7 @@ enum Access<'k> {
     /// Read and write: `SERIALIZABLE`, holding the writers' lock.
     Write,
     /// Read and write, deciding only on `keys` ([`Backend::transact_on`]): `REPEATABLE READ`,
-    /// holding the writers' lock, begun once the keys' locks are held (see [`KeyLocks`]).
+    /// holding the writers' lock, begun once the keys' locks are held (see [`keys`]).
     WriteOn(Keys<'k>),
     /// Only read: `REPEATABLE READ READ ONLY`; with `after_horizon`, first reading the
     /// change log's [`Horizon`].
@@ -281,7 +281,7 @@ struct Opened {
     /// The database's time, with [`TimeSource::Database`].
     now: Option<Timestamp>,
     /// Whether every value of the first row answered was true: for a transaction begun by
-    /// trying its keys' locks ([`keys::try_statement`]), whether it took them all.
+    /// trying its keys' locks ([`keys::lock_statement`]), whether it took them all.
     first_all_true: bool,
 }
 
