@@ -6,13 +6,14 @@
 //! `REPEATABLE READ` ([`keys`]). One that only reads ([`Backend::read`]) is a
 //! `REPEATABLE READ READ ONLY` one, one snapshot that never fails to serialize and never
 //! waits. When two transactions would not serialize, PostgreSQL aborts one (SQLSTATE
-//! 40001; 40P01 for a deadlock; 23505 for a key that a concurrent transaction inserted first) and the backend runs the operation again on
-//! a fresh snapshot, after a random pause that grows with each try, for up to [`RETRY_FOR`];
-//! a process runs its retries one at a time. The rules stay in Rust, above [`Tx`]: the
-//! database only makes each read-modify-write atomic and isolated. On small tables,
-//! PostgreSQL's predicate locks cover whole index pages, so concurrent writers of one table
-//! often conflict even on different keys: those retries are the price of serializability
-//! that holds whatever the rules read.
+//! 40001; 40P01 for a deadlock; 23505 for a key that a concurrent transaction inserted
+//! first) and the backend runs the operation again on a fresh snapshot, after a random
+//! pause that grows with each try, for up to [`RETRY_FOR`]; a process runs its retries one
+//! at a time. The rules stay in Rust, above [`Tx`]: the database only makes each
+//! read-modify-write atomic and isolated. On small tables, PostgreSQL's predicate locks
+//! cover whole index pages, so concurrent `SERIALIZABLE` writers of one table often
+//! conflict even on different keys: the price of serializability that holds whatever the
+//! rules read, and why the hottest operations name their keys instead.
 //!
 //! Time: by default ([`TimeSource::Database`]) a transaction's [`Tx::now`] is the database's
 //! `clock_timestamp()`, read in the transaction's first statement, so all nodes decide expiry
