@@ -15,7 +15,7 @@ use crate::rules::config_diff::ConfigDiff;
 use crate::rules::event::{EventFilter, EventPage};
 use crate::rules::flag_eval::{Evaluation, EvaluationContext};
 use crate::rules::flag_targeting::TargetingChange;
-use crate::rules::lock::{Lease, LockGrant, LockStatus};
+use crate::rules::lock::{AllLocks, Lease, LockGrant, LockPage, LockStatus};
 use crate::rules::rate_limit::{Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::error::Result;
@@ -84,6 +84,9 @@ pub trait Api {
     fn lock_status(&self, name: &LockName) -> Result<LockStatus>;
     /// The caller's live leases, by lock name.
     fn locks(&self) -> Result<Vec<Lease>>;
+    /// Every user's live leases, by lock name, a page at a time: anyone may see who holds
+    /// any lock, as [`lock_status`](Self::lock_status) tells of one.
+    fn all_locks(&self, page: &LockPage) -> Result<AllLocks>;
 
     /// Counts one request against the caller's limit `name` if `policy` allows it. A denial
     /// is a [`Decision`] with `allowed: false`, not an error.

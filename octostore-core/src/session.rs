@@ -25,7 +25,7 @@ use crate::rules::event::{self, EventFilter, EventPage};
 use crate::rules::flag;
 use crate::rules::flag_eval::{self, Evaluation, EvaluationContext};
 use crate::rules::flag_targeting::{self, TargetingChange};
-use crate::rules::lock::{self, Lease, LockGrant, LockStatus, Turn};
+use crate::rules::lock::{self, AllLocks, Lease, LockGrant, LockPage, LockStatus, Turn};
 use crate::rules::rate_limit::{self, Decision, LimitSummary};
 use crate::values::bounds::{Description, Percentage, RatePolicy, Ttl};
 use crate::values::clock::Timestamp;
@@ -211,6 +211,13 @@ impl Api for Session {
         self.store.read(|tx| {
             let now = tx.now()?;
             lock::list(tx, now, &self.user)
+        })
+    }
+
+    fn all_locks(&self, page: &LockPage) -> Result<AllLocks> {
+        self.store.read(|tx| {
+            let now = tx.now()?;
+            lock::all(tx, now, page)
         })
     }
 

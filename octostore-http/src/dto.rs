@@ -160,12 +160,13 @@ pub struct LockNotHeld {
     pub waiters: Option<usize>,
 }
 
-/// One of the caller's leases in a list.
+/// A lease in a list.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockInfo {
     /// The lock's name.
     pub name: String,
-    /// Extension: the caller's own login, so a list item is a whole lease.
+    /// Extension: the login of the lease's owner (the caller's, unless `all=true`), so a
+    /// list item is a whole lease.
     pub holder: String,
     /// The lease's id, which releases and renews it.
     pub lease_id: Uuid,
@@ -207,13 +208,16 @@ impl LockInfo {
     }
 }
 
-/// The caller's live leases (`GET /locks`).
+/// The caller's live leases (`GET /locks`), or a page of every user's (`?all=true`).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct LockList {
-    /// Each live lease the caller holds.
+    /// Each live lease the caller holds, or every user's in the page.
     pub locks: Vec<LockInfo>,
     /// How many leases `locks` holds.
     pub total: usize,
+    /// Extension, with `all=true`: the `after` of the next page; omitted at the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 /// The 409 answer to an acquire.

@@ -84,6 +84,7 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
             let list = LockList {
                 total: leases.len(),
                 locks: leases.iter().map(LockInfo::from).collect(),
+                next: None,
             };
             print(global.json, &list, || {
                 let lines: Vec<String> = list

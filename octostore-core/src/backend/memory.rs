@@ -454,6 +454,19 @@ impl Tx for MemoryTx<'_> {
             .collect())
     }
 
+    /// Sorts every lease by name for each page: a pass over memory, with no I/O to wait for.
+    fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>> {
+        let mut leases: Vec<&StoredLease> = (self.state.leases.table.iter())
+            .filter(|l| after.is_none_or(|after| l.name > *after))
+            .collect();
+        leases.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Ok(leases
+            .into_iter()
+            .take(max)
+            .map(StoredLease::record)
+            .collect())
+    }
+
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
         Ok(self.state.count(owner, |n| n.leases.len()))
     }

@@ -334,6 +334,9 @@ pub trait Tx {
     fn delete_lease(&mut self, name: &LockName) -> Result<()>;
     /// The owner's stored leases, live or not.
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>>;
+    /// The stored leases, live or not, every owner's, in name order after `after`, at most
+    /// `max`.
+    fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
     /// Keeps the leases for which `keep` is true and deletes the others, reading them in

@@ -300,6 +300,20 @@ impl<D: Driver> Tx for D {
         )
     }
 
+    fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>> {
+        // Every name is longer than "".
+        let after = after.map_or("", LockName::as_str);
+        self.rows(
+            concat!(
+                "SELECT ",
+                lease_columns!(),
+                " FROM leases WHERE name > $1 ORDER BY name LIMIT $2"
+            ),
+            &[Text(after), Int(rows::sql_limit(max))],
+            rows::lease,
+        )
+    }
+
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
         count(self, "SELECT COUNT(*) FROM leases WHERE owner = $1", owner)
     }

@@ -21,6 +21,8 @@
 //! process is alive ([`Turn`]): anyone else's acquire is told it is held by that waiter's
 //! user until now. The grant deletes the waiter's place in the same transaction.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 
 use crate::backend::{EventQuery, Retained, Tx};
@@ -49,6 +51,67 @@ pub struct Lease {
     pub fencing_token: FencingToken,
     /// The instant the lease ends unless renewed.
     pub expires_at: DateTime<Utc>,
+}
+
+/// Which of every user's locks a listing reads: the first `limit` by name after `after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPage {
+    after: Option<LockName>,
+    limit: usize,
+}
+
+impl LockPage {
+    /// The most locks one page holds.
+    pub const MAX_LIMIT: usize = 1000;
+    /// How many locks a page holds unless asked for fewer or more.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The page of at most `limit` locks (1 to [`MAX_LIMIT`](Self::MAX_LIMIT); default
+    /// [`DEFAULT_LIMIT`](Self::DEFAULT_LIMIT)) named after `after` (default: from the first).
+    pub fn new(after: Option<LockName>, limit: Option<u64>) -> Result<Self> {
+        let limit = match limit {
+            None => Self::DEFAULT_LIMIT,
+            Some(n) => usize::try_from(n)
+                .ok()
+                .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    Error::invalid(
+                        "limit",
+                        format!("must be 1 to {}, got {n}", Self::MAX_LIMIT),
+                    )
+                })?,
+        };
+        Ok(Self { after, limit })
+    }
+
+    /// The page starts after this lock (`None`: at the first).
+    pub fn after(&self) -> Option<&LockName> {
+        self.after.as_ref()
+    }
+
+    /// The most stored leases the page reads.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}
+
+impl Default for LockPage {
+    fn default() -> Self {
+        Self {
+            after: None,
+            limit: Self::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// One page of every user's live leases, by lock name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllLocks {
+    /// The live leases among the page's stored ones (a dead one is left out, so a page may
+    /// hold fewer than its limit, even none, and still have a next).
+    pub locks: Vec<Lease>,
+    /// Where the next page starts, if the page read as many stored leases as it could.
+    pub next: Option<LockPage>,
 }
 
 // The rule of a lease's life, as a method of the record storage keeps.
@@ -374,4 +437,31 @@ pub(crate) fn list(tx: &mut dyn Tx, now: Timestamp, caller: &User) -> Result<Vec
         .collect();
     leases.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(leases)
+}
+
+/// The live leases of every user among the stored ones of `page`, each with its holder's
+/// login (read once per owner).
+pub(crate) fn all(tx: &mut dyn Tx, now: Timestamp, page: &LockPage) -> Result<AllLocks> {
+    let stored = tx.leases_after(page.after(), page.limit())?;
+    let next = (stored.len() == page.limit())
+        .then(|| stored.last())
+        .flatten()
+        .map(|last| LockPage {
+            after: Some(last.name.clone()),
+            limit: page.limit(),
+        });
+    let mut logins: HashMap<UserId, Login> = HashMap::new();
+    let mut locks = Vec::new();
+    for lease in stored.into_iter().filter(|l| l.is_live(now)) {
+        let holder = match logins.get(&lease.owner) {
+            Some(login) => login.clone(),
+            None => {
+                let login = holder_login(tx, lease.owner)?;
+                logins.insert(lease.owner, login.clone());
+                login
+            }
+        };
+        locks.push(lease.held_by(holder));
+    }
+    Ok(AllLocks { locks, next })
 }

@@ -1,8 +1,8 @@
 //! Locks: leases, fencing, exact expiry, client ids, ownership and quotas.
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Error, HeldBy, LeaseId, LockName, LockStatus, Quotas, Settings,
-    Ttl,
+    AcquireStatus, Api, ClientId, Error, HeldBy, LeaseId, LockName, LockPage, LockStatus, Quotas,
+    Settings, Ttl,
 };
 use uuid::Uuid;
 
@@ -238,6 +238,93 @@ fn list_shows_only_the_callers_live_leases(open: Open) {
     assert_eq!(names(&alice), ["b-lock"]);
 }
 
+fn all_locks_lists_every_users_live_leases_by_name(open: Open) {
+    let h = open(Settings::default());
+    let alice = h.user("alice");
+    let bob = h.user("bob");
+    alice.acquire(&name("b-lock"), ttl(100), None).unwrap();
+    alice.acquire(&name("a-lock"), ttl(10), None).unwrap();
+    let bobs = bob.acquire(&name("c-lock"), ttl(100), None).unwrap();
+    let listed = |page: &LockPage| -> Vec<(String, String)> {
+        (bob.all_locks(page).unwrap().locks.iter())
+            .map(|l| (l.name.to_string(), l.holder.to_string()))
+            .collect()
+    };
+    let all = LockPage::default();
+    assert_eq!(
+        listed(&all),
+        [
+            ("a-lock".into(), "alice".into()),
+            ("b-lock".into(), "alice".into()),
+            ("c-lock".into(), "bob".into())
+        ]
+    );
+    let page = alice.all_locks(&all).unwrap();
+    assert_eq!(page.next, None, "a page that is not full is the last");
+    assert_eq!(
+        page.locks[2], bobs.lease,
+        "each lease as its holder was granted it"
+    );
+
+    h.advance_secs(10);
+    assert_eq!(
+        listed(&all),
+        [
+            ("b-lock".into(), "alice".into()),
+            ("c-lock".into(), "bob".into())
+        ],
+        "a dead lease is left out, swept or not"
+    );
+}
+
+fn all_locks_pages_cover_every_lease_once(open: Open) {
+    let h = open(Settings::default());
+    let users = [h.user("alice"), h.user("bob"), h.user("carol")];
+    let mut held = Vec::new();
+    for i in 0..10 {
+        let lock = name(&format!("lock-{i:02}"));
+        // Every third a short lease, dead by the time the pages are read.
+        let secs = if i % 3 == 0 { 5 } else { 100 };
+        users[i % 3].acquire(&lock, ttl(secs), None).unwrap();
+        if secs == 100 {
+            held.push(lock.to_string());
+        }
+    }
+    h.advance_secs(5);
+
+    let mut page = LockPage::new(None, Some(3)).unwrap();
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    loop {
+        let answer = users[0].all_locks(&page).unwrap();
+        pages += 1;
+        listed.extend(answer.locks.iter().map(|l| l.name.to_string()));
+        match answer.next {
+            Some(next) => {
+                assert_eq!(next.limit(), 3);
+                page = next;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(listed, held);
+    // 10 stored leases by 3: three full pages, each with a next, then the last one.
+    assert_eq!(pages, 4);
+
+    let exact = LockPage::new(Some(name("lock-06")), Some(3)).unwrap();
+    let answer = users[0].all_locks(&exact).unwrap();
+    assert_eq!(
+        answer.next.as_ref().and_then(LockPage::after),
+        Some(&name("lock-09")),
+        "a full page has a next, even when nothing follows"
+    );
+    assert!(users[0]
+        .all_locks(&answer.next.unwrap())
+        .unwrap()
+        .locks
+        .is_empty());
+}
+
 fn the_lock_quota_counts_live_leases_only(open: Open) {
     let quotas = Quotas {
         locks: 2,
@@ -339,6 +426,19 @@ fn dead_leases_do_not_pile_up_without_sweeps(open: Open) {
     assert!(stored <= 5, "{stored} dead leases were still stored");
 }
 
+#[test]
+fn a_lock_page_holds_1_to_1000() {
+    for bad in [0, 1001, u64::MAX] {
+        let refused = LockPage::new(None, Some(bad)).unwrap_err();
+        assert!(
+            matches!(refused, Error::Invalid { field, .. } if field == "limit"),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(LockPage::new(None, Some(1000)).unwrap().limit(), 1000);
+    assert_eq!(LockPage::new(None, None).unwrap().limit(), 100);
+}
+
 each_backend!(
     a_sweep_in_small_batches_frees_every_expired_lease,
     the_live_lease_count_reads_every_batch_and_skips_the_dead,
@@ -351,6 +451,8 @@ each_backend!(
     client_ids_make_one_users_processes_contend,
     fencing_tokens_increase_across_all_locks,
     list_shows_only_the_callers_live_leases,
+    all_locks_lists_every_users_live_leases_by_name,
+    all_locks_pages_cover_every_lease_once,
     the_lock_quota_counts_live_leases_only,
     sweep_frees_expired_leases_and_changes_no_answer,
 );

@@ -47,11 +47,11 @@ use std::time::{Duration, Instant};
 
 use octostore_core::values::error::Chain;
 use octostore_core::{
-    Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSchema, ConfigSummary,
-    Constraint, Decision, Description, Error, Evaluation, EvaluationContext, EventFilter,
-    EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary, LockGrant,
-    LockName, LockStatus, Login, Percentage, RatePolicy, Result, Segment, SegmentName, Subject,
-    TargetingChange, Ttl,
+    AllLocks, Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSchema,
+    ConfigSummary, Constraint, Decision, Description, Error, Evaluation, EvaluationContext,
+    EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
+    LockGrant, LockName, LockPage, LockStatus, Login, Percentage, RatePolicy, Result, Segment,
+    SegmentName, Subject, TargetingChange, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -801,11 +801,28 @@ impl Api for Client {
     }
 
     fn locks(&self) -> Result<Vec<Lease>> {
-        let list = self.request(&requests::ListLocks)?;
+        let list = self.request(&requests::ListLocks::default())?;
         list.locks
             .into_iter()
             .map(|info| converted(info.into_lease()))
             .collect()
+    }
+
+    fn all_locks(&self, page: &LockPage) -> Result<AllLocks> {
+        let list = self.request(&requests::ListLocks {
+            all: Some(page.clone()),
+        })?;
+        let locks = (list.locks.into_iter())
+            .map(|info| converted(info.into_lease()))
+            .collect::<Result<_>>()?;
+        let next = list
+            .next
+            .map(|after| {
+                let after = converted(LockName::parse(&after))?;
+                converted(LockPage::new(Some(after), Some(page.limit() as u64)))
+            })
+            .transpose()?;
+        Ok(AllLocks { locks, next })
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {
@@ -1456,7 +1473,13 @@ mod tests {
                 wait: Duration::from_secs(wait),
             });
         }
-        sent_and_received(requests::ListLocks);
+        sent_and_received(requests::ListLocks::default());
+        for (after, limit) in [(None, None), (Some("deploy"), Some(1)), (None, Some(1000))] {
+            let after = after.map(|a| LockName::parse(a).unwrap());
+            sent_and_received(requests::ListLocks {
+                all: Some(LockPage::new(after, limit).unwrap()),
+            });
+        }
         sent_and_received(requests::ListLimits);
         sent_and_received(requests::ListFlags);
         sent_and_received(requests::ListConfigs { deleted: false });

@@ -5,7 +5,7 @@
 use octostore_core::json_patch::Patch;
 use octostore_core::{
     ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage, Kinds,
-    LeaseId, LimitName, LockName, Percentage, RatePolicy, Result, Subject, Ttl,
+    LeaseId, LimitName, LockName, LockPage, Percentage, RatePolicy, Result, Subject, Ttl,
 };
 use std::time::Duration;
 
@@ -286,8 +286,6 @@ macro_rules! named {
 bare! {
     /// `POST /auth/token/rotate`.
     RotateToken: RotateToken -> NewToken;
-    /// `GET /locks`.
-    ListLocks: ListLocks -> LockList;
     /// `GET /limits`.
     ListLimits: ListLimits -> LimitList;
     /// `GET /flags`.
@@ -366,6 +364,49 @@ impl Received<'_> {
 fn encode_flag(query: &mut Vec<(&'static str, String)>, name: &'static str, on: bool) {
     if on {
         query.push((name, "true".into()));
+    }
+}
+
+/// `GET /locks`: the caller's live leases; or `?all=true&after=&limit=`: a page of every
+/// user's.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ListLocks {
+    /// Which of every user's locks, instead of the caller's.
+    pub all: Option<LockPage>,
+}
+
+impl Endpoint for ListLocks {
+    const OPERATION: Operation = Operation::ListLocks;
+    type Answer = LockList;
+
+    fn encode(&self) -> Encoded {
+        let mut encoded = Encoded::default();
+        if let Some(page) = &self.all {
+            encode_flag(&mut encoded.query, "all", true);
+            if let Some(after) = page.after() {
+                encoded.query.push(("after", after.to_string()));
+            }
+            encoded.query.push(("limit", page.limit().to_string()));
+        }
+        encoded
+    }
+
+    /// `after` and `limit` are checked whether or not `all` is given, and used only with it.
+    fn decode(received: &Received<'_>) -> Result<Self> {
+        let all = received.boolean("all")?;
+        let after = (received.query("after"))
+            .map(|after| {
+                LockName::parse(after).map_err(|e| match e {
+                    Error::Invalid { reason, .. } => Error::invalid("after", reason),
+                    other => other,
+                })
+            })
+            .transpose()?;
+        let limit = received.number("limit", "a number of locks")?;
+        let page = LockPage::new(after, limit)?;
+        Ok(Self {
+            all: all.then_some(page),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use octostore_core::{AcquireStatus, Api, Error, LockGrant, LockStatus, Session};
+use octostore_core::{AcquireStatus, Api, Error, LockGrant, LockPage, LockStatus, Session};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use warp::http::StatusCode;
@@ -154,11 +154,24 @@ pub(super) async fn status(request: Request) -> Response {
 }
 
 pub(super) async fn list(request: Request) -> Response {
-    let op = |session: &Session| {
-        let leases = session.locks()?;
+    let list = request.decode::<ListLocks>();
+    let op = move |session: &Session| {
+        let (leases, next) = match list?.all {
+            None => (session.locks()?, None),
+            Some(page) => {
+                let all = session.all_locks(&page)?;
+                let next = all
+                    .next
+                    .as_ref()
+                    .and_then(LockPage::after)
+                    .map(|n| n.to_string());
+                (all.locks, next)
+            }
+        };
         Ok(answer::<ListLocks>(&LockList {
             total: leases.len(),
             locks: leases.iter().map(LockInfo::from).collect(),
+            next,
         }))
     };
     request.app.as_user(request.token, op).await

@@ -10,8 +10,8 @@ use std::time::Duration as StdDuration;
 use chrono::Duration;
 use octostore_core::{
     Api, ClientId, ConfigKey, Description, Error, EventFilter, EventKind, FlagName, HistoryPage,
-    Kinds, LeaseId, LimitName, LimitSummary, LockName, LockStatus, Login, ManualClock, Percentage,
-    Quotas, RatePolicy, Result, Settings, Store, Subject, Ttl,
+    Kinds, LeaseId, LimitName, LimitSummary, LockName, LockPage, LockStatus, Login, ManualClock,
+    Percentage, Quotas, RatePolicy, Result, Settings, Store, Subject, Ttl,
 };
 use octostore_http::{Client, ServerOptions};
 use serde_json::json;
@@ -182,6 +182,14 @@ fn scenario(alice: &impl Api, bob: &impl Api, advance: &dyn Fn(i64)) -> Transcri
         &alice.acquire(&lock("q3"), ttl(5), None),
     );
     t.record("alice's locks at the quota", &alice.locks());
+    let bobs = bob.acquire(&lock("b-held"), ttl(5), None);
+    t.record("bob acquires b-held", &bobs);
+    let first_two = LockPage::new(None, Some(2)).unwrap();
+    let page = bob.all_locks(&first_two);
+    t.record("every user's locks by 2", &page);
+    let next = page.ok().and_then(|p| p.next).unwrap_or_default();
+    t.record("and the next page", &alice.all_locks(&next));
+    t.record("every user's locks", &alice.all_locks(&LockPage::default()));
     advance(5);
     t.record(
         "q3 once q1 and q2 expired",
@@ -453,6 +461,8 @@ fn the_client_answers_exactly_as_the_embedded_store() {
         "Err(QuotaExceeded { what: Config, limit: 2 })",
         "Err(QuotaExceeded { what: ConfigBytes, limit: 150 })",
         "next: Some(HistoryPage { after: 3, limit: 2 })",
+        "next: Some(LockPage { after: Some(\"q1\"), limit: 2 })",
+        "name: \"b-held\", holder: \"bob\"",
         "next: None",
         "Err(TooLarge { field: \"value\", size: 102, limit: 64 })",
         "Err(Invalid { field: \"ttl_seconds\"",

@@ -380,6 +380,107 @@ fn list_shows_only_the_callers_live_leases() {
     assert_eq!(list["locks"][0]["name"], "long");
 }
 
+/// The names and holders of a list of locks, in its order.
+fn holders(list: &serde_json::Value) -> Vec<(String, String)> {
+    (list["locks"].as_array().unwrap().iter())
+        .map(|l| (text(&l["name"]).to_owned(), text(&l["holder"]).to_owned()))
+        .collect()
+}
+
+#[test]
+fn all_true_lists_every_users_live_leases_by_name() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    let bob = api.user("bob");
+    alice.acquire("short", 10).ok();
+    alice.acquire("long", 100).ok();
+    let bobs = bob.acquire("bobs", 100).ok();
+
+    let list = alice.get("/locks?all=true").ok();
+    let pairs = |n: &str, h: &str| (n.to_owned(), h.to_owned());
+    assert_eq!(
+        holders(&list),
+        [
+            pairs("bobs", "bob"),
+            pairs("long", "alice"),
+            pairs("short", "alice")
+        ]
+    );
+    assert_eq!(list["total"], 3);
+    assert!(
+        list.get("next").is_none(),
+        "one page holds them all: {list}"
+    );
+    let listed_bobs = &list["locks"][0];
+    for field in ["lease_id", "fencing_token", "expires_at"] {
+        assert_eq!(listed_bobs[field], bobs[field], "{field}");
+    }
+    // Without `all`, the caller's own, as before; and no `next`.
+    let own = bob.get("/locks").ok();
+    assert_eq!(holders(&own), [pairs("bobs", "bob")]);
+    assert!(own.get("next").is_none());
+    assert_eq!(holders(&bob.get("/locks?all=false").ok()), holders(&own));
+
+    api.advance_secs(10);
+    let list = bob.get("/locks?all=true").ok();
+    assert_eq!(
+        holders(&list),
+        [pairs("bobs", "bob"), pairs("long", "alice")],
+        "a dead lease is left out"
+    );
+}
+
+#[test]
+fn all_true_pages_follow_next_over_every_lock_once() {
+    let api = Api::start();
+    let users = [api.user("alice"), api.user("bob")];
+    for i in 0..5 {
+        users[i % 2].acquire(&format!("lock-{i}"), 100).ok();
+    }
+    let mut listed = Vec::new();
+    let mut path = "/locks?all=true&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let page = users[0].get(&path).ok();
+        pages += 1;
+        assert_eq!(page["total"], page["locks"].as_array().unwrap().len());
+        listed.extend(holders(&page).into_iter().map(|(name, _)| name));
+        match page.get("next") {
+            Some(next) => path = format!("/locks?all=true&limit=2&after={}", text(next)),
+            None => break,
+        }
+    }
+    assert_eq!(listed, ["lock-0", "lock-1", "lock-2", "lock-3", "lock-4"]);
+    assert_eq!(pages, 3);
+    let after = users[1].get("/locks?all=true&after=lock-3").ok();
+    assert_eq!(holders(&after), [("lock-4".into(), "alice".into())]);
+}
+
+#[test]
+fn all_after_and_limit_are_checked_whenever_given() {
+    let api = Api::start();
+    let alice = api.user("alice");
+    for bad in ["yes", "1", ""] {
+        alice.get(&format!("/locks?all={bad}")).invalid("all");
+    }
+    for bad in ["0", "1001", "-1", "ten", "1.5"] {
+        alice
+            .get(&format!("/locks?all=true&limit={bad}"))
+            .invalid("limit");
+        alice.get(&format!("/locks?limit={bad}")).invalid("limit");
+    }
+    for bad in ["a%20b", "", &"x".repeat(129)] {
+        alice
+            .get(&format!("/locks?all=true&after={bad}"))
+            .invalid("after");
+    }
+    alice.acquire("x", 100).ok();
+    let most = alice.get("/locks?all=true&limit=1000").ok();
+    assert_eq!(most["total"], 1);
+    let one = alice.get("/locks?all=true&limit=1").ok();
+    assert_eq!(one["next"], "x", "a full page has a next");
+}
+
 #[test]
 fn ttl_seconds_is_1_to_3600_on_acquire_and_renew() {
     let api = Api::start();
