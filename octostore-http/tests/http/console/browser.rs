@@ -1,4 +1,5 @@
-//! The console in headless Chromium against a real server: sign in with a token; a lock
+//! The console in headless Chromium against a real server: sign in with a token; every
+//! user's locks are listed, another's held before the page loaded among them; a lock
 //! appears, counts down and expires; a flag is created, toggled, rolled out and evaluated; a
 //! config key is edited, compared and rolled back; limits show their use and reset; hostile
 //! names stay text; every section fits a phone. The same on a server on a SQLite file. With
@@ -178,11 +179,38 @@ fn sign_in(console: &Console) {
 
 fn locks(console: &Console) {
     let browser = &console.browser;
+    // Another user's lock, held before the page loads: the list reads it, not the stream.
+    let bob = console.server.token("bob");
+    console
+        .http
+        .post(console.server.url("/locks/early-bird/acquire"))
+        .bearer_auth(&bob)
+        .json(&json!({"ttl_seconds": 300}))
+        .send()
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    browser.run("location.reload();", json!([]));
+    browser.wait_for_text("#live", "live");
     console.section("#/locks");
+    browser.wait_for_text("[data-lock=early-bird]", "bob");
+    assert_eq!(
+        browser.run(
+            "return document.querySelectorAll('[data-lock=early-bird] button').length;",
+            json!([])
+        ),
+        json!(0),
+        "another user's lease has no Release button"
+    );
+    assert_eq!(
+        browser.text("[data-seen=early-bird]"),
+        "",
+        "not seen in the stream"
+    );
     browser.type_into("#acquire-form input[name=lock]", "deploy");
     browser.type_into("#acquire-form input[name=ttl]", "600");
     browser.click("#acquire-form button");
-    browser.wait_for_text("[data-lock=deploy]", "deploy");
+    browser.wait_for_text("[data-lock=deploy]", "alice (you)");
     // A lease of 4 s: it shows, counts down, and leaves the list when it runs out.
     browser.type_into("#acquire-form input[name=lock]", "nightly-build");
     browser.type_into("#acquire-form input[name=ttl]", "4");
@@ -195,7 +223,6 @@ fn locks(console: &Console) {
         !now.is_empty() && now != first
     });
     // Another user's lock reaches the page through the change stream.
-    let bob = console.server.token("bob");
     console
         .http
         .post(console.server.url("/locks/shared-cache/acquire"))
@@ -203,7 +230,7 @@ fn locks(console: &Console) {
         .json(&json!({"ttl_seconds": 300}))
         .send()
         .unwrap();
-    browser.wait_for_text("#view", "shared-cache");
+    browser.wait_for_text("[data-lock=shared-cache]", "bob");
     console.screenshot("locks");
     browser.wait_for("the 4 s lease to expire", || {
         browser.text("[data-lock=nightly-build]").is_empty()
@@ -216,7 +243,10 @@ fn locks(console: &Console) {
     assert!(browser.text("#lock-detail").contains("alice"));
     browser.click("[data-lock=deploy] button.danger");
     console.confirm();
-    browser.wait_for_text("#view", "You hold no lock.");
+    browser.wait_for("deploy to leave the list", || {
+        browser.text("[data-lock=deploy]").is_empty()
+    });
+    assert!(browser.text("[data-lock=shared-cache]").contains("bob"));
 }
 
 fn flags(console: &Console) {

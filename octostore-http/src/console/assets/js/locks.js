@@ -1,25 +1,48 @@
-// Locks: the caller's leases, counting down, with release; any lock's status by name
-// (holder, fencing token, waiters); locks of anyone seen in the change stream.
+// Locks: every user's live leases, counting down, the caller's marked and with release;
+// any lock's status by name (holder, fencing token, waiters); locks of anyone seen in the
+// change stream, each of which reads the list again.
 
 import { call, get, seg } from './api.js';
-import { el, fill, field, table, confirmAction, act, duration, say } from './dom.js';
+import { el, fill, field, table, confirmAction, act, duration, say, debounced } from './dom.js';
 
 /** Name → the last lock event seen for it (of anyone) since the page opened. */
 const seen = new Map();
 
+/** The most locks the list reads, a page of `GET /locks?all=true` after another. */
+const MOST_LISTED = 1000;
+
+/** Every user's live leases by name (at most `MOST_LISTED`), and whether more were left out. */
+async function allLocks() {
+  const locks = [];
+  let after = null;
+  do {
+    const query = new URLSearchParams({ all: 'true', limit: String(Math.min(1000, MOST_LISTED - locks.length)) });
+    if (after !== null) query.set('after', after);
+    const page = await get(`/locks?${query}`);
+    locks.push(...page.locks);
+    after = page.next ?? null;
+  } while (after !== null && locks.length < MOST_LISTED);
+  return { locks, more: after !== null };
+}
+
 export function mount(root, selected) {
-  const mine = el('div');
+  const held = el('div');
   const others = el('div');
   const detail = el('div', { class: 'card', hidden: true, id: 'lock-detail' });
   const name = el('input', { name: 'lock', required: true, pattern: '[A-Za-z0-9_-]+', spellcheck: false });
   const ttl = el('input', { name: 'ttl', type: 'number', min: 1, max: 3600, value: 60, required: true });
   const lookupName = el('input', { name: 'lookup', required: true, pattern: '[A-Za-z0-9_-]+', spellcheck: false, value: selected });
+  /** Every user's live leases, and the ids of the caller's among them. */
   let leases = [];
+  let mineIds = new Set();
+  let more = false;
 
   fill(root,
     el('h2', {}, 'Locks'),
     el('section', { class: 'card' },
-      el('h3', {}, 'Your leases'), mine,
+      el('h3', {}, 'Held now'),
+      el('p', { class: 'hint' }, 'Every user’s live leases; yours are marked, and only yours can be released here.'),
+      held,
       el('form', { class: 'row', id: 'acquire-form', onsubmit: acquire },
         field('Lock name', name), field('TTL (seconds)', ttl),
         el('button', { type: 'submit' }, 'Acquire'))),
@@ -48,7 +71,10 @@ export function mount(root, selected) {
 
   async function refresh() {
     try {
-      leases = (await get('/locks')).locks;
+      const [all, own] = await Promise.all([allLocks(), get('/locks')]);
+      leases = all.locks;
+      more = all.more;
+      mineIds = new Set(own.locks.map((lease) => lease.lease_id));
       draw();
     } catch (error) {
       say(error.message, true);
@@ -64,7 +90,7 @@ export function mount(root, selected) {
     return el('td', { class: 'num countdown', 'data-expires': expiresAt }, duration(left(expiresAt)));
   }
 
-  /** Counts every countdown down; a lease of the caller's that ran out is dropped. */
+  /** Counts every countdown down; a listed lease that ran out is dropped. */
   function tick() {
     for (const cell of root.querySelectorAll('[data-expires]')) {
       const seconds = left(cell.dataset.expires);
@@ -77,17 +103,26 @@ export function mount(root, selected) {
   }
 
   function draw() {
-    fill(mine, leases.length === 0
-      ? el('p', { class: 'empty' }, 'You hold no lock.')
-      : table('Your leases', ['Name', 'Fencing token', 'Time left', 'Client', ''], leases.map((lease) =>
-        el('tr', { 'data-lock': lease.name },
-          el('td', {}, el('a', { href: `#/locks/${seg(lease.name)}` }, lease.name)),
-          el('td', { class: 'num' }, lease.fencing_token),
-          countdown(lease.expires_at),
-          el('td', {}, lease.client_id ?? ''),
-          el('td', {}, el('button', {
-            type: 'button', class: 'danger', onclick: (click) => release(click.currentTarget, lease),
-          }, 'Release'))))));
+    const yours = leases.filter((lease) => mineIds.has(lease.lease_id)).length;
+    fill(held, leases.length === 0
+      ? el('p', { class: 'empty' }, 'No lock is held.')
+      : [
+        table('Held now', ['Name', 'Holder', 'Fencing token', 'Time left', 'Client', ''], leases.map((lease) => {
+          const own = mineIds.has(lease.lease_id);
+          return el('tr', { 'data-lock': lease.name, 'data-holder': lease.holder, class: own && 'mine' },
+            el('td', {}, el('a', { href: `#/locks/${seg(lease.name)}` }, lease.name)),
+            el('td', {}, own ? `${lease.holder} (you)` : lease.holder),
+            el('td', { class: 'num' }, lease.fencing_token),
+            countdown(lease.expires_at),
+            el('td', {}, lease.client_id ?? ''),
+            el('td', {}, own ? el('button', {
+              type: 'button', class: 'danger', onclick: (click) => release(click.currentTarget, lease),
+            }, 'Release') : ''));
+        })),
+        el('p', { class: 'count' }, more
+          ? `The first ${leases.length} locks by name; ${yours} of them yours.`
+          : `${leases.length} held, ${yours} by you.`),
+      ]);
     const rows = [...seen.values()].sort((a, b) => b.index - a.index).map((event) => {
       const ended = event.action === 'released' || event.action === 'expired';
       return el('tr', { 'data-seen': event.name },
@@ -126,6 +161,8 @@ export function mount(root, selected) {
     }
   }
 
+  // A burst of lock events reads the list once.
+  const refreshSoon = debounced(refresh, 200);
   const ticker = setInterval(tick, 1000);
   refresh();
   showDetail(selected);
@@ -134,7 +171,7 @@ export function mount(root, selected) {
     onEvent(event) {
       if (event.kind !== 'lock') return;
       seen.set(event.name, event);
-      refresh();
+      refreshSoon();
       if (event.name === selected) showDetail(selected);
     },
     stop: () => clearInterval(ticker),
