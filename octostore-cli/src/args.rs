@@ -582,7 +582,11 @@ pub enum LockCommand {
         name: String,
     },
     /// The caller's live leases.
-    List,
+    List {
+        /// Every user's live leases instead (lock names are one namespace), by name.
+        #[arg(long)]
+        all: bool,
+    },
     /// Run a command while holding the lock, renewing it in the background.
     ///
     /// While another holds the lock it waits, without bound, as flock does: -n tries once,

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Error, LeaseId, LockGrant, LockName, LockStatus, Result,
+    AcquireStatus, Api, ClientId, Error, Lease, LeaseId, LockGrant, LockName, LockPage, LockStatus,
+    Result,
 };
 use octostore_http::dto::{
     LockConflict, LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released,
@@ -79,8 +80,8 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
                 }
             }
         }
-        LockCommand::List => {
-            let leases = api.locks()?;
+        LockCommand::List { all } => {
+            let leases = if all { every_lease(api)? } else { api.locks()? };
             let list = LockList {
                 total: leases.len(),
                 locks: leases.iter().map(LockInfo::from).collect(),
@@ -91,13 +92,18 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
                     .locks
                     .iter()
                     .map(|l| {
-                        format!(
+                        let line = format!(
                             "{} lease_id={} fencing_token={} expires_at={}",
                             l.name,
                             l.lease_id,
                             l.fencing_token,
                             l.expires_at.to_rfc3339()
-                        )
+                        );
+                        if all {
+                            format!("{line} holder={}", l.holder)
+                        } else {
+                            line
+                        }
                     })
                     .collect();
                 lines.join("\n")
@@ -108,6 +114,20 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every user's live leases, by name, read a page after another.
+fn every_lease(api: &dyn Api) -> Result<Vec<Lease>> {
+    let mut leases = Vec::new();
+    let mut page = LockPage::new(None, Some(LockPage::MAX_LIMIT as u64))?;
+    loop {
+        let read = api.all_locks(&page)?;
+        leases.extend(read.locks);
+        match read.next {
+            Some(next) => page = next,
+            None => return Ok(leases),
+        }
+    }
 }
 
 fn print_lease(as_json: bool, lease: &LockResponse) {

@@ -42,6 +42,12 @@ fn every_command(env: &Env) {
         env.run(&["lock", "list"]).expect(0).stdout.lines().count(),
         1
     );
+    let all = env
+        .run(&["lock", "list", "--all", "--json"])
+        .expect(0)
+        .json();
+    assert_eq!(all["total"], 1);
+    assert_eq!(all["locks"][0]["holder"], "alice");
     env.run(&["lock", "release", "deploy", "--lease", &lease])
         .expect(0);
     env.run(&["lock", "release", "deploy", "--lease", &lease])
@@ -275,6 +281,37 @@ fn every_command_on_a_local_file() {
 #[test]
 fn every_command_against_a_server() {
     every_command(&Env::remote());
+}
+
+#[test]
+fn lock_list_all_shows_every_users_leases_with_their_holders() {
+    let env = Env::local();
+    for (lock, user) in [("b-lock", "alice"), ("a-lock", "bob"), ("c-lock", "carol")] {
+        (env.run(&["lock", "acquire", lock, "--ttl", "60", "--user", user])).expect(0);
+    }
+    let all = env
+        .run(&["lock", "list", "--all", "--json"])
+        .expect(0)
+        .json();
+    let listed: Vec<(&str, &str)> = (all["locks"].as_array().unwrap().iter())
+        .map(|l| (l["name"].as_str().unwrap(), l["holder"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("a-lock", "bob"), ("b-lock", "alice"), ("c-lock", "carol")]
+    );
+    assert_eq!(all["total"], 3);
+    assert!(all.get("next").is_none());
+    let text = env.run(&["lock", "list", "--all"]).expect(0).stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3);
+    assert!(
+        lines[0].starts_with("a-lock ") && lines[0].ends_with(" holder=bob"),
+        "{text}"
+    );
+    let own = env.run(&["lock", "list", "--json"]).expect(0).json();
+    assert_eq!(own["total"], 1, "without --all, the caller's own");
+    assert_eq!(own["locks"][0]["name"], "b-lock");
 }
 
 #[test]
