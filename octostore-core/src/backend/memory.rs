@@ -454,17 +454,19 @@ impl Tx for MemoryTx<'_> {
             .collect())
     }
 
-    /// Sorts every lease by name for each page: a pass over memory, with no I/O to wait for.
+    /// Picks each page out of every lease after `after` (a pass over memory, with no I/O to
+    /// wait for), and sorts the page alone.
     fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>> {
         let mut leases: Vec<&StoredLease> = (self.state.leases.table.iter())
             .filter(|l| after.is_none_or(|after| l.name > *after))
             .collect();
-        leases.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        Ok(leases
-            .into_iter()
-            .take(max)
-            .map(StoredLease::record)
-            .collect())
+        let by_name = |a: &&StoredLease, b: &&StoredLease| a.name.cmp(&b.name);
+        if leases.len() > max {
+            leases.select_nth_unstable_by(max, by_name);
+            leases.truncate(max);
+        }
+        leases.sort_unstable_by(by_name);
+        Ok(leases.into_iter().map(StoredLease::record).collect())
     }
 
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {

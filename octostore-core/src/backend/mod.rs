@@ -335,7 +335,8 @@ pub trait Tx {
     /// The owner's stored leases, live or not.
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>>;
     /// The stored leases, live or not, every owner's, in name order after `after`, at most
-    /// `max`.
+    /// `max` (the order of the database's collation on PostgreSQL, where `after` compares by
+    /// it too, so pages still follow one another).
     fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
