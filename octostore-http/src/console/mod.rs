@@ -97,11 +97,12 @@ pub fn embedded_bytes() -> usize {
     INDEX.len() + ASSETS.iter().map(|asset| asset.body.len()).sum::<usize>()
 }
 
-/// `GET /ui`, `/ui/` (the page) and `/ui/{asset}`; any other request is rejected, for the
-/// API's routes to answer. `github`: whether the page offers GitHub sign-in.
+/// `GET /ui`, `/ui/` (the page) and `/ui/{asset}`, and `HEAD` of each (the headers alone);
+/// any other request is rejected, for the API's routes to answer. `github`: whether the
+/// page offers GitHub sign-in.
 pub fn routes(github: bool) -> BoxedFilter<(Response,)> {
     let index = Bytes::from(INDEX.replace(GITHUB_PLACEHOLDER, if github { "on" } else { "off" }));
-    warp::get()
+    (warp::get().or(warp::head()).unify())
         .and(warp::path::full())
         .and_then(move |path: FullPath| {
             let index = index.clone();

@@ -48,6 +48,17 @@ fn the_page_loads_without_a_token_under_a_strict_policy() {
         let html = page.text().unwrap();
         assert!(html.contains(r#"<script type="module" src="/ui/js/main.js">"#));
         assert!(html.contains(r#"<meta name="octostore-github" content="off">"#));
+        // As `curl -I` asks: the same headers, no body.
+        let head = reqwest::blocking::Client::new()
+            .head(server.url(path))
+            .send()
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK, "HEAD {path}");
+        assert_eq!(
+            header(&head, "content-security-policy"),
+            CONTENT_SECURITY_POLICY
+        );
+        assert_eq!(head.text().unwrap(), "", "HEAD {path}");
     }
     for directive in [
         "default-src 'none'",
