@@ -324,17 +324,7 @@ impl<D: Driver> Tx for D {
         max: usize,
         keep: &mut dyn FnMut(&LeaseRecord) -> bool,
     ) -> Result<Retained<LockName>> {
-        // Every name is longer than "".
-        let after = after.map_or("", LockName::as_str);
-        let read = self.rows(
-            concat!(
-                "SELECT ",
-                lease_columns!(),
-                " FROM leases WHERE name > $1 ORDER BY name LIMIT $2"
-            ),
-            &[Text(after), Int(rows::sql_limit(max))],
-            rows::lease,
-        )?;
+        let read = self.leases_after(after, max)?;
         Retained::step(
             &read,
             max,

@@ -28,7 +28,7 @@ use crate::records::event::Change;
 use crate::records::identity::UserId;
 use crate::rules::event;
 use crate::rules::schema::{self, Validators};
-use crate::values::bounds::Description;
+use crate::values::bounds::{page_limit, Description};
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, Resource, Result};
 use crate::values::names::{ConfigKey, Login};
@@ -68,18 +68,7 @@ impl HistoryPage {
     /// The page of at most `limit` versions (1 to [`MAX_LIMIT`](Self::MAX_LIMIT); default
     /// the most) numbered above `after` (default: from the oldest kept).
     pub fn new(after: Option<u64>, limit: Option<u64>) -> Result<Self> {
-        let limit = match limit {
-            None => Self::MAX_LIMIT,
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "limit",
-                        format!("must be 1 to {}, got {n}", Self::MAX_LIMIT),
-                    )
-                })?,
-        };
+        let limit = page_limit(limit, Self::MAX_LIMIT, Self::MAX_LIMIT)?;
         let after = after.unwrap_or(0);
         if after > i64::MAX as u64 {
             return Err(Error::invalid(

@@ -31,7 +31,7 @@ use crate::records::identity::{User, UserId};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId};
 use crate::rules::event;
 use crate::rules::identity::random_uuid;
-use crate::values::bounds::Ttl;
+use crate::values::bounds::{page_limit, Ttl};
 use crate::values::clock::Timestamp;
 use crate::values::error::{Error, HeldBy, Resource, Result};
 use crate::values::names::{ClientId, LockName, Login};
@@ -69,18 +69,7 @@ impl LockPage {
     /// The page of at most `limit` locks (1 to [`MAX_LIMIT`](Self::MAX_LIMIT); default
     /// [`DEFAULT_LIMIT`](Self::DEFAULT_LIMIT)) named after `after` (default: from the first).
     pub fn new(after: Option<LockName>, limit: Option<u64>) -> Result<Self> {
-        let limit = match limit {
-            None => Self::DEFAULT_LIMIT,
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=Self::MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
-                    Error::invalid(
-                        "limit",
-                        format!("must be 1 to {}, got {n}", Self::MAX_LIMIT),
-                    )
-                })?,
-        };
+        let limit = page_limit(limit, Self::DEFAULT_LIMIT, Self::MAX_LIMIT)?;
         Ok(Self { after, limit })
     }
 

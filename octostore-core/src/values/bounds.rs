@@ -141,6 +141,17 @@ impl Description {
     }
 }
 
+/// How many items a page of a listing holds: `limit` when asked, 1 to `max`, else `default`.
+pub(crate) fn page_limit(limit: Option<u64>, default: usize, max: usize) -> Result<usize> {
+    let Some(n) = limit else {
+        return Ok(default);
+    };
+    usize::try_from(n)
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| Error::invalid("limit", format!("must be 1 to {max}, got {n}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
