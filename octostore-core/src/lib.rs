@@ -91,7 +91,9 @@ pub use rules::flag_eval::{
 };
 pub use rules::flag_targeting::TargetingChange;
 pub use rules::identity::Token;
-pub use rules::lock::{AcquireStatus, AllLocks, Lease, LockGrant, LockPage, LockStatus};
+pub use rules::lock::{
+    AcquireStatus, AllLocks, Lease, ListedLock, LockGrant, LockPage, LockStatus,
+};
 pub use rules::rate_limit::{Decision, LimitSummary};
 pub use store::{Quotas, Session, Settings, Store, StoreBuilder, Swept, PRUNE_EVERY};
 pub use subscription::{Subscription, SubscriptionItem};

@@ -9,12 +9,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::api::Api;
-use crate::backend::{Key, Keys};
+use crate::backend::{Key, Keys, Tx};
 use crate::changes::Wake;
 use crate::records::config::{ConfigSchema, ConfigSummary};
 use crate::records::flag::Flag;
 use crate::records::identity::User;
-use crate::records::lock::{LeaseId, WaiterRecord};
+use crate::records::lock::LeaseId;
 use crate::records::rate_limit::LimitRecord;
 use crate::records::targeting::{Constraint, Segment};
 use crate::rules::config::{self, ConfigEntry, ConfigHistory, HistoryPage};
@@ -95,13 +95,24 @@ impl Session {
 
     /// How many wait in `name`'s queue, in every live process sharing the store.
     pub fn waiters(&self, name: &LockName) -> Result<usize> {
+        self.read_counting_waiters(|tx, now, counting| lock::waiters(tx, now, name, counting))
+    }
+
+    /// `read`'s answer, in one read-only transaction at its instant, counting the waiters of
+    /// a queue as this process sees them.
+    fn read_counting_waiters<R>(
+        &self,
+        read: impl Fn(&mut dyn Tx, Timestamp, &lock::Counting) -> Result<R>,
+    ) -> Result<R> {
         let queues = self.store.lock_queues();
-        let me = queues.node();
+        let has_left = |name: &LockName, ticket| queues.has_left(name, ticket);
+        let counting = lock::Counting {
+            me: queues.node(),
+            has_left: &has_left,
+        };
         self.store.read(|tx| {
-            let now = tx.now()?.to_datetime();
-            let waiting = tx.queue_of(name, me, now, usize::MAX)?;
-            let left = |w: &&WaiterRecord| w.node == me && queues.has_left(name, w.ticket);
-            Ok(waiting.iter().filter(|w| !left(w)).count())
+            let now = tx.now()?;
+            read(tx, now, &counting)
         })
     }
 
@@ -215,10 +226,7 @@ impl Api for Session {
     }
 
     fn all_locks(&self, page: &LockPage) -> Result<AllLocks> {
-        self.store.read(|tx| {
-            let now = tx.now()?;
-            lock::all(tx, now, page)
-        })
+        self.read_counting_waiters(|tx, now, counting| lock::all(tx, now, page, counting))
     }
 
     fn check(&self, name: &LimitName, policy: RatePolicy) -> Result<Decision> {

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use octostore_core::{
     AcquireStatus, Change, ClientId, ConfigEntry, ConfigKey, ConfigSchema, ConfigSummary,
     ConfigVersion, Decision, Error, Event, EventKind, EventPage, FencingToken, Flag, FlagName,
-    HeldBy, Lease, LeaseChange, LeaseId, LimitName, LimitSummary, LockGrant, LockName, Login,
-    Percentage, Prerequisite, RatePolicy, Resource, Result, Rule, Targeting, User, Variant,
+    HeldBy, Lease, LeaseChange, LeaseId, LimitName, LimitSummary, ListedLock, LockGrant, LockName,
+    Login, Percentage, Prerequisite, RatePolicy, Resource, Result, Rule, Targeting, User, Variant,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -129,6 +129,7 @@ impl LockResponse {
             fencing_token: self.fencing_token,
             expires_at: self.expires_at,
             client_id: self.client_id,
+            waiters: None,
         }
         .into_lease()
     }
@@ -178,6 +179,9 @@ pub struct LockInfo {
     /// Extension: the `client_id` the lease was acquired with; omitted without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
+    /// Extension, with `all=true` only: how many acquires wait in the lock's queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiters: Option<usize>,
 }
 
 impl From<&Lease> for LockInfo {
@@ -189,6 +193,16 @@ impl From<&Lease> for LockInfo {
             fencing_token: lease.fencing_token.0,
             expires_at: lease.expires_at,
             client_id: lease.client_id.as_ref().map(ToString::to_string),
+            waiters: None,
+        }
+    }
+}
+
+impl From<&ListedLock> for LockInfo {
+    fn from(listed: &ListedLock) -> Self {
+        Self {
+            waiters: Some(listed.waiters),
+            ..Self::from(&listed.lease)
         }
     }
 }

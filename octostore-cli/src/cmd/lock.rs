@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use octostore_core::{
-    AcquireStatus, Api, ClientId, Error, Lease, LeaseId, LockGrant, LockName, LockPage, LockStatus,
-    Result,
+    AcquireStatus, Api, ClientId, Error, LeaseId, ListedLock, LockGrant, LockName, LockPage,
+    LockStatus, Result,
 };
 use octostore_http::dto::{
     LockConflict, LockInfo, LockList, LockNotHeld, LockResponse, LockState, Released,
@@ -81,10 +81,13 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
             }
         }
         LockCommand::List { all } => {
-            let leases = if all { every_lease(api)? } else { api.locks()? };
+            let locks: Vec<LockInfo> = match all {
+                true => every_lease(api)?.iter().map(LockInfo::from).collect(),
+                false => api.locks()?.iter().map(LockInfo::from).collect(),
+            };
             let list = LockList {
-                total: leases.len(),
-                locks: leases.iter().map(LockInfo::from).collect(),
+                total: locks.len(),
+                locks,
                 next: None,
             };
             print(global.json, &list, || {
@@ -99,10 +102,11 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
                             l.fencing_token,
                             l.expires_at.to_rfc3339()
                         );
-                        if all {
-                            format!("{line} holder={}", l.holder)
-                        } else {
-                            line
+                        match l.waiters {
+                            Some(waiters) => {
+                                format!("{line} holder={} waiters={waiters}", l.holder)
+                            }
+                            None => line,
                         }
                     })
                     .collect();
@@ -116,8 +120,8 @@ pub fn run(global: &Global, command: LockCommand) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every user's live leases, by name, read a page after another.
-fn every_lease(api: &dyn Api) -> Result<Vec<Lease>> {
+/// Every user's live leases, by name, with their locks' waiters, read a page after another.
+fn every_lease(api: &dyn Api) -> Result<Vec<ListedLock>> {
     let mut leases = Vec::new();
     let mut page = LockPage::new(None, Some(LockPage::MAX_LIMIT as u64))?;
     loop {

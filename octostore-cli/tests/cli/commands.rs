@@ -306,7 +306,7 @@ fn lock_list_all_shows_every_users_leases_with_their_holders() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3);
     assert!(
-        lines[0].starts_with("a-lock ") && lines[0].ends_with(" holder=bob"),
+        lines[0].starts_with("a-lock ") && lines[0].ends_with(" holder=bob waiters=0"),
         "{text}"
     );
     let own = env.run(&["lock", "list", "--json"]).expect(0).json();

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use crate::backend::{EventQuery, Retained, Tx};
 use crate::records::event::{Change, EventKind, Kinds, LeaseChange};
 use crate::records::identity::{User, UserId};
-use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId};
+use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
 use crate::rules::event;
 use crate::rules::identity::random_uuid;
 use crate::values::bounds::{page_limit, Ttl};
@@ -98,9 +98,37 @@ impl Default for LockPage {
 pub struct AllLocks {
     /// The live leases among the page's stored ones (a dead one is left out, so a page may
     /// hold fewer than its limit, even none, and still have a next).
-    pub locks: Vec<Lease>,
+    pub locks: Vec<ListedLock>,
     /// Where the next page starts, if the page read as many stored leases as it could.
     pub next: Option<LockPage>,
+}
+
+/// A live lease in a listing of every user's, with its lock's waiters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedLock {
+    /// The lease.
+    pub lease: Lease,
+    /// How many acquires wait in the lock's queue, in every live process.
+    pub waiters: usize,
+}
+
+/// Which waiters of a queue count: those of live processes, but this process's (`me`) whose
+/// tickets have left (their rows are about to go).
+pub(crate) struct Counting<'a> {
+    pub me: NodeId,
+    pub has_left: &'a dyn Fn(&LockName, u64) -> bool,
+}
+
+/// How many wait in `name`'s queue at `now`, as `counting` counts them.
+pub(crate) fn waiters(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    name: &LockName,
+    counting: &Counting,
+) -> Result<usize> {
+    let waiting = tx.queue_of(name, counting.me, now.to_datetime(), usize::MAX)?;
+    let left = |w: &&WaiterRecord| w.node == counting.me && (counting.has_left)(name, w.ticket);
+    Ok(waiting.iter().filter(|w| !left(w)).count())
 }
 
 // The rule of a lease's life, as a method of the record storage keeps.
@@ -430,7 +458,12 @@ pub(crate) fn list(tx: &mut dyn Tx, now: Timestamp, caller: &User) -> Result<Vec
 
 /// The live leases of every user among the stored ones of `page`, each with its holder's
 /// login (read once per owner).
-pub(crate) fn all(tx: &mut dyn Tx, now: Timestamp, page: &LockPage) -> Result<AllLocks> {
+pub(crate) fn all(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    page: &LockPage,
+    counting: &Counting,
+) -> Result<AllLocks> {
     let stored = tx.leases_after(page.after(), page.limit())?;
     let next = (stored.len() == page.limit())
         .then(|| stored.last())
@@ -450,7 +483,9 @@ pub(crate) fn all(tx: &mut dyn Tx, now: Timestamp, page: &LockPage) -> Result<Al
                 login
             }
         };
-        locks.push(lease.held_by(holder));
+        let waiters = waiters(tx, now, &lease.name, counting)?;
+        let lease = lease.held_by(holder);
+        locks.push(ListedLock { lease, waiters });
     }
     Ok(AllLocks { locks, next })
 }

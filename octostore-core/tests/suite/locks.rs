@@ -247,7 +247,7 @@ fn all_locks_lists_every_users_live_leases_by_name(open: Open) {
     let bobs = bob.acquire(&name("c-lock"), ttl(100), None).unwrap();
     let listed = |page: &LockPage| -> Vec<(String, String)> {
         (bob.all_locks(page).unwrap().locks.iter())
-            .map(|l| (l.name.to_string(), l.holder.to_string()))
+            .map(|l| (l.lease.name.to_string(), l.lease.holder.to_string()))
             .collect()
     };
     let all = LockPage::default();
@@ -259,12 +259,22 @@ fn all_locks_lists_every_users_live_leases_by_name(open: Open) {
             ("c-lock".into(), "bob".into())
         ]
     );
+    // Two wait for bob's lock; one of them has given up (its ticket dropped).
+    let waiting = alice.join_queue(&name("c-lock"), Box::new(|| {})).unwrap();
+    drop(alice.join_queue(&name("c-lock"), Box::new(|| {})).unwrap());
     let page = alice.all_locks(&all).unwrap();
     assert_eq!(page.next, None, "a page that is not full is the last");
     assert_eq!(
-        page.locks[2], bobs.lease,
+        page.locks[2].lease, bobs.lease,
         "each lease as its holder was granted it"
     );
+    let waiters: Vec<usize> = page.locks.iter().map(|l| l.waiters).collect();
+    assert_eq!(
+        waiters,
+        [0, 0, 1],
+        "the waiters still waiting, of each lock"
+    );
+    drop(waiting);
 
     h.advance_secs(10);
     assert_eq!(
@@ -298,7 +308,7 @@ fn all_locks_pages_cover_every_lease_once(open: Open) {
     loop {
         let answer = users[0].all_locks(&page).unwrap();
         pages += 1;
-        listed.extend(answer.locks.iter().map(|l| l.name.to_string()));
+        listed.extend(answer.locks.iter().map(|l| l.lease.name.to_string()));
         match answer.next {
             Some(next) => {
                 assert_eq!(next.limit(), 3);

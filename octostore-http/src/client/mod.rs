@@ -50,8 +50,8 @@ use octostore_core::{
     AllLocks, Api, ClientId, ConfigDiff, ConfigEntry, ConfigHistory, ConfigKey, ConfigSchema,
     ConfigSummary, Constraint, Decision, Description, Error, Evaluation, EvaluationContext,
     EventFilter, EventPage, Flag, FlagName, HistoryPage, Lease, LeaseId, LimitName, LimitSummary,
-    LockGrant, LockName, LockPage, LockStatus, Login, Percentage, RatePolicy, Result, Segment,
-    SegmentName, Subject, TargetingChange, Ttl,
+    ListedLock, LockGrant, LockName, LockPage, LockStatus, Login, Percentage, RatePolicy, Result,
+    Segment, SegmentName, Subject, TargetingChange, Ttl,
 };
 use parking_lot::RwLock;
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -813,7 +813,11 @@ impl Api for Client {
             all: Some(page.clone()),
         })?;
         let locks = (list.locks.into_iter())
-            .map(|info| converted(info.into_lease()))
+            .map(|info| {
+                let waiters = info.waiters.unwrap_or(0);
+                let lease = converted(info.into_lease())?;
+                Ok(ListedLock { lease, waiters })
+            })
             .collect::<Result<_>>()?;
         let next = list
             .next

@@ -156,8 +156,8 @@ pub(super) async fn status(request: Request) -> Response {
 pub(super) async fn list(request: Request) -> Response {
     let list = request.decode::<ListLocks>();
     let op = move |session: &Session| {
-        let (leases, next) = match list?.all {
-            None => (session.locks()?, None),
+        let (locks, next): (Vec<LockInfo>, _) = match list?.all {
+            None => (session.locks()?.iter().map(LockInfo::from).collect(), None),
             Some(page) => {
                 let all = session.all_locks(&page)?;
                 let next = all
@@ -165,12 +165,12 @@ pub(super) async fn list(request: Request) -> Response {
                     .as_ref()
                     .and_then(LockPage::after)
                     .map(|n| n.to_string());
-                (all.locks, next)
+                (all.locks.iter().map(LockInfo::from).collect(), next)
             }
         };
         Ok(answer::<ListLocks>(&LockList {
-            total: leases.len(),
-            locks: leases.iter().map(LockInfo::from).collect(),
+            total: locks.len(),
+            locks,
             next,
         }))
     };

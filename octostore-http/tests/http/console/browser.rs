@@ -1,5 +1,6 @@
 //! The console in headless Chromium against a real server: sign in with a token; every
-//! user's locks are listed, another's held before the page loaded among them; a lock
+//! user's locks are listed, another's held before the page loaded among them with its
+//! waiter; a lock
 //! appears, counts down and expires; a flag is created, toggled, rolled out and evaluated; a
 //! config key is edited, compared and rolled back; limits show their use and reset; hostile
 //! names stay text; every section fits a phone. The same on a server on a SQLite file. With
@@ -9,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use octostore_core::{Api, ConfigKey, Login, Quotas, Settings, SqliteBackend, Store};
+use octostore_core::{Api, ConfigKey, LockName, Login, Quotas, Settings, SqliteBackend, Store};
 use octostore_http::ServerOptions;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Client;
@@ -190,6 +191,13 @@ fn locks(console: &Console) {
         .unwrap()
         .error_for_status()
         .unwrap();
+    // And someone waiting for it, for the list's count of waiters.
+    let carol = console.server.token("carol");
+    let early_bird = LockName::parse("early-bird").unwrap();
+    let store = &console.server.store;
+    let waiting = (store.authenticate(&carol).unwrap())
+        .join_queue(&early_bird, Box::new(|| {}))
+        .unwrap();
     browser.run("location.reload();", json!([]));
     browser.wait_for_text("#live", "live");
     console.section("#/locks");
@@ -207,6 +215,8 @@ fn locks(console: &Console) {
         "",
         "not seen in the stream"
     );
+    assert_eq!(browser.text("[data-lock=early-bird] .waiters"), "1");
+    drop(waiting);
     browser.type_into("#acquire-form input[name=lock]", "deploy");
     browser.type_into("#acquire-form input[name=ttl]", "600");
     browser.click("#acquire-form button");

@@ -1,6 +1,6 @@
-// Locks: every user's live leases, counting down, the caller's marked and with release;
-// any lock's status by name (holder, fencing token, waiters); locks of anyone seen in the
-// change stream, each of which reads the list again.
+// Locks: every user's live leases, counting down, with their waiters, the caller's marked
+// and with release; any lock's status by name (holder, fencing token, waiters); locks of
+// anyone seen in the change stream, each of which reads the list again.
 
 import { call, get, seg } from './api.js';
 import { el, fill, field, table, confirmAction, act, duration, say, debounced } from './dom.js';
@@ -107,13 +107,14 @@ export function mount(root, selected) {
     fill(held, leases.length === 0
       ? el('p', { class: 'empty' }, 'No lock is held.')
       : [
-        table('Held now', ['Name', 'Holder', 'Fencing token', 'Time left', 'Client', ''], leases.map((lease) => {
+        table('Held now', ['Name', 'Holder', 'Fencing token', 'Time left', 'Waiters', 'Client', ''], leases.map((lease) => {
           const own = mineIds.has(lease.lease_id);
           return el('tr', { 'data-lock': lease.name, 'data-holder': lease.holder, class: own && 'mine' },
             el('td', {}, el('a', { href: `#/locks/${seg(lease.name)}` }, lease.name)),
             el('td', {}, own ? `${lease.holder} (you)` : lease.holder),
             el('td', { class: 'num' }, lease.fencing_token),
             countdown(lease.expires_at),
+            el('td', { class: 'num waiters' }, lease.waiters ?? 0),
             el('td', {}, lease.client_id ?? ''),
             el('td', {}, own ? el('button', {
               type: 'button', class: 'danger', onclick: (click) => release(click.currentTarget, lease),
