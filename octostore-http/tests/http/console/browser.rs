@@ -3,14 +3,18 @@
 //! waiter; a lock
 //! appears, counts down and expires; a flag is created, toggled, rolled out and evaluated; a
 //! config key is edited, compared and rolled back; limits show their use and reset; hostile
-//! names stay text; every section fits a phone. The same on a server on a SQLite file. With
+//! names stay text; every section fits a phone. The same on a server on a SQLite file, and on
+//! PostgreSQL when `OCTOSTORE_TEST_POSTGRES_URL` names a database. With
 //! `OCTOSTORE_SCREENSHOTS=<dir>` each page is saved there as PNG. Skipped (said on stderr)
 //! without Chromium, except under CI.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use octostore_core::{Api, ConfigKey, LockName, Login, Quotas, Settings, SqliteBackend, Store};
+use octostore_core::{
+    Api, ConfigKey, LockName, Login, PostgresBackend, PostgresOptions, Quotas, Settings,
+    SqliteBackend, Store,
+};
 use octostore_http::ServerOptions;
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use reqwest::blocking::Client;
@@ -42,11 +46,13 @@ struct Console {
 
 /// The store the console's server runs on: the console only talks to the API, so any does.
 #[derive(Clone, Copy)]
-enum Backend {
+enum Backend<'a> {
     /// In memory; the screenshots are taken on it.
     Memory,
     /// A SQLite file in a temporary directory: its changes go through the committer thread.
     SqliteFile,
+    /// The database at `url`, in a schema of its own: operations on the blocking pool.
+    Postgres { url: &'a str, schema: &'a str },
 }
 
 impl Console {
@@ -60,6 +66,14 @@ impl Console {
                 let dir = tempfile::tempdir().unwrap();
                 let file = SqliteBackend::open(dir.path().join("octostore.db")).unwrap();
                 (Store::builder().backend(file).build(), Some(dir))
+            }
+            Backend::Postgres { url, schema } => {
+                let options = PostgresOptions {
+                    schema: Some(schema.to_owned()),
+                    ..PostgresOptions::default()
+                };
+                let database = PostgresBackend::connect_with(url, options).unwrap();
+                (Store::builder().backend(database).build(), None)
             }
         };
         let server = Server::serve(store, Arc::default(), console_on());
@@ -79,7 +93,7 @@ impl Console {
             http: Client::new(),
             screenshots: match backend {
                 Backend::Memory => std::env::var_os("OCTOSTORE_SCREENSHOTS").map(PathBuf::from),
-                Backend::SqliteFile => None,
+                Backend::SqliteFile | Backend::Postgres { .. } => None,
             },
             _dir: dir,
         })
@@ -157,6 +171,30 @@ fn the_console_on_a_sqlite_file() {
     flags(&console);
     config(&console);
     limits(&console);
+}
+
+#[test]
+fn the_console_on_postgres() {
+    let var = "OCTOSTORE_TEST_POSTGRES_URL";
+    let Some(url) = std::env::var(var).ok().filter(|url| !url.is_empty()) else {
+        eprintln!("SKIPPED: the console on PostgreSQL ({var} is unset)");
+        return;
+    };
+    let schema = format!("octostore_console_{}", uuid::Uuid::new_v4().simple());
+    if let Some(console) = Console::open(Backend::Postgres {
+        url: &url,
+        schema: &schema,
+    }) {
+        sign_in(&console);
+        locks(&console);
+        flags(&console);
+        config(&console);
+        limits(&console);
+    }
+    let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    admin
+        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .unwrap();
 }
 
 fn sign_in(console: &Console) {
