@@ -259,9 +259,9 @@ fn all_locks_lists_every_users_live_leases_by_name(open: Open) {
             ("c-lock".into(), "bob".into())
         ]
     );
-    // Two wait for bob's lock; one of them has given up (its ticket dropped).
-    let waiting = alice.join_queue(&name("c-lock"), Box::new(|| {})).unwrap();
-    drop(alice.join_queue(&name("c-lock"), Box::new(|| {})).unwrap());
+    // Carol waits for bob's lock.
+    let carol = h.user("carol");
+    let waiting = carol.join_queue(&name("c-lock"), Box::new(|| {})).unwrap();
     let page = alice.all_locks(&all).unwrap();
     assert_eq!(page.next, None, "a page that is not full is the last");
     assert_eq!(
@@ -269,19 +269,21 @@ fn all_locks_lists_every_users_live_leases_by_name(open: Open) {
         "each lease as its holder was granted it"
     );
     let waiters: Vec<usize> = page.locks.iter().map(|l| l.waiters).collect();
-    assert_eq!(
-        waiters,
-        [0, 0, 1],
-        "the waiters still waiting, of each lock"
-    );
-    drop(waiting);
+    assert_eq!(waiters, [0, 0, 1], "the waiters of each lock");
+    // Bob lets go, and carol takes the lock in her turn, leaving the queue (a ticket dropped
+    // unserved would leave it on a thread of its own, racing the test's end).
+    bob.release(&name("c-lock"), bobs.lease.lease_id).unwrap();
+    carol.acquire_in_turn(&waiting, ttl(100), None).unwrap();
+    let page = alice.all_locks(&all).unwrap();
+    let waiters: Vec<usize> = page.locks.iter().map(|l| l.waiters).collect();
+    assert_eq!(waiters, [0, 0, 0], "a waiter served leaves the count");
 
     h.advance_secs(10);
     assert_eq!(
         listed(&all),
         [
             ("b-lock".into(), "alice".into()),
-            ("c-lock".into(), "bob".into())
+            ("c-lock".into(), "carol".into())
         ],
         "a dead lease is left out, swept or not"
     );
