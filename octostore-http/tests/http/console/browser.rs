@@ -151,11 +151,7 @@ fn the_console_in_a_real_browser() {
     let Some(console) = Console::open(Backend::Memory) else {
         return;
     };
-    sign_in(&console);
-    locks(&console);
-    flags(&console);
-    config(&console);
-    limits(&console);
+    every_section(&console);
     phone(&console);
     let blocked = console.browser.run("return window.blocked;", json!([]));
     assert_eq!(blocked, json!([]), "blocked by the policy, or alerts");
@@ -166,11 +162,7 @@ fn the_console_on_a_sqlite_file() {
     let Some(console) = Console::open(Backend::SqliteFile) else {
         return;
     };
-    sign_in(&console);
-    locks(&console);
-    flags(&console);
-    config(&console);
-    limits(&console);
+    every_section(&console);
 }
 
 #[test]
@@ -185,16 +177,21 @@ fn the_console_on_postgres() {
         url: &url,
         schema: &schema,
     }) {
-        sign_in(&console);
-        locks(&console);
-        flags(&console);
-        config(&console);
-        limits(&console);
+        every_section(&console);
     }
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
     admin
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .unwrap();
+}
+
+/// Signs in, then goes through locks, flags, config and limits.
+fn every_section(console: &Console) {
+    sign_in(console);
+    locks(console);
+    flags(console);
+    config(console);
+    limits(console);
 }
 
 fn sign_in(console: &Console) {
