@@ -144,10 +144,26 @@ impl TestSchema {
 
 #[cfg(feature = "postgres")]
 impl Drop for TestSchema {
+    /// Drops the schema. A store's thread may still be reading it (a queue's reader of the
+    /// change log, ending after the test), and the drop, locking table after table, can
+    /// deadlock with that read: the database then fails one of the two, and the drop is
+    /// made again.
     fn drop(&mut self) {
-        let dropped = postgres::Client::connect(&self.url, postgres::NoTls).and_then(|mut c| {
-            c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
-        });
+        let drop_once = || {
+            postgres::Client::connect(&self.url, postgres::NoTls).and_then(|mut c| {
+                c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            })
+        };
+        let deadlocked = |e: &postgres::Error| {
+            e.code() == Some(&postgres::error::SqlState::T_R_DEADLOCK_DETECTED)
+        };
+        let mut dropped = drop_once();
+        for _ in 0..5 {
+            match &dropped {
+                Err(e) if deadlocked(e) => dropped = drop_once(),
+                _ => break,
+            }
+        }
         if let Err(e) = dropped {
             if !std::thread::panicking() {
                 panic!("cannot drop the test schema {}: {e}", self.name);
