@@ -10,6 +10,7 @@
 #   DURATION=5 CONNECTIONS=32 bench/run.sh
 #   bench/run.sh --postgres      # octostore on PostgreSQL (one node, then two) beside etcd
 #   USERS=16 bench/run.sh --postgres   # the connections spread over 16 users' tokens, not 2
+#   OCTOSTORE=/tmp/octostore-old bench/run.sh   # another build of octostore, not this tree's
 #
 # --postgres runs on the database at POSTGRES_URL (default: the local one, user postgres,
 # database test), in a schema of its own that it drops at the end.
@@ -40,8 +41,12 @@ if ((${#missing[@]})); then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo build --release -q -p octostore-cli
-octostore=$PWD/target/release/octostore
+if [[ -n ${OCTOSTORE:-} ]]; then
+  octostore=$(realpath "$OCTOSTORE")
+else
+  cargo build --release -q -p octostore-cli
+  octostore=$PWD/target/release/octostore
+fi
 
 work=$(mktemp -d)
 pids=()

@@ -983,12 +983,12 @@ impl Tx for MemoryTx<'_> {
         Ok(doomed.len())
     }
 
-    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<()> {
         self.state.last_event += 1;
         let index = self.state.last_event;
         let change = change.clone();
         (self.state.events).push_back((owner, Event { index, at, change }));
-        Ok(index)
+        Ok(())
     }
 
     fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>> {

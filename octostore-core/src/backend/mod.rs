@@ -263,6 +263,35 @@ impl<K> Retained<K> {
     }
 }
 
+/// What an acquire decides on ([`Tx::acquire_view`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcquireView {
+    /// The lock's lease, live or not.
+    pub lease: Option<LeaseRecord>,
+    /// The first waiters of its queue.
+    pub first_waiters: Vec<WaiterRecord>,
+    /// How many leases the acquiring owner has stored.
+    pub leases_of_owner: usize,
+}
+
+impl AcquireView {
+    /// The view read a statement at a time ([`Tx::acquire_view`]).
+    pub fn read_apart(
+        tx: &mut (impl Tx + ?Sized),
+        name: &LockName,
+        owner: UserId,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            lease: tx.lease(name)?,
+            first_waiters: tx.queue_of(name, me, now, max)?,
+            leases_of_owner: tx.count_leases_of(owner)?,
+        })
+    }
+}
+
 /// Which events [`Tx::events_after`] reads: those of `kinds` whose name starts with
 /// `prefix`, and of `owner` unless their kind is in `of_anyone`.
 #[derive(Debug, Clone, Copy)]
@@ -340,6 +369,19 @@ pub trait Tx {
     fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
+    /// What an acquire of the lock by `owner`, of the process `me`, decides on, read together
+    /// where the backend can: as [`lease`](Self::lease), [`queue_of`](Self::queue_of) (at
+    /// most `max` waiters) and [`count_leases_of`](Self::count_leases_of) answer.
+    fn acquire_view(
+        &mut self,
+        name: &LockName,
+        owner: UserId,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<AcquireView> {
+        AcquireView::read_apart(self, name, owner, me, now, max)
+    }
     /// Keeps the leases for which `keep` is true and deletes the others, reading them in
     /// name order after `after`, at most `max` (a backend without I/O may read them all).
     fn retain_leases(
@@ -517,10 +559,10 @@ pub trait Tx {
     /// waiters.
     fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize>;
 
-    /// Appends the event of `owner`'s change, made `at`, to the log; its index, greater than
+    /// Appends the event of `owner`'s change, made `at`, to the log, at an index greater than
     /// every index readable before it (one more than the newest, where indexes follow
     /// commit order).
-    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64>;
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<()>;
     /// The events `query` reads whose index is above `after` and at most the newest
     /// ([`EventBounds::newest`]), in index order, at most `max`.
     fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>>;

@@ -135,6 +135,38 @@ macro_rules! columns_by {
 }
 pub(crate) use columns_by;
 
+/// A row's columns from the `by`th on, as a row of their own: a record read after others.
+pub(crate) struct Shifted<'a> {
+    pub row: &'a dyn Columns,
+    pub by: usize,
+}
+
+impl Columns for Shifted<'_> {
+    fn int(&self, i: usize) -> Result<i64> {
+        self.row.int(self.by + i)
+    }
+
+    fn int_or_null(&self, i: usize) -> Result<Option<i64>> {
+        self.row.int_or_null(self.by + i)
+    }
+
+    fn boolean(&self, i: usize) -> Result<bool> {
+        self.row.boolean(self.by + i)
+    }
+
+    fn text(&self, i: usize) -> Result<String> {
+        self.row.text(self.by + i)
+    }
+
+    fn text_or_null(&self, i: usize) -> Result<Option<String>> {
+        self.row.text_or_null(self.by + i)
+    }
+
+    fn bytes(&self, i: usize) -> Result<Vec<u8>> {
+        self.row.bytes(self.by + i)
+    }
+}
+
 /// The error for a stored value that does not decode.
 pub(crate) fn corrupt(what: &str) -> Error {
     Error::storage(format!("corrupt {what} in the database"))

@@ -15,7 +15,7 @@ use crate::backend::rows::{
     flag_columns, id, lease_columns, nanos, segment_columns, token_columns, user_columns, Columns,
     StoredChange,
 };
-use crate::backend::{EventBounds, EventQuery, Retained, Tx};
+use crate::backend::{AcquireView, EventBounds, EventQuery, Retained, Tx};
 use crate::records::config::{
     ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
 };
@@ -91,16 +91,32 @@ pub(crate) trait Driver {
     ) -> Result<Option<T>>;
     /// Runs a statement; how many rows it changed.
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64>;
+    /// Runs a write whose count of rows no rule reads; a driver that can holds it back, to
+    /// send with the transaction's next statement that must be answered (its errors, then,
+    /// are that statement's).
+    fn write(&mut self, sql: &'static str, params: &[Param]) -> Result<()> {
+        self.exec(sql, params).map(drop)
+    }
     /// The spelling of `upsert` this backend runs.
     fn upsert(upsert: Upsert) -> &'static str;
     /// [`Tx::now`].
     fn now(&mut self) -> Result<Timestamp>;
     /// [`Tx::next_fencing_token`].
     fn next_fencing_token(&mut self) -> Result<FencingToken>;
+    /// [`Tx::acquire_view`] in one statement, where the driver has one; `None`: read apart.
+    fn acquire_view(
+        &mut self,
+        _name: &LockName,
+        _owner: UserId,
+        _me: NodeId,
+        _now: DateTime<Utc>,
+        _max: usize,
+    ) -> Result<Option<AcquireView>> {
+        Ok(None)
+    }
     /// Inserts an event into the log, taking its index: the parameters are the values of
     /// `owner, kind, at, change, name, enabled, percentage, number, holder, expires_at`.
-    /// Returns the index.
-    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64>;
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<()>;
     /// The highest index below which every event that will ever be in the log is readable
     /// now, when that can be below the newest readable (events of transactions still
     /// running may take smaller indexes than committed ones); `None` when indexes follow
@@ -124,6 +140,18 @@ pub(crate) trait Driver {
         Ok(())
     }
 }
+
+/// The first waiters of a lock's queue ([`Tx::queue_of`]): parameters name, the process
+/// asking, the instant, how many; [`rows::waiter`]'s columns.
+macro_rules! queue_of {
+    () => {
+        "SELECT w.ticket, w.owner, w.node FROM lock_waiters w
+         LEFT JOIN nodes n ON n.node = w.node
+         WHERE w.name = $1 AND (w.node = $2 OR n.alive_until > $3)
+         ORDER BY w.ticket LIMIT $4"
+    };
+}
+pub(crate) use queue_of;
 
 /// The insert of an event, for the drivers' [`Driver::insert_event`]: its parameters as
 /// `insert_event` documents them, then the index as the SQL expression `$index`.
@@ -264,7 +292,7 @@ impl<D: Driver> Tx for D {
     }
 
     fn put_lease(&mut self, l: &LeaseRecord) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "leases (",
@@ -283,12 +311,10 @@ impl<D: Driver> Tx for D {
                 Int(nanos(l.expires_at)),
             ],
         )
-        .map(drop)
     }
 
     fn delete_lease(&mut self, name: &LockName) -> Result<()> {
-        self.exec("DELETE FROM leases WHERE name = $1", &[Text(name.as_str())])
-            .map(drop)
+        self.write("DELETE FROM leases WHERE name = $1", &[Text(name.as_str())])
     }
 
     fn leases_of(&mut self, owner: UserId) -> Result<Vec<LeaseRecord>> {
@@ -316,6 +342,20 @@ impl<D: Driver> Tx for D {
 
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize> {
         count(self, "SELECT COUNT(*) FROM leases WHERE owner = $1", owner)
+    }
+
+    fn acquire_view(
+        &mut self,
+        name: &LockName,
+        owner: UserId,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<AcquireView> {
+        match Driver::acquire_view(self, name, owner, me, now, max)? {
+            Some(view) => Ok(view),
+            None => AcquireView::read_apart(self, name, owner, me, now, max),
+        }
     }
 
     fn retain_leases(
@@ -347,7 +387,7 @@ impl<D: Driver> Tx for D {
     }
 
     fn put_limit(&mut self, owner: UserId, name: &LimitName, record: &LimitRecord) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 "limits (owner, name, record) VALUES ($1, $2, $3)",
                 "(owner, name) DO UPDATE SET record = $3",
@@ -358,7 +398,6 @@ impl<D: Driver> Tx for D {
                 Bytes(&record.to_bytes()),
             ],
         )
-        .map(drop)
     }
 
     fn delete_limit(&mut self, owner: UserId, name: &LimitName) -> Result<bool> {
@@ -425,7 +464,7 @@ impl<D: Driver> Tx for D {
 
     fn put_flag(&mut self, owner: UserId, f: &Flag) -> Result<()> {
         let targeting = (!f.targeting.is_empty()).then(|| targeting::encode(&*f.targeting));
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "flags (owner, ",
@@ -445,7 +484,6 @@ impl<D: Driver> Tx for D {
                 TextOrNull(targeting.as_deref()),
             ],
         )
-        .map(drop)
     }
 
     fn delete_flag(&mut self, owner: UserId, name: &FlagName) -> Result<bool> {
@@ -482,7 +520,7 @@ impl<D: Driver> Tx for D {
 
     fn put_segment(&mut self, owner: UserId, s: &Segment) -> Result<()> {
         let constraints = targeting::encode(&s.constraints);
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "flag_segments (owner, ",
@@ -501,7 +539,6 @@ impl<D: Driver> Tx for D {
                 Int(nanos(s.updated_at)),
             ],
         )
-        .map(drop)
     }
 
     fn delete_segment(&mut self, owner: UserId, name: &SegmentName) -> Result<bool> {
@@ -545,7 +582,7 @@ impl<D: Driver> Tx for D {
     }
 
     fn put_config_head(&mut self, owner: UserId, key: &ConfigKey, head: &ConfigHead) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "config_heads (owner, key, ",
@@ -564,7 +601,6 @@ impl<D: Driver> Tx for D {
                 IntOrNull(head.deleted_at.map(nanos)),
             ],
         )
-        .map(drop)
     }
 
     fn config_version(
@@ -606,7 +642,7 @@ impl<D: Driver> Tx for D {
         v: &ConfigVersion,
         bytes: u64,
     ) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "config_versions (owner, key, ",
@@ -627,7 +663,6 @@ impl<D: Driver> Tx for D {
                 Int(bytes as i64),
             ],
         )
-        .map(drop)
     }
 
     fn delete_config_versions_before(
@@ -691,14 +726,13 @@ impl<D: Driver> Tx for D {
     }
 
     fn put_config_bytes_of(&mut self, owner: UserId, bytes: u64) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 "config_bytes (owner, bytes) VALUES ($1, $2)",
                 "(owner) DO UPDATE SET bytes = $2",
             )),
             &[Bytes(&id(owner.0)), Int(bytes as i64)],
         )
-        .map(drop)
     }
 
     fn delete_config(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
@@ -765,7 +799,7 @@ impl<D: Driver> Tx for D {
         key: &ConfigKey,
         schema: &ConfigSchema,
     ) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 concat!(
                     "config_schemas (owner, key, ",
@@ -784,7 +818,6 @@ impl<D: Driver> Tx for D {
                 Text(&schema.schema.to_string()),
             ],
         )
-        .map(drop)
     }
 
     fn delete_config_schema(&mut self, owner: UserId, key: &ConfigKey) -> Result<bool> {
@@ -850,10 +883,7 @@ impl<D: Driver> Tx for D {
         max: usize,
     ) -> Result<Vec<WaiterRecord>> {
         self.rows(
-            "SELECT w.ticket, w.owner, w.node FROM lock_waiters w
-             LEFT JOIN nodes n ON n.node = w.node
-             WHERE w.name = $1 AND (w.node = $2 OR n.alive_until > $3)
-             ORDER BY w.ticket LIMIT $4",
+            queue_of!(),
             &[
                 Text(name.as_str()),
                 Bytes(me.0.as_bytes()),
@@ -866,19 +896,17 @@ impl<D: Driver> Tx for D {
 
     fn leave_queue(&mut self, ticket: u64) -> Result<()> {
         let ticket = i64::try_from(ticket).unwrap_or(i64::MAX);
-        self.exec("DELETE FROM lock_waiters WHERE ticket = $1", &[Int(ticket)])
-            .map(drop)
+        self.write("DELETE FROM lock_waiters WHERE ticket = $1", &[Int(ticket)])
     }
 
     fn beat(&mut self, node: NodeId, until: DateTime<Utc>) -> Result<()> {
-        self.exec(
+        self.write(
             Self::upsert(upsert!(
                 "nodes (node, alive_until) VALUES ($1, $2)",
                 "(node) DO UPDATE SET alive_until = $2",
             )),
             &[Bytes(node.0.as_bytes()), Int(nanos(until))],
         )
-        .map(drop)
     }
 
     fn forget_dead_nodes(&mut self, now: DateTime<Utc>, me: NodeId) -> Result<usize> {
@@ -895,9 +923,9 @@ impl<D: Driver> Tx for D {
         rows::count(i64::try_from(waiters).unwrap_or(i64::MAX))
     }
 
-    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<u64> {
+    fn append_event(&mut self, owner: UserId, at: DateTime<Utc>, change: &Change) -> Result<()> {
         let c = StoredChange::of(change);
-        let index = self.insert_event(&[
+        self.insert_event(&[
             Bytes(&id(owner.0)),
             Int(i64::from(Kinds::of([change.kind()]).bits())),
             Int(nanos(at)),
@@ -908,8 +936,7 @@ impl<D: Driver> Tx for D {
             IntOrNull(c.number),
             TextOrNull(c.holder),
             IntOrNull(c.expires_at),
-        ])?;
-        u64::try_from(index).map_err(|_| rows::corrupt("event index"))
+        ])
     }
 
     fn events_after(&mut self, after: u64, query: &EventQuery, max: usize) -> Result<Vec<Event>> {

@@ -72,7 +72,7 @@ pub const MAX_EVENTS_PER_PAGE: usize = 1_000;
 
 /// Appends `owner`'s change, made at `now`.
 pub(crate) fn append(tx: &mut dyn Tx, owner: UserId, now: Timestamp, change: Change) -> Result<()> {
-    tx.append_event(owner, now.to_datetime(), &change).map(drop)
+    tx.append_event(owner, now.to_datetime(), &change)
 }
 
 /// The page of `filter`'s events after `since` that `viewer` may see, at most `limit`

@@ -240,15 +240,15 @@ const QUEUE_READ: usize = 8;
 
 /// Whom a free lock is promised to: the owner of the first live waiter in its queue, unless
 /// that is `turn`'s own ticket. Rows of this process's tickets that left are deleted on the
-/// way.
+/// way. `first`: the queue's first waiters, as read for `turn` (at most [`QUEUE_READ`]).
 fn promised_to(
     tx: &mut dyn Tx,
     now: Timestamp,
     name: &LockName,
     turn: &Turn,
+    mut first: Vec<WaiterRecord>,
 ) -> Result<Option<UserId>> {
     loop {
-        let first = tx.queue_of(name, turn.node, now.to_datetime(), QUEUE_READ)?;
         for waiter in &first {
             if waiter.node == turn.node && (turn.has_left)(waiter.ticket) {
                 tx.leave_queue(waiter.ticket)?;
@@ -259,6 +259,7 @@ fn promised_to(
         if first.len() < QUEUE_READ {
             return Ok(None);
         }
+        first = tx.queue_of(name, turn.node, now.to_datetime(), QUEUE_READ)?;
     }
 }
 
@@ -279,7 +280,8 @@ pub(crate) fn acquire(
     if let Some(alive_until) = turn.alive_until {
         tx.beat(turn.node, alive_until)?;
     }
-    let stored = tx.lease(name)?;
+    let view = tx.acquire_view(name, caller.id, turn.node, now.to_datetime(), QUEUE_READ)?;
+    let stored = view.lease;
     if let Some(lease) = stored.as_ref().filter(|l| l.is_live(now)) {
         if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
             if let Some(ticket) = turn.ticket {
@@ -296,7 +298,7 @@ pub(crate) fn acquire(
             expires_at: lease.expires_at,
         });
     }
-    if let Some(waiter) = promised_to(tx, now, name, turn)? {
+    if let Some(waiter) = promised_to(tx, now, name, turn, view.first_waiters)? {
         return Err(Error::LockHeld {
             name: name.clone(),
             holder: holder_login(tx, waiter)?,
@@ -306,7 +308,7 @@ pub(crate) fn acquire(
     if let Some(ticket) = turn.ticket {
         tx.leave_queue(ticket)?;
     }
-    let swept_own = check_quota(tx, now, quota, caller.id)?;
+    let swept_own = check_quota(tx, now, quota, caller.id, view.leases_of_owner)?;
     if let Some(dead) = stored.filter(|d| !(swept_own && d.owner == caller.id)) {
         // Before the new lease's writes: `forget_dead` deletes the lease it is handed.
         forget_dead(tx, now, &dead)?;
@@ -329,11 +331,17 @@ pub(crate) fn acquire(
     })
 }
 
-/// Dead leases still count in the store until deleted, so only when the raw count reaches
-/// the quota are the owner's leases read, the dead ones deleted, and the live ones counted.
-/// Whether it deleted the owner's dead leases.
-fn check_quota(tx: &mut dyn Tx, now: Timestamp, quota: usize, owner: UserId) -> Result<bool> {
-    if tx.count_leases_of(owner)? < quota {
+/// Dead leases still count in the store until deleted, so only when the raw count (`stored`,
+/// as [`Tx::count_leases_of`] answers it) reaches the quota are the owner's leases read, the
+/// dead ones deleted, and the live ones counted. Whether it deleted the owner's dead leases.
+fn check_quota(
+    tx: &mut dyn Tx,
+    now: Timestamp,
+    quota: usize,
+    owner: UserId,
+    stored: usize,
+) -> Result<bool> {
+    if stored < quota {
         return Ok(false);
     }
     let (live, mut dead): (Vec<_>, Vec<_>) =

@@ -64,6 +64,17 @@ fn transact<R>(backend: &dyn Backend, mut op: impl FnMut(&mut dyn Tx) -> R) -> R
     out.unwrap()
 }
 
+/// Appends `owner`'s `change` in a transaction of its own, and answers its index, read back
+/// once committed: the newest event `owner` may read.
+fn append(backend: &dyn Backend, owner: UserId, when: DateTime<Utc>, change: &Change) -> u64 {
+    transact(backend, |tx| tx.append_event(owner, when, change).unwrap());
+    let all = query(owner, Kinds::ALL, "");
+    let read = read_log(backend, |tx| tx.events_after(0, &all, 1000).unwrap());
+    let newest = read.last().expect("the event appended");
+    assert_eq!(&newest.change, change);
+    newest.index
+}
+
 fn at(second: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_700_000_000 + second, 123_456_789).unwrap()
 }
@@ -125,7 +136,7 @@ fn events_come_back_as_appended_in_index_order() {
         for (i, change) in changes().into_iter().enumerate() {
             let owner = if i % 2 == 0 { alice } else { bob };
             let when = at(i as i64);
-            let index = transact(backend, |tx| tx.append_event(owner, when, &change).unwrap());
+            let index = append(backend, owner, when, &change);
             let previous = appended
                 .last()
                 .map_or(empty.newest, |(_, e): &(_, Event)| e.index);
@@ -189,11 +200,7 @@ fn pruning_deletes_only_the_oldest_run() {
     for (name, (backend, _keep)) in bare_backends() {
         let backend = &*backend;
         let made: Vec<u64> = (0..6)
-            .map(|i| {
-                transact(backend, |tx| {
-                    tx.append_event(owner, at(i), &change).unwrap()
-                })
-            })
+            .map(|i| append(backend, owner, at(i), &change))
             .collect();
         // The third is kept, so the fourth and fifth are too, though the rule would prune them.
         let deleted = transact(backend, |tx| {
@@ -233,9 +240,7 @@ fn pruning_deletes_only_the_oldest_run() {
             bounds.oldest > made[5] && bounds.newest >= made[5],
             "{name}"
         );
-        let next = transact(backend, |tx| {
-            tx.append_event(owner, at(9), &change).unwrap()
-        });
+        let next = append(backend, owner, at(9), &change);
         assert!(next > bounds.newest, "{name}");
         if consecutive(name) {
             assert_eq!((bounds.oldest, bounds.newest, next), (7, 6, 7), "{name}");

@@ -447,9 +447,10 @@ fn appends_commit_side_by_side_and_are_read_once_settled() {
     let (first, second, reader) = (schema.backend(), schema.backend(), schema.backend());
     let clock = &ManualClock::default();
     let owner = UserId(uuid::Uuid::new_v4());
-    let change = &Change::LimitReset {
-        name: LimitName::parse("l").unwrap(),
+    let reset = |name| Change::LimitReset {
+        name: LimitName::parse(name).unwrap(),
     };
+    let (first_change, second_change) = (&reset("first"), &reset("second"));
     let at = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
     let newest = || {
         let mut newest = None;
@@ -465,22 +466,38 @@ fn appends_commit_side_by_side_and_are_read_once_settled() {
     thread::scope(|s| {
         let first = s.spawn(move || {
             let op = &mut |tx: &mut dyn Tx| {
-                appended.send(tx.append_event(owner, at, change)?).unwrap();
+                tx.append_event(owner, at, first_change)?;
+                // Sent, and its index taken, with the next statement answered.
+                tx.event_bounds()?;
+                appended.send(()).unwrap();
                 may_commit.recv().unwrap();
                 Ok(())
             };
             first.transact(clock, op).unwrap();
         });
-        let first_index = first_appended.recv().unwrap();
-        let mut second_index = 0;
-        let op = &mut |tx: &mut dyn Tx| {
-            second_index = tx.append_event(owner, at, change)?;
-            Ok(())
-        };
+        first_appended.recv().unwrap();
+        let op = &mut |tx: &mut dyn Tx| tx.append_event(owner, at, second_change);
         second.transact(clock, op).unwrap();
         let readable_while_first_runs = newest();
         commit.send(()).unwrap();
         first.join().unwrap();
+        let index_of = |change: &Change| {
+            let mut index = None;
+            let read = &mut |tx: &mut dyn Tx| {
+                let query = octostore_core::backend::EventQuery {
+                    kinds: octostore_core::Kinds::ALL,
+                    prefix: "",
+                    owner,
+                    of_anyone: octostore_core::Kinds::ALL,
+                };
+                let events = tx.events_after(0, &query, 10)?;
+                index = events.iter().find(|e| &e.change == change).map(|e| e.index);
+                Ok(())
+            };
+            reader.read_log(clock, read).unwrap();
+            index.expect("the event appended")
+        };
+        let (first_index, second_index) = (index_of(first_change), index_of(second_change));
         assert!(second_index > first_index);
         assert!(
             readable_while_first_runs < first_index,
@@ -574,6 +591,8 @@ fn the_log_is_read_up_to_the_oldest_writer_still_running() {
         slow_writer
             .transact(&clock, &mut |tx| {
                 tx.append_event(UserId(uuid::Uuid::nil()), clock.now(), &slow)?;
+                // Sent, and its index taken, with the next statement answered.
+                tx.event_bounds()?;
                 appended.send(()).unwrap();
                 may_commit.recv().unwrap();
                 Ok(())
@@ -685,6 +704,8 @@ fn a_transaction_left_idle_is_ended_and_holds_the_log_back_no_longer() {
         });
         frozen.transact(&clock, &mut |tx| {
             tx.append_event(UserId(uuid::Uuid::nil()), clock.now(), &change)?;
+            // Sent, and its index taken, with the next statement answered.
+            tx.event_bounds()?;
             appended.send(()).unwrap();
             let _ = thawed.recv();
             Ok(())

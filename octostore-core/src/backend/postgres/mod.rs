@@ -35,6 +35,7 @@
 
 mod keys;
 mod notify;
+mod pipeline;
 mod schema;
 mod tls;
 mod tx;
@@ -46,6 +47,8 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
+
+use pipeline::Sent;
 use rand::Rng;
 
 use super::{Backend, Concurrency, Key, Keys, Listener, Tx};
@@ -211,7 +214,7 @@ fn describe(e: &postgres::Error) -> String {
 
 /// One pooled connection and the statements it prepared, by their SQL.
 pub(super) struct Connection {
-    client: Client,
+    client: pipeline::Client,
     statements: HashMap<&'static str, Statement>,
     /// How many transactions besides this one's the database lets run at once, read when
     /// connected (a database restarted with another `max_connections` ends this connection):
@@ -246,10 +249,8 @@ impl Connection {
         begin: &str,
         time: TimeSource,
     ) -> std::result::Result<Opened, Attempt> {
-        let messages = self
-            .client
-            .simple_query(begin)
-            .map_err(Attempt::before_commit)?;
+        let messages = (self.client.simple_query(Vec::new(), begin))
+            .map_err(|sent| Attempt::before_commit(sent.into_error()))?;
         let rows: Vec<_> = (messages.iter())
             .filter_map(|message| match message {
                 postgres::SimpleQueryMessage::Row(row) => Some(row),
@@ -296,7 +297,7 @@ impl r2d2::ManageConnection for Connector {
     type Error = postgres::Error;
 
     fn connect(&self) -> std::result::Result<Connection, postgres::Error> {
-        let mut client = self.settings.connect()?;
+        let mut client = self.settings.connect_pipelined()?;
         let others = max_connections(&mut client)?.saturating_sub(1);
         Ok(Connection {
             client,
@@ -307,7 +308,9 @@ impl r2d2::ManageConnection for Connector {
     }
 
     fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), postgres::Error> {
-        conn.client.simple_query("").map(drop)
+        (conn.client.simple_query(Vec::new(), ""))
+            .map(drop)
+            .map_err(Sent::into_error)
     }
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
@@ -554,25 +557,15 @@ impl PostgresBackend {
         if !keys_held {
             tx.only_read();
         }
-        let outcome = op(&mut tx);
-        let failure = tx.into_failure();
-        if outcome.is_ok() && failure.is_none() {
-            let commit = match keyed {
-                true => keys::COMMIT_AND_UNLOCK,
-                false => "COMMIT",
-            };
-            // A keyed transaction's failed batch may have left its keys locked: the
-            // connection is dropped, and the session's locks with it.
-            return conn.client.batch_execute(commit).map_err(|e| {
-                conn.broken = keyed || !is_conflict(&e);
-                Attempt::at_commit(e)
-            });
-        }
+        let (outcome, failure) = match (op(&mut tx), tx.finish()) {
+            (Ok(()), Ok(held)) => return Self::commit(conn, keyed, held),
+            (outcome, finished) => (outcome, finished.err()),
+        };
         let rollback = match keyed {
             true => keys::ROLLBACK_AND_UNLOCK,
             false => "ROLLBACK",
         };
-        if conn.client.batch_execute(rollback).is_err() {
+        if conn.client.simple_query(Vec::new(), rollback).is_err() {
             conn.broken = true;
         }
         match (failure, outcome) {
@@ -581,6 +574,29 @@ impl PostgresBackend {
             (Some(tx::Failure::KeysUntaken), _) => Err(Attempt::KeysUntaken),
             (None, Err(e)) => Err(Attempt::Failed(e)),
             (None, Ok(())) => unreachable!("a transaction without failure commits"),
+        }
+    }
+
+    /// Commits, sending the writes held back first; a keyed transaction lets its keys go.
+    fn commit(
+        conn: &mut Connection,
+        keyed: bool,
+        held: Vec<pipeline::Held>,
+    ) -> std::result::Result<(), Attempt> {
+        let commit = match keyed {
+            true => keys::COMMIT_AND_UNLOCK,
+            false => "COMMIT",
+        };
+        match conn.client.simple_query(held, commit) {
+            Ok(_) => Ok(()),
+            // The commit ran in a failed transaction: it rolled back, and let the keys go.
+            Err(Sent::Held(e)) => Err(Attempt::before_commit(e)),
+            // A keyed transaction's failed batch may have left its keys locked: the
+            // connection is dropped, and the session's locks with it.
+            Err(Sent::Last(e)) => {
+                conn.broken = keyed || !is_conflict(&e);
+                Err(Attempt::at_commit(e))
+            }
         }
     }
 
@@ -642,14 +658,14 @@ fn begin_statements(log: &LogKeys, time: TimeSource) -> [String; 3] {
 }
 
 /// How many connections the database accepts at once.
-fn max_connections(client: &mut Client) -> std::result::Result<usize, postgres::Error> {
+fn max_connections(client: &mut pipeline::Client) -> std::result::Result<usize, postgres::Error> {
     let row = client.query_one("SELECT current_setting('max_connections')::int", &[])?;
     let n: i32 = row.try_get(0)?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
 
 /// Sets the server's `setting=value` for every connection, after those the URL gives.
-fn add_server_option(config: &mut postgres::Config, setting: &str) {
+fn add_server_option(config: &mut tokio_postgres::Config, setting: &str) {
     let option = format!("-c {setting}");
     let options = match config.get_options() {
         Some(given) => format!("{given} {option}"),

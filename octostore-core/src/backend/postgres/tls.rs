@@ -24,6 +24,8 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use super::pipeline;
+
 use crate::values::error::{Error, Result};
 
 /// How a connection uses TLS: libpq's `sslmode`.
@@ -150,7 +152,7 @@ fn ca_file_roots(path: &Path, field: &'static str) -> Result<RootCertStore> {
 #[derive(Clone)]
 pub(super) struct ConnectSettings {
     /// The driver's settings, with its TLS mode set from `sslmode`.
-    pub(super) config: postgres::Config,
+    pub(super) config: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     mode: SslMode,
     roots: Option<Roots>,
@@ -166,7 +168,7 @@ impl ConnectSettings {
             None => SslMode::Prefer,
         };
         let roots = roots(ca_file, split.sslrootcert.as_deref())?;
-        let mut config: postgres::Config = split
+        let mut config: tokio_postgres::Config = split
             .rest
             .parse()
             .map_err(|e| Error::invalid("database_url", format!("{e}")))?;
@@ -180,9 +182,16 @@ impl ConnectSettings {
         })
     }
 
-    /// A new connection.
+    /// A new connection, for statements one at a time.
     pub(super) fn connect(&self) -> std::result::Result<Client, postgres::Error> {
-        self.config.connect(self.tls.clone())
+        postgres::Config::from(self.config.clone()).connect(self.tls.clone())
+    }
+
+    /// A new connection that sends statements together (a pooled one).
+    pub(super) fn connect_pipelined(
+        &self,
+    ) -> std::result::Result<pipeline::Client, postgres::Error> {
+        pipeline::Client::connect(&self.config, self.tls.clone())
     }
 
     /// The error of a connection that could not be made: when the server's certificate was

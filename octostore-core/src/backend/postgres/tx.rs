@@ -1,9 +1,11 @@
 //! The SQL driver ([`sql::Driver`]) over one PostgreSQL transaction: the queries themselves,
 //! and so [`Tx`](crate::backend::Tx), are `backend::sql`'s.
 //!
-//! Every statement runs prepared, from the connection's cache. The first database error is
-//! kept, so that the backend can tell a serialization failure (try again) from any other
-//! failure, whatever the rule made of the error it was handed.
+//! Every statement runs prepared, from the connection's cache. A write whose count of rows
+//! no rule reads is held back, and sent with the next statement that must be answered (a
+//! read, or the commit), in one round trip ([`pipeline`](super::pipeline)). The first
+//! database error is kept, so that the backend can tell a serialization failure (try again)
+//! from any other failure, whatever the rule made of the error it was handed.
 //!
 //! The change log's order: an event's index is `base + (xid << 16) + n`, its transaction's
 //! id (`pg_current_xact_id()`, which never repeats nor goes back) and its place among the
@@ -14,16 +16,21 @@
 //! transaction still running may hold a smaller id than one committed: the log is read only
 //! up to a horizon ([`Horizon`]) below every running writer's id.
 
+use chrono::{DateTime, Utc};
 use postgres::types::{FromSql, ToSql};
 use postgres::Row;
 
 use super::keys::QuotaLock;
+use super::pipeline::{Held, Sent};
 use super::{describe, storage, Connection, Horizon, LogKeys};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Driver as _, Param, Upsert};
-use crate::records::lock::FencingToken;
+use crate::backend::AcquireView;
+use crate::records::identity::UserId;
+use crate::records::lock::{FencingToken, NodeId};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
+use crate::values::names::LockName;
 
 pub(super) struct PostgresTx<'a> {
     conn: &'a mut Connection,
@@ -41,6 +48,8 @@ pub(super) struct PostgresTx<'a> {
     count_padding: usize,
     /// Whether it may write: not if it only tried its keys' locks and did not get them.
     may_write: bool,
+    /// Writes not sent yet: they go with the next statement that must be answered.
+    held: Vec<Held>,
     failure: Option<Failure>,
 }
 
@@ -53,6 +62,19 @@ pub(super) enum Failure {
     /// It would write without holding its keys' locks.
     KeysUntaken,
 }
+
+/// [`sql::Driver::acquire_view`]'s statement: a row per waiter read (or one with none), each
+/// the waiter's columns, the owner's count of leases, and the lease's columns (or `NULL`s).
+const ACQUIRE_VIEW: &str = concat!(
+    "SELECT w.*, (SELECT COUNT(*) FROM leases WHERE owner = $5), l.*
+     FROM (SELECT 1) AS one
+     LEFT JOIN (SELECT ",
+    rows::lease_columns!(),
+    " FROM leases WHERE name = $1) AS l ON TRUE
+     LEFT JOIN LATERAL (",
+    sql::queue_of!(),
+    ") AS w ON TRUE ORDER BY w.ticket"
+);
 
 /// The most events one transaction appends: their places in its index's low 16 bits.
 const EVENTS_PER_TRANSACTION: i64 = 1 << 16;
@@ -76,6 +98,7 @@ impl<'a> PostgresTx<'a> {
             quota,
             count_padding: 0,
             may_write: true,
+            held: Vec::new(),
             failure: None,
         }
     }
@@ -126,18 +149,22 @@ impl<'a> PostgresTx<'a> {
         Ok(self.log.base + xid * EVENTS_PER_TRANSACTION - 1)
     }
 
-    /// Why the transaction must not commit, if it must not.
-    pub(super) fn into_failure(self) -> Option<Failure> {
-        self.failure
+    /// Why the transaction must not commit, if it must not; else the writes to send with
+    /// its commit.
+    pub(super) fn finish(self) -> std::result::Result<Vec<Held>, Failure> {
+        match self.failure {
+            Some(failure) => Err(failure),
+            None => Ok(self.held),
+        }
     }
 
     fn query(&mut self, sql: &'static str, params: &[Param]) -> Result<Vec<Row>> {
         self.check_may_run(sql)?;
         let params = as_dyn(params);
-        let result = self
-            .conn
-            .statement(sql)
-            .and_then(|statement| self.conn.client.query(&statement, &params));
+        let held = std::mem::take(&mut self.held);
+        let result = self.conn.statement(sql).and_then(|statement| {
+            (self.conn.client.query(held, &statement, &params)).map_err(Sent::into_error)
+        });
         self.track(result)
     }
 
@@ -199,11 +226,19 @@ impl sql::Driver for PostgresTx<'_> {
     fn exec(&mut self, sql: &'static str, params: &[Param]) -> Result<u64> {
         self.check_may_run(sql)?;
         let params = as_dyn(params);
-        let result = self
-            .conn
-            .statement(sql)
-            .and_then(|statement| self.conn.client.execute(&statement, &params));
+        let held = std::mem::take(&mut self.held);
+        let result = self.conn.statement(sql).and_then(|statement| {
+            (self.conn.client.execute(held, &statement, &params)).map_err(Sent::into_error)
+        });
         self.track(result)
+    }
+
+    fn write(&mut self, sql: &'static str, params: &[Param]) -> Result<()> {
+        self.check_may_run(sql)?;
+        let statement = self.conn.statement(sql);
+        let statement = self.track(statement)?;
+        self.held.push(Held::new(statement, params));
+        Ok(())
     }
 
     fn upsert(upsert: Upsert) -> &'static str {
@@ -214,25 +249,19 @@ impl sql::Driver for PostgresTx<'_> {
         Ok(self.database_now.unwrap_or_else(|| self.clock.timestamp()))
     }
 
-    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64> {
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<()> {
         if self.appended == EVENTS_PER_TRANSACTION {
             return Err(Error::storage(format!(
                 "postgres: a transaction appends at most {EVENTS_PER_TRANSACTION} events"
             )));
         }
         let with_index = sql::with_index(params, self.log.base + self.appended);
-        let index = self
-            .row(
-                concat!(
-                    sql::insert_event!("$11 + (pg_current_xact_id()::text::bigint << 16)"),
-                    " RETURNING idx"
-                ),
-                &with_index,
-                |row| row.int(0),
-            )?
-            .ok_or_else(|| rows::corrupt("event index"))?;
+        self.write(
+            sql::insert_event!("$11 + (pg_current_xact_id()::text::bigint << 16)"),
+            &with_index,
+        )?;
         self.appended += 1;
-        Ok(index)
+        Ok(())
     }
 
     fn settled_events(&mut self) -> Result<Option<i64>> {
@@ -271,6 +300,40 @@ impl sql::Driver for PostgresTx<'_> {
         Err(Error::storage(
             "postgres: an owner's records are read whole only with the owner's quota alone",
         ))
+    }
+
+    fn acquire_view(
+        &mut self,
+        name: &LockName,
+        owner: UserId,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Option<AcquireView>> {
+        let read = self.query(
+            ACQUIRE_VIEW,
+            &[
+                Param::Text(name.as_str()),
+                Param::Bytes(me.0.as_bytes()),
+                Param::Int(rows::nanos(now)),
+                Param::Int(rows::sql_limit(max)),
+                Param::Bytes(&rows::id(owner.0)),
+            ],
+        )?;
+        let first = read.first().ok_or_else(|| rows::corrupt("acquire view"))?;
+        let lease = match first.text_or_null(4)? {
+            Some(_) => Some(rows::lease(&rows::Shifted { row: first, by: 4 })?),
+            None => None,
+        };
+        let first_waiters = (read.iter())
+            .filter(|row| !matches!(row.int_or_null(0), Ok(None)))
+            .map(|row| rows::waiter(row))
+            .collect::<Result<_>>()?;
+        Ok(Some(AcquireView {
+            lease,
+            first_waiters,
+            leases_of_owner: rows::count(first.int(3)?)? + self.count_padding,
+        }))
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {

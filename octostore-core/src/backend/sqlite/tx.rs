@@ -121,7 +121,7 @@ impl sql::Driver for SqliteTx<'_> {
 
     /// The index comes from the one-row `event_index`, updated in the appending transaction:
     /// one writer commits at a time, so indexes follow commit order.
-    fn insert_event(&mut self, params: &[Param; 10]) -> Result<i64> {
+    fn insert_event(&mut self, params: &[Param; 10]) -> Result<()> {
         let index = self
             .row(
                 "UPDATE event_index SET last = last + 1 WHERE id = 0 RETURNING last",
@@ -129,8 +129,8 @@ impl sql::Driver for SqliteTx<'_> {
                 |row| row.int(0),
             )?
             .ok_or_else(|| rows::corrupt("event index"))?;
-        self.exec(sql::insert_event!("$11"), &sql::with_index(params, index))?;
-        Ok(index)
+        self.exec(sql::insert_event!("$11"), &sql::with_index(params, index))
+            .map(drop)
     }
 
     fn settled_events(&mut self) -> Result<Option<i64>> {
