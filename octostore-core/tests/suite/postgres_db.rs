@@ -734,3 +734,65 @@ fn a_transaction_left_idle_is_ended_and_holds_the_log_back_no_longer() {
     let all = alice.events(0, &EventFilter::default(), 10).unwrap();
     assert_eq!(all.events.len(), 1, "{:?}", all.events);
 }
+
+/// An acquire's view, read in one statement, answers what the three reads it stands for
+/// answer apart: the lease, the queue's first live waiters (a dead process's left out but
+/// the asking one's), and the owner's count of leases.
+#[test]
+fn an_acquire_view_in_one_statement_answers_as_its_reads_apart() {
+    use octostore_core::backend::AcquireView;
+    use octostore_core::records::lock::NodeId;
+    use octostore_core::{LeaseId, LeaseRecord};
+
+    let Some(url) = postgres_url() else { return };
+    let schema = TestSchema::new(&url);
+    let backend = schema.backend();
+    let clock = ManualClock::default();
+    let now = clock.now();
+    let lock = LockName::parse("viewed").unwrap();
+    let (alice, bob) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
+    let node = || NodeId(uuid::Uuid::new_v4());
+    let (here, alive, dead) = (node(), node(), node());
+    let compared = || {
+        let mut views = Vec::new();
+        let compare = &mut |tx: &mut dyn Tx| {
+            for (owner, me) in [(alice, here), (bob, alive), (bob, dead)] {
+                for max in [1, 8] {
+                    let one = tx.acquire_view(&lock, owner, me, now, max)?;
+                    let apart = AcquireView::read_apart(tx, &lock, owner, me, now, max)?;
+                    assert_eq!(one, apart, "{owner:?} on {me:?}, {max} waiters");
+                    views.push(one);
+                }
+            }
+            Ok(())
+        };
+        backend.transact(&clock, compare).unwrap();
+        views
+    };
+    assert!(compared().iter().all(|view| view.lease.is_none()));
+    let lease = |name: &str| LeaseRecord {
+        name: LockName::parse(name).unwrap(),
+        owner: alice,
+        client_id: None,
+        lease_id: LeaseId(uuid::Uuid::new_v4()),
+        fencing_token: FencingToken(7),
+        expires_at: now + chrono::Duration::seconds(30),
+    };
+    let fill = &mut |tx: &mut dyn Tx| {
+        tx.put_lease(&lease("viewed"))?;
+        tx.put_lease(&lease("other"))?;
+        tx.beat(alive, now + chrono::Duration::seconds(60))?;
+        tx.beat(dead, now - chrono::Duration::seconds(1))?;
+        tx.join_queue(&lock, bob, dead)?;
+        tx.join_queue(&lock, bob, alive)?;
+        tx.join_queue(&lock, alice, here)?;
+        Ok(())
+    };
+    backend.transact(&clock, fill).unwrap();
+    let views = compared();
+    assert!(views.iter().all(|view| view.lease.is_some()));
+    assert!(views.iter().any(|view| view.leases_of_owner == 2));
+    // A process that never beat is not alive: only its own waiter's rows are read for it.
+    assert!(views.iter().any(|view| view.first_waiters.len() == 2));
+    assert!(views.iter().any(|view| view.first_waiters.len() == 1));
+}

@@ -205,3 +205,58 @@ fn block_on<T>(
         future.as_mut().poll(cx)
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::postgres::tls::ConnectSettings;
+
+    /// A held write is seen by the statement it went out with, and one that fails turns the
+    /// commit sent after it into a rollback, reported as the write's error (run when
+    /// `OCTOSTORE_TEST_POSTGRES_URL` names a database).
+    #[test]
+    fn held_writes_go_out_with_the_next_statement_and_their_failure_is_theirs() {
+        let Ok(url) = std::env::var("OCTOSTORE_TEST_POSTGRES_URL") else {
+            eprintln!("OCTOSTORE_TEST_POSTGRES_URL unset: skipped");
+            return;
+        };
+        let settings = ConnectSettings::parse(&url, None).unwrap();
+        let mut client = settings.connect_pipelined().unwrap();
+        let table = format!("octostore_pipeline_{}", std::process::id());
+        let run = |client: &mut Client, sql: &str| client.simple_query(Vec::new(), sql).unwrap();
+        run(
+            &mut client,
+            &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (n BIGINT PRIMARY KEY)"),
+        );
+        let insert = client
+            .prepare(&format!("INSERT INTO {table} VALUES ($1)"))
+            .unwrap();
+        let count = client
+            .prepare(&format!("SELECT count(*) FROM {table}"))
+            .unwrap();
+        let held = |n| Held::new(insert.clone(), &[Param::Int(n)]);
+        let counted = |client: &mut Client, held| {
+            let rows = client.query(held, &count, &[]).unwrap();
+            rows[0].get::<_, i64>(0)
+        };
+
+        run(&mut client, "BEGIN");
+        assert_eq!(counted(&mut client, vec![held(1), held(2)]), 2);
+        let commit = client.simple_query(vec![held(3), held(1), held(4)], "COMMIT");
+        match commit {
+            Err(Sent::Held(e)) => assert_eq!(
+                e.code(),
+                Some(&postgres::error::SqlState::UNIQUE_VIOLATION),
+                "{e}"
+            ),
+            Err(Sent::Last(e)) => panic!("the commit failed, not the held insert: {e}"),
+            Ok(_) => panic!("a commit after a failed insert succeeded"),
+        }
+        assert_eq!(
+            counted(&mut client, Vec::new()),
+            0,
+            "the commit kept writes"
+        );
+        run(&mut client, &format!("DROP TABLE {table}"));
+    }
+}
