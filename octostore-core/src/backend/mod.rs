@@ -268,6 +268,13 @@ impl<K> Retained<K> {
 pub struct AcquireView {
     /// The lock's lease, live or not.
     pub lease: Option<LeaseRecord>,
+    /// Read with the lease only when none is stored: a live lease answers the acquire alone.
+    pub unleased: Option<Unleased>,
+}
+
+/// What an acquire of a lock whose lease is gone decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unleased {
     /// The first waiters of its queue.
     pub first_waiters: Vec<WaiterRecord>,
     /// How many leases the acquiring owner has stored.
@@ -284,8 +291,27 @@ impl AcquireView {
         now: DateTime<Utc>,
         max: usize,
     ) -> Result<Self> {
+        let lease = tx.lease(name)?;
+        let unleased = match lease {
+            Some(_) => None,
+            None => Some(Unleased::read(tx, name, owner, me, now, max)?),
+        };
+        Ok(Self { lease, unleased })
+    }
+}
+
+impl Unleased {
+    /// As [`queue_of`](Tx::queue_of) (at most `max` waiters) and
+    /// [`count_leases_of`](Tx::count_leases_of) answer.
+    pub fn read(
+        tx: &mut (impl Tx + ?Sized),
+        name: &LockName,
+        owner: UserId,
+        me: NodeId,
+        now: DateTime<Utc>,
+        max: usize,
+    ) -> Result<Self> {
         Ok(Self {
-            lease: tx.lease(name)?,
             first_waiters: tx.queue_of(name, me, now, max)?,
             leases_of_owner: tx.count_leases_of(owner)?,
         })
@@ -370,8 +396,9 @@ pub trait Tx {
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
     /// What an acquire of the lock by `owner`, of the process `me`, decides on, read together
-    /// where the backend can: as [`lease`](Self::lease), [`queue_of`](Self::queue_of) (at
-    /// most `max` waiters) and [`count_leases_of`](Self::count_leases_of) answer.
+    /// where the backend can: as [`lease`](Self::lease) answers, and, if no lease is stored,
+    /// [`queue_of`](Self::queue_of) (at most `max` waiters) and
+    /// [`count_leases_of`](Self::count_leases_of).
     fn acquire_view(
         &mut self,
         name: &LockName,

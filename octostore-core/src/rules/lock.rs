@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{EventQuery, Retained, Tx};
+use crate::backend::{EventQuery, Retained, Tx, Unleased};
 use crate::records::event::{Change, EventKind, Kinds, LeaseChange};
 use crate::records::identity::{User, UserId};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
@@ -298,7 +298,18 @@ pub(crate) fn acquire(
             expires_at: lease.expires_at,
         });
     }
-    if let Some(waiter) = promised_to(tx, now, name, turn, view.first_waiters)? {
+    let unleased = match view.unleased {
+        Some(unleased) => unleased,
+        None => Unleased::read(
+            tx,
+            name,
+            caller.id,
+            turn.node,
+            now.to_datetime(),
+            QUEUE_READ,
+        )?,
+    };
+    if let Some(waiter) = promised_to(tx, now, name, turn, unleased.first_waiters)? {
         return Err(Error::LockHeld {
             name: name.clone(),
             holder: holder_login(tx, waiter)?,
@@ -308,7 +319,7 @@ pub(crate) fn acquire(
     if let Some(ticket) = turn.ticket {
         tx.leave_queue(ticket)?;
     }
-    let swept_own = check_quota(tx, now, quota, caller.id, view.leases_of_owner)?;
+    let swept_own = check_quota(tx, now, quota, caller.id, unleased.leases_of_owner)?;
     if let Some(dead) = stored.filter(|d| !(swept_own && d.owner == caller.id)) {
         // Before the new lease's writes: `forget_dead` deletes the lease it is handed.
         forget_dead(tx, now, &dead)?;

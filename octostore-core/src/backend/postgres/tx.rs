@@ -25,7 +25,7 @@ use super::pipeline::{Held, Sent};
 use super::{describe, storage, Connection, Horizon, LogKeys};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Driver as _, Param, Upsert};
-use crate::backend::AcquireView;
+use crate::backend::{AcquireView, Unleased};
 use crate::records::identity::UserId;
 use crate::records::lock::{FencingToken, NodeId};
 use crate::values::clock::{Clock, Timestamp};
@@ -65,15 +65,18 @@ pub(super) enum Failure {
 
 /// [`sql::Driver::acquire_view`]'s statement: a row per waiter read (or one with none), each
 /// the waiter's columns, the owner's count of leases, and the lease's columns (or `NULL`s).
+/// With a lease stored, one row: no waiter, no count (neither is read).
 const ACQUIRE_VIEW: &str = concat!(
-    "SELECT w.*, (SELECT COUNT(*) FROM leases WHERE owner = $5), l.*
+    "SELECT w.*,
+            CASE WHEN l.name IS NULL THEN (SELECT COUNT(*) FROM leases WHERE owner = $5) END,
+            l.*
      FROM (SELECT 1) AS one
      LEFT JOIN (SELECT ",
     rows::lease_columns!(),
     " FROM leases WHERE name = $1) AS l ON TRUE
-     LEFT JOIN LATERAL (",
+     LEFT JOIN LATERAL (SELECT * FROM (",
     sql::queue_of!(),
-    ") AS w ON TRUE ORDER BY w.ticket"
+    ") AS queue WHERE l.name IS NULL) AS w ON TRUE ORDER BY w.ticket"
 );
 
 /// The most events one transaction appends: their places in its index's low 16 bits.
@@ -321,18 +324,23 @@ impl sql::Driver for PostgresTx<'_> {
             ],
         )?;
         let first = read.first().ok_or_else(|| rows::corrupt("acquire view"))?;
-        let lease = match first.text_or_null(4)? {
-            Some(_) => Some(rows::lease(&rows::Shifted { row: first, by: 4 })?),
-            None => None,
-        };
+        if first.text_or_null(4)?.is_some() {
+            let lease = rows::lease(&rows::Shifted { row: first, by: 4 })?;
+            return Ok(Some(AcquireView {
+                lease: Some(lease),
+                unleased: None,
+            }));
+        }
         let first_waiters = (read.iter())
             .filter(|row| !matches!(row.int_or_null(0), Ok(None)))
             .map(|row| rows::waiter(row))
             .collect::<Result<_>>()?;
         Ok(Some(AcquireView {
-            lease,
-            first_waiters,
-            leases_of_owner: rows::count(first.int(3)?)? + self.count_padding,
+            lease: None,
+            unleased: Some(Unleased {
+                first_waiters,
+                leases_of_owner: rows::count(first.int(3)?)? + self.count_padding,
+            }),
         }))
     }
 
