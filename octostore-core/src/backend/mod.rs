@@ -279,6 +279,9 @@ pub struct Unleased {
     pub first_waiters: Vec<WaiterRecord>,
     /// How many leases the acquiring owner has stored.
     pub leases_of_owner: usize,
+    /// A fencing token taken after the lease was read, where the backend takes it with the
+    /// view ([`Tx::next_fencing_token`]); one the acquire does not use is never handed out.
+    pub fencing_token: Option<FencingToken>,
 }
 
 impl AcquireView {
@@ -314,6 +317,7 @@ impl Unleased {
         Ok(Self {
             first_waiters: tx.queue_of(name, me, now, max)?,
             leases_of_owner: tx.count_leases_of(owner)?,
+            fencing_token: None,
         })
     }
 }

@@ -330,7 +330,10 @@ pub(crate) fn acquire(
         client_id: client_id.cloned(),
         lease_id: LeaseId(random_uuid()),
         // Taken after reading the lock's record: the per-lock order rests on it.
-        fencing_token: tx.next_fencing_token()?,
+        fencing_token: match unleased.fencing_token {
+            Some(token) => token,
+            None => tx.next_fencing_token()?,
+        },
         expires_at: now.plus_seconds(ttl.as_secs()).to_datetime(),
     };
     tx.put_lease(&lease)?;

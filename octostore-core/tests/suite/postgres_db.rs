@@ -753,12 +753,20 @@ fn an_acquire_view_in_one_statement_answers_as_its_reads_apart() {
     let (alice, bob) = (UserId(uuid::Uuid::new_v4()), UserId(uuid::Uuid::new_v4()));
     let node = || NodeId(uuid::Uuid::new_v4());
     let (here, alive, dead) = (node(), node(), node());
-    let compared = || {
+    let mut last_token = 0;
+    let mut compared = || {
         let mut views = Vec::new();
         let compare = &mut |tx: &mut dyn Tx| {
             for (owner, me) in [(alice, here), (bob, alive), (bob, dead)] {
                 for max in [1, 8] {
-                    let one = tx.acquire_view(&lock, owner, me, now, max)?;
+                    let mut one = tx.acquire_view(&lock, owner, me, now, max)?;
+                    // Taken with the view, one more each time, where no lease is stored.
+                    let token = one.unleased.as_mut().map(|u| u.fencing_token.take());
+                    if let Some(token) = token {
+                        let token = token.expect("a token taken with the view").0;
+                        assert!(token > last_token, "{token} after {last_token}");
+                        last_token = token;
+                    }
                     let apart = AcquireView::read_apart(tx, &lock, owner, me, now, max)?;
                     assert_eq!(one, apart, "{owner:?} on {me:?}, {max} waiters");
                     views.push(one);

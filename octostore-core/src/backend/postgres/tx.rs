@@ -64,11 +64,13 @@ pub(super) enum Failure {
 }
 
 /// [`sql::Driver::acquire_view`]'s statement: a row per waiter read (or one with none), each
-/// the waiter's columns, the owner's count of leases, and the lease's columns (or `NULL`s).
-/// With a lease stored, one row: no waiter, no count (neither is read).
+/// the waiter's columns, the owner's count of leases, a fencing token (the same in every row:
+/// the sequence is read once, in a subquery, after the lease), and the lease's columns (or
+/// `NULL`s). With a lease stored, one row: no waiter, no count, no token (none is read).
 const ACQUIRE_VIEW: &str = concat!(
     "SELECT w.*,
             CASE WHEN l.name IS NULL THEN (SELECT COUNT(*) FROM leases WHERE owner = $5) END,
+            CASE WHEN l.name IS NULL THEN (SELECT nextval('fencing_tokens')) END,
             l.*
      FROM (SELECT 1) AS one
      LEFT JOIN (SELECT ",
@@ -324,8 +326,8 @@ impl sql::Driver for PostgresTx<'_> {
             ],
         )?;
         let first = read.first().ok_or_else(|| rows::corrupt("acquire view"))?;
-        if first.text_or_null(4)?.is_some() {
-            let lease = rows::lease(&rows::Shifted { row: first, by: 4 })?;
+        if first.text_or_null(5)?.is_some() {
+            let lease = rows::lease(&rows::Shifted { row: first, by: 5 })?;
             return Ok(Some(AcquireView {
                 lease: Some(lease),
                 unleased: None,
@@ -340,6 +342,7 @@ impl sql::Driver for PostgresTx<'_> {
             unleased: Some(Unleased {
                 first_waiters,
                 leases_of_owner: rows::count(first.int(3)?)? + self.count_padding,
+                fencing_token: Some(fencing_token(first.int(4)?)?),
             }),
         }))
     }
@@ -348,10 +351,15 @@ impl sql::Driver for PostgresTx<'_> {
         let token = self
             .row("SELECT nextval('fencing_tokens')", &[], |row| row.int(0))?
             .ok_or_else(|| rows::corrupt("fencing token"))?;
-        Ok(FencingToken(
-            u64::try_from(token).map_err(|_| rows::corrupt("fencing token"))?,
-        ))
+        fencing_token(token)
     }
+}
+
+/// A fencing token as the sequence hands it out.
+fn fencing_token(stored: i64) -> Result<FencingToken> {
+    u64::try_from(stored)
+        .map(FencingToken)
+        .map_err(|_| rows::corrupt("fencing token"))
 }
 
 fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
