@@ -263,6 +263,21 @@ impl<K> Retained<K> {
     }
 }
 
+/// An acquire whose view is read ([`Tx::acquire_view`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Acquiring<'a> {
+    /// The lock.
+    pub name: &'a LockName,
+    /// Who acquires it.
+    pub owner: UserId,
+    /// The process asking: its own waiters are read, alive or not.
+    pub me: NodeId,
+    /// The instant that tells which processes are alive.
+    pub now: DateTime<Utc>,
+    /// How many of the queue's first waiters are read, at most.
+    pub max_waiters: usize,
+}
+
 /// What an acquire decides on ([`Tx::acquire_view`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AcquireView {
@@ -286,18 +301,11 @@ pub struct Unleased {
 
 impl AcquireView {
     /// The view read a statement at a time ([`Tx::acquire_view`]).
-    pub fn read_apart(
-        tx: &mut (impl Tx + ?Sized),
-        name: &LockName,
-        owner: UserId,
-        me: NodeId,
-        now: DateTime<Utc>,
-        max: usize,
-    ) -> Result<Self> {
-        let lease = tx.lease(name)?;
+    pub fn read_apart(tx: &mut (impl Tx + ?Sized), of: &Acquiring) -> Result<Self> {
+        let lease = tx.lease(of.name)?;
         let unleased = match lease {
             Some(_) => None,
-            None => Some(Unleased::read(tx, name, owner, me, now, max)?),
+            None => Some(Unleased::read(tx, of)?),
         };
         Ok(Self { lease, unleased })
     }
@@ -306,17 +314,10 @@ impl AcquireView {
 impl Unleased {
     /// As [`queue_of`](Tx::queue_of) (at most `max` waiters) and
     /// [`count_leases_of`](Tx::count_leases_of) answer.
-    pub fn read(
-        tx: &mut (impl Tx + ?Sized),
-        name: &LockName,
-        owner: UserId,
-        me: NodeId,
-        now: DateTime<Utc>,
-        max: usize,
-    ) -> Result<Self> {
+    pub fn read(tx: &mut (impl Tx + ?Sized), of: &Acquiring) -> Result<Self> {
         Ok(Self {
-            first_waiters: tx.queue_of(name, me, now, max)?,
-            leases_of_owner: tx.count_leases_of(owner)?,
+            first_waiters: tx.queue_of(of.name, of.me, of.now, of.max_waiters)?,
+            leases_of_owner: tx.count_leases_of(of.owner)?,
             fencing_token: None,
         })
     }
@@ -399,19 +400,11 @@ pub trait Tx {
     fn leases_after(&mut self, after: Option<&LockName>, max: usize) -> Result<Vec<LeaseRecord>>;
     /// How many leases the owner has stored, live or not.
     fn count_leases_of(&mut self, owner: UserId) -> Result<usize>;
-    /// What an acquire of the lock by `owner`, of the process `me`, decides on, read together
-    /// where the backend can: as [`lease`](Self::lease) answers, and, if no lease is stored,
-    /// [`queue_of`](Self::queue_of) (at most `max` waiters) and
-    /// [`count_leases_of`](Self::count_leases_of).
-    fn acquire_view(
-        &mut self,
-        name: &LockName,
-        owner: UserId,
-        me: NodeId,
-        now: DateTime<Utc>,
-        max: usize,
-    ) -> Result<AcquireView> {
-        AcquireView::read_apart(self, name, owner, me, now, max)
+    /// What an acquire decides on, read together where the backend can: as
+    /// [`lease`](Self::lease) answers, and, if no lease is stored,
+    /// [`queue_of`](Self::queue_of) and [`count_leases_of`](Self::count_leases_of).
+    fn acquire_view(&mut self, of: &Acquiring) -> Result<AcquireView> {
+        AcquireView::read_apart(self, of)
     }
     /// Keeps the leases for which `keep` is true and deletes the others, reading them in
     /// name order after `after`, at most `max` (a backend without I/O may read them all).

@@ -15,7 +15,7 @@ use crate::backend::rows::{
     flag_columns, id, lease_columns, nanos, segment_columns, token_columns, user_columns, Columns,
     StoredChange,
 };
-use crate::backend::{AcquireView, EventBounds, EventQuery, Retained, Tx};
+use crate::backend::{AcquireView, Acquiring, EventBounds, EventQuery, Retained, Tx};
 use crate::records::config::{
     ConfigHead, ConfigSchema, ConfigSummary, ConfigVersion, SchemaDigest,
 };
@@ -104,14 +104,7 @@ pub(crate) trait Driver {
     /// [`Tx::next_fencing_token`].
     fn next_fencing_token(&mut self) -> Result<FencingToken>;
     /// [`Tx::acquire_view`] in one statement, where the driver has one; `None`: read apart.
-    fn acquire_view(
-        &mut self,
-        _name: &LockName,
-        _owner: UserId,
-        _me: NodeId,
-        _now: DateTime<Utc>,
-        _max: usize,
-    ) -> Result<Option<AcquireView>> {
+    fn acquire_view(&mut self, _of: &Acquiring) -> Result<Option<AcquireView>> {
         Ok(None)
     }
     /// Inserts an event into the log, taking its index: the parameters are the values of
@@ -344,17 +337,10 @@ impl<D: Driver> Tx for D {
         count(self, "SELECT COUNT(*) FROM leases WHERE owner = $1", owner)
     }
 
-    fn acquire_view(
-        &mut self,
-        name: &LockName,
-        owner: UserId,
-        me: NodeId,
-        now: DateTime<Utc>,
-        max: usize,
-    ) -> Result<AcquireView> {
-        match Driver::acquire_view(self, name, owner, me, now, max)? {
+    fn acquire_view(&mut self, of: &Acquiring) -> Result<AcquireView> {
+        match Driver::acquire_view(self, of)? {
             Some(view) => Ok(view),
-            None => AcquireView::read_apart(self, name, owner, me, now, max),
+            None => AcquireView::read_apart(self, of),
         }
     }
 

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::backend::{EventQuery, Retained, Tx, Unleased};
+use crate::backend::{Acquiring, EventQuery, Retained, Tx, Unleased};
 use crate::records::event::{Change, EventKind, Kinds, LeaseChange};
 use crate::records::identity::{User, UserId};
 use crate::records::lock::{FencingToken, LeaseId, LeaseRecord, NodeId, WaiterRecord};
@@ -280,7 +280,14 @@ pub(crate) fn acquire(
     if let Some(alive_until) = turn.alive_until {
         tx.beat(turn.node, alive_until)?;
     }
-    let view = tx.acquire_view(name, caller.id, turn.node, now.to_datetime(), QUEUE_READ)?;
+    let acquiring = Acquiring {
+        name,
+        owner: caller.id,
+        me: turn.node,
+        now: now.to_datetime(),
+        max_waiters: QUEUE_READ,
+    };
+    let view = tx.acquire_view(&acquiring)?;
     let stored = view.lease;
     if let Some(lease) = stored.as_ref().filter(|l| l.is_live(now)) {
         if lease.owner == caller.id && lease.client_id.as_ref() == client_id {
@@ -300,14 +307,7 @@ pub(crate) fn acquire(
     }
     let unleased = match view.unleased {
         Some(unleased) => unleased,
-        None => Unleased::read(
-            tx,
-            name,
-            caller.id,
-            turn.node,
-            now.to_datetime(),
-            QUEUE_READ,
-        )?,
+        None => Unleased::read(tx, &acquiring)?,
     };
     if let Some(waiter) = promised_to(tx, now, name, turn, unleased.first_waiters)? {
         return Err(Error::LockHeld {

@@ -740,7 +740,7 @@ fn a_transaction_left_idle_is_ended_and_holds_the_log_back_no_longer() {
 /// out but the asking one's) and the owner's count of leases.
 #[test]
 fn an_acquire_view_in_one_statement_answers_as_its_reads_apart() {
-    use octostore_core::backend::AcquireView;
+    use octostore_core::backend::{AcquireView, Acquiring};
     use octostore_core::records::lock::NodeId;
     use octostore_core::{LeaseId, LeaseRecord};
 
@@ -759,7 +759,14 @@ fn an_acquire_view_in_one_statement_answers_as_its_reads_apart() {
         let compare = &mut |tx: &mut dyn Tx| {
             for (owner, me) in [(alice, here), (bob, alive), (bob, dead)] {
                 for max in [1, 8] {
-                    let mut one = tx.acquire_view(&lock, owner, me, now, max)?;
+                    let of = Acquiring {
+                        name: &lock,
+                        owner,
+                        me,
+                        now,
+                        max_waiters: max,
+                    };
+                    let mut one = tx.acquire_view(&of)?;
                     // Taken with the view, one more each time, where no lease is stored.
                     let token = one.unleased.as_mut().map(|u| u.fencing_token.take());
                     if let Some(token) = token {
@@ -767,7 +774,7 @@ fn an_acquire_view_in_one_statement_answers_as_its_reads_apart() {
                         assert!(token > last_token, "{token} after {last_token}");
                         last_token = token;
                     }
-                    let apart = AcquireView::read_apart(tx, &lock, owner, me, now, max)?;
+                    let apart = AcquireView::read_apart(tx, &of)?;
                     assert_eq!(one, apart, "{owner:?} on {me:?}, {max} waiters");
                     views.push(one);
                 }

@@ -16,7 +16,6 @@
 //! transaction still running may hold a smaller id than one committed: the log is read only
 //! up to a horizon ([`Horizon`]) below every running writer's id.
 
-use chrono::{DateTime, Utc};
 use postgres::types::{FromSql, ToSql};
 use postgres::Row;
 
@@ -25,12 +24,10 @@ use super::pipeline::{Held, Sent};
 use super::{describe, storage, Connection, Horizon, LogKeys};
 use crate::backend::rows::{self, Columns};
 use crate::backend::sql::{self, Driver as _, Param, Upsert};
-use crate::backend::{AcquireView, Unleased};
-use crate::records::identity::UserId;
-use crate::records::lock::{FencingToken, NodeId};
+use crate::backend::{AcquireView, Acquiring, Unleased};
+use crate::records::lock::FencingToken;
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
-use crate::values::names::LockName;
 
 pub(super) struct PostgresTx<'a> {
     conn: &'a mut Connection,
@@ -307,22 +304,15 @@ impl sql::Driver for PostgresTx<'_> {
         ))
     }
 
-    fn acquire_view(
-        &mut self,
-        name: &LockName,
-        owner: UserId,
-        me: NodeId,
-        now: DateTime<Utc>,
-        max: usize,
-    ) -> Result<Option<AcquireView>> {
+    fn acquire_view(&mut self, of: &Acquiring) -> Result<Option<AcquireView>> {
         let read = self.query(
             ACQUIRE_VIEW,
             &[
-                Param::Text(name.as_str()),
-                Param::Bytes(me.0.as_bytes()),
-                Param::Int(rows::nanos(now)),
-                Param::Int(rows::sql_limit(max)),
-                Param::Bytes(&rows::id(owner.0)),
+                Param::Text(of.name.as_str()),
+                Param::Bytes(of.me.0.as_bytes()),
+                Param::Int(rows::nanos(of.now)),
+                Param::Int(rows::sql_limit(of.max_waiters)),
+                Param::Bytes(&rows::id(of.owner.0)),
             ],
         )?;
         let first = read.first().ok_or_else(|| rows::corrupt("acquire view"))?;
