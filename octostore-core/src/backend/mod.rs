@@ -312,7 +312,7 @@ impl AcquireView {
 }
 
 impl Unleased {
-    /// As [`queue_of`](Tx::queue_of) (at most `max` waiters) and
+    /// As [`queue_of`](Tx::queue_of) (at most `of.max_waiters`) and
     /// [`count_leases_of`](Tx::count_leases_of) answer.
     pub fn read(tx: &mut (impl Tx + ?Sized), of: &Acquiring) -> Result<Self> {
         Ok(Self {

@@ -199,6 +199,11 @@ fn u64_at(row: &dyn Columns, i: usize) -> Result<u64> {
     u64::try_from(row.int(i)?).map_err(|_| corrupt("number"))
 }
 
+/// A fencing token, from its column at `i`.
+pub(crate) fn fencing_token_at(row: &dyn Columns, i: usize) -> Result<FencingToken> {
+    u64_at(row, i).map(FencingToken)
+}
+
 /// `max` as a SQL `LIMIT`.
 pub(crate) fn sql_limit(max: usize) -> i64 {
     i64::try_from(max).unwrap_or(i64::MAX)
@@ -261,7 +266,7 @@ pub(crate) fn lease(row: &dyn Columns) -> Result<LeaseRecord> {
             .map(|c| ClientId::parse(&c).map_err(|_| corrupt("client id")))
             .transpose()?,
         lease_id: LeaseId(uuid_at(row, 3)?),
-        fencing_token: FencingToken(u64_at(row, 4)?),
+        fencing_token: fencing_token_at(row, 4)?,
         expires_at: instant_at(row, 5)?,
     })
 }

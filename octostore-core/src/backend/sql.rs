@@ -169,7 +169,13 @@ pub(crate) fn with_index<'a>(params: &[Param<'a>; 10], index: i64) -> [Param<'a>
 /// The count a `SELECT COUNT(*) … WHERE owner = $1` answers.
 fn count(driver: &mut impl Driver, sql: &'static str, owner: UserId) -> Result<usize> {
     let n = driver.row(sql, &[Bytes(&id(owner.0))], |row| row.int(0))?;
-    Ok(rows::count(n.ok_or_else(|| rows::corrupt("count"))?)? + driver.count_slack())
+    owner_count(driver, n.ok_or_else(|| rows::corrupt("count"))?)
+}
+
+/// An owner's count of records, `stored`, as a transaction answers it: padded by the
+/// driver's [`count_slack`](Driver::count_slack).
+pub(crate) fn owner_count(driver: &impl Driver, stored: i64) -> Result<usize> {
+    Ok(rows::count(stored)? + driver.count_slack())
 }
 
 impl<D: Driver> Tx for D {

@@ -47,13 +47,12 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use postgres::error::SqlState;
 use postgres::{Client, Statement};
-
-use pipeline::Sent;
 use rand::Rng;
 
 use super::{Backend, Concurrency, Key, Keys, Listener, Tx};
 use crate::values::clock::{Clock, Timestamp};
 use crate::values::error::{Error, Result};
+use pipeline::Sent;
 
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 

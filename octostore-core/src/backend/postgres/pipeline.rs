@@ -175,6 +175,9 @@ fn after<T>(
     held: Vec<Held>,
     last: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Sent> {
+    if held.is_empty() {
+        return block_on(runtime, socket, last).map_err(Sent::Last);
+    }
     let writes = join_all(held.iter().map(|write| {
         let params = write.values.iter().map(Value::as_sql);
         client.execute_raw(&write.statement, params)

@@ -331,25 +331,18 @@ impl sql::Driver for PostgresTx<'_> {
             lease: None,
             unleased: Some(Unleased {
                 first_waiters,
-                leases_of_owner: rows::count(first.int(3)?)? + self.count_padding,
-                fencing_token: Some(fencing_token(first.int(4)?)?),
+                leases_of_owner: sql::owner_count(self, first.int(3)?)?,
+                fencing_token: Some(rows::fencing_token_at(first, 4)?),
             }),
         }))
     }
 
     fn next_fencing_token(&mut self) -> Result<FencingToken> {
-        let token = self
-            .row("SELECT nextval('fencing_tokens')", &[], |row| row.int(0))?
-            .ok_or_else(|| rows::corrupt("fencing token"))?;
-        fencing_token(token)
+        self.row("SELECT nextval('fencing_tokens')", &[], |row| {
+            rows::fencing_token_at(row, 0)
+        })?
+        .ok_or_else(|| rows::corrupt("fencing token"))
     }
-}
-
-/// A fencing token as the sequence hands it out.
-fn fencing_token(stored: i64) -> Result<FencingToken> {
-    u64::try_from(stored)
-        .map(FencingToken)
-        .map_err(|_| rows::corrupt("fencing token"))
 }
 
 fn column<'a, T: FromSql<'a>>(row: &'a Row, i: usize) -> Result<T> {
